@@ -1,0 +1,61 @@
+"""Small attention blocks written out by hand: static shapes, ONNX-friendly, no value branching."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+MASKED = -1e4  # additive score for invalid ring slots; finite so fp16 softmax stays NaN-free
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of queries [B, Nq, D] over keys/values [B, Nk, D] -> [B, Nq, D].
+
+    ``key_valid`` [B, Nk] (1 = attend, 0 = ignore) is optional.
+    """
+
+    def __init__(self, *, width: int, heads: int) -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} is not divisible by heads {heads}")
+        self.heads = heads
+        self.q = nn.Linear(width, width)
+        self.kv = nn.Linear(width, 2 * width)
+        self.out = nn.Linear(width, width)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, key_valid: torch.Tensor | None = None) -> torch.Tensor:
+        b, nq, d = query.shape
+        nk = keys.shape[1]
+        h = self.heads
+        q = self.q(query).reshape(b, nq, h, d // h).transpose(1, 2)  # [B, h, Nq, d/h]
+        k, v = self.kv(keys).reshape(b, nk, 2, h, d // h).permute(2, 0, 3, 1, 4)  # each [B, h, Nk, d/h]
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(d // h)
+        if key_valid is not None:
+            scores = scores + (1.0 - key_valid[:, None, None, :]) * MASKED
+        attn = torch.softmax(scores, dim=-1)
+        out = torch.matmul(attn, v).transpose(1, 2).reshape(b, nq, d)
+        return self.out(out)
+
+
+class AttentionPool(nn.Module):
+    """Learned attention pooling of a masked set of text points into one point of the same space.
+
+    The output is a convex combination of the inputs (no value projection), so a pooled text is
+    still a point in the text space. Inputs: items [B, N, D], valid [B, N], context [B, D]
+    (the audio token, which steers the query). Output: [B, D].
+    """
+
+    def __init__(self, *, width: int) -> None:
+        super().__init__()
+        self.query = nn.Parameter(torch.zeros(width))
+        self.from_context = nn.Linear(width, width)
+        self.key = nn.Linear(width, width)
+        self.scale = 1.0 / math.sqrt(width)
+
+    def forward(self, items: torch.Tensor, valid: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        q = self.query + self.from_context(context)  # [B, D]
+        scores = torch.einsum("bd,bnd->bn", q, self.key(items)) * self.scale
+        weights = torch.softmax(scores + (1.0 - valid) * MASKED, dim=-1)
+        return torch.einsum("bn,bnd->bd", weights, items)
