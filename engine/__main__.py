@@ -1,0 +1,198 @@
+"""icf-engine: export, build, check and describe inference artifacts of ICF networks.
+
+  icf-engine export --weights ckpt.safetensors --out out/engine      # ONNX + sidecar, verified
+  icf-engine export --model icf-lite --out out/engine                # fresh registry model (+ its weights)
+  icf-engine build --onnx out/engine/icf-lite.onnx --precision fp16 --out out/engine/icf-lite-fp16.plan
+  icf-engine build --via torch-tensorrt --onnx out/engine/icf-lite.onnx --precision fp16 --out out/engine/icf-lite.ep
+  icf-engine check --artifact out/engine/icf-lite.onnx --backend onnxruntime
+  icf-engine info out/engine/icf-lite.onnx
+Exit codes: 0 success, 1 a check failed, 2 bad input or a missing dependency (message says which).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import spec
+
+EPILOG = "Artifacts carry a sidecar JSON (same stem) that the runtime reads; see the Engine section of README.md."
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_checkpoint, export_model
+
+    kw = dict(opset=args.opset, exporter=args.exporter, tol=args.tol)
+    if args.stem:
+        kw["stem"] = args.stem
+    if args.weights:
+        path = export_checkpoint(args.weights, args.out, **kw)
+    else:
+        path = export_model(args.model, args.out, seed=args.seed, **kw)
+    doc = spec.read_sidecar(path)
+    parity = doc["parity"]
+    print(f"exported {path} ({doc['onnx']['bytes'] / 1e6:.1f} MB, opset {doc['onnx']['opset']}, {doc['onnx']['exporter']} exporter)")
+    print(f"sidecar  {spec.sidecar_path(path)}")
+    print(f"sha256   {doc['onnx']['sha256']}")
+    print(f"checked  onnx.checker OK; ONNX Runtime vs torch on {len(parity['frames'])} frames: "
+          f"max abs logit diff {parity['max_abs_logit_diff']:.2e} (<= {parity['tolerance']:g})")
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from .trt_common import INSTALL_HELP, tensorrt_installed
+
+    if not tensorrt_installed():
+        print(f"icf-engine build: {INSTALL_HELP}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    if args.via == "torch-tensorrt":
+        from .trt_torch import compile_torch_tensorrt
+
+        source = args.onnx or args.weights
+        if not source:
+            print("icf-engine build --via torch-tensorrt: give --onnx FILE (its sidecar names the checkpoint) or --weights CKPT", file=sys.stderr)
+            return 2
+        path = compile_torch_tensorrt(source, out, precision=args.precision, workspace_gb=args.workspace_gb,
+                                      weights=args.weights if args.onnx else None)
+    else:
+        if not args.onnx:
+            print("icf-engine build: --onnx FILE is required (export one with `icf-engine export`)", file=sys.stderr)
+            return 2
+        from .trt_build import build_engine
+
+        path = build_engine(args.onnx, out, precision=args.precision, workspace_gb=args.workspace_gb,
+                            calib_data=args.calib_data, calib_frames=args.calib_frames, timing_cache=args.timing_cache)
+    print(f"built {path} (+ {spec.sidecar_path(path).name})")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .check import check, format_report
+
+    options = {k: v for k, v in dict(precision=args.precision, mode=args.mode, device=args.device, threads=args.threads).items() if v}
+    report = check(args.artifact, args.backend, weights=args.weights, random_frames=args.random_frames,
+                   synthetic_frames=args.synthetic_frames, seed=args.seed, **options)
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return 0 if report["passed"] else 1
+
+
+def _info(args: argparse.Namespace) -> int:
+    path = Path(args.artifact)
+    if path.suffix == ".safetensors":
+        import model
+
+        cfg = model.read_checkpoint_config(path).to_dict()
+        doc = spec.base_sidecar("checkpoint", cfg, [0, 0, 0], [1, 1, 1])
+        doc["pixel_normalisation"] = "applied inside the network (values depend on the backbone; see an export sidecar)"
+        integrity = f"sha256 {spec.file_sha256(path)}"
+    else:
+        doc = spec.read_sidecar(path)
+        try:
+            if doc["kind"] == "onnx":
+                spec.verify_onnx(path, doc)
+            else:
+                section = {"tensorrt-plan": ("tensorrt", "plan_sha256"), "torch-tensorrt": ("torch_tensorrt", "program_sha256")}[doc["kind"]]
+                spec.verify_sha(path, doc[section[0]][section[1]], doc["kind"])
+            integrity = "OK (sha256 and I/O match the sidecar)"
+        except spec.ArtifactError as exc:
+            integrity = f"FAILED: {exc}"
+    if args.json:
+        print(json.dumps({"integrity": integrity, **doc}, indent=2, default=str))
+        return 0 if not integrity.startswith("FAILED") else 2
+    cfg = doc["model"]["config"]
+    print(f"{path}: {doc['kind']} artifact of model '{doc['model']['name']}'")
+    print(f"  integrity : {integrity}")
+    print(f"  network   : backbone {cfg['backbone']}, width {cfg['width']}, image {cfg['image_size']}, "
+          f"{'semantic' if cfg.get('semantic') else 'binary'} head, rings Nf={cfg['frame_ring']} Ns={cfg['segment_ring']}")
+    for side in ("inputs", "outputs"):
+        print(f"  {side:<10}: " + ", ".join(f"{e['name']} {e['shape']} {e['dtype']}" for e in doc[side]))
+    pn = doc["pixel_normalisation"]
+    print(f"  pixels    : {pn['description']} (mean {pn['mean']}, std {pn['std']})" if isinstance(pn, dict) else f"  pixels    : {pn}")
+    print(f"  concepts  : {len(doc['concepts'])}: {', '.join(doc['concepts'])}")
+    if doc.get("checkpoint"):
+        print(f"  checkpoint: {doc['checkpoint']['path']} (sha256 {doc['checkpoint']['sha256'][:16]}...)")
+    for section in ("onnx", "tensorrt", "torch_tensorrt", "parity"):
+        if section in doc:
+            print(f"  {section:<10}: {json.dumps(doc[section], default=str)}")
+    print(f"  tools     : {', '.join(f'{k} {v}' for k, v in doc['tools'].items())}")
+    return 0 if not integrity.startswith("FAILED") else 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="icf-engine", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("export", help="write step() as one static-shape ONNX file + sidecar JSON, verified against torch")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--weights", metavar="CKPT", help="ICF checkpoint (.safetensors) to export")
+    src.add_argument("--model", metavar="NAME", help="registry model to build fresh (icf-tiny, icf-lite, icf-r50); its weights are saved beside")
+    e.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    e.add_argument("--stem", help="file stem (default: the model name)")
+    e.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
+    e.add_argument("--exporter", choices=("auto", "torchscript", "dynamo"), default="auto",
+                   help="auto: TorchScript exporter, falling back to dynamo if it fails (default)")
+    e.add_argument("--seed", type=int, default=0, help="init seed for --model (default 0)")
+    e.add_argument("--tol", type=float, default=1e-4, help="max abs diff allowed between ONNX Runtime and torch (default 1e-4)")
+    e.set_defaults(func=_export)
+
+    b = sub.add_parser("build", help="build a TensorRT engine (.plan) or a torch-tensorrt program (.ep); needs TensorRT + CUDA")
+    b.add_argument("--onnx", metavar="FILE", help="exported ONNX (its sidecar must be beside it)")
+    b.add_argument("--weights", metavar="CKPT", help="with --via torch-tensorrt: checkpoint to compile (instead of the one the ONNX records)")
+    b.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default="fp16", help="default fp16")
+    b.add_argument("--out", required=True, metavar="FILE", help="output .plan (or .ep with --via torch-tensorrt)")
+    b.add_argument("--via", choices=("tensorrt", "torch-tensorrt"), default="tensorrt", help="TensorRT ONNX parser (default) or torch-tensorrt dynamo")
+    b.add_argument("--calib-data", default="auto", metavar="SPEC",
+                   help="int8 calibration frames: auto (synthavs if importable, else built-in synthetic scenes), synthetic, random, FILE.npz, DIR, or module:function")
+    b.add_argument("--calib-frames", type=int, default=256, metavar="N", help="int8 calibration frames (default 256)")
+    b.add_argument("--workspace-gb", type=float, default=4.0, help="TensorRT workspace memory pool limit in GiB (default 4)")
+    b.add_argument("--timing-cache", metavar="FILE", help="TensorRT timing cache to read and update (speeds up rebuilds)")
+    b.set_defaults(func=_build)
+
+    c = sub.add_parser("check", help="compare a backend with the torch fp32 reference; non-zero exit on failure")
+    c.add_argument("--artifact", required=True, help=".onnx, .plan, .ep or .safetensors")
+    c.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt", "torch-tensorrt"))
+    c.add_argument("--weights", metavar="CKPT", help="reference checkpoint (default: the one the sidecar records)")
+    c.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16", "int8"),
+                   help="backend precision: torch fp32/tf32/fp16/bf16; tensorrt (built through the cache) fp32/fp16/bf16/int8")
+    c.add_argument("--mode", choices=("eager", "compile", "cudagraph"), help="torch backend mode")
+    c.add_argument("--device", help="cpu | cuda (torch), cpu | cuda | tensorrt (onnxruntime EP)")
+    c.add_argument("--threads", type=int, help="CPU threads (onnxruntime intra-op / torch)")
+    c.add_argument("--random-frames", type=int, default=3)
+    c.add_argument("--synthetic-frames", type=int, default=8)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
+    c.set_defaults(func=_check)
+
+    i = sub.add_parser("info", help="say what an artifact is, and whether it matches its sidecar")
+    i.add_argument("artifact")
+    i.add_argument("--json", action="store_true", help="print the sidecar (+ integrity) as JSON")
+    i.set_defaults(func=_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="icf-engine: %(message)s")
+    from .export import ExportError
+    from .trt_build import BuildError
+    from .trt_common import TensorRTUnavailable
+
+    try:
+        return args.func(args)
+    except (ExportError, BuildError) as exc:  # the tool ran and the result is not good enough
+        print(f"icf-engine {args.command}: FAILED: {exc}", file=sys.stderr)
+        return 1
+    except (spec.ArtifactError, TensorRTUnavailable, FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"icf-engine {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

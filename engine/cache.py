@@ -1,0 +1,99 @@
+"""Build once, reuse: TensorRT engines and checkpoint exports in a cache folder.
+
+Folder: $ICF_ENGINE_CACHE, else ~/.cache/icf-avs/engines.
+- engines: ``<onnx sha256[:16]>-<precision>-trt<version>-<gpu>/<model>.plan`` (+ .json); the key is
+  (ONNX sha256, precision, TensorRT version, GPU name) because a plan is only valid for exactly that;
+- one timing cache per (TensorRT version, GPU) shared by all builds, so rebuilds are faster;
+- ONNX exports of checkpoints: ``onnx/<checkpoint sha256[:16]>/<model>.onnx`` (+ .json).
+A file lock per entry makes concurrent processes (two streams starting together) build only once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from . import spec
+
+log = logging.getLogger("icf.engine")
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("ICF_ENGINE_CACHE") or Path.home() / ".cache" / "icf-avs" / "engines"
+    return Path(root)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # blocks while another process builds this entry
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _valid(artifact: Path, sha_of: tuple[str, str]) -> bool:
+    """True if artifact + sidecar exist and the artifact's bytes match the sidecar."""
+    if not artifact.is_file():
+        return False
+    try:
+        doc = spec.read_sidecar(artifact)
+        return spec.file_sha256(artifact) == doc[sha_of[0]][sha_of[1]]
+    except (spec.ArtifactError, KeyError):
+        return False
+
+
+def plan_key(onnx_sha256: str, precision: str, trt_version: str, gpu_name: str) -> str:
+    from .trt_common import slug
+
+    return f"{onnx_sha256[:16]}-{precision}-trt{trt_version}-{slug(gpu_name)}"
+
+
+def get_or_build(onnx_path: str | Path, precision: str = "fp16", *, root: str | Path | None = None, **build_kw: Any) -> Path:
+    """The cached TensorRT plan for this ONNX at this precision on this GPU + TensorRT; built if absent.
+
+    build_kw go to engine.trt_build.build_engine (workspace_gb, calib_data, calib_frames).
+    """
+    from .trt_build import build_engine
+    from .trt_common import gpu_identity, import_tensorrt, slug
+
+    trt = import_tensorrt()
+    onnx_path = Path(onnx_path)
+    doc = spec.read_sidecar(onnx_path)
+    spec.verify_onnx(onnx_path, doc)
+    gpu = gpu_identity()
+    base = Path(root) if root else cache_dir()
+    folder = base / plan_key(doc["onnx"]["sha256"], precision, trt.__version__, gpu["gpu_name"])
+    plan = folder / f"{onnx_path.stem}.plan"
+    with _locked(folder):
+        if _valid(plan, ("tensorrt", "plan_sha256")):
+            log.info("engine cache hit: %s", plan)
+            return plan
+        log.info("engine cache miss: building %s (%s) for %s; this takes a while once", plan, precision, gpu["gpu_name"])
+        timing = base / f"timing-trt{trt.__version__}-{slug(gpu['gpu_name'])}.cache"
+        with _locked(base / ".timing"):  # the timing cache file is shared by every build on this GPU
+            build_engine(onnx_path, plan, precision=precision, timing_cache=timing, **build_kw)
+    return plan
+
+
+def onnx_for_checkpoint(checkpoint: str | Path, *, root: str | Path | None = None) -> Path:
+    """An exported, verified ONNX of a .safetensors checkpoint, exported on first use."""
+    from .export import export_checkpoint
+
+    checkpoint = Path(checkpoint)
+    sha = spec.file_sha256(checkpoint)
+    folder = (Path(root) if root else cache_dir()) / "onnx" / sha[:16]
+    with _locked(folder):
+        for existing in sorted(folder.glob("*.onnx")):
+            if _valid(existing, ("onnx", "sha256")) and (spec.read_sidecar(existing).get("checkpoint") or {}).get("sha256") == sha:
+                log.info("ONNX cache hit: %s", existing)
+                return existing
+        log.info("ONNX cache miss: exporting %s into %s", checkpoint, folder)
+        return export_checkpoint(checkpoint, folder)

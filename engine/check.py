@@ -1,0 +1,137 @@
+"""Compare any backend with the torch fp32 reference on random and synthetic frames.
+
+Thresholds (what "passes" means):
+- fp32: max abs logit difference (mask_logits, concept_logits) <= 1e-4;
+- tf32 / fp16 / bf16: pooled mask IoU >= 0.99 (exact logits are not expected at reduced precision);
+- int8: pooled mask IoU >= 0.95 (our choice: entropy-calibrated INT8 is lossier still).
+Masks are logits > 0 for binary heads and the argmax class for semantic heads. The reference
+rolls the ring state on the synthetic sequence, and both sides see the identical inputs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import runtime, spec
+from .export import compare
+from .inputs import random_inputs, synthetic_sequence
+from .torch_backend import load_reference_net
+
+LOGIT_TOL = 1e-4
+IOU_MIN = {"tf32": 0.99, "fp16": 0.99, "bf16": 0.99, "int8": 0.95}
+
+
+def masks(logits: np.ndarray) -> np.ndarray:
+    """[1, C, H, W] logits -> [H, W] integer mask (binary: logits > 0; semantic: argmax class)."""
+    return (logits[0, 0] > 0).astype(np.int64) if logits.shape[1] == 1 else logits[0].argmax(axis=0)
+
+
+class IoU:
+    """Pooled IoU over frames (per class for semantic masks, then averaged over classes seen)."""
+
+    def __init__(self) -> None:
+        self.inter: dict[int, int] = {}
+        self.union: dict[int, int] = {}
+        self.frames: list[float] = []
+
+    def add(self, ref: np.ndarray, got: np.ndarray) -> None:
+        a, b = masks(ref), masks(got)
+        classes = [1] if ref.shape[1] == 1 else sorted(set(np.unique(a)) | set(np.unique(b)))
+        per = []
+        for c in classes:
+            i, u = int(np.sum((a == c) & (b == c))), int(np.sum((a == c) | (b == c)))
+            self.inter[c] = self.inter.get(c, 0) + i
+            self.union[c] = self.union.get(c, 0) + u
+            per.append(1.0 if u == 0 else i / u)  # both empty: they agree
+        self.frames.append(float(np.mean(per)))
+
+    def pooled(self) -> float:
+        vals = [1.0 if self.union[c] == 0 else self.inter[c] / self.union[c] for c in self.union]
+        return float(np.mean(vals)) if vals else 1.0
+
+
+def check(
+    artifact: str | Path,
+    backend: str = "auto",
+    *,
+    weights: str | Path | None = None,
+    random_frames: int = 3,
+    synthetic_frames: int = 8,
+    seed: int = 0,
+    **options: Any,
+) -> dict[str, Any]:
+    """Runs the comparison; returns a report dict with ``passed`` and the numbers behind it."""
+    import torch
+
+    cand = runtime.load(artifact, backend, **options)
+    ref_net, _, ckpt = load_reference_net(artifact, weights)
+    ref_net = ref_net.float().cpu().eval()
+
+    def ref_step(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            outs = ref_net(*(torch.from_numpy(inputs[n]) for n in spec.INPUT_NAMES))
+        return {n: o.numpy() for n, o in zip(spec.OUTPUT_NAMES, outs)}
+
+    rng = np.random.default_rng(seed)
+    cases = [("random", random_inputs(cand.input_specs, rng)) for _ in range(random_frames)]
+    cases += [("synthetic", x) for x in synthetic_sequence(cand.input_specs, synthetic_frames, rng, step=ref_step, frames_per_segment=3)]
+    worst = {kind: dict.fromkeys(spec.OUTPUT_NAMES, 0.0) for kind in ("random", "synthetic")}
+    ious = {"random": IoU(), "synthetic": IoU(), "all": IoU()}
+    latencies = []
+    for kind, inputs in cases:
+        ref = ref_step(inputs)
+        t0 = time.perf_counter()
+        got = cand.infer(inputs)
+        latencies.append(time.perf_counter() - t0)
+        for name, diff in compare(ref, got).items():
+            worst[kind][name] = max(worst[kind][name], diff)
+        ious[kind].add(ref["mask_logits"], got["mask_logits"])
+        ious["all"].add(ref["mask_logits"], got["mask_logits"])
+
+    all_diff = {n: max(worst["random"][n], worst["synthetic"][n]) for n in spec.OUTPUT_NAMES}
+    logit_diff = max(all_diff[n] for n in spec.LOGIT_NAMES)
+    iou = ious["all"].pooled()
+    precision = cand.precision
+    if precision == "fp32":
+        rule = f"max abs logit diff <= {LOGIT_TOL:g}"
+        passed = logit_diff <= LOGIT_TOL  # False for NaN too
+    else:
+        rule = f"pooled mask IoU >= {IOU_MIN[precision]}"
+        passed = iou >= IOU_MIN[precision]
+    report = {
+        "passed": bool(passed),
+        "rule": rule,
+        "backend": cand.info(),
+        "reference": {"backend": "torch eager fp32 CPU", "checkpoint": str(ckpt)},
+        "frames": {"random": random_frames, "synthetic": synthetic_frames},
+        "max_abs_logit_diff": logit_diff,
+        "max_abs_diff": {"random": worst["random"], "synthetic": worst["synthetic"]},
+        "mask_iou": {"pooled": iou, "random": ious["random"].pooled(), "synthetic": ious["synthetic"].pooled(),
+                     "min_frame": min(ious["all"].frames)},
+        "candidate_p50_ms_incl_first": float(np.median(latencies) * 1e3),
+    }
+    cand.close()
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    b = report["backend"]
+    lines = [
+        f"backend   {b['backend']} on {b['device']} ({b['precision']}) - {b['reason']}",
+        f"artifact  {b['artifact']}",
+        f"reference {report['reference']['backend']} from {report['reference']['checkpoint']}",
+        f"{'frames':<10} {'mask_logits':>12} {'concept_logits':>15} {'frame_text':>11} {'segment_text':>13} {'mask IoU':>9}",
+    ]
+    for kind in ("random", "synthetic"):
+        d = report["max_abs_diff"][kind]
+        lines.append(
+            f"{kind:<10} {d['mask_logits']:>12.2e} {d['concept_logits']:>15.2e} {d['frame_text']:>11.2e} "
+            f"{d['segment_text']:>13.2e} {report['mask_iou'][kind]:>9.4f}"
+        )
+    lines.append(f"max abs logit diff {report['max_abs_logit_diff']:.2e}; pooled mask IoU {report['mask_iou']['pooled']:.4f}")
+    lines.append(f"{'PASS' if report['passed'] else 'FAIL'}: {report['rule']}")
+    return "\n".join(lines)

@@ -1,0 +1,91 @@
+"""ONNX Runtime backend: CPU EP by default; CUDA / TensorRT EPs when the installed build has them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backend import Backend
+from .spec import OUTPUT_NAMES, ArtifactError, read_sidecar, verify_onnx
+
+log = logging.getLogger("icf.engine")
+
+DEVICE_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+class OrtBackend(Backend):
+    """``device``: cpu | cuda | tensorrt (EP names) ; ``threads``: intra-op threads (CPU EP).
+
+    ``precision`` fp16 is only honoured by the TensorRT EP (trt_fp16_enable); CPU/CUDA run fp32.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        artifact: str | Path,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        precision: str = "fp32",
+        trt_cache_dir: str | None = None,
+        reason: str = "requested backend=onnxruntime",
+        verify: bool = True,
+    ) -> None:
+        import onnxruntime as ort
+
+        artifact = Path(artifact)
+        if artifact.suffix != ".onnx":
+            raise ArtifactError(f"the onnxruntime backend runs .onnx files, not {artifact.name}; export one with `icf-engine export`")
+        sidecar = read_sidecar(artifact)
+        if verify:
+            verify_onnx(artifact, sidecar)
+        if device not in DEVICE_PROVIDERS:
+            raise ValueError(f"onnxruntime device must be one of {sorted(DEVICE_PROVIDERS)}, not {device!r}")
+        if precision != "fp32" and device != "tensorrt":
+            raise ValueError(f"onnxruntime runs the fp32 graph on {device}; precision {precision!r} needs device='tensorrt' or the tensorrt backend")
+        available = ort.get_available_providers()
+        wanted = DEVICE_PROVIDERS[device]
+        if wanted[0] not in available:
+            raise RuntimeError(
+                f"ONNX Runtime here has no {wanted[0]} (available: {available}); install onnxruntime-gpu on a CUDA machine "
+                f"for device='{device}', or use device='cpu'"
+            )
+        providers: list[Any] = []
+        for p in wanted:
+            if p not in available:
+                continue
+            if p == "TensorrtExecutionProvider":
+                opts = {"trt_fp16_enable": precision == "fp16", "trt_engine_cache_enable": bool(trt_cache_dir)}
+                if trt_cache_dir:
+                    opts["trt_engine_cache_path"] = trt_cache_dir
+                providers.append((p, opts))
+            else:
+                providers.append(p)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            so.intra_op_num_threads = int(threads)
+            so.inter_op_num_threads = 1  # one graph at a time; extra pools only add contention
+        self._session = ort.InferenceSession(str(artifact), so, providers=providers)
+        self.threads = threads
+        super().__init__(artifact=artifact, sidecar=sidecar, device=device, precision=precision, reason=reason)
+        got = [i.name for i in self._session.get_inputs()]
+        if got != list(self.input_specs):
+            raise ArtifactError(f"{artifact}: session inputs {got} differ from the sidecar's {list(self.input_specs)}; re-export")
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._as_outputs(self._session.run(list(OUTPUT_NAMES), inputs))
+
+    def _extra_info(self) -> dict[str, Any]:
+        return {"providers": self._session.get_providers(), "threads": self.threads}
+
+    def close(self) -> None:
+        self._session = None

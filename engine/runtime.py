@@ -1,0 +1,158 @@
+"""One entry point for every backend: ``load(artifact, backend="auto", **options) -> Backend``.
+
+Artifacts: ``.onnx`` (+ sidecar), ``.plan`` (+ sidecar), ``.ep`` (torch-tensorrt, + sidecar), or a
+``.safetensors`` checkpoint (torch backend directly; other backends export it to the cache first).
+
+Backends and their options:
+- ``onnxruntime``: device=cpu|cuda|tensorrt, threads=N (intra-op), precision (fp16 only via the TRT EP)
+- ``torch``: mode=eager|compile|cudagraph, device, precision=fp32|fp16|bf16, threads, weights, channels_last
+- ``tensorrt``: cuda_graph=True|False (a .plan; an .onnx/.safetensors is built through engine.cache)
+- ``torch-tensorrt``: an .ep from ``icf-engine build --via torch-tensorrt``
+``auto`` picks tensorrt (installed + CUDA + plan available or buildable), else torch cudagraph on a
+GPU, else onnxruntime on the CPU, and says why in ``info()["reason"]`` and a log line.
+
+Reading an .onnx/.plan needs neither model/ nor training/: everything comes from the sidecar.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+from .backend import Backend
+from .spec import ArtifactError, read_sidecar
+
+log = logging.getLogger("icf.engine")
+
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt", "torch-tensorrt")
+ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
+KINDS = {".onnx": "onnx", ".plan": "plan", ".engine": "plan", ".ep": "torch-tensorrt", ".safetensors": "checkpoint"}
+
+__all__ = ["Backend", "load", "choose", "cuda_available", "BACKENDS"]
+
+
+def artifact_kind(path: Path) -> str:
+    if path.suffix not in KINDS:
+        raise ArtifactError(f"{path}: unknown artifact type '{path.suffix}'; expected one of {sorted(KINDS)}")
+    if not path.is_file():
+        raise FileNotFoundError(f"artifact {path} does not exist")
+    return KINDS[path.suffix]
+
+
+def cuda_available() -> tuple[bool, str]:
+    """(available, description) without importing torch when it is not installed."""
+    if find_spec("torch") is None:
+        return False, "torch is not installed"
+    import torch
+
+    if not torch.cuda.is_available():
+        return False, f"torch {torch.__version__} sees no CUDA GPU"
+    return True, torch.cuda.get_device_name(0)
+
+
+def choose(artifact: Path, options: dict[str, Any]) -> tuple[str, Path, str, dict[str, Any]]:
+    """(backend, artifact to load, reason, default options) for backend='auto'."""
+    from .trt_common import tensorrt_installed
+
+    kind = artifact_kind(artifact)
+    if kind == "plan":
+        return "tensorrt", artifact, "a TensorRT plan runs only on the tensorrt backend", {}
+    if kind == "torch-tensorrt":
+        return "torch-tensorrt", artifact, "a torch-tensorrt program runs only on the torch-tensorrt backend", {}
+    cuda, gpu = cuda_available()
+    precision = options.get("precision") or ("fp16" if cuda else "fp32")
+    if cuda and tensorrt_installed():
+        from . import cache
+
+        try:
+            onnx = artifact if kind == "onnx" else cache.onnx_for_checkpoint(artifact)
+            plan = cache.get_or_build(onnx, precision)
+            import tensorrt
+
+            return "tensorrt", plan, f"TensorRT {tensorrt.__version__} and a CUDA GPU ({gpu}) are present; {precision} engine {plan}", {}
+        except Exception as exc:  # a failed build must not stop the stream: fall back, and say why
+            log.warning("auto: TensorRT engine unavailable (%s); falling back", exc)
+            trt_note = f"TensorRT engine build/load failed ({type(exc).__name__}: {exc}); "
+    else:
+        trt_note = "" if not cuda else "TensorRT is not installed (pip install -e '.[trt]'); "
+    if cuda:
+        has_weights = kind == "checkpoint" or bool(read_sidecar(artifact).get("checkpoint"))
+        if has_weights:
+            reason = f"{trt_note}CUDA GPU {gpu}: torch CUDA-graph replay ({precision}) is the fastest remaining path"
+            return "torch", artifact, reason, {"mode": "cudagraph", "precision": precision}
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            reason = f"{trt_note}CUDA GPU {gpu}, but {artifact.name} records no checkpoint for torch: ONNX Runtime CUDA EP (fp32)"
+            return "onnxruntime", artifact, reason, {"device": "cuda", "precision": "fp32"}
+        reason = f"{trt_note}CUDA GPU {gpu}, but no checkpoint for torch and no ONNX Runtime CUDA EP: ONNX Runtime CPU (fp32)"
+        return "onnxruntime", artifact, reason, {"device": "cpu", "precision": "fp32"}
+    from . import cache
+
+    onnx = artifact if kind == "onnx" else cache.onnx_for_checkpoint(artifact)
+    reason = f"no CUDA GPU ({gpu}): ONNX Runtime CPU EP (fp32), the faster CPU path (it beats eager torch at batch 1 on CPU)"
+    return "onnxruntime", onnx, reason, {"device": "cpu", "precision": "fp32"}
+
+
+def load(artifact: str | Path, backend: str = "auto", **options: Any) -> Backend:
+    """Opens ``artifact`` on ``backend``; see the module docstring for options. Logs what it chose."""
+    path = Path(artifact)
+    backend = ALIASES.get(backend, backend)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    kind = artifact_kind(path)
+    if backend == "auto":
+        backend, path, reason, chosen = choose(path, options)
+        # What auto decided (mode, device, precision) wins over generic hints it already used.
+        options = {**{k: v for k, v in options.items() if v is not None}, **chosen}
+    else:
+        reason = f"requested backend={backend}"
+        path = _artifact_for(backend, path, kind, options)
+    cls = _backend_class(backend)
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "artifact"}
+    ignored = sorted(set(options) - accepted)
+    if ignored and reason.startswith("requested"):
+        raise TypeError(f"backend {backend!r} does not take option(s) {ignored}; it takes {sorted(accepted - {'reason'})}")
+    if ignored:
+        log.info("auto chose %s, which ignores option(s) %s", backend, ignored)
+    instance = cls(path, reason=reason, **{k: v for k, v in options.items() if k in accepted})
+    log.info("engine: %s on %s (%s) for %s: %s", instance.name, instance.device, instance.precision, path.name, reason)
+    return instance
+
+
+def _artifact_for(backend: str, path: Path, kind: str, options: dict[str, Any]) -> Path:
+    """What an explicitly chosen backend actually loads (exporting / building through the cache)."""
+    from . import cache
+
+    if backend == "onnxruntime":
+        if kind == "checkpoint":
+            return cache.onnx_for_checkpoint(path)
+        if kind != "onnx":
+            raise ArtifactError(f"onnxruntime runs .onnx (or exports a .safetensors); {path.name} is a {kind}")
+    elif backend == "tensorrt" and kind in ("onnx", "checkpoint"):
+        onnx = path if kind == "onnx" else cache.onnx_for_checkpoint(path)
+        return cache.get_or_build(onnx, options.pop("precision", None) or "fp16")
+    elif backend == "torch" and kind not in ("onnx", "checkpoint", "plan", "torch-tensorrt"):
+        raise ArtifactError(f"the torch backend needs a checkpoint or an artifact that records one; {path.name} is a {kind}")
+    return path
+
+
+def _backend_class(backend: str) -> type[Backend]:
+    if backend == "onnxruntime":
+        from .ort_backend import OrtBackend
+
+        return OrtBackend
+    if backend == "torch":
+        from .torch_backend import TorchBackend
+
+        return TorchBackend
+    if backend == "tensorrt":
+        from .trt_backend import TensorRTBackend
+
+        return TensorRTBackend
+    from .trt_backend import TorchTensorRTBackend
+
+    return TorchTensorRTBackend

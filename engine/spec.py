@@ -1,0 +1,214 @@
+"""The artifact contract: tensor names, sidecar schema, integrity checks.
+
+Everything a runtime needs to use an exported artifact lives in its sidecar JSON (same stem,
+``.json``), so loading an ``.onnx`` or ``.plan`` needs neither ``model/`` nor ``training/``.
+This module imports only the standard library and NumPy (``onnx`` lazily, for graph checks).
+
+Tensor contract of ``step`` (B = 1, static shapes):
+  inputs  image [1, 3, H, W] f32 RGB in [0, 1] | audio [1, 15600] f32 16 kHz |
+          frame_ring [1, Nf, D] | frame_valid [1, Nf] | segment_ring [1, Ns, D] | segment_valid [1, Ns]
+  outputs mask_logits [1, C, H, W] (C = 1 binary, K + 1 semantic) | frame_text [1, D] |
+          segment_text [1, D] | concept_logits [1, K]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+INPUT_NAMES = ("image", "audio", "frame_ring", "frame_valid", "segment_ring", "segment_valid")
+OUTPUT_NAMES = ("mask_logits", "frame_text", "segment_text", "concept_logits")
+LOGIT_NAMES = ("mask_logits", "concept_logits")
+SIDECAR_FORMAT = "icf-engine/1"
+# One VGGish window (400 + 95 * 160 samples at 16 kHz); equals model.AUDIO_SAMPLES (a test pins it)
+# but is repeated here so that reading an artifact never imports torch or model/.
+AUDIO_SAMPLES = 15_600
+SAMPLE_RATE = 16_000
+PIXEL_DESCRIPTION = "RGB float32 in [0,1], NCHW, mean/std applied inside the graph"
+
+REQUIRED_KEYS = ("format", "kind", "model", "concepts", "inputs", "outputs", "pixel_normalisation", "tools")
+KIND_KEYS = {"onnx": ("onnx",), "tensorrt-plan": ("tensorrt",), "torch-tensorrt": ("torch_tensorrt",), "checkpoint": ()}
+
+Specs = dict[str, tuple[tuple[int, ...], np.dtype]]
+
+
+class ArtifactError(ValueError):
+    """An artifact or its sidecar is missing, tampered with, or does not fit this runtime."""
+
+
+def sidecar_path(artifact: str | Path) -> Path:
+    return Path(artifact).with_suffix(".json")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tool_versions(*extra: str) -> dict[str, str]:
+    """Installed versions of the packages that shape an artifact (missing ones are left out)."""
+    out = {"python": platform.python_version()}
+    for dist in ("torch", "onnx", "onnxruntime", "onnxscript", "numpy", "tensorrt", "torch_tensorrt", *extra):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def io_from_config(config: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+    """The static step I/O for a resolved ICF config dict (``ICFConfig.to_dict()``)."""
+    h, w = (int(v) for v in config["image_size"])
+    d, nf, ns = int(config["width"]), int(config["frame_ring"]), int(config["segment_ring"])
+    k = len(config["concepts"])
+    c = k + 1 if config.get("semantic") else 1
+    shapes_in = [(1, 3, h, w), (1, AUDIO_SAMPLES), (1, nf, d), (1, nf), (1, ns, d), (1, ns)]
+    shapes_out = [(1, c, h, w), (1, d), (1, d), (1, k)]
+    inputs = [{"name": n, "shape": list(s), "dtype": "float32"} for n, s in zip(INPUT_NAMES, shapes_in)]
+    outputs = [{"name": n, "shape": list(s), "dtype": "float32"} for n, s in zip(OUTPUT_NAMES, shapes_out)]
+    return inputs, outputs
+
+
+def specs_from(entries: list[dict]) -> Specs:
+    return {e["name"]: (tuple(int(v) for v in e["shape"]), np.dtype(e["dtype"])) for e in entries}
+
+
+def pixel_normalisation(mean: list[float], std: list[float]) -> dict[str, Any]:
+    return {
+        "description": PIXEL_DESCRIPTION,
+        "colour": "RGB",
+        "layout": "NCHW",
+        "dtype": "float32",
+        "range": [0.0, 1.0],
+        "mean": [round(float(v), 6) for v in mean],
+        "std": [round(float(v), 6) for v in std],
+        "applied": "inside the graph: (image - mean) / std",
+    }
+
+
+def base_sidecar(kind: str, config: dict[str, Any], mean: list[float], std: list[float]) -> dict[str, Any]:
+    """The part of every sidecar that describes the network (kind-specific keys are added by callers)."""
+    inputs, outputs = io_from_config(config)
+    return {
+        "format": SIDECAR_FORMAT,
+        "kind": kind,
+        "model": {"name": config["name"], "config": config},
+        "concepts": list(config["concepts"]),
+        "inputs": inputs,
+        "outputs": outputs,
+        "pixel_normalisation": pixel_normalisation(mean, std),
+        "audio": {"sample_rate": SAMPLE_RATE, "samples": AUDIO_SAMPLES, "range": [-1.0, 1.0]},
+        "state": {"frame_ring": int(config["frame_ring"]), "segment_ring": int(config["segment_ring"]), "width": int(config["width"])},
+        "tools": tool_versions(),
+    }
+
+
+def write_sidecar(artifact: str | Path, doc: dict[str, Any]) -> Path:
+    path = sidecar_path(artifact)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return path
+
+
+def read_sidecar(artifact: str | Path) -> dict[str, Any]:
+    """Reads and checks the sidecar's structure (not yet the artifact's hash; see verify_*)."""
+    path = sidecar_path(artifact)
+    if not path.is_file():
+        raise ArtifactError(
+            f"{artifact} has no sidecar {path.name}; artifacts are only usable with the JSON written beside them. "
+            f"Re-create it with `icf-engine export` (ONNX) or `icf-engine build` (TensorRT)."
+        )
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"sidecar {path} is not valid JSON ({exc}); re-export the artifact") from exc
+    missing = [k for k in REQUIRED_KEYS if k not in doc]
+    kind = doc.get("kind")
+    if kind not in KIND_KEYS:
+        raise ArtifactError(f"sidecar {path} has unknown kind {kind!r}; expected one of {sorted(KIND_KEYS)}")
+    missing += [k for k in KIND_KEYS[kind] if k not in doc]
+    if missing:
+        raise ArtifactError(f"sidecar {path} is missing required key(s) {missing}; it is incomplete or from another tool; re-export")
+    if doc["format"] != SIDECAR_FORMAT:
+        raise ArtifactError(f"sidecar {path} has format {doc['format']!r}, this runtime reads {SIDECAR_FORMAT!r}; re-export")
+    names_in = [e.get("name") for e in doc["inputs"]]
+    names_out = [e.get("name") for e in doc["outputs"]]
+    if tuple(names_in) != INPUT_NAMES or tuple(names_out) != OUTPUT_NAMES:
+        raise ArtifactError(
+            f"sidecar {path} declares inputs {names_in} / outputs {names_out}; the step contract is "
+            f"{list(INPUT_NAMES)} -> {list(OUTPUT_NAMES)}"
+        )
+    return doc
+
+
+def verify_sha(artifact: str | Path, expected: str, what: str) -> str:
+    actual = file_sha256(artifact)
+    if actual != expected:
+        raise ArtifactError(
+            f"{what} {artifact} does not match its sidecar: sha256 {actual[:16]}... but the sidecar records "
+            f"{expected[:16]}...; the file was modified or the sidecar belongs to another export. Re-export it."
+        )
+    return actual
+
+
+def onnx_graph_io(path: str | Path) -> tuple[Specs, Specs]:
+    """Input / output (shape, dtype) from the ONNX graph itself (weights are not needed for this)."""
+    import onnx
+    from onnx import helper
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inits = {i.name for i in graph.initializer}
+
+    def one(v) -> tuple[tuple[int, ...], np.dtype]:
+        t = v.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
+        return dims, np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type))
+
+    ins = {v.name: one(v) for v in graph.input if v.name not in inits}
+    outs = {v.name: one(v) for v in graph.output}
+    return ins, outs
+
+
+def verify_onnx(path: str | Path, doc: dict[str, Any]) -> None:
+    """Refuses an ONNX file whose bytes or I/O disagree with its sidecar."""
+    verify_sha(path, doc["onnx"]["sha256"], "ONNX file")
+    ins, outs = onnx_graph_io(path)
+    for side, graph, declared in (("input", ins, doc["inputs"]), ("output", outs, doc["outputs"])):
+        want = specs_from(declared)
+        if list(graph) != list(want):
+            raise ArtifactError(f"ONNX {path} has {side}s {list(graph)}, its sidecar declares {list(want)}; re-export")
+        for name, (shape, dtype) in want.items():
+            if graph[name] != (shape, dtype):
+                raise ArtifactError(
+                    f"ONNX {path}: {side} '{name}' is {list(graph[name][0])} {graph[name][1]} in the graph but "
+                    f"{list(shape)} {dtype} in the sidecar; the sidecar does not belong to this graph. Re-export."
+                )
+
+
+def resolve_checkpoint(doc: dict[str, Any], artifact: str | Path) -> Path | None:
+    """The checkpoint an artifact was exported from, verified by sha256; None if none was recorded.
+
+    The path relative to the sidecar is tried first so a moved export folder keeps working.
+    """
+    ckpt = doc.get("checkpoint")
+    if not ckpt:
+        return None
+    base = sidecar_path(artifact).parent
+    candidates = [base / ckpt["relative_path"]] if ckpt.get("relative_path") else []
+    candidates.append(Path(ckpt["path"]))
+    for cand in candidates:
+        if cand.is_file():
+            verify_sha(cand, ckpt["sha256"], "checkpoint")
+            return cand
+    raise ArtifactError(
+        f"{artifact} was exported from checkpoint {ckpt['path']}, which is not there any more "
+        f"(tried {[str(c) for c in candidates]}); pass the checkpoint explicitly (--weights) or re-export"
+    )
