@@ -56,6 +56,6 @@ class AttentionPool(nn.Module):
 
     def forward(self, items: torch.Tensor, valid: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         q = self.query + self.from_context(context)  # [B, D]
-        scores = torch.einsum("bd,bnd->bn", q, self.key(items)) * self.scale
+        scores = torch.matmul(self.key(items), q[:, :, None])[:, :, 0] * self.scale  # [B, N]
         weights = torch.softmax(scores + (1.0 - valid) * MASKED, dim=-1)
-        return torch.einsum("bn,bnd->bd", weights, items)
+        return torch.matmul(weights[:, None, :], items)[:, 0]
