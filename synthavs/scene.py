@@ -1,0 +1,318 @@
+"""Scene plans and the generator: clips for training / files, an endless stream for live use.
+
+A *plan* is everything random about one clip, drawn from numpy's SeedSequence([seed, index]):
+which classes are in view, how each moves and scales, which instance sounds in each 1 s segment,
+noise level. Frames and audio are then pure functions of (plan, time), so a clip, a subset of its
+frames and any stretch of the stream's audio all agree sample for sample.
+
+Salience: object 0 of every plan is the salient one - clearly the largest and drawn in front.
+The bias knob is the chance it is the one sounding; conflict scenes make it always silent.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import SAMPLE_RATE, SceneConfig
+from .looks import background, instance_sprite
+from .render import render_frame
+from .sounds import SOURCE_RMS, _noise, class_sound, gate
+
+_MIXED_MODES = (("single", 0.45), ("multi", 0.3), ("silence", 0.125), ("offscreen", 0.125))
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One object (or an off-screen sound source when ``visible`` is False)."""
+
+    cls: int  # class index
+    visible: bool
+    side: float  # base sprite side in pixels
+    pos0: tuple[float, float]  # start centre (x, y) in pixels
+    vel: tuple[float, float]  # drift in pixels / s (bounces inside the frame)
+    wobble: tuple[float, float, float]  # amplitude (px), angular rate (rad/s), phase
+    breathe: tuple[float, float, float]  # relative scale amplitude, rate (rad/s), phase
+    sprite: np.ndarray | None  # RGBA float32 [S, S, 4], rotated / brightened copy (None off-screen)
+    pitch: float  # sound variant
+    offset: float  # time offset of the sound's rhythm (s)
+    gain: float  # loudness relative to SOURCE_RMS
+
+
+@dataclass(frozen=True)
+class ScenePlan:
+    index: int
+    seconds: int
+    mode: str  # resolved: single, multi, silence or offscreen
+    conflict: bool
+    instances: tuple[Instance, ...]  # visible ones first, salient = 0, drawing order back to front by side
+    active: np.ndarray  # bool [n_instances, seconds]: instance sounds in segment s
+    background: np.ndarray  # uint8 [H, W, 3]
+    noise_rms: float
+    noise_seed: int
+
+
+@dataclass
+class Clip:
+    frames: np.ndarray  # uint8 [T, H, W, 3] RGB
+    audio: np.ndarray  # float32 [seconds * 16000] in [-1, 1]
+    masks: np.ndarray  # uint8 [T, H, W], 1 = pixel of a sounding object
+    semantic: np.ndarray  # uint8 [T, H, W], 0 = background, k + 1 = sounding object of class k
+    sounding: np.ndarray  # bool [seconds, K]: classes heard in each 1 s segment (off-screen ones too)
+    fps: int
+    sample_rate: int
+    frame_times: np.ndarray  # float64 [T] seconds of each returned frame
+    mode: str  # the resolved mode of this clip
+    classes_in_view: tuple[int, ...]  # visible classes, salient first
+    offscreen: np.ndarray  # bool [seconds]: an off-screen source is heard and no visible one is
+
+
+@dataclass
+class Frame:
+    index: int  # global frame number of the stream
+    time_s: float  # stream time of the frame (its audio window ends here)
+    image: np.ndarray  # uint8 [H, W, 3] RGB
+    mask: np.ndarray  # uint8 [H, W]
+    semantic: np.ndarray  # uint8 [H, W]
+    sounding: np.ndarray  # bool [K]: classes heard in the current 1 s segment
+
+
+def _bounce(u: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    span = max(hi - lo, 1e-6)
+    m = np.mod(u - lo, 2 * span)
+    return lo + np.where(m < span, m, 2 * span - m)
+
+
+class SceneGenerator:
+    def __init__(self, config: SceneConfig | None = None) -> None:
+        self.config = config or SceneConfig()
+        self._plans: OrderedDict[tuple[int, int], ScenePlan] = OrderedDict()
+
+    # ---------------- plans ----------------
+    def plan(self, index: int, seconds: int = 5) -> ScenePlan:
+        key = (int(index), int(seconds))
+        if key in self._plans:
+            self._plans.move_to_end(key)
+            return self._plans[key]
+        plan = self._make_plan(*key)
+        self._plans[key] = plan
+        while len(self._plans) > 8:  # the stream needs the current episode and a neighbour
+            self._plans.popitem(last=False)
+        return plan
+
+    def _make_plan(self, index: int, seconds: int) -> ScenePlan:
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, index])
+        conflict = cfg.conflicting
+        mode = "single" if cfg.mode == "conflict" else cfg.mode
+        events = mode == "mixed"
+        if mode == "mixed":
+            names, probs = zip(*_MIXED_MODES)
+            mode = str(rng.choice(names, p=probs))
+        elif mode == "semantic":
+            mode = str(rng.choice(["single", "multi"]))
+        k = cfg.num_classes
+        lo = max(cfg.min_objects, 2 if conflict else 1)
+        n_visible = int(rng.integers(min(lo, cfg.max_objects), cfg.max_objects + 1))
+        want_offscreen = mode == "offscreen" or events
+        n_visible = min(n_visible, k - 1) if want_offscreen and k > 1 else min(n_visible, k)
+        n_total = n_visible + (1 if want_offscreen and k > n_visible else 0)
+        classes = rng.choice(k, size=n_total, replace=False)
+        h, w = cfg.height, cfg.width
+        short = min(h, w)
+        instances = []
+        for i, c in enumerate(classes):
+            visible = i < n_visible
+            side = short * (rng.uniform(0.4, 0.52) if i == 0 else rng.uniform(0.2, 0.3))
+            margin = side * 0.35  # centres stay this far inside: objects may clip the border a little
+            instances.append(
+                Instance(
+                    cls=int(c),
+                    visible=visible,
+                    side=float(side),
+                    pos0=(float(rng.uniform(margin, w - margin)), float(rng.uniform(margin, h - margin))),
+                    vel=tuple(float(v) for v in rng.uniform(-0.12, 0.12, size=2) * short),
+                    wobble=(float(rng.uniform(0, 0.05) * short), float(rng.uniform(1, 4)), float(rng.uniform(0, 6.3))),
+                    breathe=(float(rng.uniform(0, 0.15)), float(rng.uniform(0.5, 2.5)), float(rng.uniform(0, 6.3))),
+                    sprite=instance_sprite(int(c), float(rng.uniform(-25, 25)), float(rng.uniform(0.85, 1.1)))
+                    if visible
+                    else None,
+                    pitch=float(rng.uniform(0.92, 1.08)),
+                    offset=float(rng.uniform(0, 1)),
+                    gain=float(rng.uniform(0.7, 1.2)),
+                )
+            )
+        active = self._sounding(rng, mode, conflict, events, n_visible, n_total, seconds)
+        n_distract = int(rng.integers(cfg.distractors[0], cfg.distractors[1] + 1))
+        bg = np.clip(background(rng, h, w, n_distract), 0, 255).astype(np.uint8)
+        snr = float(rng.uniform(*cfg.snr_db))
+        return ScenePlan(
+            index=index,
+            seconds=seconds,
+            mode=mode,
+            conflict=conflict,
+            instances=tuple(instances),
+            active=active,
+            background=bg,
+            noise_rms=SOURCE_RMS * 10 ** (-snr / 20),
+            noise_seed=int(rng.integers(0, 2**31 - 1)),
+        )
+
+    def _sounding(self, rng, mode: str, conflict: bool, events: bool, n_vis: int, n_total: int, seconds: int) -> np.ndarray:
+        """active[i, s]: instance i sounds in segment s. Sticky: a choice is redrawn with switch_prob."""
+        cfg = self.config
+        active = np.zeros((n_total, seconds), bool)
+        others = np.arange(1, n_vis)
+        current = None
+        for s in range(seconds):
+            if current is None or rng.random() < cfg.switch_prob:
+                pick = np.zeros(n_total, bool)
+                if mode == "single":
+                    salient = n_vis == 1 or (not conflict and rng.random() < cfg.bias)
+                    pick[0 if salient else int(rng.choice(others))] = True
+                elif mode == "multi":
+                    pick[0] = (not conflict) and (n_vis == 1 or rng.random() < cfg.bias)
+                    pick[1:n_vis] = rng.random(n_vis - 1) < 0.5
+                    if not pick.any():  # MS3 segments always have a source
+                        pick[int(rng.choice(others)) if len(others) else 0] = True
+                elif mode == "offscreen" and n_total > n_vis:
+                    pick[n_vis] = True
+                current = pick
+            seg = current.copy()
+            if events and mode in ("single", "multi") and rng.random() < cfg.event_prob:
+                seg[:] = False
+                if n_total > n_vis and rng.random() < 0.5:
+                    seg[n_vis] = True
+            active[:, s] = seg
+        return active
+
+    # ---------------- rendering ----------------
+    def _geometry(self, plan: ScenePlan, t: float) -> list[tuple[int, float, float, float]]:
+        """(instance, cx, cy, side) of the visible instances at time t, back to front."""
+        cfg = self.config
+        out = []
+        for i, inst in enumerate(plan.instances):
+            if not inst.visible:
+                continue
+            amp, rate, ph = inst.wobble
+            side = inst.side * (1 + inst.breathe[0] * np.sin(inst.breathe[1] * t + inst.breathe[2]))
+            m = side * 0.35
+            cx = _bounce(np.float64(inst.pos0[0] + inst.vel[0] * t + amp * np.sin(rate * t + ph)), m, cfg.width - m)
+            cy = _bounce(np.float64(inst.pos0[1] + inst.vel[1] * t + amp * np.cos(rate * t + ph)), m, cfg.height - m)
+            out.append((i, float(cx), float(cy), float(side)))
+        out.sort(key=lambda g: plan.instances[g[0]].side)  # larger = nearer = drawn later (on top)
+        return out
+
+    def render(self, plan: ScenePlan, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image uint8 [H, W, 3], mask uint8 [H, W], semantic uint8 [H, W]) at clip time t."""
+        seg = min(int(t), plan.seconds - 1)
+        geometry = self._geometry(plan, t)
+        sprites = [plan.instances[i].sprite for i, *_ in geometry]
+        image, owner = render_frame(plan.background, geometry, sprites)
+        lut = np.zeros(len(plan.instances) + 1, np.uint8)  # owner -1 (background) -> slot 0
+        for i, inst in enumerate(plan.instances):
+            if plan.active[i, seg] and inst.visible:
+                lut[i + 1] = inst.cls + 1
+        semantic = lut[owner + 1]
+        return image, (semantic > 0).astype(np.uint8), semantic
+
+    # ---------------- audio ----------------
+    def plan_audio(self, plan: ScenePlan, start: int, n: int) -> np.ndarray:
+        """Samples [start, start + n) of the plan's soundtrack (outside the clip: noise only)."""
+        t = (start + np.arange(n)) / SAMPLE_RATE
+        out = np.zeros(n, np.float64)
+        for i, inst in enumerate(plan.instances):
+            if not plan.active[i].any():
+                continue
+            g = gate(plan.active[i].astype(np.float64), n, SAMPLE_RATE, start_sample=start)
+            on = np.nonzero(g > 0)[0]
+            if len(on):
+                seed = plan.noise_seed + 7919 * (i + 1)
+                out[on] += inst.gain * g[on] * class_sound(inst.cls, t[on], pitch=inst.pitch, offset=inst.offset, seed=seed)
+        out += _noise(t, plan.noise_seed) * (np.sqrt(3.0) * plan.noise_rms)  # uniform noise with that RMS
+        return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+    # ---------------- public API ----------------
+    def clip(self, index: int, seconds: int = 5, frame_indices: Sequence[int] | None = None) -> Clip:
+        """Clip ``index`` (deterministic in (config.seed, index)). ``frame_indices`` renders only those
+        frames (0 .. seconds * fps - 1), e.g. one per segment for AVSBench-style training."""
+        cfg = self.config
+        plan = self.plan(index, seconds)
+        total = seconds * cfg.fps
+        idx = np.arange(total) if frame_indices is None else np.asarray(frame_indices, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= total):
+            raise ValueError(f"frame_indices must lie in 0..{total - 1} for a {seconds} s clip at {cfg.fps} fps")
+        times = idx / cfg.fps
+        frames = np.empty((len(idx), cfg.height, cfg.width, 3), np.uint8)
+        masks = np.empty((len(idx), cfg.height, cfg.width), np.uint8)
+        semantic = np.empty_like(masks)
+        for j, t in enumerate(times):
+            frames[j], masks[j], semantic[j] = self.render(plan, float(t))
+        return Clip(
+            frames=frames,
+            audio=self.plan_audio(plan, 0, seconds * SAMPLE_RATE),
+            masks=masks,
+            semantic=semantic,
+            sounding=self._class_sounding(plan),
+            fps=cfg.fps,
+            sample_rate=SAMPLE_RATE,
+            frame_times=times,
+            mode=plan.mode,
+            classes_in_view=tuple(inst.cls for inst in plan.instances if inst.visible),
+            offscreen=self._offscreen(plan),
+        )
+
+    def _class_sounding(self, plan: ScenePlan) -> np.ndarray:
+        out = np.zeros((plan.seconds, self.config.num_classes), bool)
+        for i, inst in enumerate(plan.instances):
+            out[:, inst.cls] |= plan.active[i]
+        return out
+
+    @staticmethod
+    def _offscreen(plan: ScenePlan) -> np.ndarray:
+        vis = np.array([inst.visible for inst in plan.instances])
+        return plan.active[~vis].any(axis=0) & ~plan.active[vis].any(axis=0)
+
+    def stream(self, seconds: float | None = None) -> Iterator[Frame]:
+        """Frames of an endless (``seconds=None``) stream: a playlist of ``episode_seconds`` clips
+        (clip 0, 1, 2 ...). Yields as fast as asked; pacing to real time is the caller's job."""
+        cfg = self.config
+        per_episode = cfg.fps * cfg.episode_seconds
+        n = 0
+        while seconds is None or n < int(round(seconds * cfg.fps)):
+            episode, local = divmod(n, per_episode)
+            plan = self.plan(episode, cfg.episode_seconds)
+            image, mask, semantic = self.render(plan, local / cfg.fps)
+            sounding = self._class_sounding(plan)[min(local // cfg.fps, cfg.episode_seconds - 1)]
+            yield Frame(index=n, time_s=n / cfg.fps, image=image, mask=mask, semantic=semantic, sounding=sounding)
+            n += 1
+
+    def audio_between(self, t0_s: float, t1_s: float) -> np.ndarray:
+        """The stream's audio for [t0_s, t1_s) (sample-exact: round(t * 16000)); times < 0 are silence."""
+        a, b = int(round(t0_s * SAMPLE_RATE)), int(round(t1_s * SAMPLE_RATE))
+        if b < a:
+            raise ValueError(f"audio_between: t1_s {t1_s} < t0_s {t0_s}")
+        out = np.zeros(b - a, np.float32)
+        episode_len = self.config.episode_seconds * SAMPLE_RATE
+        pos = max(a, 0)
+        while pos < b:
+            episode, local = divmod(pos, episode_len)
+            take = min(b - pos, episode_len - local)
+            plan = self.plan(episode, self.config.episode_seconds)
+            out[pos - a : pos - a + take] = self.plan_audio(plan, local, take)
+            pos += take
+        return out
+
+
+def audio_window(audio: np.ndarray, end_sample: int, length: int) -> np.ndarray:
+    """The ``length`` samples ending at ``end_sample`` (exclusive), zero-padded before the start."""
+    start = end_sample - length
+    out = np.zeros(length, np.float32)
+    lo = max(start, 0)
+    hi = min(end_sample, len(audio))
+    if hi > lo:
+        out[lo - start : hi - start] = audio[lo:hi]
+    return out

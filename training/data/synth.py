@@ -1,0 +1,84 @@
+"""SynthAVS on the fly: every clip is generated in the DataLoader worker that asks for it.
+
+Clip i of a split is SceneGenerator(seed = base seed + split offset).clip(i): train / val / test
+never share a clip. Each of the T frames is the last video frame of its 1 s segment, and its
+audio window ends at the segment's end, so the window hears only that segment's sources.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch.utils.data
+
+from synthavs import CLASS_NAMES, SceneConfig, SceneGenerator
+
+from .common import AUDIO_SAMPLES, SAMPLE_RATE, hflip
+
+SPLIT_SEED = {"train": 0, "val": 1000, "test": 2000}
+
+
+class SynthDataset(torch.utils.data.Dataset):
+    def __init__(self, scene: SceneConfig, *, frames: int, length: int, flip: float = 0.0, split: str = "train") -> None:
+        self.scene = scene
+        self.frames = frames
+        self.length = length
+        self.flip = flip
+        self.split = split
+        self.classes = CLASS_NAMES[: scene.num_classes]
+        self._gen: SceneGenerator | None = None  # built lazily in each worker
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        if self._gen is None:
+            self._gen = SceneGenerator(self.scene)
+        fps = self.scene.fps
+        clip = self._gen.clip(int(index), seconds=self.frames, frame_indices=[(s + 1) * fps - 1 for s in range(self.frames)])
+        ends = (np.arange(self.frames) + 1) * SAMPLE_RATE
+        audio = np.stack([clip.audio[e - AUDIO_SAMPLES : e] for e in ends])
+        sample = {
+            "name": f"synth{self.scene.seed}_{index:06d}",
+            "images": clip.frames,
+            "audio": audio.astype(np.float32),
+            "masks": clip.masks,
+            "semantic": clip.semantic,
+            "gt_valid": np.ones(self.frames, bool),
+            "labels": clip.sounding.astype(np.float32),
+            "label_valid": np.ones(self.frames, bool),
+        }
+        if self.flip > 0 and np.random.default_rng([self.scene.seed, int(index), 17]).random() < self.flip:
+            sample = hflip(sample)
+        return sample
+
+
+def synth_dataset(
+    options: dict, *, split: str, size: tuple[int, int], frames: int, length: int, bias: float, flip: float, seed: int
+):
+    """Builds a SynthDataset from spec options (mode, bias, seed, split, clips, fps, snr, objects)."""
+    split = options.pop("split", split)
+    if split not in SPLIT_SEED:
+        raise ValueError(f"synthavs split '{split}' must be one of {list(SPLIT_SEED)}")
+    snr = options.pop("snr", None)
+    scene = SceneConfig(
+        width=size[1],
+        height=size[0],
+        fps=int(options.pop("fps", 10)),  # only the segment-end frames are rendered; fps sets their time
+        mode=options.pop("mode", "mixed"),
+        bias=float(options.pop("bias", bias)),
+        conflict=_bool(options.pop("conflict", False)),
+        snr_db=(float(snr), float(snr)) if snr is not None else (10.0, 30.0),
+        max_objects=int(options.pop("max_objects", 3)),
+        min_objects=int(options.pop("min_objects", 1)),
+        seed=int(options.pop("seed", seed)) + SPLIT_SEED[split],
+    )
+    length = int(options.pop("clips", length))
+    if options:
+        raise ValueError(
+            f"unknown synthavs spec option(s) {sorted(options)}; known: mode, bias, conflict, seed, split, clips, fps, snr, max_objects, min_objects"
+        )
+    return SynthDataset(scene, frames=frames, length=length, flip=flip if split == "train" else 0.0, split=split)
+
+
+def _bool(v) -> bool:
+    return v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
