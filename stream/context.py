@@ -1,0 +1,168 @@
+"""The stream's state: the rolling text context (NumPy mirror of model/context.py) and audio ring.
+
+Text context rule (model/context.py, the contract between ``step`` and its caller):
+- after every frame, push its frame text into the frame ring (oldest slot falls off, valid = 1);
+- when a segment closes, push that frame's segment text into the segment ring and clear the frame
+  ring's validity. Rings are ordered oldest -> newest along axis 1.
+``advance`` below is that rule, operation for operation, in NumPy (tests compare it with torch).
+
+When does a segment close? Training closes after every ``frames_per_segment``-th frame. Live, a
+segment is 1 s of capture time (pts), so frame i closes its segment exactly when the NEXT
+processed frame lies in a later second. ContextKeeper therefore holds the last frame's texts until
+the next frame's time is known and only then applies ``advance`` with the right flag: on a steady
+30 fps stream that gives the same states as the clip form with frames_per_segment = 30. Dropped
+frames never enter the rings (the model only saw processed frames); a gap longer than a segment
+closes one segment (there is only one segment text to push).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SEGMENT_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class ContextState:
+    frame_ring: np.ndarray  # [B, Nf, D] float32
+    frame_valid: np.ndarray  # [B, Nf]
+    segment_ring: np.ndarray  # [B, Ns, D]
+    segment_valid: np.ndarray  # [B, Ns]
+
+    def as_inputs(self) -> dict[str, np.ndarray]:
+        return {
+            "frame_ring": self.frame_ring,
+            "frame_valid": self.frame_valid,
+            "segment_ring": self.segment_ring,
+            "segment_valid": self.segment_valid,
+        }
+
+
+def initial_state(batch: int, width: int, frame_ring: int, segment_ring: int, dtype=np.float32) -> ContextState:
+    return ContextState(
+        frame_ring=np.zeros((batch, frame_ring, width), dtype),
+        frame_valid=np.zeros((batch, frame_ring), dtype),
+        segment_ring=np.zeros((batch, segment_ring, width), dtype),
+        segment_valid=np.zeros((batch, segment_ring), dtype),
+    )
+
+
+def _push(ring: np.ndarray, valid: np.ndarray, item: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ring = np.concatenate([ring[:, 1:], item[:, None].astype(ring.dtype)], axis=1)
+    valid = np.concatenate([valid[:, 1:], np.ones_like(valid[:, :1])], axis=1)
+    return ring, valid
+
+
+def advance(state: ContextState, frame_text: np.ndarray, segment_text: np.ndarray, *, close_segment: bool) -> ContextState:
+    """The keeper's update after one frame (``close_segment`` is decided by the caller's clock)."""
+    frame_ring, frame_valid = _push(state.frame_ring, state.frame_valid, frame_text)
+    segment_ring, segment_valid = state.segment_ring, state.segment_valid
+    if close_segment:
+        segment_ring, segment_valid = _push(segment_ring, segment_valid, segment_text)
+        frame_valid = np.zeros_like(frame_valid)
+    return ContextState(frame_ring, frame_valid, segment_ring, segment_valid)
+
+
+class ContextKeeper:
+    """Clock-driven keeper for one stream. ``state_for(pts)`` -> rings for the frame at ``pts``;
+    ``record(pts, frame_text, segment_text)`` after that frame ran, in processing order."""
+
+    def __init__(self, width: int, frame_ring: int, segment_ring: int, segment_ns: int = SEGMENT_NS, origin_ns: int = 0) -> None:
+        self.state = initial_state(1, width, frame_ring, segment_ring)
+        self.segment_ns = segment_ns
+        # Segment k is [origin + k s, origin + (k + 1) s) of stream time. Sources start pts at 0, so
+        # segments line up with the stream's own seconds even when the first frames are dropped.
+        self.origin_ns = origin_ns
+        self.pending: tuple[int, np.ndarray, np.ndarray] | None = None
+        self.segments_closed = 0
+
+    def segment_of(self, pts_ns: int) -> int:
+        return (pts_ns - self.origin_ns) // self.segment_ns
+
+    def _advance(self, pts_ns: int, ft: np.ndarray, st: np.ndarray, next_pts_ns: int) -> None:
+        close = self.segment_of(next_pts_ns) > self.segment_of(pts_ns)
+        self.state = advance(self.state, ft, st, close_segment=close)
+        self.segments_closed += int(close)
+
+    def state_for(self, pts_ns: int) -> ContextState:
+        """The rings for the frame at ``pts_ns`` (the next frame in processing order)."""
+        if self.pending is not None:
+            self._advance(*self.pending, pts_ns)
+            self.pending = None
+        return self.state
+
+    def record(self, pts_ns: int, frame_text: np.ndarray, segment_text: np.ndarray, next_pts_ns: int | None = None) -> None:
+        """The texts of the frame at ``pts_ns``. ``next_pts_ns``: the pts of the frame processed
+        after it, when already known (several workers); otherwise the next ``state_for`` says."""
+        ft = np.array(frame_text, np.float32).reshape(1, -1)
+        st = np.array(segment_text, np.float32).reshape(1, -1)
+        if self.pending is not None:  # cannot happen in dispatch order; never lose a frame text
+            self._advance(*self.pending, pts_ns)
+        self.pending = None
+        if next_pts_ns is None:
+            self.pending = (pts_ns, ft, st)
+        else:
+            self._advance(pts_ns, ft, st, next_pts_ns)
+
+
+class AudioRing:
+    """Mono samples indexed by absolute sample number (sample n is at pts n / rate).
+
+    ``write`` accepts chunks in any order; a hole between chunks reads as silence (and is
+    counted). ``window(end, n)`` returns the n samples before ``end`` (exclusive); samples the
+    ring never got (too old, or not arrived yet) read as zeros and are counted as underrun."""
+
+    def __init__(self, sample_rate: int = 16_000, seconds: float = 8.0) -> None:
+        self.rate = sample_rate
+        self.capacity = int(sample_rate * seconds)
+        self.buf = np.zeros(self.capacity, np.float32)
+        self.end = 0  # one past the newest sample written
+        self.start = 0  # oldest sample still held (after the first write)
+        self.written_any = False
+        self.gap_samples = 0
+        self.underrun_samples = 0
+
+    def write(self, first: int, samples: np.ndarray) -> None:
+        samples = np.asarray(samples, np.float32).reshape(-1)
+        if samples.size == 0:
+            return
+        if not self.written_any:
+            self.start = self.end = first
+            self.written_any = True
+        last = first + samples.size
+        if last <= self.end - self.capacity:
+            return  # entirely older than anything we keep
+        if first > self.end:  # hole: zero it so stale ring content never reads as audio
+            self.gap_samples += first - self.end
+            self._put(self.end, np.zeros(min(first - self.end, self.capacity), np.float32))
+        self._put(first, samples)
+        self.end = max(self.end, last)
+        self.start = max(self.start, self.end - self.capacity)
+
+    def _put(self, first: int, samples: np.ndarray) -> None:
+        if samples.size > self.capacity:
+            first += samples.size - self.capacity
+            samples = samples[-self.capacity:]
+        i = first % self.capacity
+        n = min(samples.size, self.capacity - i)
+        self.buf[i : i + n] = samples[:n]
+        self.buf[: samples.size - n] = samples[n:]
+
+    def window(self, end: int, n: int) -> np.ndarray:
+        out = np.zeros(n, np.float32)
+        lo, hi = max(end - n, self.start), min(end, self.end)
+        if end > self.end and self.written_any:
+            self.underrun_samples += min(n, end - max(self.end, end - n))
+        if hi > lo:
+            i = lo % self.capacity
+            k = hi - lo
+            first = min(k, self.capacity - i)
+            dst = lo - (end - n)
+            out[dst : dst + first] = self.buf[i : i + first]
+            out[dst + first : dst + k] = self.buf[: k - first]
+        return out
+
+    def sample_at(self, pts_ns: int) -> int:
+        return int(round(pts_ns * self.rate / 1e9))

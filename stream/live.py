@@ -1,0 +1,239 @@
+"""Live capture: a camera (OpenCV VideoCapture) and a microphone (sounddevice InputStream), one
+source stage so both share one start time and one timeline. Devices that disappear are reopened
+with exponential backoff; after ``retries`` failed attempts the stage ends with a clear error.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import threading
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+import zmq
+
+from .sources import SAMPLE_RATE, AVOutput
+from .stage import Stage, StageEnv, StageError, warn
+from .transport import stamp
+
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # probing absent cameras is not worth a warning each
+
+
+class MicRing:
+    """Written by the PortAudio callback thread, read by the stage: samples by absolute index.
+    The stream is timestamped once, at its first callback, against CLOCK_MONOTONIC (PortAudio's
+    ADC time of that buffer); sample n is then at anchor + n / rate."""
+
+    def __init__(self, seconds: float = 4.0) -> None:
+        self.buf = np.zeros(int(SAMPLE_RATE * seconds), np.float32)
+        self.written = 0  # absolute count of samples received
+        self.read = 0
+        self.anchor_ns: int | None = None
+        self.lock = threading.Lock()
+        self.status_errors = 0
+
+    def callback(self, indata, frames, time_info, status) -> None:
+        if status:
+            self.status_errors += 1
+        if self.anchor_ns is None:
+            try:  # how long ago the first sample of this buffer hit the ADC
+                ago = max(float(time_info.currentTime) - float(time_info.inputBufferAdcTime), 0.0)
+            except (AttributeError, TypeError, ValueError):
+                ago = frames / SAMPLE_RATE
+            self.anchor_ns = stamp() - int(ago * 1e9)
+        data = indata[:, 0]
+        with self.lock:
+            i = self.written % self.buf.size
+            n = min(data.size, self.buf.size - i)
+            self.buf[i : i + n] = data[:n]
+            self.buf[: data.size - n] = data[n:]
+            self.written += data.size
+
+    def take(self) -> tuple[int, np.ndarray]:
+        """New samples since the last call: (absolute index of the first, samples)."""
+        with self.lock:
+            start = max(self.read, self.written - self.buf.size)  # older ones were overwritten
+            idx = np.arange(start, self.written) % self.buf.size
+            out = self.buf[idx].copy()
+            self.read = self.written
+        return start, out
+
+
+def _backoff(attempt: int, base: float) -> float:
+    return min(base * 2**attempt, 8.0)
+
+
+class LiveSource(Stage):
+    """Camera + microphone. Outputs as the other sources (frame and audio messages).
+    Options: camera (index or device path / URL), mic ("default", an index, a name fragment,
+    or None for no microphone: silence), width, height, fps (requested from the camera),
+    retries (reopen attempts before giving up, 5), backoff_s (first wait, 0.5 s, doubling),
+    seconds (stop after), video_subs, audio_subs."""
+
+    name = "source.live"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.retries = int(options.get("retries", 5))
+        self.backoff = float(options.get("backoff_s", 0.5))
+        self.cam_id = options.get("camera", 0)
+
+    def open(self, ctx: zmq.Context, env: StageEnv) -> None:
+        super().open(ctx, env)
+        o = self.options
+        self.cap = self._open_camera(first=True)
+        self.mic = None
+        self.mic_stream = None
+        if o.get("mic") is not None:
+            self._open_mic(first=True)
+        else:
+            warn("no microphone: the model hears silence")
+        self.out = AVOutput(ctx, env)
+        self.out.wait_ready(int(o.get("video_subs", 1)), int(o.get("audio_subs", 1)))
+        self.t0 = stamp()
+        self.ended = False
+        self.audio_origin: int | None = None  # pts sample index of the mic's sample 0
+        self.silence_next = 0
+
+    # ---- devices ----
+    def _open_camera(self, first: bool = False):
+        cam = int(self.cam_id) if str(self.cam_id).isdigit() else self.cam_id
+        for attempt in range(self.retries + 1):
+            cap = cv2.VideoCapture(cam)
+            if cap.isOpened():
+                o = self.options
+                for prop, key in ((cv2.CAP_PROP_FRAME_WIDTH, "width"), (cv2.CAP_PROP_FRAME_HEIGHT, "height"), (cv2.CAP_PROP_FPS, "fps")):
+                    if o.get(key):
+                        cap.set(prop, float(o[key]))
+                cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest picture, not a queue of old ones
+                return cap
+            cap.release()
+            if self.env.stop.is_set() or self.env.abort.is_set():
+                break
+            if attempt < self.retries:
+                wait = _backoff(attempt, self.backoff)
+                warn(f"camera {self.cam_id} not available; retrying in {wait:.1f} s ({attempt + 1}/{self.retries})")
+                time.sleep(wait)
+        what = "could not be opened" if first else "disappeared and did not come back"
+        raise StageError(f"camera {self.cam_id} {what} after {self.retries} retries (see `icf-stream devices`)")
+
+    def _open_mic(self, first: bool = False) -> None:
+        import sounddevice as sd
+
+        dev = self.options.get("mic")
+        dev = None if dev in ("default", "", None) else (int(dev) if str(dev).isdigit() else dev)
+        for attempt in range(self.retries + 1):
+            try:
+                ring = MicRing()
+                st = sd.InputStream(device=dev, samplerate=SAMPLE_RATE, channels=1, dtype="float32",
+                                    blocksize=320, callback=ring.callback)
+                st.start()
+                self.mic, self.mic_stream = ring, st
+                return
+            except (sd.PortAudioError, ValueError, OSError) as exc:
+                err = exc
+            if attempt < self.retries and not self.env.abort.is_set():
+                wait = _backoff(attempt, self.backoff)
+                warn(f"microphone {self.options.get('mic')} not available ({err}); retrying in {wait:.1f} s")
+                time.sleep(wait)
+        what = "could not be opened" if first else "disappeared and did not come back"
+        raise StageError(f"microphone '{self.options.get('mic')}' {what} after {self.retries} retries: {err} "
+                         "(see `icf-stream devices`)")
+
+    def _pump_audio(self, capture_ns: int) -> None:
+        if self.mic is None:  # no microphone: silence up to now keeps the window defined
+            end = int((capture_ns - self.t0) * SAMPLE_RATE // 1_000_000_000)
+            if end > self.silence_next:
+                self.out.audio_chunk(np.zeros(end - self.silence_next, np.float32), first_sample=self.silence_next, capture_ns=capture_ns)
+                self.silence_next = end
+            return
+        if self.mic_stream is not None and not self.mic_stream.active:
+            warn("microphone stopped delivering audio; reopening")
+            self._close_mic()
+            self._open_mic()
+            self.audio_origin = None  # a new stream has a new timestamp
+        if self.mic.anchor_ns is None:
+            return
+        if self.audio_origin is None:
+            # pts sample index of the mic's sample 0 (may be negative: the mic started before t0)
+            self.audio_origin = int((self.mic.anchor_ns - self.t0) * SAMPLE_RATE // 1_000_000_000)
+        first, samples = self.mic.take()
+        first += self.audio_origin
+        if first < 0:  # samples from before the stream's time zero are not part of it
+            samples, first = samples[-first:], 0
+        if samples.size:
+            self.out.audio_chunk(samples, first_sample=first, capture_ns=capture_ns)
+
+    def process(self) -> bool:
+        if self.env.stop.is_set():
+            return self._finish("stopped")
+        ok, bgr = self.cap.read()
+        now = stamp()
+        if not ok or bgr is None:
+            warn(f"camera {self.cam_id} returned no frame; reopening")
+            self.cap.release()
+            self.cap = self._open_camera()
+            return True
+        limit = self.options.get("seconds")
+        if limit is not None and now - self.t0 > limit * 1e9:
+            return self._finish("end")
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        self._pump_audio(now)
+        self.out.frame(rgb, pts_ns=now - self.t0, capture_ns=now)
+        return True
+
+    def _finish(self, reason: str) -> bool:
+        if not self.ended:
+            self.ended = True
+            self.counters.update(frames_sent=self.out.video_seq, audio_chunks=self.out.audio_seq,
+                                 audio_samples=self.out.audio_samples, end_reason=reason,
+                                 elapsed_s=round((stamp() - self.t0) / 1e9, 3))
+            if self.mic is not None:
+                self.counters["mic_status_errors"] = self.mic.status_errors
+            self.out.eos(reason)
+        return False
+
+    def _close_mic(self) -> None:
+        if self.mic_stream is not None:
+            try:
+                self.mic_stream.close()
+            except Exception:  # noqa: BLE001 - a vanished device may fail to close; it is gone anyway
+                pass
+            self.mic_stream = None
+
+    def close(self) -> None:
+        if getattr(self, "out", None) is not None:
+            if not self.ended:
+                self._finish("closed")
+            self.out.close()
+        if getattr(self, "cap", None) is not None:
+            self.cap.release()
+        self._close_mic()
+
+
+def list_devices() -> dict[str, Any]:
+    """Cameras (probed: /dev/video* on Linux, else indices 0-4) and input-capable audio devices."""
+    cams = []
+    paths = sorted(glob.glob("/dev/video*"))
+    candidates = [int(p.removeprefix("/dev/video")) for p in paths if p.removeprefix("/dev/video").isdigit()] if os.name == "posix" \
+        and os.path.isdir("/dev") and paths else ([] if os.name == "posix" else list(range(5)))
+    for i in candidates:
+        cap = cv2.VideoCapture(i)
+        if cap.isOpened():
+            w, h = cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
+            cams.append({"index": i, "size": f"{int(w)}x{int(h)}", "backend": cap.getBackendName()})
+        cap.release()
+    mics, mic_error = [], None
+    try:
+        import sounddevice as sd
+
+        for i, dev in enumerate(sd.query_devices()):
+            if dev.get("max_input_channels", 0) > 0:
+                mics.append({"index": i, "name": dev["name"], "channels": dev["max_input_channels"],
+                             "default_rate": dev.get("default_samplerate")})
+    except Exception as exc:  # noqa: BLE001 - no PortAudio / no sound card: report, do not crash
+        mic_error = str(exc)
+    return {"cameras": cams, "microphones": mics, "microphone_error": mic_error}

@@ -1,0 +1,221 @@
+"""What the sink does with a mask: overlay drawing, MP4 recording (PyAV), mask archive (npz),
+JSONL metrics log and an on-screen window (only where a display exists)."""
+
+from __future__ import annotations
+
+import json
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .stage import warn
+
+TINT = np.array([0, 255, 120], np.uint8)  # mask colour (RGB)
+
+
+def render_overlay(image: np.ndarray, mask: np.ndarray | None, lines: list[str]) -> np.ndarray:
+    """The frame with the mask tinted in, its outline, and text lines top-left. Returns RGB uint8."""
+    out = np.array(image, copy=True)
+    if mask is not None and mask.any():
+        fg = (mask > 0).view(np.uint8) if mask.dtype == np.bool_ else (mask > 0).astype(np.uint8)
+        blend = cv2.addWeighted(out, 0.45, np.broadcast_to(TINT, out.shape).copy(), 0.55, 0)
+        cv2.copyTo(blend, fg, out)  # only where the mask is set
+        contours, _ = cv2.findContours(fg, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, (255, 255, 255), 1, cv2.LINE_AA)
+    y = 22
+    for line in lines:
+        cv2.putText(out, line, (10, y), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(out, line, (10, y), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+        y += 22
+    return out
+
+
+class Recorder:
+    """MP4 (H.264 + AAC) of the overlay with the source's original audio. Video frames keep their
+    stream time (variable frame rate: dropped frames leave the previous picture on screen); audio
+    is written sample-exact from the audio chunks the source published."""
+
+    def __init__(self, path: str | Path, sample_rate: int = 16_000, fps_hint: int = 30) -> None:
+        import av
+
+        self.av = av
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.rate = sample_rate
+        self.fps_hint = fps_hint
+        self.container = None
+        self.video = None
+        self.audio = None
+        self.fifo = None
+        self.last_pts = -1
+        self.audio_next = 0  # next sample index to encode (audio pts in samples)
+        self.frames = 0
+        self.pending_audio: list[tuple[int, np.ndarray]] = []
+
+    def _start(self, width: int, height: int) -> None:
+        av = self.av
+        self.container = av.open(str(self.path), "w")
+        self.video = self.container.add_stream("libx264", rate=self.fps_hint)
+        self.video.width, self.video.height, self.video.pix_fmt = width, height, "yuv420p"
+        self.video.time_base = Fraction(1, 1000)  # pts in ms of stream time
+        self.video.codec_context.time_base = Fraction(1, 1000)
+        # ultrafast + zerolatency: the encoder shares two cores with the model
+        self.video.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "23"}
+        self.audio = self.container.add_stream("aac", rate=self.rate, layout="mono")
+        self.fifo = av.AudioFifo()
+        for first, samples in self.pending_audio:
+            self.add_audio(first, samples)
+        self.pending_audio.clear()
+
+    def add_audio(self, first: int, samples: np.ndarray) -> None:
+        if self.container is None:  # the size of the picture is not known before the first frame
+            self.pending_audio.append((first, np.array(samples, np.float32)))
+            return
+        if first > self.audio_next:  # a hole (lost chunk): silence keeps audio and video in sync
+            samples = np.concatenate([np.zeros(first - self.audio_next, np.float32), samples])
+        elif first < self.audio_next:
+            samples = samples[self.audio_next - first:]
+        if samples.size == 0:
+            return
+        frame = self.av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, np.float32)[None], format="flt", layout="mono")
+        frame.sample_rate = self.rate
+        frame.pts = self.audio_next
+        self.audio_next += samples.size
+        self.fifo.write(frame)
+        while self.fifo.samples >= 1024:  # AAC takes whole 1024-sample frames
+            self._encode_audio(self.fifo.read(1024))
+
+    def _encode_audio(self, frame) -> None:
+        frame.sample_rate = self.rate
+        for packet in self.audio.encode(frame):
+            self.container.mux(packet)
+
+    def add_frame(self, image: np.ndarray, pts_ns: int) -> None:
+        h, w = image.shape[:2]
+        if self.container is None:
+            self._start(w - w % 2, h - h % 2)
+        pts = pts_ns // 1_000_000
+        if pts <= self.last_pts:
+            return  # two frames in one ms cannot both be shown
+        frame = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: h - h % 2, : w - w % 2]), format="rgb24")
+        frame.pts = pts
+        frame.time_base = Fraction(1, 1000)
+        for packet in self.video.encode(frame):
+            self.container.mux(packet)
+        self.last_pts = pts
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.container is None:
+            return
+        try:
+            for packet in self.video.encode():
+                self.container.mux(packet)
+            rest = self.fifo.read()
+            if rest is not None and rest.samples:
+                self._encode_audio(rest)
+            for packet in self.audio.encode():
+                self.container.mux(packet)
+        finally:
+            self.container.close()
+            self.container = None
+
+
+class MaskStore:
+    """Every delivered mask, kept bit-packed (8x smaller) and written as one compressed npz at the
+    end: masks uint8 [N,H,W], seq, pts_ns, capture_ns (and gt uint8 [N,H,W] when the source had it)."""
+
+    def __init__(self, path: str | Path, limit: int = 36_000) -> None:
+        self.path = Path(path)
+        self.limit = limit  # 20 min at 30 fps; beyond that masks are counted, not kept
+        self.packed: list[np.ndarray] = []
+        self.gt: list[np.ndarray] = []
+        self.meta: list[tuple[int, int, int]] = []
+        self.shape: tuple[int, int] | None = None
+        self.overflow = 0
+
+    def add(self, seq: int, pts_ns: int, capture_ns: int, mask: np.ndarray, gt: np.ndarray | None) -> None:
+        if self.shape is None:
+            self.shape = mask.shape
+        if len(self.packed) >= self.limit or mask.shape != self.shape:
+            self.overflow += 1
+            return
+        self.packed.append(np.packbits(mask > 0) if mask.max(initial=0) <= 1 else mask.copy())
+        if gt is not None:
+            self.gt.append(np.packbits(gt > 0))
+        self.meta.append((seq, pts_ns, capture_ns))
+
+    def close(self) -> None:
+        if not self.packed:
+            return
+        h, w = self.shape
+        n = h * w
+
+        def unpack(items: list[np.ndarray]) -> np.ndarray:
+            return np.stack([np.unpackbits(p)[:n].reshape(h, w) if p.size != n else p.reshape(h, w) for p in items])
+
+        meta = np.array(self.meta, np.int64)
+        arrays = {"masks": unpack(self.packed), "seq": meta[:, 0], "pts_ns": meta[:, 1], "capture_ns": meta[:, 2]}
+        if len(self.gt) == len(self.packed):
+            arrays["gt"] = unpack(self.gt)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(self.path, **arrays)
+
+
+class MetricsLog:
+    """One JSON object per delivered frame (seq, times, per-stage ms, concepts, IoU), then a final
+    ``{"summary": ...}`` line. Line-buffered so a crash keeps everything written so far."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "w", buffering=1)
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def display_available() -> str | None:
+    """Why a window cannot be shown (None if it can)."""
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no display (DISPLAY / WAYLAND_DISPLAY unset)"
+    info = cv2.getBuildInformation()
+    gui = next((ln for ln in info.splitlines() if ln.strip().startswith("GUI:")), "GUI: NONE")
+    if "NONE" in gui.upper():
+        return "this OpenCV has no GUI support (opencv-python-headless); install opencv-python for a window"
+    return None
+
+
+class Display:
+    """An OpenCV window showing the overlay; 'q' or Esc asks the pipeline to stop."""
+
+    def __init__(self, title: str = "icf-stream") -> None:
+        self.title = title
+        self.ok = True
+
+    def show(self, overlay_rgb: np.ndarray) -> bool:
+        """False when the user asked to quit."""
+        if not self.ok:
+            return True
+        try:
+            cv2.imshow(self.title, cv2.cvtColor(overlay_rgb, cv2.COLOR_RGB2BGR))
+            key = cv2.waitKey(1) & 0xFF
+        except cv2.error as exc:
+            warn(f"display failed ({exc}); continuing without a window")
+            self.ok = False
+            return True
+        return key not in (ord("q"), 27)
+
+    def close(self) -> None:
+        if self.ok:
+            try:
+                cv2.destroyAllWindows()
+            except cv2.error:
+                pass

@@ -1,0 +1,265 @@
+"""The sink: restores order, measures, and hands every mask to the outputs.
+
+Order: each result names the job dispatched before it (``prev_seq``), so the chain of dispatched
+frames is known exactly: a result is released as soon as its predecessor has been, and frames the
+context dropped never leave a hole to wait for. A missing link (a worker died mid-job) is given up
+after ``reorder_timeout_ms`` or when ``reorder_size`` results wait behind it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+import zmq
+
+from .metrics import Gauge, Latencies, Rate
+from .outputs import Display, MaskStore, MetricsLog, Recorder, display_available, render_overlay
+from .protocol import encode
+from .stage import Stage, StageEnv, warn
+from .transport import close_socket, open_socket, recv_packet, stamp
+
+# (name, from stamp, to stamp): the per-stage latencies, in pipeline order
+STAGES = (
+    ("source_send", "capture", "src_send"), ("to_context", "src_send", "ctx_recv"),
+    ("context_queue", "ctx_recv", "ctx_send"), ("to_worker", "ctx_send", "wrk_recv"),
+    ("preprocess", "wrk_recv", "pre_done"), ("inference", "pre_done", "infer_done"),
+    ("postprocess", "infer_done", "post_done"), ("to_sink", "wrk_send", "sink_recv"),
+    ("reorder", "sink_recv", "sink_out"), ("outputs", "sink_out", "sink_done"),
+    ("capture_to_mask", "capture", "sink_out"), ("capture_to_output", "capture", "sink_done"),
+)
+
+
+class ReorderBuffer:
+    """Bounded: at most ``size`` results held, none longer than ``timeout_ns``."""
+
+    def __init__(self, size: int = 16, timeout_ms: float = 500.0) -> None:
+        self.size, self.timeout_ns = size, int(timeout_ms * 1e6)
+        self.items: dict[int, tuple[int, int, Any]] = {}  # seq -> (arrival ns, prev_seq, item)
+        self.by_prev: dict[int, int] = {}
+        self.last = -1  # seq of the last released result (-1: the chain starts at prev_seq -1)
+        self.breaks = 0  # links given up
+        self.late = 0  # results that arrived after their place was given up
+
+    def push(self, seq: int, prev: int, item: Any, now_ns: int) -> None:
+        if seq <= self.last or seq in self.items:
+            self.late += 1
+            return
+        self.items[seq] = (now_ns, prev, item)
+        self.by_prev[prev] = seq
+
+    def pop_ready(self, now_ns: int, flush: bool = False) -> list[Any]:
+        out = []
+        while self.items:
+            seq = self.by_prev.get(self.last)
+            if seq is None or seq not in self.items:
+                oldest = min(self.items)
+                if not (flush or len(self.items) > self.size or now_ns - self.items[oldest][0] > self.timeout_ns):
+                    break
+                seq = oldest
+                self.breaks += 1
+            _, prev, item = self.items.pop(seq)
+            self.by_prev.pop(prev, None)
+            if seq < self.last:  # only a broken chain can get here; never go backwards
+                self.late += 1
+                continue
+            self.last = seq
+            out.append(item)
+        return out
+
+
+def iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Binary IoU of the sounding mask; two empty masks agree perfectly (1.0)."""
+    p, g = pred > 0, gt > 0
+    union = np.count_nonzero(p | g)
+    return 1.0 if union == 0 else np.count_nonzero(p & g) / union
+
+
+class SinkStage(Stage):
+    """Inputs: ``result`` and ``eos`` messages (PULL, bound on the results link); audio chunks (SUB
+    on the audio link) when recording. Outputs: every mask as a ``mask`` message on a PUB socket
+    (the masks link) when ``publish`` is set; MP4 overlay recording (``record``), mask archive
+    (``masks``), JSONL log (``metrics``), a window (``display``, only with a display).
+    Options: record, masks, metrics (paths), publish (bool), display (bool), max_age_ms (a result
+    older than this is skipped when a newer one waits: newest wins, default 500), reorder_size,
+    reorder_timeout_ms, output_delay_ms (emulates a slow consumer, for tests), fps_hint, eos_timeout_s."""
+
+    name = "sink"
+
+    def open(self, ctx: zmq.Context, env: StageEnv) -> None:
+        super().open(ctx, env)
+        o = self.options
+        ep = env.endpoints
+        self.pull = open_socket(ctx, zmq.PULL, ep, "results", bind=True)
+        self.poller = zmq.Poller()
+        self.poller.register(self.pull, zmq.POLLIN)
+        self.asub = None
+        self.recorder = Recorder(o["record"], fps_hint=int(o.get("fps_hint", 30))) if o.get("record") else None
+        if self.recorder is not None:
+            self.asub = open_socket(ctx, zmq.SUB, ep, "audio", bind=False, hwm=1000, frames=False)
+            self.asub.setsockopt(zmq.SUBSCRIBE, b"")
+            self.poller.register(self.asub, zmq.POLLIN)
+        self.pub = open_socket(ctx, zmq.PUB, ep, "masks", bind=True, hwm=int(o.get("publish_hwm", 8))) if o.get("publish") else None
+        self.store = MaskStore(o["masks"]) if o.get("masks") else None
+        self.log = MetricsLog(o["metrics"]) if o.get("metrics") else None
+        self.display = None
+        if o.get("display"):
+            why = display_available()
+            if why:
+                warn(f"no window: {why}")
+            else:
+                self.display = Display()
+        self.reorder = ReorderBuffer(int(o.get("reorder_size", 16)), float(o.get("reorder_timeout_ms", 500)))
+        self.max_age_ns = int(float(o.get("max_age_ms", 500)) * 1e6)
+        self.delay_s = float(o.get("output_delay_ms", 0)) / 1000
+        self.lat = Latencies()
+        self.rate = Rate()
+        self.recent: deque[int] = deque(maxlen=64)
+        self.depth = Gauge()
+        self.ious: list[float] = []
+        self.eos: dict | None = None
+        self.eos_deadline: int | None = None
+        self.received = 0
+        self.models: set[str] = set()
+        self.counters.update(delivered=0, errors=0, skipped=0, upstream_dropped=0, published=0)
+
+    def _drain(self) -> None:
+        while self.asub is not None and self.asub.poll(0):
+            _, pkt = recv_packet(self.asub, self.counters, max_bytes=self.env.endpoints.max_bytes, kinds=("audio", "eos"))
+            if pkt is not None and pkt.kind == "audio" and isinstance(pkt.header.get("first_sample"), int) \
+                    and pkt.arrays.get("samples") is not None and pkt.arrays["samples"].ndim == 1:
+                self.recorder.add_audio(pkt.header["first_sample"], pkt.arrays["samples"])
+        while self.pull.poll(0):
+            _, pkt = recv_packet(self.pull, self.counters, max_bytes=self.env.endpoints.max_bytes, kinds=("result", "eos"))
+            if pkt is None:
+                continue
+            if pkt.kind == "eos":
+                self.eos = self.eos or pkt.header
+                continue
+            if not self._valid(pkt):
+                self.count("malformed")
+                continue
+            self.received += 1
+            pkt.header["t"]["sink_recv"] = stamp()
+            self.reorder.push(pkt.seq, pkt.header["prev_seq"], pkt, stamp())
+        self.depth.set(len(self.reorder.items))
+
+    @staticmethod
+    def _valid(pkt) -> bool:
+        h = pkt.header
+        if not isinstance(h.get("prev_seq"), int) or not isinstance(h.get("t"), dict) or not isinstance(h.get("pts_ns"), int):
+            return False
+        if not all(isinstance(v, int) for v in h["t"].values()) or not isinstance(h.get("dropped_before", 0), int):
+            return False
+        if "error" in h:
+            return True
+        m, img = pkt.arrays.get("mask"), pkt.arrays.get("image")
+        return (m is not None and img is not None and m.ndim == 2 and img.ndim == 3 and img.shape[2] == 3
+                and m.shape == img.shape[:2] and m.dtype == np.uint8 and img.dtype == np.uint8)
+
+    def _deliver(self, pkt) -> None:
+        h, t = pkt.header, pkt.header["t"]
+        self.counters["upstream_dropped"] += max(h.get("dropped_before", 0), 0)
+        if "error" in h:
+            self.counters["errors"] += 1
+            return
+        now = stamp()
+        t["sink_out"] = now
+        mask = pkt.arrays["mask"]
+        if self.pub is not None:
+            head = {k: h.get(k) for k in ("stream", "seq", "capture_ns", "pts_ns", "model", "concepts", "mask_kind")}
+            head["t"] = {k: t[k] for k in ("capture", "sink_out") if k in t}
+            self.pub.send_multipart(encode("mask", head, {"mask": mask}), copy=False)
+            self.counters["published"] += 1
+        self.models.add(str(h.get("model")))
+        self.counters["delivered"] += 1
+        self.rate.tick(now)
+        self.recent.append(now)
+        gt = pkt.arrays.get("gt_mask")
+        score = iou(mask, gt) if gt is not None and gt.shape == mask.shape else None
+        if score is not None:
+            self.ious.append(score)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        lines = self._readout(h, t)
+        if self.recorder is not None or self.display is not None:
+            overlay = render_overlay(pkt.arrays["image"], mask, lines)
+            if self.recorder is not None:
+                self.recorder.add_frame(overlay, h["pts_ns"])
+            if self.display is not None and not self.display.show(overlay):
+                self.env.stop.set()
+        if self.store is not None:
+            self.store.add(pkt.seq, h["pts_ns"], h["capture_ns"], mask, gt)
+        t["sink_done"] = stamp()
+        for name, a, b in STAGES:
+            self.lat.add_ns(name, t.get(a), t.get(b))
+        if "infer_done" in t and "pre_done" in t:
+            self.lat.add("overhead", (t["sink_out"] - t["capture"] - (t["infer_done"] - t["pre_done"])) / 1e6)
+        if self.log is not None:
+            self.log.write({"seq": pkt.seq, "pts_ms": h["pts_ns"] / 1e6, "capture_to_mask_ms": (t["sink_out"] - t["capture"]) / 1e6,
+                            "stages_ms": {n: round((t[b] - t[a]) / 1e6, 3) for n, a, b in STAGES if a in t and b in t},
+                            "concepts": h.get("concepts"), "iou": score, "worker": h.get("worker"), "dropped_before": h.get("dropped_before")})
+
+    def _readout(self, h: dict, t: dict) -> list[str]:
+        hears = ", ".join(f"{n} {p:.2f}" for n, p in (h.get("concepts") or [])[:2])
+        fps = (len(self.recent) - 1) * 1e9 / (self.recent[-1] - self.recent[0]) if len(self.recent) > 1 else 0.0
+        return [f"hears: {hears}", f"{fps:4.1f} fps  capture->mask {(t['sink_out'] - t['capture']) / 1e6:5.1f} ms"]
+
+    def process(self) -> bool:
+        self.poller.poll(20)
+        self._drain()
+        now = stamp()
+        done = self.eos is not None and self.received >= int(self.eos.get("dispatched", 0))
+        if self.eos is not None and self.eos_deadline is None:
+            self.eos_deadline = now + int(float(self.options.get("eos_timeout_s", 10)) * 1e9)
+        timed_out = self.eos_deadline is not None and now > self.eos_deadline
+        ready = self.reorder.pop_ready(now, flush=done or timed_out)
+        for i, pkt in enumerate(ready):
+            stale = now - pkt.header["capture_ns"] > self.max_age_ns
+            if stale and i < len(ready) - 1 and "error" not in pkt.header:  # newest wins when behind
+                self.counters["skipped"] += 1
+                self.counters["upstream_dropped"] += max(pkt.header.get("dropped_before", 0), 0)
+                continue
+            self._deliver(pkt)
+        if self.env.stop.is_set() and self.eos is None and self.eos_deadline is None:
+            self.eos_deadline = now + int(float(self.options.get("eos_timeout_s", 10)) * 1e9)
+        return not (done or timed_out)
+
+    def report(self) -> dict[str, Any]:
+        rep = super().report()
+        eos = self.eos or {}
+        c = self.counters
+        sent = eos.get("frames_sent")
+        lost = max(int(eos.get("dispatched", self.received)) - self.received, 0)
+        tail = int(eos.get("tail_lost", 0))
+        dropped = c["upstream_dropped"] + tail + c["skipped"] + c["errors"] + lost
+        rep["frames"] = {
+            "sent": sent, "processed": c["delivered"], "dropped": dropped,
+            "dropped_by": {"context_or_transport": c["upstream_dropped"] + tail, "sink_skipped": c["skipped"],
+                           "errors": c["errors"], "lost_in_flight": lost},
+            "accounted": sent is not None and c["delivered"] + dropped == sent,
+            "reorder_breaks": self.reorder.breaks, "late_results": self.reorder.late,
+        }
+        rep["context"] = eos.get("context", {})
+        rep["fps_processed"] = round(self.rate.per_second(), 2)
+        rep["latency_ms"] = self.lat.summary()
+        rep["queues"] = {"reorder_depth": self.depth.summary()}
+        rep["miou"] = round(float(np.mean(self.ious)), 4) if self.ious else None
+        rep["models"] = sorted(self.models)
+        if self.recorder is not None:
+            rep["recorded_frames"] = self.recorder.frames
+        return rep
+
+    def close(self) -> None:
+        if not hasattr(self, "pull"):
+            return
+        for out in (self.recorder, self.store, self.log, self.display):
+            if out is not None:
+                try:
+                    out.close()
+                except Exception as exc:  # noqa: BLE001 - one failing output must not lose the others
+                    warn(f"closing {type(out).__name__} failed: {exc}")
+        for s in (self.pull, self.asub, self.pub):
+            close_socket(s, self.env.abort)

@@ -1,0 +1,286 @@
+"""Media sources: a video file (PyAV) and the live synthetic SynthAVS scene. Camera and microphone
+live in stream/live.py. All of them publish through AVOutput, so the wire is the same.
+
+Timing: ``pts_ns`` is the position in the stream's own timeline (frame i of a 30 fps stream is
+at i / 30 s; audio sample n at n / 16000 s), used to cut the audio window and to close 1 s
+segments. ``capture_ns`` is CLOCK_MONOTONIC when the frame entered the pipeline, the start of
+every latency. For live sources the two differ only by the stream's start time.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from .protocol import encode
+from .stage import Stage, StageEnv, StageError, sleep_until, warn
+from .transport import close_socket, open_socket, stamp, wait_subscribers
+
+SAMPLE_RATE = 16_000
+
+
+class AVOutput:
+    """The publishing end of a source: XPUB sockets for video and audio (separate, so a burst of
+    frames can never push audio out of a queue), sequence numbers, stamps and EOS."""
+
+    def __init__(self, ctx: zmq.Context, env: StageEnv, *, video: bool = True, audio: bool = True) -> None:
+        self.env = env
+        self.stream = env.stream_id
+        self.video = open_socket(ctx, zmq.XPUB, env.endpoints, "video", bind=True) if video else None
+        # audio chunks are small; a deep queue costs little and keeps the ring gap-free
+        self.audio = open_socket(ctx, zmq.XPUB, env.endpoints, "audio", bind=True, hwm=1000, frames=False) if audio else None
+        self.video_seq = 0
+        self.audio_seq = 0
+        self.audio_samples = 0
+
+    def wait_ready(self, video_subs: int, audio_subs: int, timeout_s: float = 10.0) -> None:
+        """Waits for ``go`` (every stage open), then for the subscribers to be connected, so frame 0
+        is not published to nobody (a SUB connects asynchronously)."""
+        while not self.env.go.wait(0.05):
+            if self.env.abort.is_set() or self.env.stop.is_set():
+                return
+        for sock, n in ((self.video, video_subs), (self.audio, audio_subs)):
+            if sock is not None and n:
+                got = wait_subscribers(sock, n, timeout_s, self.env.abort)
+                if got < n and not self.env.abort.is_set():
+                    warn(f"only {got} of {n} subscribers joined {sock.getsockopt(zmq.LAST_ENDPOINT).decode()}")
+
+    def frame(self, image: np.ndarray, *, pts_ns: int, capture_ns: int, extras: dict[str, np.ndarray] | None = None) -> int:
+        seq = self.video_seq
+        self.video_seq += 1
+        arrays = {"image": image, **(extras or {})}
+        head = {"stream": self.stream, "seq": seq, "capture_ns": capture_ns, "pts_ns": int(pts_ns), "format": "rgb24",
+                "t": {"capture": capture_ns, "src_send": stamp()}}
+        # PUB never blocks: at the high-water mark the message is dropped and the receiver sees
+        # the gap in seq (counted there). That is the newest-frame-wins policy at this hop.
+        self.video.send_multipart(encode("frame", head, arrays), copy=False)
+        return seq
+
+    def audio_chunk(self, samples: np.ndarray, *, first_sample: int, capture_ns: int) -> None:
+        samples = np.ascontiguousarray(samples, np.float32).reshape(-1)
+        if self.audio is None or samples.size == 0:
+            return
+        head = {"stream": self.stream, "seq": self.audio_seq, "capture_ns": capture_ns,
+                "pts_ns": int(first_sample * 1_000_000_000 // SAMPLE_RATE), "sample_rate": SAMPLE_RATE,
+                "first_sample": int(first_sample)}
+        self.audio_seq += 1
+        self.audio_samples += samples.size
+        self.audio.send_multipart(encode("audio", head, {"samples": samples}), copy=False)
+
+    def eos(self, reason: str) -> None:
+        """End of stream on both sockets, repeated a few times: PUB may drop a message at the HWM
+        and everything downstream waits for this one. Receivers use the first copy."""
+        head = {"stream": self.stream, "seq": self.video_seq, "capture_ns": stamp(), "frames_sent": self.video_seq,
+                "last_seq": self.video_seq - 1, "audio_chunks": self.audio_seq, "reason": reason}
+        msg = encode("eos", head)
+        for _ in range(10):
+            for sock in (self.video, self.audio):
+                if sock is not None:
+                    sock.send_multipart(msg)
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        for sock in (self.video, self.audio):
+            close_socket(sock, self.env.abort)
+
+
+class _PacedSource(Stage):
+    """Shared pacing: frame at pts p is released at start + p (real time) or at once (fast)."""
+
+    def _start(self, env: StageEnv, video_subs: int, audio_subs: int) -> None:
+        self.out.wait_ready(video_subs, audio_subs)
+        self.t0 = stamp()
+        self.realtime = self.options.get("pace", "realtime") == "realtime"
+        self.limit_s = self.options.get("seconds")
+
+    def _release(self, pts_ns: int) -> int | None:
+        """Waits until the frame is due; returns capture_ns or None when asked to stop."""
+        if self.realtime and not sleep_until(self.t0 + pts_ns, self.env.stop, self.env.abort):
+            return None
+        now = stamp()
+        if self.realtime:
+            self.lateness.append((now - self.t0 - pts_ns) / 1e6)
+        return now
+
+    def _finish(self, reason: str) -> bool:
+        if not self.ended:
+            self.ended = True
+            self.counters.update(frames_sent=self.out.video_seq, audio_chunks=self.out.audio_seq,
+                                 audio_samples=self.out.audio_samples, end_reason=reason,
+                                 elapsed_s=round((stamp() - self.t0) / 1e9, 3))
+            if self.lateness:
+                lat = np.asarray(self.lateness)
+                self.counters["late_ms"] = {"p50": round(float(np.percentile(lat, 50)), 3), "max": round(float(lat.max()), 3)}
+            self.out.eos(reason)
+        return False
+
+    def close(self) -> None:
+        if getattr(self, "out", None) is not None:
+            if not self.ended:
+                self._finish("closed")
+            self.out.close()
+
+
+class SyntheticSource(_PacedSource):
+    """Live SynthAVS scene (package synthavs), paced to real time, with ground truth.
+
+    Outputs: ``frame`` messages (parts image [H,W,3] uint8 RGB, gt_mask [H,W] uint8 1 = sounding)
+    on the video link, ``audio`` chunks (the samples up to each frame's time) on the audio link.
+    Options: width, height, fps, mode, seed, seconds (None = endless), pace (realtime | fast),
+    video_subs / audio_subs (subscribers to wait for before frame 0)."""
+
+    name = "source.synthetic"
+
+    def open(self, ctx: zmq.Context, env: StageEnv) -> None:
+        super().open(ctx, env)
+        try:
+            from synthavs import SceneConfig, SceneGenerator
+        except ImportError as exc:
+            raise StageError(f"the synthetic source needs the synthavs package ({exc})") from exc
+        o = self.options
+        self.fps = int(o.get("fps", 30))
+        cfg = SceneConfig(width=int(o.get("width", 640)), height=int(o.get("height", 480)), fps=self.fps,
+                          mode=o.get("mode", "single"), seed=int(o.get("seed", 0)))
+        self.gen = SceneGenerator(cfg)
+        self.frames = self.gen.stream(o.get("seconds"))
+        self.out = AVOutput(ctx, env)
+        self.ended = False
+        self.lateness: list[float] = []
+        self.sent_until = 0  # audio samples published so far
+        self._start(env, int(o.get("video_subs", 1)), int(o.get("audio_subs", 1)))
+
+    def process(self) -> bool:
+        if self.env.stop.is_set():
+            return self._finish("stopped")
+        frame = next(self.frames, None)
+        if frame is None:
+            return self._finish("end")
+        pts_ns = frame.index * 1_000_000_000 // self.fps
+        end = int(round(frame.time_s * SAMPLE_RATE))
+        capture = self._release(pts_ns)
+        if capture is None:
+            return self._finish("stopped")
+        if end > self.sent_until:  # the audio up to this frame goes first: the window ends here
+            self.out.audio_chunk(self.gen.audio_between(self.sent_until / SAMPLE_RATE, end / SAMPLE_RATE),
+                                 first_sample=self.sent_until, capture_ns=capture)
+            self.sent_until = end
+        self.out.frame(frame.image, pts_ns=pts_ns, capture_ns=capture, extras={"gt_mask": frame.mask})
+        return True
+
+
+class FileSource(_PacedSource):
+    """A video file (any container / codec FFmpeg reads) with its audio track or a separate audio
+    file, decoded with PyAV. Each stream's time base is converted to seconds; audio is resampled
+    to 16 kHz mono float. A file without audio runs with silence (and a warning).
+
+    Outputs: as SyntheticSource, without gt_mask. Options: video (path), audio (path, optional),
+    pace (realtime | fast), seconds (stop after this much media time), video_subs, audio_subs."""
+
+    name = "source.file"
+
+    def open(self, ctx: zmq.Context, env: StageEnv) -> None:
+        super().open(ctx, env)
+        import av
+
+        self.av = av
+        o = self.options
+        self.path = Path(o["video"])
+        self.vcont = self._open_container(self.path)
+        if not self.vcont.streams.video:
+            raise StageError(f"'{self.path}' has no video stream")
+        self.vframes = self.vcont.decode(video=0)
+        self.acont = None
+        audio_path = Path(o["audio"]) if o.get("audio") else self.path
+        cont = self._open_container(audio_path)  # a second demuxer: audio is read ahead of video
+        if cont.streams.audio:
+            self.acont = cont
+            self.aframes = cont.decode(audio=0)
+            self.resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        else:
+            cont.close()
+            warn(f"'{audio_path}' has no audio track: running with silence")
+        self.audio_next: int | None = None  # absolute index of the next sample to publish
+        self.audio_done = self.acont is None
+        self.out = AVOutput(ctx, env)
+        self.ended = False
+        self.lateness: list[float] = []
+        self.pts0: float | None = None
+        self._start(env, int(o.get("video_subs", 1)), int(o.get("audio_subs", 1)))
+
+    def _open_container(self, path: Path):
+        if not path.is_file():
+            raise StageError(f"video/audio file '{path}' does not exist")
+        try:
+            return self.av.open(str(path))
+        except (self.av.error.FFmpegError, OSError, ValueError) as exc:
+            raise StageError(f"cannot read media file '{path}': {exc}") from exc
+
+    def _pump_audio(self, until_sample: int, capture_ns: int) -> None:
+        """Publishes audio up to ``until_sample`` (a little beyond: decoded frames are whole)."""
+        if self.audio_done:
+            start = self.audio_next or 0
+            if until_sample > start:  # no (more) audio: silence keeps the ring aligned with video
+                self.out.audio_chunk(np.zeros(until_sample - start, np.float32), first_sample=start, capture_ns=capture_ns)
+                self.audio_next = until_sample
+            return
+        while self.audio_next is None or self.audio_next < until_sample:
+            try:
+                frame = next(self.aframes, None)
+            except self.av.error.FFmpegError as exc:
+                raise StageError(f"cannot decode audio of '{self.path}': {exc}") from exc
+            chunks = self.resampler.resample(frame)  # frame None flushes the resampler
+            for chunk in chunks:
+                data = chunk.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                if self.audio_next is None:
+                    t = float(frame.time) if frame is not None and frame.time is not None else 0.0
+                    self.audio_next = max(int(round((t - (self.pts0 or 0.0)) * SAMPLE_RATE)), 0)
+                self.out.audio_chunk(data, first_sample=self.audio_next, capture_ns=capture_ns)
+                self.audio_next += data.size
+            if frame is None:
+                self.audio_done = True
+                return
+
+    def process(self) -> bool:
+        if self.env.stop.is_set():
+            return self._finish("stopped")
+        try:
+            frame = next(self.vframes, None)
+        except self.av.error.FFmpegError as exc:
+            raise StageError(f"cannot decode video of '{self.path}': {exc}") from exc
+        if frame is None:
+            return self._finish("end")
+        t = float(frame.time) if frame.time is not None else self.out.video_seq / 30.0
+        if self.pts0 is None:
+            self.pts0 = t  # the media timeline starts at the first frame
+        pts_ns = int(round((t - self.pts0) * 1e9))
+        if self.limit_s is not None and pts_ns >= self.limit_s * 1e9:
+            return self._finish("end")
+        image = frame.to_ndarray(format="rgb24")
+        capture = self._release(pts_ns)
+        if capture is None:
+            return self._finish("stopped")
+        self._pump_audio(int(round(pts_ns * SAMPLE_RATE / 1e9)), capture)
+        self.out.frame(image, pts_ns=pts_ns, capture_ns=capture)
+        return True
+
+    def close(self) -> None:
+        super().close()
+        for cont in (getattr(self, "vcont", None), getattr(self, "acont", None)):
+            if cont is not None:
+                cont.close()
+
+
+def make_source(kind: str, options: dict[str, Any]) -> Stage:
+    if kind == "synthetic":
+        return SyntheticSource(**options)
+    if kind == "file":
+        return FileSource(**options)
+    if kind == "live":
+        from .live import LiveSource
+
+        return LiveSource(**options)
+    raise ValueError(f"unknown source kind '{kind}' (synthetic, file, live)")

@@ -1,0 +1,184 @@
+"""Sockets and endpoints: every socket the pipeline opens is made here, with its limits.
+
+Rules (see docs/protocol.md): LINGER 0 so closing never hangs on unsent data; send and receive
+high-water marks on every socket; small kernel buffers on ipc / tcp links that carry frames so
+the HWM (counted in messages) is not undone by megabytes queued in the kernel; a maximum message
+size so a hostile peer cannot make us allocate without bound; CURVE encryption on tcp when keys
+are configured. Binding is loopback unless the configuration names another host.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from .protocol import ProtocolError, decode
+
+# Links of the graph: who binds, which socket types. Producers of frames bind (they are the stable
+# end); workers connect (they come and go).
+LINKS = ("video", "audio", "jobs", "results", "masks")
+
+
+@dataclass
+class Security:
+    """CURVE keys (Z85 bytes) for tcp links. The server key pair belongs to the binding ends; the
+    client pair to connecting ends. Without a ZAP handler any client that knows the server's
+    public key may connect: CURVE here gives encryption and server authentication."""
+
+    server_public: bytes
+    server_secret: bytes
+    client_public: bytes
+    client_secret: bytes
+
+    @classmethod
+    def generate(cls) -> Security:
+        if not zmq.has("curve"):
+            raise RuntimeError("this libzmq was built without CURVE; run without --curve")
+        sp, ss = zmq.curve_keypair()
+        cp, cs = zmq.curve_keypair()
+        return cls(sp, ss, cp, cs)
+
+    def to_dict(self) -> dict[str, str]:
+        return {k: getattr(self, k).decode() for k in ("server_public", "server_secret", "client_public", "client_secret")}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> Security:
+        return cls(**{k: v.encode() for k, v in data.items()})
+
+
+@dataclass
+class Endpoints:
+    """Where each link lives: {link: address}. Built once by the pipeline, shared by all stages."""
+
+    addresses: dict[str, str]
+    security: Security | None = None
+    hwm: int = 4  # messages per socket direction on frame links
+    max_bytes: int = 32 * 1024 * 1024
+    kernel_buffer: int = 2 * 1024 * 1024  # SO_SNDBUF / SO_RCVBUF on frame links (ipc / tcp)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, link: str) -> str:
+        return self.addresses[link]
+
+
+def free_tcp_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free now (there is a small race until the binder takes it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def make_endpoints(transport: str, *, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
+                   run_dir: str | None = None, tag: str | None = None) -> dict[str, str]:
+    """Addresses for the graph's links on one transport (inproc, ipc or tcp)."""
+    tag = tag or f"{os.getpid()}-{time.monotonic_ns() % 10**9}"
+    if transport == "inproc":
+        return {link: f"inproc://icf-{tag}-{link}" for link in LINKS}
+    if transport == "ipc":
+        base = run_dir or tempfile.mkdtemp(prefix="icf-stream-")
+        # ipc paths are limited to ~107 bytes by sockaddr_un; keep them short.
+        return {link: f"ipc://{os.path.join(base, link)}.sock" for link in LINKS}
+    if transport == "tcp":
+        ports = ports or {}
+        return {link: f"tcp://{host}:{ports.get(link) or free_tcp_port(host)}" for link in LINKS}
+    raise ValueError(f"unknown transport '{transport}': use inproc, ipc or tcp")
+
+
+def open_socket(ctx: zmq.Context, kind: int, endpoints: Endpoints, link: str, *, bind: bool,
+                hwm: int | None = None, frames: bool = True, address: str | None = None,
+                identity: bytes | None = None) -> zmq.Socket:
+    """One configured socket, bound or connected to ``link`` (or an explicit ``address``)."""
+    sock = ctx.socket(kind)
+    hwm = endpoints.hwm if hwm is None else hwm
+    sock.setsockopt(zmq.LINGER, 0)
+    if identity is not None:
+        sock.setsockopt(zmq.ROUTING_ID, identity)
+    sock.setsockopt(zmq.SNDHWM, hwm)
+    sock.setsockopt(zmq.RCVHWM, hwm)
+    # Hard cap in libzmq (it disconnects a peer that exceeds it, so memory stays bounded); messages
+    # between max_bytes and the cap are received, then dropped and counted as oversized.
+    sock.setsockopt(zmq.MAXMSGSIZE, 2 * endpoints.max_bytes)
+    addr = address or endpoints[link]
+    if frames and not addr.startswith("inproc://"):
+        sock.setsockopt(zmq.SNDBUF, endpoints.kernel_buffer)
+        sock.setsockopt(zmq.RCVBUF, endpoints.kernel_buffer)
+    if kind == zmq.PUSH:
+        # never queue results to a peer that is not connected yet. Not on DEALER: with IMMEDIATE a
+        # disconnect drops the pipe with its unread inbound messages (a worker lost its EOS).
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+    if kind == zmq.ROUTER:
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a vanished worker is an error, not a silent drop
+    if kind == zmq.XPUB:
+        sock.setsockopt(zmq.XPUB_VERBOSE, 1)  # see every subscription, so sources can count them
+    sec = endpoints.security
+    if sec is not None and addr.startswith("tcp://"):
+        if bind:
+            sock.curve_server = True
+            sock.curve_publickey, sock.curve_secretkey = sec.server_public, sec.server_secret
+        else:
+            sock.curve_serverkey = sec.server_public
+            sock.curve_publickey, sock.curve_secretkey = sec.client_public, sec.client_secret
+    try:
+        if bind:
+            sock.bind(addr)
+        else:
+            sock.connect(addr)
+    except zmq.ZMQError as exc:
+        sock.close(0)
+        raise RuntimeError(f"cannot {'bind' if bind else 'connect'} {link} socket at {addr}: {exc}") from exc
+    return sock
+
+
+def recv_packet(sock: zmq.Socket, counters: dict[str, int], *, max_bytes: int, kinds: tuple[str, ...] | None = None,
+                envelope: int = 0, flags: int = 0):
+    """Receives one message and decodes it; a malformed one is counted and returned as None.
+    ``envelope`` leading parts (ROUTER identity + delimiter) are returned separately."""
+    frames = sock.recv_multipart(flags=flags, copy=False)
+    head, body = frames[:envelope], frames[envelope:]
+    if sum(len(f.buffer) for f in body) > max_bytes:  # counted apart: a sender with a wrong size setting
+        counters["oversized"] = counters.get("oversized", 0) + 1
+        return [f.bytes for f in head], None
+    try:
+        if envelope and (len(head) < envelope or head[-1].bytes != b""):
+            raise ProtocolError("bad routing envelope")
+        return [f.bytes for f in head], decode(body, max_bytes=max_bytes, kinds=kinds)
+    except ProtocolError as exc:
+        counters["malformed"] = counters.get("malformed", 0) + 1
+        counters["last_error"] = str(exc)[:200]
+        return [f.bytes for f in head], None
+
+
+def wait_subscribers(sock: zmq.Socket, expected: int, timeout_s: float, abort) -> int:
+    """Blocks until ``expected`` subscriptions reached an XPUB socket (or time / abort runs out),
+    so the first frames are not published to nobody. Returns how many were seen."""
+    seen = 0
+    deadline = time.monotonic() + timeout_s
+    while seen < expected and time.monotonic() < deadline and not abort.is_set():
+        if sock.poll(50):
+            msg = sock.recv()
+            if msg[:1] == b"\x01":
+                seen += 1
+    return seen
+
+
+def close_socket(sock: zmq.Socket | None, abort) -> None:
+    """LINGER is 0 on every socket, so closing never hangs on a dead peer. A graceful close (no
+    abort) still hands over what was just queued (the end-of-stream message, the last result):
+    libzmq would otherwise discard it, and the receiver would wait for it until a timeout."""
+    if sock is None or sock.closed:
+        return
+    sock.close(linger=0 if abort.is_set() else GRACEFUL_LINGER_MS)
+
+
+GRACEFUL_LINGER_MS = 1000
+
+
+def stamp() -> int:
+    """The one clock: CLOCK_MONOTONIC in ns, comparable between processes of one machine."""
+    return time.monotonic_ns()

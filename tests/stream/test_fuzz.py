@@ -1,0 +1,203 @@
+"""Fuzzed messages into running stages over real sockets: each one is dropped and counted, the
+stage keeps working (it still processes a valid message afterwards)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stream.protocol import encode
+from stream.segmenter import ContextStage, WorkerStage
+from stream.sink import SinkStage
+from stream.stage import StageEnv, run_stage
+from stream.transport import Endpoints, make_endpoints
+
+JSONV = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=6),
+                     lambda x: st.lists(x, max_size=3) | st.dictionaries(st.text(max_size=5), x, max_size=3), max_leaves=8)
+
+
+def mutate(data, parts: list) -> list:
+    """A damaged copy of a valid message, or plain garbage."""
+    choice = data.draw(st.integers(0, 6))
+    parts = [bytes(memoryview(p).cast("B")) if not isinstance(p, bytes) else p for p in parts]
+    if choice == 0:
+        return data.draw(st.lists(st.binary(max_size=200), min_size=1, max_size=5))
+    header = json.loads(parts[0])
+    if choice == 1:  # a header field replaced by anything
+        header[data.draw(st.sampled_from(sorted(header) + ["x"]))] = data.draw(JSONV)
+    elif choice == 2 and header["parts"]:  # a part descriptor damaged
+        desc = data.draw(st.sampled_from(header["parts"]))
+        desc[data.draw(st.sampled_from(["shape", "dtype", "name", "encoding"]))] = data.draw(JSONV)
+    elif choice == 3 and len(parts) > 1:  # truncated or padded payload
+        i = data.draw(st.integers(1, len(parts) - 1))
+        parts[i] = parts[i][: data.draw(st.integers(0, max(len(parts[i]) - 1, 0)))] if data.draw(st.booleans()) else parts[i] + b"\x00"
+    elif choice == 4:  # a part missing or extra
+        return parts[:-1] if data.draw(st.booleans()) else parts + [b"zz"]
+    elif choice == 5:  # a plausible header whose arrays are the wrong shape
+        header["parts"] = [dict(d, shape=[1] * len(d["shape"])) for d in header["parts"]]
+        parts = [parts[0]] + [np.zeros(1, np.dtype(d["dtype"])).tobytes() * 1 for d in header["parts"]]
+    else:  # huge claimed shape
+        if header["parts"]:
+            header["parts"][0]["shape"] = [65536, 65536, 3]
+    return [json.dumps(header).encode(), *parts[1:]]
+
+
+class Harness:
+    """Runs one stage in a thread with real ipc sockets; the test plays its neighbours."""
+
+    def __init__(self, tmp_path, stage) -> None:
+        self.ctx = zmq.Context()
+        self.ep = Endpoints(make_endpoints("ipc", run_dir=str(tmp_path)))
+        self.stop, self.abort, self.go = threading.Event(), threading.Event(), threading.Event()
+        self.go.set()
+        self.stage = stage
+        self.env = StageEnv(self.ep, self.stop, self.abort, self.go)
+        self.report = None
+
+    def start(self) -> None:
+        def run():
+            self.report = run_stage(self.stage, self.ctx, self.env)
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def sock(self, kind, link, bind, **opts):
+        s = self.ctx.socket(kind)
+        s.setsockopt(zmq.LINGER, 0)
+        for k, v in opts.items():
+            s.setsockopt(k, v)
+        (s.bind if bind else s.connect)(self.ep[link])
+        return s
+
+    def close(self) -> None:
+        self.abort.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        self.ctx.destroy(linger=0)
+
+
+def job(seq: int, prev: int) -> list:
+    arrays = {"image": np.full((16, 20, 3), 100, np.uint8), "audio": np.zeros((1, 15600), np.float32),
+              "frame_ring": np.zeros((1, 30, 32), np.float32), "frame_valid": np.zeros((1, 30), np.float32),
+              "segment_ring": np.zeros((1, 4, 32), np.float32), "segment_valid": np.zeros((1, 4), np.float32)}
+    return encode("job", {"stream": "s", "seq": seq, "capture_ns": time.monotonic_ns(), "pts_ns": seq * 33_333_333,
+                          "prev_seq": prev, "dropped_before": 0, "t": {"capture": time.monotonic_ns()}}, arrays)
+
+
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def test_worker_survives_fuzzed_jobs(tmp_path):
+    h = Harness(tmp_path, WorkerStage(backend={"kind": "null"}, index=0))
+    router = h.sock(zmq.ROUTER, "jobs", True)
+    pull = h.sock(zmq.PULL, "results", True)
+    h.start()
+    wid = router.recv_multipart()[0]  # the worker's first "ready"
+
+    @FUZZ
+    @given(data=st.data())
+    def fuzz(data):
+        router.send_multipart([wid, b"", *mutate(data, job(7, 6))], copy=True)
+        assert router.poll(5000), "the worker stopped answering"
+        router.recv_multipart()  # it always gives its credit back
+        while pull.poll(50):
+            pull.recv_multipart()
+        assert h.thread.is_alive()
+
+    fuzz()
+    router.send_multipart([wid, b"", *job(8, 7)])
+    assert pull.poll(5000)
+    header = json.loads(pull.recv_multipart()[0])
+    assert header["kind"] == "result" and header["seq"] == 8 and "error" not in header
+    assert h.stage.counters["malformed"] + h.stage.counters["errors"] > 0
+    h.close()
+
+
+def frame(seq: int) -> list:
+    return encode("frame", {"stream": "s", "seq": seq, "capture_ns": time.monotonic_ns(), "pts_ns": seq * 33_333_333,
+                            "t": {"capture": time.monotonic_ns()}}, {"image": np.zeros((16, 20, 3), np.uint8)})
+
+
+def test_context_survives_fuzzed_frames_audio_and_ready(tmp_path):
+    h = Harness(tmp_path, ContextStage(workers=1, audio_wait_ms=0))
+    video = h.sock(zmq.PUB, "video", True)
+    audio = h.sock(zmq.PUB, "audio", True)
+    h.start()
+    dealer = h.sock(zmq.DEALER, "jobs", False)
+    geometry = {"width": 32, "frame_ring": 30, "segment_ring": 4, "audio_samples": 15600}
+    ready = encode("ready", {"stream": "s", "seq": 0, "capture_ns": 0, "job": -1, "ok": False, "geometry": geometry})
+    dealer.send_multipart([b"", *ready])
+    time.sleep(0.3)  # subscriptions reach the PUB sockets
+    seq = iter(range(10**6))
+
+    @FUZZ
+    @given(data=st.data())
+    def fuzz(data):
+        target = data.draw(st.sampled_from(["video", "audio", "ready"]))
+        if target == "video":
+            video.send_multipart(mutate(data, frame(next(seq))))
+        elif target == "audio":
+            chunk = encode("audio", {"stream": "s", "seq": 0, "capture_ns": 0, "first_sample": 0}, {"samples": np.zeros(64, np.float32)})
+            audio.send_multipart(mutate(data, chunk))
+        else:
+            dealer.send_multipart([b"", *mutate(data, ready)])
+        assert h.thread.is_alive()
+
+    fuzz()
+    time.sleep(0.2)
+    while dealer.poll(100):
+        dealer.recv_multipart()
+        dealer.send_multipart([b"", *ready])
+    video.send_multipart(frame(next(seq) + 5))
+    assert dealer.poll(5000), "a valid frame after the fuzz must still become a job"
+    _, head, *_ = dealer.recv_multipart()
+    assert json.loads(head)["kind"] == "job"
+    assert h.stage.counters["malformed"] > 0
+    h.close()
+
+
+def test_sink_survives_fuzzed_results(tmp_path):
+    h = Harness(tmp_path, SinkStage())
+    h.start()
+    push = h.sock(zmq.PUSH, "results", False)
+
+    def result(seq, prev):
+        t = time.monotonic_ns()
+        return encode("result", {"stream": "s", "seq": seq, "capture_ns": t, "pts_ns": 0, "prev_seq": prev, "dropped_before": 0,
+                                 "t": {"capture": t}}, {"mask": np.zeros((16, 20), np.uint8), "image": np.zeros((16, 20, 3), np.uint8)})
+
+    @FUZZ
+    @given(data=st.data())
+    def fuzz(data):
+        push.send_multipart(mutate(data, result(3, 2)))
+        assert h.thread.is_alive()
+
+    fuzz()
+    push.send_multipart(result(0, -1))
+    deadline = time.monotonic() + 5
+    while h.stage.counters["delivered"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert h.stage.counters["delivered"] >= 1
+    assert h.stage.counters["malformed"] > 0
+    h.close()
+
+
+def test_oversized_messages_are_dropped_and_counted(tmp_path):
+    h = Harness(tmp_path, SinkStage())
+    h.start()
+    push = h.sock(zmq.PUSH, "results", False)
+    push.send_multipart([b'{"kind":"result"}', b"\x00" * (40 << 20)])  # over the 32 MiB message limit
+    deadline = time.monotonic() + 5
+    while h.stage.counters.get("oversized", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert h.stage.counters.get("oversized") == 1
+    push.send_multipart([b"x" * (70 << 20)])  # over libzmq's hard cap: the peer is cut off, we live on
+    time.sleep(0.3)
+    assert h.thread.is_alive()
+    h.close()
