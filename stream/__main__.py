@@ -5,11 +5,13 @@ built-in synthetic scene, over a ZeroMQ pipeline (one process or many).
     icf-stream live --camera 0 --mic default --weights weights/icf-lite-synthavs.safetensors
     icf-stream run --video clip.mp4 --publish tcp://127.0.0.1:5556 --record out/clip-overlay.mp4
     icf-stream devices
+    icf-stream node --graph graph.json --node segmenter     # one part of a graph spread over machines
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -17,21 +19,30 @@ from pathlib import Path
 
 SHIPPED_WEIGHTS = Path("weights/icf-lite-synthavs.safetensors")
 NO_WEIGHTS = """the shipped weights {path} are not here.
-  They come with the repository's release (weights/icf-lite-synthavs.safetensors + .json); to make them yourself:
-      icf-train fit --config synthavs            (writes a checkpoint; copy it to {path})
+  They come with the repository (weights/icf-lite-synthavs.safetensors + .json: restore them from git,
+  e.g. `git checkout -- weights/`), or make them yourself (about 25 min on 2 CPU cores):
+      icf-train fit --config synthavs-cpu       (then copy the checkpoint it writes to {path})
   Or run without trained weights, to see the pipeline work (masks will be meaningless):
       icf-stream {cmd} --model icf-lite"""
+
+
+def default_threads() -> int:
+    """Cores for the model: all but one. On 2 cores one ORT thread gives the best tail latency: a
+    second thread keeps getting preempted by the source and the sink, and an op waits for it."""
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model (one of; default: the shipped weights)")
     m = g.add_mutually_exclusive_group()
-    m.add_argument("--weights", metavar="CKPT", help="ICF checkpoint (.safetensors); exported to ONNX once via the engine cache")
+    m.add_argument("--weights", metavar="CKPT", help="ICF checkpoint (.safetensors); exported to ONNX once through the engine (cached under out/engine/)")
     m.add_argument("--engine", metavar="ARTIFACT", help="an engine artifact: .onnx (+ .json sidecar), .plan, or .safetensors")
     m.add_argument("--model", metavar="NAME", help="registry model with untrained weights (icf-tiny, icf-lite): for trying the pipeline")
     g.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"),
                    help="engine backend (default auto: TensorRT / CUDA when present, else ONNX Runtime on the CPU)")
-    g.add_argument("--threads", type=int, help="intra-op threads for the backend (default: the backend's own)")
+    g.add_argument("--threads", type=int, default=default_threads(),
+                   help="intra-op threads for the backend (default: CPU cores - 1, leaving one for capture, "
+                        f"transport and outputs; here {default_threads()})")
 
 
 def _pipeline_args(p: argparse.ArgumentParser, *, display: bool = True) -> None:
@@ -86,13 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
     _pipeline_args(r)
 
     sub.add_parser("devices", help="list cameras and microphones")
+
+    n = sub.add_parser("node", help="run one node of a graph file (pipelines across machines; see stream/launch.py)")
+    n.add_argument("--graph", required=True, metavar="FILE", help="graph JSON: pipeline config + endpoint of every link")
+    n.add_argument("--node", help="which node to run here (source, segmenter, worker1.., sink)")
+    n.add_argument("--list", action="store_true", help="list the graph's nodes and exit")
+    n.add_argument("--report", metavar="FILE", help="write this node's report (JSON)")
     return ap
 
 
 def _backend_spec(args, cmd: str) -> dict:
     from .backend import export_cached
 
-    options = {"threads": args.threads} if args.threads else {}
+    # threads is an option of the CPU-capable backends; an explicit tensorrt backend refuses it
+    options = {"threads": args.threads} if args.threads and args.backend in ("auto", "onnxruntime", "torch") else {}
     if args.engine:
         artifact = args.engine
     elif args.model:
@@ -131,15 +149,14 @@ def _run(cfg, report_path: str | None, quiet: bool = False) -> int:
         return 2
     if report_path:
         save_report(report, report_path)
-    if not quiet:
-        print(format_summary(report))
+    ran = bool(report.get("frames", {}).get("sent"))
+    if not quiet and ran:
+        print(format_summary({**report, "errors": []}))
         if report_path:
             print(f"\nreport: {report_path}")
-    if report["errors"]:
-        for e in report["errors"]:
-            print(f"icf-stream: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    for e in report["errors"]:
+        print(f"icf-stream: error: {e}", file=sys.stderr)
+    return 2 if report["errors"] else 0
 
 
 def cmd_demo(args) -> int:
@@ -207,10 +224,35 @@ def cmd_devices(args) -> int:
     return 0
 
 
+def cmd_node(args) -> int:
+    from .launch import load_graph, node_names, run_node
+    from .pipeline import PipelineError
+    from .report import save_report
+
+    try:
+        if args.list or not args.node:
+            cfg, endpoints = load_graph(args.graph)
+            print("nodes:", " ".join(node_names(cfg)))
+            print("\n".join(f"  {k:8s} {v}" for k, v in endpoints.addresses.items()))
+            return 0 if args.list else 2
+        report = run_node(args.graph, args.node)
+    except PipelineError as exc:
+        print(f"icf-stream: {exc}", file=sys.stderr)
+        return 2
+    if args.report:
+        save_report(report, args.report)
+    for e in report["errors"]:
+        print(f"icf-stream: error: {e}", file=sys.stderr)
+    sink = report["stages"].get("sink")
+    if sink:
+        print(json.dumps({"frames": sink.get("frames"), "fps_processed": sink.get("fps_processed"), "miou": sink.get("miou")}))
+    return 2 if report["errors"] else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
-    handlers = {"demo": cmd_demo, "live": cmd_live, "run": cmd_run, "devices": cmd_devices}
+    handlers = {"demo": cmd_demo, "live": cmd_live, "run": cmd_run, "devices": cmd_devices, "node": cmd_node}
     return handlers[args.command](args)
 
 

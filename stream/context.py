@@ -123,6 +123,7 @@ class AudioRing:
         self.written_any = False
         self.gap_samples = 0
         self.underrun_samples = 0
+        self.resets = 0
 
     def write(self, first: int, samples: np.ndarray) -> None:
         samples = np.asarray(samples, np.float32).reshape(-1)
@@ -132,8 +133,10 @@ class AudioRing:
             self.start = self.end = first
             self.written_any = True
         last = first + samples.size
-        if last <= self.end - self.capacity:
-            return  # entirely older than anything we keep
+        if last <= self.end - self.capacity:  # older than anything kept: a restarted source, begin again
+            self.resets += 1
+            self.buf[:] = 0
+            self.start = self.end = first
         if first > self.end:  # hole: zero it so stale ring content never reads as audio
             self.gap_samples += first - self.end
             self._put(self.end, np.zeros(min(first - self.end, self.capacity), np.float32))

@@ -19,7 +19,10 @@ from .sources import SAMPLE_RATE, AVOutput
 from .stage import Stage, StageEnv, StageError, warn
 from .transport import stamp
 
-os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # probing absent cameras is not worth a warning each
+try:  # probing absent cameras is not worth an OpenCV warning each time; our own message says it
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+except AttributeError:
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 
 class MicRing:
@@ -92,7 +95,7 @@ class LiveSource(Stage):
         else:
             warn("no microphone: the model hears silence")
         self.out = AVOutput(ctx, env)
-        self.out.wait_ready(int(o.get("video_subs", 1)), int(o.get("audio_subs", 1)))
+        self.out.wait_ready(int(o.get("video_subs", 1)), int(o.get("audio_subs", 1)), float(o.get("subscriber_timeout_s", 10)))
         self.t0 = stamp()
         self.ended = False
         self.audio_origin: int | None = None  # pts sample index of the mic's sample 0
@@ -181,8 +184,10 @@ class LiveSource(Stage):
         if limit is not None and now - self.t0 > limit * 1e9:
             return self._finish("end")
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        self._pump_audio(now)
         self.out.frame(rgb, pts_ns=now - self.t0, capture_ns=now)
+        # then the microphone's samples so far: the context waits (audio_wait_ms) for the window's
+        # tail if needed, which costs less than holding the frame back for this send
+        self._pump_audio(now)
         return True
 
     def _finish(self, reason: str) -> bool:

@@ -31,7 +31,7 @@ def build_stage(spec: dict[str, Any]) -> Stage:
 
         return ContextStage(**options)
     if kind == "worker":
-        from .segmenter import WorkerStage
+        from .worker import WorkerStage
 
         return WorkerStage(**options)
     if kind == "sink":

@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .node import build_stage, node_main, run_stages
@@ -64,21 +65,28 @@ def _stage_specs(cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
     kind = src.pop("kind")
     src.setdefault("video_subs", 1)
     src.setdefault("audio_subs", 1 + int(bool(cfg.record)))
-    specs = {"source": {"type": "source", "kind": kind, "options": src},
-             "context": {"type": "context", "options": {"workers": cfg.workers, **cfg.context}}}
-    for i in range(cfg.workers):
-        specs[f"worker{i}"] = {"type": "worker", "options": {"backend": cfg.backend, "index": i}}
+    inline = cfg.workers == 1 and cfg.context.get("inline", True)
+    send_image = bool(cfg.record or cfg.display)  # otherwise the frame need not travel back to the sink
+    ctx_opts = {"workers": cfg.workers, "send_image": send_image, **{k: v for k, v in cfg.context.items() if k != "inline"}}
+    if inline:
+        ctx_opts["inline"] = cfg.backend  # one worker: the context stage runs the model itself
+    specs = {"source": {"type": "source", "kind": kind, "options": src}, "context": {"type": "context", "options": ctx_opts}}
+    for i in range(0 if inline else cfg.workers):
+        specs[f"worker{i}"] = {"type": "worker", "options": {"backend": cfg.backend, "index": i, "send_image": send_image}}
     specs["sink"] = {"type": "sink", "options": {"record": cfg.record, "masks": cfg.masks, "metrics": cfg.metrics,
                                                  "publish": bool(cfg.publish), "display": cfg.display,
-                                                 "fps_hint": int(cfg.source.get("fps", 30)), **cfg.sink}}
+                                                 "fps_hint": int(cfg.source.get("fps") or 30), **cfg.sink}}
     return specs
 
 
 def _layout(cfg: PipelineConfig) -> list[tuple[str, list[str]]]:
-    """Process groups. The context is light and shares a process with worker0 (no extra hop to
-    pay for a process of its own); extra workers each get a process (scale-out)."""
-    layout = [("source", ["source"]), ("segmenter", ["context", "worker0"])]
-    layout += [(f"worker{i}", [f"worker{i}"]) for i in range(1, cfg.workers)]
+    """Process groups: source | segmenter | sink. One worker runs inside the context stage (no
+    hop); with several, worker0 shares the context's process and the others get one each."""
+    if cfg.workers == 1 and cfg.context.get("inline", True):
+        layout = [("source", ["source"]), ("segmenter", ["context"])]
+    else:
+        layout = [("source", ["source"]), ("segmenter", ["context", "worker0"])]
+        layout += [(f"worker{i}", [f"worker{i}"]) for i in range(1, cfg.workers)]
     layout.append(("sink", ["sink"]))
     return layout
 
@@ -120,7 +128,10 @@ def run_pipeline(config: PipelineConfig | dict[str, Any]) -> dict[str, Any]:
     cfg = config if isinstance(config, PipelineConfig) else PipelineConfig(**config)
     if cfg.workers < 1:
         raise PipelineError("workers must be >= 1")
-    run_dir = tempfile.mkdtemp(prefix="icf-", dir="/tmp")
+    _sweep_run_dirs()
+    # short: ipc paths must fit sockaddr_un (~107 bytes); the pid lets a later run clean up after
+    # a supervisor that was killed (SIGKILL runs no finally)
+    run_dir = tempfile.mkdtemp(prefix=f"icf-{os.getpid()}-", dir="/tmp")
     try:
         endpoints = _endpoints(cfg, run_dir)
         specs = _stage_specs(cfg)
@@ -132,6 +143,14 @@ def run_pipeline(config: PipelineConfig | dict[str, Any]) -> dict[str, Any]:
         return _assemble(cfg, reports, errors, time.monotonic() - t0)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _sweep_run_dirs() -> None:
+    """Removes the socket folders of supervisors that no longer exist."""
+    for path in Path("/tmp").glob("icf-*-*"):
+        pid = path.name.split("-")[1]
+        if pid.isdigit() and path.is_dir() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _run_threads(cfg: PipelineConfig, endpoints: Endpoints, specs: dict) -> tuple[dict, list[str]]:
@@ -236,7 +255,7 @@ def _assemble(cfg: PipelineConfig, reports: dict[str, dict], errors: list[str], 
     sink = reports.get("sink", {})
     src = reports.get("source", {}).get("counters", {})
     ctxr = reports.get("context", {})
-    workers = [r for n, r in sorted(reports.items()) if n.startswith("worker")]
+    workers = [r for n, r in sorted(reports.items()) if n.startswith("worker") or (n == "context" and "worker" in r)]
     sent = src.get("frames_sent")
     frames = dict(sink.get("frames", {}))
     if frames.get("sent") is None and sent is not None:
@@ -254,8 +273,10 @@ def _assemble(cfg: PipelineConfig, reports: dict[str, dict], errors: list[str], 
         "fps": {"source": round(fps_source, 2) if fps_source else None, "processed": sink.get("fps_processed"),
                 "processed_ratio": round(processed / sent, 4) if sent else None},
         "latency_ms": sink.get("latency_ms", {}),
-        "drops": {"context": {k: ctxr.get("counters", {}).get(k) for k in ("transport_gaps", "superseded", "audio_underruns", "lost_jobs", "malformed")},
-                  "sink": frames.get("dropped_by")},
+        "drops": {"context": {k: ctxr.get("counters", {}).get(k, 0) for k in
+                              ("transport_gaps", "superseded", "stale", "seq_resets", "audio_underruns", "lost_jobs", "malformed", "oversized")},
+                  "sink": frames.get("dropped_by"),
+                  "malformed_messages": sum(r.get("counters", {}).get(k, 0) for r in reports.values() for k in ("malformed", "oversized"))},
         "queues": {**ctxr.get("queues", {}), **sink.get("queues", {})},
         "miou": sink.get("miou"),
         "stages": reports,

@@ -171,10 +171,27 @@ def _decode_part(desc: Any, frame: Any, seen: dict) -> tuple[str, np.ndarray]:
     return name, arr
 
 
+EOS_INTS = ("frames_sent", "last_seq", "last_dispatched", "dispatched", "tail_lost")
+
+
+def ints_ok(header: dict[str, Any], names: tuple[str, ...] = EOS_INTS) -> bool:
+    """True when every one of ``names`` present in the header is an int (not a bool)."""
+    return all(type(header[n]) is int for n in names if n in header)
+
+
+def stamps(header: dict[str, Any]) -> dict[str, int]:
+    """The header's ``t`` (stage name -> CLOCK_MONOTONIC ns), keeping only well-formed entries, set
+    back into the header so later stages add to a clean dict."""
+    t = header.get("t")
+    clean = {k: v for k, v in t.items() if isinstance(k, str) and type(v) is int} if isinstance(t, dict) else {}
+    header["t"] = clean
+    return clean
+
+
 def forward(packet: Packet, name: str) -> tuple[Any, dict]:
     """A payload of ``packet`` ready to pass to ``encode`` without copying it."""
     desc = next(d for d in packet.header["parts"] if d["name"] == name)
     return packet.frames[name], desc
 
 
-__all__ = ["VERSION", "KINDS", "Packet", "ProtocolError", "encode", "decode", "forward", "part"]
+__all__ = ["VERSION", "KINDS", "Packet", "ProtocolError", "encode", "decode", "forward", "part", "stamps"]

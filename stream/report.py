@@ -30,7 +30,8 @@ def format_summary(report: dict[str, Any]) -> str:
         f"model      {model.get('model', '?')} on {model.get('backend', '?')} ({model.get('device', '?')})   "
         f"transport {report.get('transport')}   workers {report.get('workers')}",
         f"frames     sent {_fmt(f.get('sent'), 'd')}  processed {_fmt(f.get('processed'), 'd')}  dropped {_fmt(f.get('dropped'), 'd')}"
-        f"  ({', '.join(f'{k} {v}' for k, v in (f.get('dropped_by') or {}).items() if v)})  accounted {f.get('accounted')}",
+        + (f" ({why})" if (why := ", ".join(f"{k} {v}" for k, v in (f.get("dropped_by") or {}).items() if v)) else "")
+        + f"  accounted {f.get('accounted')}",
         f"fps        source {_fmt(fps.get('source'), '.2f')}  processed {_fmt(fps.get('processed'), '.2f')}"
         f"  ratio {_fmt(fps.get('processed_ratio'), '.3f')}",
     ]

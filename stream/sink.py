@@ -17,7 +17,7 @@ import zmq
 
 from .metrics import Gauge, Latencies, Rate
 from .outputs import Display, MaskStore, MetricsLog, Recorder, display_available, render_overlay
-from .protocol import encode
+from .protocol import encode, ints_ok
 from .stage import Stage, StageEnv, warn
 from .transport import close_socket, open_socket, recv_packet, stamp
 
@@ -44,7 +44,9 @@ class ReorderBuffer:
         self.late = 0  # results that arrived after their place was given up
 
     def push(self, seq: int, prev: int, item: Any, now_ns: int) -> None:
-        if seq <= self.last or seq in self.items:
+        # The successor of the last release is accepted whatever its number (a restarted source
+        # starts again at 0); anything else behind the chain's head is late.
+        if seq in self.items or (seq <= self.last and prev != self.last):
             self.late += 1
             return
         self.items[seq] = (now_ns, prev, item)
@@ -54,7 +56,8 @@ class ReorderBuffer:
         out = []
         while self.items:
             seq = self.by_prev.get(self.last)
-            if seq is None or seq not in self.items:
+            linked = seq is not None and seq in self.items
+            if not linked:
                 oldest = min(self.items)
                 if not (flush or len(self.items) > self.size or now_ns - self.items[oldest][0] > self.timeout_ns):
                     break
@@ -62,7 +65,7 @@ class ReorderBuffer:
                 self.breaks += 1
             _, prev, item = self.items.pop(seq)
             self.by_prev.pop(prev, None)
-            if seq < self.last:  # only a broken chain can get here; never go backwards
+            if not linked and seq < self.last:  # a broken chain; never go backwards
                 self.late += 1
                 continue
             self.last = seq
@@ -118,7 +121,7 @@ class SinkStage(Stage):
         self.rate = Rate()
         self.recent: deque[int] = deque(maxlen=64)
         self.depth = Gauge()
-        self.ious: list[float] = []
+        self.iou_sum, self.iou_n = 0.0, 0  # running mean: nothing grows with the length of the run
         self.eos: dict | None = None
         self.eos_deadline: int | None = None
         self.received = 0
@@ -136,6 +139,9 @@ class SinkStage(Stage):
             if pkt is None:
                 continue
             if pkt.kind == "eos":
+                if not ints_ok(pkt.header):
+                    self.count("malformed")
+                    continue
                 self.eos = self.eos or pkt.header
                 continue
             if not self._valid(pkt):
@@ -156,8 +162,9 @@ class SinkStage(Stage):
         if "error" in h:
             return True
         m, img = pkt.arrays.get("mask"), pkt.arrays.get("image")
-        return (m is not None and img is not None and m.ndim == 2 and img.ndim == 3 and img.shape[2] == 3
-                and m.shape == img.shape[:2] and m.dtype == np.uint8 and img.dtype == np.uint8)
+        if m is None or m.ndim != 2 or m.dtype != np.uint8:
+            return False
+        return img is None or (img.ndim == 3 and img.shape[2] == 3 and m.shape == img.shape[:2] and img.dtype == np.uint8)
 
     def _deliver(self, pkt) -> None:
         h, t = pkt.header, pkt.header["t"]
@@ -180,11 +187,12 @@ class SinkStage(Stage):
         gt = pkt.arrays.get("gt_mask")
         score = iou(mask, gt) if gt is not None and gt.shape == mask.shape else None
         if score is not None:
-            self.ious.append(score)
+            self.iou_sum += score
+            self.iou_n += 1
         if self.delay_s:
             time.sleep(self.delay_s)
         lines = self._readout(h, t)
-        if self.recorder is not None or self.display is not None:
+        if (self.recorder is not None or self.display is not None) and "image" in pkt.arrays:
             overlay = render_overlay(pkt.arrays["image"], mask, lines)
             if self.recorder is not None:
                 self.recorder.add_frame(overlay, h["pts_ns"])
@@ -246,7 +254,8 @@ class SinkStage(Stage):
         rep["fps_processed"] = round(self.rate.per_second(), 2)
         rep["latency_ms"] = self.lat.summary()
         rep["queues"] = {"reorder_depth": self.depth.summary()}
-        rep["miou"] = round(float(np.mean(self.ious)), 4) if self.ious else None
+        rep["miou"] = round(self.iou_sum / self.iou_n, 4) if self.iou_n else None
+        rep["miou_frames"] = self.iou_n
         rep["models"] = sorted(self.models)
         if self.recorder is not None:
             rep["recorded_frames"] = self.recorder.frames

@@ -21,6 +21,7 @@ from .stage import Stage, StageEnv, StageError, sleep_until, warn
 from .transport import close_socket, open_socket, stamp, wait_subscribers
 
 SAMPLE_RATE = 16_000
+AUDIO_AHEAD_NS = 50_000_000  # recorded media: audio is published this far ahead of the frame just sent
 
 
 class AVOutput:
@@ -92,7 +93,7 @@ class _PacedSource(Stage):
     """Shared pacing: frame at pts p is released at start + p (real time) or at once (fast)."""
 
     def _start(self, env: StageEnv, video_subs: int, audio_subs: int) -> None:
-        self.out.wait_ready(video_subs, audio_subs)
+        self.out.wait_ready(video_subs, audio_subs, float(self.options.get("subscriber_timeout_s", 10)))
         self.t0 = stamp()
         self.realtime = self.options.get("pace", "realtime") == "realtime"
         self.limit_s = self.options.get("seconds")
@@ -160,16 +161,23 @@ class SyntheticSource(_PacedSource):
         if frame is None:
             return self._finish("end")
         pts_ns = frame.index * 1_000_000_000 // self.fps
-        end = int(round(frame.time_s * SAMPLE_RATE))
         capture = self._release(pts_ns)
         if capture is None:
             return self._finish("stopped")
-        if end > self.sent_until:  # the audio up to this frame goes first: the window ends here
-            self.out.audio_chunk(self.gen.audio_between(self.sent_until / SAMPLE_RATE, end / SAMPLE_RATE),
-                                 first_sample=self.sent_until, capture_ns=capture)
-            self.sent_until = end
+        self._audio_until(frame.time_s, capture)  # only frame 0 needs this: later audio went ahead
         self.out.frame(frame.image, pts_ns=pts_ns, capture_ns=capture, extras={"gt_mask": frame.mask})
+        # Audio up to the NEXT frame's time goes now, out of the next frame's capture -> send path.
+        # Delivering known audio early changes nothing causal: the context still cuts the window
+        # that ends at each frame's own pts.
+        self._audio_until(frame.time_s + 1 / self.fps, capture)
         return True
+
+    def _audio_until(self, t_s: float, capture_ns: int) -> None:
+        end = int(round(t_s * SAMPLE_RATE))
+        if end > self.sent_until:
+            audio = self.gen.audio_between(self.sent_until / SAMPLE_RATE, end / SAMPLE_RATE)
+            self.out.audio_chunk(audio, first_sample=self.sent_until, capture_ns=capture_ns)
+            self.sent_until = end
 
 
 class FileSource(_PacedSource):
@@ -263,8 +271,10 @@ class FileSource(_PacedSource):
         capture = self._release(pts_ns)
         if capture is None:
             return self._finish("stopped")
-        self._pump_audio(int(round(pts_ns * SAMPLE_RATE / 1e9)), capture)
+        self._pump_audio(int(round(pts_ns * SAMPLE_RATE / 1e9)), capture)  # a no-op after frame 0
         self.out.frame(image, pts_ns=pts_ns, capture_ns=capture)
+        # decode the audio for the next frame now, off its capture -> send path (see SyntheticSource)
+        self._pump_audio(int(round((pts_ns + AUDIO_AHEAD_NS) * SAMPLE_RATE / 1e9)), capture)
         return True
 
     def close(self) -> None:

@@ -44,6 +44,24 @@ class Security:
         cp, cs = zmq.curve_keypair()
         return cls(sp, ss, cp, cs)
 
+    @classmethod
+    def from_dir(cls, folder: str) -> Security:
+        """Long-lived keys for several machines: ``server.key_secret`` and ``client.key_secret`` in
+        ``folder`` (zmq.auth certificate files), created on first use. Copy the folder to every
+        machine of the graph (and the client certificate to external subscribers)."""
+        import os
+
+        import zmq.auth
+
+        paths = {who: os.path.join(folder, f"{who}.key_secret") for who in ("server", "client")}
+        if not all(os.path.isfile(p) for p in paths.values()):
+            os.makedirs(folder, exist_ok=True)
+            for who in ("server", "client"):
+                if not os.path.isfile(paths[who]):
+                    zmq.auth.create_certificates(folder, who)
+        (sp, ss), (cp, cs) = (zmq.auth.load_certificate(paths[w]) for w in ("server", "client"))
+        return cls(sp, ss, cp, cs)
+
     def to_dict(self) -> dict[str, str]:
         return {k: getattr(self, k).decode() for k in ("server_public", "server_secret", "client_public", "client_secret")}
 
@@ -56,8 +74,9 @@ class Security:
 class Endpoints:
     """Where each link lives: {link: address}. Built once by the pipeline, shared by all stages."""
 
-    addresses: dict[str, str]
+    addresses: dict[str, str]  # where connecting ends connect
     security: Security | None = None
+    bind: dict[str, str] = field(default_factory=dict)  # where binding ends bind, when different (tcp://0.0.0.0:5555)
     hwm: int = 4  # messages per socket direction on frame links
     max_bytes: int = 32 * 1024 * 1024
     kernel_buffer: int = 2 * 1024 * 1024  # SO_SNDBUF / SO_RCVBUF on frame links (ipc / tcp)
@@ -104,7 +123,7 @@ def open_socket(ctx: zmq.Context, kind: int, endpoints: Endpoints, link: str, *,
     # Hard cap in libzmq (it disconnects a peer that exceeds it, so memory stays bounded); messages
     # between max_bytes and the cap are received, then dropped and counted as oversized.
     sock.setsockopt(zmq.MAXMSGSIZE, 2 * endpoints.max_bytes)
-    addr = address or endpoints[link]
+    addr = address or (endpoints.bind.get(link) if bind else None) or endpoints[link]
     if frames and not addr.startswith("inproc://"):
         sock.setsockopt(zmq.SNDBUF, endpoints.kernel_buffer)
         sock.setsockopt(zmq.RCVBUF, endpoints.kernel_buffer)

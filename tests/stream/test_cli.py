@@ -123,3 +123,31 @@ def test_killed_supervisor_leaves_no_orphans(media, tmp_path):
         time.sleep(0.1)
     alive = [k for k in kids if Path(f"/proc/{k}").exists() and "Z" not in Path(f"/proc/{k}/stat").read_text().split(")")[1][:3]]
     assert not alive, f"orphans left after SIGKILL of the supervisor: {alive}"
+
+
+@pytest.mark.skipif(not __import__("zmq").has("curve"), reason="libzmq without CURVE")
+def test_graph_file_nodes_as_separate_processes_with_curve_keys(media, tmp_path):
+    """The multi-machine path on one machine: each node started by hand from one graph file,
+    tcp with explicit bind / connect addresses and CURVE keys from a folder."""
+    from stream.transport import free_tcp_port
+
+    ports = {link: free_tcp_port() for link in ("video", "audio", "jobs", "results", "masks")}
+    graph = {
+        "pipeline": {"source": {"kind": "file", "video": str(media["av"])}, "backend": {"kind": "null"}, "workers": 2,
+                     "transport": "tcp", "masks": str(tmp_path / "m.npz")},
+        "endpoints": {k: f"tcp://127.0.0.1:{p}" for k, p in ports.items()},
+        "bind": {k: f"tcp://127.0.0.1:{p}" for k, p in ports.items()},
+        "curve_keys": str(tmp_path / "keys"),
+    }
+    path = tmp_path / "graph.json"
+    path.write_text(json.dumps(graph))
+    lst = cli("node", "--graph", str(path), "--list")
+    assert "source segmenter worker1 sink" in lst.communicate(timeout=30)[0]
+    procs = {n: cli("node", "--graph", str(path), "--node", n, "--report", str(tmp_path / f"{n}.json"))
+             for n in ("sink", "worker1", "segmenter", "source")}
+    for name, p in procs.items():
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, (name, err)
+    sink = json.loads((tmp_path / "sink.json").read_text())["stages"]["sink"]
+    assert sink["frames"]["accounted"] and sink["frames"]["sent"] == 60 and sink["frames"]["processed"] > 30
+    assert (tmp_path / "keys" / "server.key_secret").is_file()

@@ -8,15 +8,17 @@ import threading
 import time
 
 import numpy as np
+import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream.protocol import encode
-from stream.segmenter import ContextStage, WorkerStage
+from stream.segmenter import ContextStage
 from stream.sink import SinkStage
 from stream.stage import StageEnv, run_stage
 from stream.transport import Endpoints, make_endpoints
+from stream.worker import WorkerStage
 
 JSONV = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=6),
                      lambda x: st.lists(x, max_size=3) | st.dictionaries(st.text(max_size=5), x, max_size=3), max_leaves=8)
@@ -77,10 +79,24 @@ class Harness:
 
     def close(self) -> None:
         self.abort.set()
-        self.thread.join(10)
-        assert not self.thread.is_alive()
-        self.ctx.destroy(linger=0)
+        if hasattr(self, "thread"):
+            self.thread.join(10)
+        self.ctx.destroy(linger=0)  # also on failure: an open socket would hang interpreter exit
+        assert not hasattr(self, "thread") or not self.thread.is_alive()
 
+
+@pytest.fixture
+def harness(tmp_path):
+    made = []
+
+    def make(stage):
+        made.append(Harness(tmp_path, stage))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.close()
+    
 
 def job(seq: int, prev: int) -> list:
     arrays = {"image": np.full((16, 20, 3), 100, np.uint8), "audio": np.zeros((1, 15600), np.float32),
@@ -93,8 +109,8 @@ def job(seq: int, prev: int) -> list:
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 
 
-def test_worker_survives_fuzzed_jobs(tmp_path):
-    h = Harness(tmp_path, WorkerStage(backend={"kind": "null"}, index=0))
+def test_worker_survives_fuzzed_jobs(harness):
+    h = harness(WorkerStage(backend={"kind": "null"}, index=0))
     router = h.sock(zmq.ROUTER, "jobs", True)
     pull = h.sock(zmq.PULL, "results", True)
     h.start()
@@ -116,7 +132,6 @@ def test_worker_survives_fuzzed_jobs(tmp_path):
     header = json.loads(pull.recv_multipart()[0])
     assert header["kind"] == "result" and header["seq"] == 8 and "error" not in header
     assert h.stage.counters["malformed"] + h.stage.counters["errors"] > 0
-    h.close()
 
 
 def frame(seq: int) -> list:
@@ -124,8 +139,8 @@ def frame(seq: int) -> list:
                             "t": {"capture": time.monotonic_ns()}}, {"image": np.zeros((16, 20, 3), np.uint8)})
 
 
-def test_context_survives_fuzzed_frames_audio_and_ready(tmp_path):
-    h = Harness(tmp_path, ContextStage(workers=1, audio_wait_ms=0))
+def test_context_survives_fuzzed_frames_audio_and_ready(harness):
+    h = harness(ContextStage(workers=1, audio_wait_ms=0))
     video = h.sock(zmq.PUB, "video", True)
     audio = h.sock(zmq.PUB, "audio", True)
     h.start()
@@ -154,16 +169,15 @@ def test_context_survives_fuzzed_frames_audio_and_ready(tmp_path):
     while dealer.poll(100):
         dealer.recv_multipart()
         dealer.send_multipart([b"", *ready])
-    video.send_multipart(frame(next(seq) + 5))
+    video.send_multipart(frame((h.stage.last_seq or 0) + 1))
     assert dealer.poll(5000), "a valid frame after the fuzz must still become a job"
     _, head, *_ = dealer.recv_multipart()
     assert json.loads(head)["kind"] == "job"
     assert h.stage.counters["malformed"] > 0
-    h.close()
 
 
-def test_sink_survives_fuzzed_results(tmp_path):
-    h = Harness(tmp_path, SinkStage())
+def test_sink_survives_fuzzed_results(harness):
+    h = harness(SinkStage())
     h.start()
     push = h.sock(zmq.PUSH, "results", False)
 
@@ -179,17 +193,17 @@ def test_sink_survives_fuzzed_results(tmp_path):
         assert h.thread.is_alive()
 
     fuzz()
-    push.send_multipart(result(0, -1))
+    last = h.stage.reorder.last  # a fuzzed result may have been a valid link of the chain
+    push.send_multipart(result(last + 1, last))
     deadline = time.monotonic() + 5
     while h.stage.counters["delivered"] < 1 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert h.stage.counters["delivered"] >= 1
     assert h.stage.counters["malformed"] > 0
-    h.close()
 
 
-def test_oversized_messages_are_dropped_and_counted(tmp_path):
-    h = Harness(tmp_path, SinkStage())
+def test_oversized_messages_are_dropped_and_counted(harness):
+    h = harness(SinkStage())
     h.start()
     push = h.sock(zmq.PUSH, "results", False)
     push.send_multipart([b'{"kind":"result"}', b"\x00" * (40 << 20)])  # over the 32 MiB message limit
@@ -200,4 +214,74 @@ def test_oversized_messages_are_dropped_and_counted(tmp_path):
     push.send_multipart([b"x" * (70 << 20)])  # over libzmq's hard cap: the peer is cut off, we live on
     time.sleep(0.3)
     assert h.thread.is_alive()
-    h.close()
+
+
+def test_inline_segmenter_survives_fuzzed_frames(harness):
+    """One worker runs inside the context stage: garbage frames must not reach the model."""
+    h = harness(ContextStage(workers=1, inline={"kind": "null"}, audio_wait_ms=0))
+    video = h.sock(zmq.PUB, "video", True)
+    pull = h.sock(zmq.PULL, "results", True)
+    h.start()
+    time.sleep(0.3)
+    seq = iter(range(10**6))
+
+    @FUZZ
+    @given(data=st.data())
+    def fuzz(data):
+        video.send_multipart(mutate(data, frame(next(seq))))
+        assert h.thread.is_alive()
+
+    fuzz()
+    time.sleep(0.2)
+    while pull.poll(50):
+        pull.recv_multipart()
+    video.send_multipart(frame((h.stage.last_seq or 0) + 1))
+    assert pull.poll(5000)
+    header = json.loads(pull.recv_multipart()[0])
+    assert header["kind"] == "result" and "error" not in header
+    assert h.stage.counters["malformed"] > 0
+
+
+def test_hostile_but_wellformed_headers(harness):
+    """Messages that pass the wire format but carry nonsense where stages compute with values."""
+    h = harness(ContextStage(workers=1, inline={"kind": "null"}, audio_wait_ms=0))
+    video = h.sock(zmq.PUB, "video", True)
+    audio = h.sock(zmq.PUB, "audio", True)
+    pull = h.sock(zmq.PULL, "results", True)
+    h.start()
+    time.sleep(0.3)
+    bad = [encode("frame", {"stream": "s", "seq": 0, "capture_ns": 0, "pts_ns": 0, "t": [1, 2]}, {"image": np.zeros((8, 8, 3), np.uint8)}),
+           encode("frame", {"stream": "s", "seq": 1, "capture_ns": 0, "pts_ns": 2**62, "t": {"x": "y"}}, {"image": np.zeros((8, 8, 3), np.uint8)}),
+           encode("eos", {"stream": "s", "seq": 2, "capture_ns": 0, "last_seq": "many", "frames_sent": None})]
+    for msg in bad:
+        video.send_multipart(msg)
+    audio.send_multipart(encode("audio", {"stream": "s", "seq": 0, "capture_ns": 0, "first_sample": 2**62}, {"samples": np.ones(8, np.float32)}))
+    audio.send_multipart(encode("audio", {"stream": "s", "seq": 1, "capture_ns": 0, "first_sample": 0}, {"samples": np.ones(8, np.float32)}))
+    time.sleep(0.3)
+    video.send_multipart(frame((h.stage.last_seq or 0) + 1))
+    got = []
+    while pull.poll(2000):
+        got.append(json.loads(pull.recv_multipart()[0]))
+        if got[-1]["seq"] == h.stage.last_seq:
+            break
+    assert h.thread.is_alive() and got and "error" not in got[-1]
+    assert h.stage.counters["malformed"] >= 1 and h.stage.ring.resets == 1
+
+
+def test_restarted_source_is_followed(harness):
+    """A source that restarts begins again at seq 0: counted as a reset, its frames still run."""
+    h = harness(ContextStage(workers=1, inline={"kind": "null"}, audio_wait_ms=0))
+    video = h.sock(zmq.PUB, "video", True)
+    pull = h.sock(zmq.PULL, "results", True)
+    h.start()
+    time.sleep(0.3)
+    seqs = []
+    for s in [*range(100, 103), *range(0, 3)]:
+        video.send_multipart(frame(s))
+        assert pull.poll(3000)
+        head = json.loads(pull.recv_multipart()[0])
+        seqs.append((head["seq"], head["prev_seq"]))
+    assert [s for s, _ in seqs] == [100, 101, 102, 0, 1, 2]
+    assert seqs[3][1] == 102  # the chain goes on across the restart
+    assert h.stage.counters["seq_resets"] == 1
+    assert h.stage.counters["transport_gaps"] == 100  # frames 0..99 never reached us: counted as lost

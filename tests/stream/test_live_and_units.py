@@ -92,6 +92,8 @@ def test_reorder_buffer_releases_in_chain_order_and_is_bounded():
     assert rb.pop_ready(9_000_000_000, flush=True) == ["y", "x"]
     rb.push(1, 0, "late", 0)
     assert rb.late == 1
+    rb.push(0, rb.last, "restart", 0)  # a restarted source: the chain goes on from seq 0
+    assert rb.pop_ready(0) == ["restart"] and rb.last == 0
 
 
 def test_histogram_percentiles_exact_then_bucketed():

@@ -1,0 +1,208 @@
+"""The segmenter's compute: resize to the model's size (cv2 INTER_AREA, as in training), one
+backend step through engine.runtime, mask upsampled back to the frame size, top concepts.
+
+WorkerCore has no sockets, so it runs either inside the context stage (one worker: no hop at
+all) or in a WorkerStage that takes jobs over the network (scale-out).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+import zmq
+
+from .backend import model_geometry, open_backend, warm_up
+from .protocol import encode, forward, ints_ok, stamps
+from .stage import Stage, StageEnv, StageError
+from .transport import close_socket, open_socket, recv_packet, stamp
+
+STATE = ("audio", "frame_ring", "frame_valid", "segment_ring", "segment_valid")
+GEOMETRY_KEYS = ("width", "frame_ring", "segment_ring", "audio_samples")
+
+
+class WorkerCore:
+    """A loaded backend and the per-frame compute around it. Options: backend (spec dict, see
+    stream.backend), index (worker number), top_k (concepts named per frame, 3)."""
+
+    def __init__(self, spec: dict[str, Any], index: int = 0, top_k: int = 3) -> None:
+        # OpenCV's own thread pool splits the mask upsample across cores; on a small box the other
+        # core is busy (capture, sink, the model) and a split op waits for it: measured 0.1 ms
+        # alone, 2.5 ms p50 inside the pipeline. One thread is steadier.
+        cv2.setNumThreads(1)
+        self.name = f"worker{index}"
+        spec = dict(spec)
+        if spec.get("kind") == "null":
+            spec.setdefault("seed", index)  # workers must not share a jitter sequence
+        try:
+            self.backend = open_backend(spec)
+        except (OSError, ValueError, RuntimeError, ImportError, KeyError) as exc:
+            raise StageError(f"cannot load the model {spec.get('artifact', spec.get('kind'))}: {exc}") from exc
+        self.geo = model_geometry(self.backend)
+        self.warmup_ms = warm_up(self.backend, self.geo)
+        self.info = self.backend.info()  # kept: a closed backend cannot describe itself
+        self.model_id = f"{self.geo['model']}:{self.info.get('backend', '?')}"
+        self.top_k = top_k
+        self.names = self.geo["concepts"]
+        self.jobs = 0
+        self.errors = 0
+
+    def geometry(self) -> dict[str, int]:
+        return {k: self.geo[k] for k in GEOMETRY_KEYS}
+
+    def check(self, arrays: dict[str, np.ndarray]) -> None:
+        for name in STATE:
+            shape, _ = self.backend.input_specs[name]
+            got = arrays.get(name)
+            if got is None or tuple(got.shape) != tuple(shape) or got.dtype != np.float32:
+                raise ValueError(f"job part '{name}' is {None if got is None else (got.shape, got.dtype)}, model wants {shape} float32")
+        img = arrays.get("image")
+        if img is None or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or min(img.shape[:2]) < 2:
+            raise ValueError("job has no valid RGB image")
+
+    def run(self, arrays: dict[str, np.ndarray], t: dict[str, int]) -> tuple[dict[str, Any], np.ndarray, tuple]:
+        """One frame: returns (header extras, mask [H,W] uint8, (frame_text, segment_text))."""
+        image = arrays["image"]
+        h, w = self.geo["image_size"]
+        small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        x = small.transpose(2, 0, 1)[None].astype(np.float32) * np.float32(1 / 255)
+        inputs = {"image": x, **{k: arrays[k] for k in STATE}}
+        t["pre_done"] = stamp()
+        out = self.backend.infer(inputs)
+        t["infer_done"] = stamp()
+        logits = out["mask_logits"][0]
+        size = (image.shape[1], image.shape[0])
+        if logits.shape[0] == 1:  # binary: upsample logits (smooth edges), then threshold at 0
+            mask = (cv2.resize(logits[0], size, interpolation=cv2.INTER_LINEAR) > 0).view(np.uint8)
+        else:  # semantic: class index per pixel; nearest keeps labels intact
+            mask = cv2.resize(logits.argmax(0).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+        cl = out["concept_logits"][0].astype(np.float64)
+        p = np.exp(cl - cl.max())
+        p /= p.sum()
+        top = np.argsort(-p)[: self.top_k]
+        names = [self.names[i] if i < len(self.names) else f"concept{i}" for i in top]
+        extra = {"concepts": [[n, round(float(p[i]), 4)] for n, i in zip(names, top)],
+                 "mask_kind": "binary" if logits.shape[0] == 1 else "semantic"}
+        t["post_done"] = stamp()
+        self.jobs += 1
+        return extra, mask, (out["frame_text"], out["segment_text"])
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+class ResultSender:
+    """PUSH to the sink. Sends block (in short slices, so an abort is noticed): a slow sink slows
+    the worker, which then takes no new job, so frames are dropped at the context (newest wins)
+    instead of queueing anywhere."""
+
+    def __init__(self, ctx: zmq.Context, env: StageEnv, counters: dict, send_image: bool = True) -> None:
+        self.env, self.counters = env, counters
+        self.send_image = send_image  # the frame goes back only when the sink draws on it (record / display)
+        self.push = open_socket(ctx, zmq.PUSH, env.endpoints, "results", bind=False)
+        self.push.setsockopt(zmq.SNDTIMEO, 200)
+
+    def send(self, msg: list) -> None:
+        while not self.env.abort.is_set():
+            try:
+                self.push.send_multipart(msg, copy=False)
+                return
+            except zmq.Again:
+                self.counters["result_send_waits"] = self.counters.get("result_send_waits", 0) + 1
+
+    def result(self, core: WorkerCore, head: dict, pkt, t: dict, outcome) -> None:
+        """The result message for a job: mask + the frame's image and gt forwarded untouched, or an
+        ``error`` entry (the frame still takes its place in the sink's order)."""
+        head = dict(head, t=t, model=core.model_id, worker=core.name)
+        if isinstance(outcome, Exception):
+            head["error"] = f"{type(outcome).__name__}: {outcome}"[:300]
+            self.send(encode("result", head))
+            return
+        extra, mask, _ = outcome
+        head.update(extra)
+        t["wrk_send"] = stamp()
+        arrays: dict[str, Any] = {"mask": mask}
+        if self.send_image:
+            arrays["image"] = forward(pkt, "image")
+        if "gt_mask" in pkt.arrays:
+            arrays["gt_mask"] = forward(pkt, "gt_mask")
+        self.send(encode("result", head, arrays))
+
+    def close(self) -> None:
+        close_socket(self.push, self.env.abort)
+
+
+class WorkerStage(Stage):
+    """Inputs: ``job`` messages (DEALER on the jobs link). Outputs: a ``ready`` message back to the
+    context (texts of the job just run), then a ``result`` to the sink (PUSH on the results link)
+    with parts mask [H,W] uint8 (1 = sounding, or a class index for semantic models), the frame
+    image and gt_mask forwarded untouched, and the top concepts in the header.
+    Options: backend (spec dict, see stream.backend), index (worker number), top_k (3),
+    send_image (return the frame with the mask; default True, off when nothing draws)."""
+
+    name = "worker"
+
+    def open(self, ctx: zmq.Context, env: StageEnv) -> None:
+        super().open(ctx, env)
+        self.core = WorkerCore(self.options["backend"], int(self.options.get("index", 0)), int(self.options.get("top_k", 3)))
+        self.name = self.core.name
+        ident = f"{self.name}-{time.monotonic_ns() % 10**9}".encode()  # unique even if a worker restarts
+        self.dealer = open_socket(ctx, zmq.DEALER, env.endpoints, "jobs", bind=False, identity=ident)
+        self.sender = ResultSender(ctx, env, self.counters, bool(self.options.get("send_image", True)))
+        self.counters.update(jobs=0, errors=0)
+        self._ready(-1, None)
+
+    def _ready(self, seq: int, texts: tuple[np.ndarray, np.ndarray] | None) -> None:
+        head = {"stream": self.env.stream_id, "seq": max(seq, 0), "capture_ns": stamp(), "job": seq, "ok": texts is not None,
+                "worker": self.name, "geometry": self.core.geometry()}
+        arrays = {"frame_text": texts[0], "segment_text": texts[1]} if texts is not None else {}
+        self.dealer.send_multipart([b"", *encode("ready", head, arrays)])
+
+    def process(self) -> bool:
+        if not self.dealer.poll(100):
+            return True
+        _, pkt = recv_packet(self.dealer, self.counters, max_bytes=self.env.endpoints.max_bytes, kinds=("job", "eos"), envelope=1)
+        if pkt is None:
+            self._ready(-1, None)  # keep our credit: the context must not wait on a message it never sent
+            return True
+        if pkt.kind == "eos":
+            if not ints_ok(pkt.header):
+                self.count("malformed")
+                self._ready(-1, None)
+                return True
+            self.sender.send(encode("eos", dict(pkt.header, worker=self.name)))
+            self.counters["eos_forwarded"] = True
+            return False
+        t = stamps(pkt.header)
+        t["wrk_recv"] = stamp()
+        head = {k: pkt.header.get(k) for k in ("stream", "seq", "capture_ns", "pts_ns", "prev_seq", "dropped_before")}
+        try:
+            if not isinstance(head["pts_ns"], int) or not isinstance(head["prev_seq"], int):
+                raise ValueError("job header lacks pts_ns / prev_seq")
+            self.core.check(pkt.arrays)
+            outcome = self.core.run(pkt.arrays, t)
+        except Exception as exc:  # noqa: BLE001 - a bad job or a backend failure costs one frame, not the worker
+            outcome = exc
+            self.count("errors")
+            self.counters["last_error"] = f"{type(exc).__name__}: {exc}"[:300]
+        self._ready(pkt.seq, None if isinstance(outcome, Exception) else outcome[2])  # first: the next job is cut meanwhile
+        if not isinstance(outcome, Exception):
+            self.counters["jobs"] += 1
+        self.sender.result(self.core, head, pkt, t, outcome)
+        return True
+
+    def report(self) -> dict[str, Any]:
+        rep = super().report()
+        core = getattr(self, "core", None)
+        rep.update(worker=self.name, warmup_ms=round(core.warmup_ms, 1) if core else None,
+                   model=core.model_id if core else None, backend=core.info if core else None)
+        return rep
+
+    def close(self) -> None:
+        close_socket(getattr(self, "dealer", None), self.env.abort)
+        if getattr(self, "sender", None) is not None:
+            self.sender.close()
+        if getattr(self, "core", None) is not None:
+            self.core.close()
