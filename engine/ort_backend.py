@@ -75,6 +75,7 @@ class OrtBackend(Backend):
             so.intra_op_num_threads = int(threads)
             so.inter_op_num_threads = 1  # one graph at a time; extra pools only add contention
         self._session = ort.InferenceSession(str(artifact), so, providers=providers)
+        self._providers = self._session.get_providers()  # kept so info() still answers after close()
         self.threads = threads
         super().__init__(artifact=artifact, sidecar=sidecar, device=device, precision=precision, reason=reason)
         got = [i.name for i in self._session.get_inputs()]
@@ -85,7 +86,7 @@ class OrtBackend(Backend):
         return self._as_outputs(self._session.run(list(OUTPUT_NAMES), inputs))
 
     def _extra_info(self) -> dict[str, Any]:
-        return {"providers": self._session.get_providers(), "threads": self.threads}
+        return {"providers": self._providers, "threads": self.threads}
 
     def close(self) -> None:
         self._session = None
