@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.inputs import advance as advance_rings
+
 SEGMENT_NS = 1_000_000_000
 
 
@@ -49,20 +51,12 @@ def initial_state(batch: int, width: int, frame_ring: int, segment_ring: int, dt
     )
 
 
-def _push(ring: np.ndarray, valid: np.ndarray, item: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ring = np.concatenate([ring[:, 1:], item[:, None].astype(ring.dtype)], axis=1)
-    valid = np.concatenate([valid[:, 1:], np.ones_like(valid[:, :1])], axis=1)
-    return ring, valid
-
-
 def advance(state: ContextState, frame_text: np.ndarray, segment_text: np.ndarray, *, close_segment: bool) -> ContextState:
-    """The keeper's update after one frame (``close_segment`` is decided by the caller's clock)."""
-    frame_ring, frame_valid = _push(state.frame_ring, state.frame_valid, frame_text)
-    segment_ring, segment_valid = state.segment_ring, state.segment_valid
-    if close_segment:
-        segment_ring, segment_valid = _push(segment_ring, segment_valid, segment_text)
-        frame_valid = np.zeros_like(frame_valid)
-    return ContextState(frame_ring, frame_valid, segment_ring, segment_valid)
+    """The keeper's update after one frame (``close_segment`` is decided by the caller's clock).
+
+    The ring rule itself is the engine's NumPy twin of model/context.py, so there is one copy of it
+    outside torch."""
+    return ContextState(**advance_rings(state.as_inputs(), frame_text, segment_text, close_segment=close_segment))
 
 
 class ContextKeeper:
