@@ -6,8 +6,8 @@ Every backbone maps an ImageNet-normalised image [B, 3, H, W] to a list of four 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn

@@ -72,7 +72,7 @@ class ICFConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ICFConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ICFConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -83,7 +83,7 @@ class ICFConfig:
                 values[f.name] = tuple(values[f.name])
         return cls(**values)
 
-    def replace(self, **overrides: Any) -> "ICFConfig":
+    def replace(self, **overrides: Any) -> ICFConfig:
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
