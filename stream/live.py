@@ -193,9 +193,7 @@ class LiveSource(Stage):
     def _finish(self, reason: str) -> bool:
         if not self.ended:
             self.ended = True
-            self.counters.update(frames_sent=self.out.video_seq, audio_chunks=self.out.audio_seq,
-                                 audio_samples=self.out.audio_samples, end_reason=reason,
-                                 elapsed_s=round((stamp() - self.t0) / 1e9, 3))
+            self.counters.update(self.out.totals(reason, self.t0))
             if self.mic is not None:
                 self.counters["mic_status_errors"] = self.mic.status_errors
             self.out.eos(reason)

@@ -72,6 +72,11 @@ class AVOutput:
         self.audio_samples += samples.size
         self.audio.send_multipart(encode("audio", head, {"samples": samples}), copy=False)
 
+    def totals(self, reason: str, t0_ns: int) -> dict:
+        """What a source reports when it ends: frames, audio sent, why, and how long it ran."""
+        return {"frames_sent": self.video_seq, "audio_chunks": self.audio_seq, "audio_samples": self.audio_samples,
+                "end_reason": reason, "elapsed_s": round((stamp() - t0_ns) / 1e9, 3)}
+
     def eos(self, reason: str) -> None:
         """End of stream on both sockets, repeated a few times: PUB may drop a message at the HWM
         and everything downstream waits for this one. Receivers use the first copy."""
@@ -110,9 +115,7 @@ class _PacedSource(Stage):
     def _finish(self, reason: str) -> bool:
         if not self.ended:
             self.ended = True
-            self.counters.update(frames_sent=self.out.video_seq, audio_chunks=self.out.audio_seq,
-                                 audio_samples=self.out.audio_samples, end_reason=reason,
-                                 elapsed_s=round((stamp() - self.t0) / 1e9, 3))
+            self.counters.update(self.out.totals(reason, self.t0))
             if self.lateness:
                 lat = np.asarray(self.lateness)
                 self.counters["late_ms"] = {"p50": round(float(np.percentile(lat, 50)), 3), "max": round(float(lat.max()), 3)}
