@@ -171,6 +171,24 @@ def _decode_part(desc: Any, frame: Any, seen: dict) -> tuple[str, np.ndarray]:
     return name, arr
 
 
+def finite(array: np.ndarray, low: float | None = None, high: float | None = None) -> tuple[np.ndarray, int]:
+    """``array`` with every non-finite value (NaN, +-Inf) replaced by 0 and, when given, values
+    clipped to [low, high]; returns (clean array, how many values were non-finite). One NaN sample
+    must cost at most the frame it reaches: fed to the model it would poison the rolling text
+    context for good. The input is returned as is (no copy) when it is already clean."""
+    if array.dtype.kind != "f":
+        return array, 0
+    ok = np.isfinite(array)
+    bad = int(array.size - np.count_nonzero(ok))
+    out_of_range = (low is not None and bool((array[ok] < low).any())) or (high is not None and bool((array[ok] > high).any()))
+    if not bad and not out_of_range:
+        return array, 0
+    clean = np.where(ok, array, 0).astype(array.dtype, copy=False)
+    if low is not None or high is not None:
+        clean = np.clip(clean, low, high)
+    return clean, bad
+
+
 EOS_INTS = ("frames_sent", "last_seq", "last_dispatched", "dispatched", "tail_lost")
 
 

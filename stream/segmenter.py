@@ -21,7 +21,7 @@ import zmq
 
 from .context import AudioRing, ContextKeeper
 from .metrics import Gauge
-from .protocol import encode, forward, ints_ok, stamps
+from .protocol import encode, finite, forward, ints_ok, stamps
 from .stage import Stage, StageEnv, StageError
 from .transport import close_socket, open_socket, recv_packet, stamp
 from .worker import ResultSender, WorkerCore
@@ -89,7 +89,10 @@ class ContextStage(Stage):
             if not isinstance(first, int) or "samples" not in pkt.arrays or pkt.arrays["samples"].ndim != 1:
                 self.count("malformed")
                 continue
-            self.ring.write(first, pkt.arrays["samples"])
+            samples, bad = finite(pkt.arrays["samples"], -1.0, 1.0)  # NaN audio must not reach the model
+            if bad:
+                self.count("nonfinite_audio_samples", bad)
+            self.ring.write(first, samples)
             self.audio_seen = True
 
     def _drain_video(self) -> None:
@@ -274,6 +277,7 @@ class ContextStage(Stage):
     def report(self) -> dict[str, Any]:
         rep = super().report()
         rep["counters"].update(audio_gap_samples=self.ring.gap_samples, workers=len(self.workers),
+                               rejected_texts=self.keeper.rejected if self.keeper else 0,
                                segments_closed=self.keeper.segments_closed if self.keeper else 0)
         rep["queues"] = {"context_backlog": self.backlog.summary(), "jobs_in_flight": self.in_flight_gauge.summary()}
         core = getattr(self, "core", None)

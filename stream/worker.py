@@ -15,7 +15,7 @@ import numpy as np
 import zmq
 
 from .backend import model_geometry, open_backend, warm_up
-from .protocol import encode, forward, ints_ok, stamps
+from .protocol import encode, finite, forward, ints_ok, stamps
 from .stage import Stage, StageEnv, StageError
 from .transport import close_socket, open_socket, recv_packet, stamp
 
@@ -48,6 +48,7 @@ class WorkerCore:
         self.names = self.geo["concepts"]
         self.jobs = 0
         self.errors = 0
+        self.nonfinite = 0  # non-finite input values replaced by 0
 
     def geometry(self) -> dict[str, int]:
         return {k: self.geo[k] for k in GEOMETRY_KEYS}
@@ -68,7 +69,10 @@ class WorkerCore:
         h, w = self.geo["image_size"]
         small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
         x = small.transpose(2, 0, 1)[None].astype(np.float32) * np.float32(1 / 255)
-        inputs = {"image": x, **{k: arrays[k] for k in STATE}}
+        inputs = {"image": x}
+        for k in STATE:  # a job from the wire may carry NaN / Inf: never let it reach the model
+            inputs[k], bad = finite(arrays[k])
+            self.nonfinite += bad
         t["pre_done"] = stamp()
         out = self.backend.infer(inputs)
         t["infer_done"] = stamp()
