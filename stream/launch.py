@@ -21,6 +21,7 @@ subscribers. The end of the stream travels as EOS messages, so every node finish
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
@@ -47,7 +48,9 @@ def load_graph(path: str | Path) -> tuple[PipelineConfig, Endpoints]:
     addrs = dict(doc["endpoints"])
     if cfg.publish:
         addrs["masks"] = cfg.publish
-    return cfg, Endpoints(addresses=addrs, bind=dict(doc.get("bind", {})), security=security, hwm=cfg.hwm)
+    # EOS token: the graph's own, or one derived from the CURVE secret every machine holds
+    token = doc.get("eos_token") or (hashlib.sha256(security.server_secret).hexdigest()[:32] if security else None)
+    return cfg, Endpoints(addresses=addrs, bind=dict(doc.get("bind", {})), security=security, hwm=cfg.hwm, token=token)
 
 
 def node_names(cfg: PipelineConfig) -> list[str]:

@@ -17,6 +17,7 @@ import copy
 import multiprocessing as mp
 import os
 import queue
+import secrets
 import shutil
 import signal
 import tempfile
@@ -98,7 +99,7 @@ def _endpoints(cfg: PipelineConfig, run_dir: str) -> Endpoints:
     security = Security.generate() if cfg.curve else None
     if cfg.curve and cfg.transport != "tcp":
         raise PipelineError("--curve applies to tcp links; use --transport tcp")
-    return Endpoints(addresses=addrs, security=security, hwm=cfg.hwm)
+    return Endpoints(addresses=addrs, security=security, hwm=cfg.hwm, token=secrets.token_hex(16))
 
 
 class _Signals:

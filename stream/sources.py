@@ -81,7 +81,8 @@ class AVOutput:
         """End of stream on both sockets, repeated a few times: PUB may drop a message at the HWM
         and everything downstream waits for this one. Receivers use the first copy."""
         head = {"stream": self.stream, "seq": self.video_seq, "capture_ns": stamp(), "frames_sent": self.video_seq,
-                "last_seq": self.video_seq - 1, "audio_chunks": self.audio_seq, "reason": reason}
+                "last_seq": self.video_seq - 1, "audio_chunks": self.audio_seq, "reason": reason,
+                "token": self.env.endpoints.token}
         msg = encode("eos", head)
         for _ in range(10):
             for sock in (self.video, self.audio):

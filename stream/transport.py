@@ -81,6 +81,9 @@ class Endpoints:
     max_bytes: int = 32 * 1024 * 1024
     kernel_buffer: int = 2 * 1024 * 1024  # SO_SNDBUF / SO_RCVBUF on frame links (ipc / tcp)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Shared by the stages of one run, never published: an end-of-stream message must carry it, so
+    # a peer on the network cannot stop the pipeline with a forged EOS. None: not checked.
+    token: str | None = None
 
     def __getitem__(self, link: str) -> str:
         return self.addresses[link]

@@ -15,7 +15,7 @@ import numpy as np
 import zmq
 
 from .backend import model_geometry, open_backend, warm_up
-from .protocol import encode, finite, forward, ints_ok, stamps
+from .protocol import encode, eos_ok, finite, forward, stamps
 from .stage import Stage, StageEnv, StageError
 from .transport import close_socket, open_socket, recv_packet, stamp
 
@@ -172,8 +172,8 @@ class WorkerStage(Stage):
             self._ready(-1, None)  # keep our credit: the context must not wait on a message it never sent
             return True
         if pkt.kind == "eos":
-            if not ints_ok(pkt.header):
-                self.count("malformed")
+            if not eos_ok(pkt.header, self.env.endpoints.token):
+                self.count("forged_eos")
                 self._ready(-1, None)
                 return True
             self.sender.send(encode("eos", dict(pkt.header, worker=self.name)))
@@ -183,8 +183,6 @@ class WorkerStage(Stage):
         t["wrk_recv"] = stamp()
         head = {k: pkt.header.get(k) for k in ("stream", "seq", "capture_ns", "pts_ns", "prev_seq", "dropped_before")}
         try:
-            if not isinstance(head["pts_ns"], int) or not isinstance(head["prev_seq"], int):
-                raise ValueError("job header lacks pts_ns / prev_seq")
             self.core.check(pkt.arrays)
             outcome = self.core.run(pkt.arrays, t)
         except Exception as exc:  # noqa: BLE001 - a bad job or a backend failure costs one frame, not the worker

@@ -7,13 +7,27 @@ import json
 import time
 
 import numpy as np
+import pytest
 import zmq
 
 from stream.context import ContextKeeper
-from stream.protocol import encode, finite
+from stream.protocol import RESYNC, encode, finite
 from stream.segmenter import ContextStage
 
-from .test_fuzz import frame, harness  # noqa: F401 - fixture
+from .test_fuzz import Harness, frame
+
+
+@pytest.fixture
+def harness(tmp_path):
+    made = []
+
+    def make(stage):
+        made.append(Harness(tmp_path, stage))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.close()
 
 
 def audio(first: int, samples: np.ndarray, seq: int = 0) -> list:
@@ -67,3 +81,106 @@ def test_nan_audio_costs_at_most_its_frame(harness):
     assert h.stage.counters["nonfinite_audio_samples"] == 11
     assert all(np.isfinite(a).all() for a in h.stage.keeper.state.as_inputs().values())
     assert h.stage.keeper.state.segment_valid.sum() >= 1  # it really did run past the NaN second
+
+
+def result(seq: int, prev: int, pts_ns: int | None = None, **extra) -> list:
+    t = time.monotonic_ns()
+    head = {"stream": "s", "seq": seq, "capture_ns": t, "pts_ns": seq * 33_333_333 if pts_ns is None else pts_ns,
+            "prev_seq": prev, "dropped_before": 0, "t": {"capture": t}, **extra}
+    return encode("result", head, {"mask": np.zeros((16, 20), np.uint8), "image": np.zeros((16, 20, 3), np.uint8)})
+
+
+def wait_for(cond, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return cond()
+
+
+def sink_harness(harness, token: str | None = None):
+    from stream.sink import SinkStage
+
+    h = harness(SinkStage(reorder_timeout_ms=100))
+    h.ep.token = token
+    h.start()
+    return h, h.sock(zmq.PUSH, "results", False)
+
+
+def test_bad_concepts_cost_one_result_not_the_sink(harness):
+    """14.6: a well-formed result whose ``concepts`` is not [[name, p], ...] crashed the readout."""
+    h, push = sink_harness(harness)
+    push.send_multipart(result(0, -1, concepts="dog"))
+    push.send_multipart(result(0, -1, concepts=[["dog", "loud"]]))
+    push.send_multipart(result(0, -1, concepts=[["dog", 0.9]]))
+    assert wait_for(lambda: h.stage.counters["delivered"] == 1)
+    assert h.thread.is_alive() and h.stage.counters["malformed"] == 2
+
+
+def test_forged_seq_does_not_hijack_the_order(harness):
+    """14.7: one result with a huge seq made every later result "late" (57 of 130 processed)."""
+    h, push = sink_harness(harness)
+    for i in range(10):
+        push.send_multipart(result(i, i - 1))
+    assert wait_for(lambda: h.stage.counters["delivered"] == 10)
+    push.send_multipart(result(10**9, 9, pts_ns=333_333_330))  # far beyond the stream's history: refused outright
+    push.send_multipart(result(500, 9))  # a plausible jump: it becomes the chain's head...
+    assert wait_for(lambda: h.stage.counters["delivered"] == 11)
+    for seq in range(10, 60):  # ...and the real results behind it are followed again after a few
+        push.send_multipart(result(seq, seq - 1))
+    assert wait_for(lambda: h.stage.counters["delivered"] >= 11 + 50 - RESYNC)
+    assert h.stage.counters["refused_jumps"] == 1
+    assert h.stage.reorder.resyncs == 1 and h.stage.reorder.late == RESYNC - 1
+
+
+def test_forged_pts_is_refused(harness):
+    h, push = sink_harness(harness)
+    push.send_multipart(result(0, -1))
+    push.send_multipart(result(1, 0, pts_ns=2**62))  # froze the recording (14.7): outside the wire range
+    push.send_multipart(result(1, 0, pts_ns=2**52))  # inside it, but hours beyond the stream's own time
+    push.send_multipart(result(1, 0))
+    assert wait_for(lambda: h.stage.counters["delivered"] == 2)
+    assert h.stage.counters["malformed"] == 1 and h.stage.counters["refused_jumps"] == 1
+
+
+def test_forged_eos_does_not_stop_the_sink(harness):
+    """14.7: an EOS from anyone on the network ended the run after 22 of 752 frames."""
+    h, push = sink_harness(harness, token="run-secret")
+    push.send_multipart(result(0, -1))
+    push.send_multipart(encode("eos", {"stream": "s", "seq": 1, "capture_ns": 0, "dispatched": 0, "frames_sent": 1}))
+    push.send_multipart(encode("eos", {"stream": "s", "seq": 1, "capture_ns": 0, "dispatched": 0, "token": "guess"}))
+    for seq in range(1, 20):
+        push.send_multipart(result(seq, seq - 1))
+    assert wait_for(lambda: h.stage.counters["delivered"] == 20)
+    assert h.thread.is_alive() and h.stage.counters["forged_eos"] == 2
+    push.send_multipart(encode("eos", {"stream": "s", "seq": 20, "capture_ns": 0, "dispatched": 20, "frames_sent": 20,
+                                       "token": "run-secret"}))
+    h.thread.join(5)
+    assert not h.thread.is_alive() and h.report["frames"]["accounted"]
+
+
+def test_a_worker_with_a_bad_geometry_is_refused(harness):
+    """14.8: with 2+ workers one ``ready`` with a bad geometry killed the segmenter."""
+    h = harness(ContextStage(workers=2, audio_wait_ms=0))
+    video = h.sock(zmq.PUB, "video", True)
+    h.start()
+    good = {"width": 32, "frame_ring": 30, "segment_ring": 4, "audio_samples": 15600}
+    bad_geo = dict(good, width=64)  # a worker running another model
+    dealers = {}
+    for name, geo in (("good", good), ("other", bad_geo), ("none", None)):
+        d = h.ctx.socket(zmq.DEALER)
+        d.setsockopt(zmq.LINGER, 0)
+        d.setsockopt(zmq.ROUTING_ID, name.encode())
+        d.connect(h.ep["jobs"])
+        head = {"stream": "s", "seq": 0, "capture_ns": 0, "job": -1, "ok": False}
+        d.send_multipart([b"", *encode("ready", dict(head, geometry=geo) if geo else head)])
+        dealers[name] = d
+        time.sleep(0.1)
+    time.sleep(0.3)
+    for seq in range(3):
+        video.send_multipart(frame(seq))
+        assert dealers["good"].poll(3000), "the good worker must still get jobs"
+        _, head, *_ = dealers["good"].recv_multipart()
+        assert json.loads(head)["kind"] == "job"
+        dealers["good"].send_multipart([b"", *encode("ready", {"stream": "s", "seq": seq, "capture_ns": 0, "job": seq, "ok": False})])
+    assert h.thread.is_alive()
+    assert h.stage.counters["workers_refused"] == 2 and not dealers["other"].poll(100) and not dealers["none"].poll(0)
