@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+import zipfile
+import zlib
+from array import array
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -140,45 +144,95 @@ class Recorder:
             self.container = None
 
 
+class _Spool:
+    """A temporary file of zlib-compressed uint8 arrays of one shape, written as they come and read
+    back one chunk at a time: what it holds costs disk (a few KB per mask), never memory."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        fd, self.path = tempfile.mkstemp(prefix=f".{name}.", suffix=".spool", dir=folder)
+        self.file = os.fdopen(fd, "wb")
+        self.z = zlib.compressobj(1)
+        self.count = 0
+
+    def add(self, array: np.ndarray) -> None:
+        self.file.write(self.z.compress(np.ascontiguousarray(array, np.uint8).tobytes()))
+        self.count += 1
+
+    def chunks(self, size: int = 1 << 20):
+        self.file.write(self.z.flush())
+        self.file.close()
+        d = zlib.decompressobj()
+        with open(self.path, "rb") as f:
+            while block := f.read(1 << 16):
+                while block:  # masks compress ~100x: bound what one read may expand to
+                    yield d.decompress(block, size)
+                    block = d.unconsumed_tail
+        yield d.flush()
+
+    def remove(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        Path(self.path).unlink(missing_ok=True)
+
+
 class MaskStore:
-    """Every delivered mask, kept bit-packed (8x smaller) and written as one compressed npz at the
-    end: masks uint8 [N,H,W], seq, pts_ns, capture_ns (and gt uint8 [N,H,W] when the source had it)."""
+    """Every delivered mask, written as it comes to a compressed spool beside the output, and at
+    the end streamed into one npz: masks uint8 [N,H,W], seq, pts_ns, capture_ns (and gt uint8
+    [N,H,W] when the source had it). Memory stays flat however long the run (the old store held
+    every mask and unpacked them all at shutdown: 4.9 GB after 4 minutes). The npz is written under
+    a temporary name and renamed when complete."""
 
     def __init__(self, path: str | Path, limit: int = 36_000) -> None:
         self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.limit = limit  # 20 min at 30 fps; beyond that masks are counted, not kept
-        self.packed: list[np.ndarray] = []
-        self.gt: list[np.ndarray] = []
-        self.meta: list[tuple[int, int, int]] = []
+        self.masks = _Spool(self.path.parent, self.path.name)
+        self.gt: _Spool | None = None
+        self.meta = array("q")  # seq, pts_ns, capture_ns per mask: 24 bytes each
         self.shape: tuple[int, int] | None = None
         self.overflow = 0
+        self.gt_missing = False
 
     def add(self, seq: int, pts_ns: int, capture_ns: int, mask: np.ndarray, gt: np.ndarray | None) -> None:
         if self.shape is None:
             self.shape = mask.shape
-        if len(self.packed) >= self.limit or mask.shape != self.shape:
+        if self.masks.count >= self.limit or mask.shape != self.shape:
             self.overflow += 1
             return
-        self.packed.append(np.packbits(mask > 0) if mask.max(initial=0) <= 1 else mask.copy())
-        if gt is not None:
-            self.gt.append(np.packbits(gt > 0))
-        self.meta.append((seq, pts_ns, capture_ns))
+        self.masks.add(mask)
+        if gt is not None and gt.shape == self.shape and not self.gt_missing:
+            if self.gt is None and self.masks.count == 1:
+                self.gt = _Spool(self.path.parent, self.path.name + ".gt")
+            if self.gt is not None:
+                self.gt.add(gt > 0)
+        else:
+            self.gt_missing = True  # ground truth only when every mask has it
+        self.meta.extend((seq, pts_ns, capture_ns))
 
     def close(self) -> None:
-        if not self.packed:
-            return
-        h, w = self.shape
-        n = h * w
+        try:
+            if self.masks.count:
+                self._write()
+        finally:
+            for spool in (self.masks, self.gt):
+                if spool is not None:
+                    spool.remove()
 
-        def unpack(items: list[np.ndarray]) -> np.ndarray:
-            return np.stack([np.unpackbits(p)[:n].reshape(h, w) if p.size != n else p.reshape(h, w) for p in items])
-
-        meta = np.array(self.meta, np.int64)
-        arrays = {"masks": unpack(self.packed), "seq": meta[:, 0], "pts_ns": meta[:, 1], "capture_ns": meta[:, 2]}
-        if len(self.gt) == len(self.packed):
-            arrays["gt"] = unpack(self.gt)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(self.path, **arrays)
+    def _write(self) -> None:
+        n, (h, w) = self.masks.count, self.shape
+        meta = np.frombuffer(self.meta, np.int64).reshape(n, 3)
+        tmp = self.path.with_name(f".{self.path.name}.partial")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+            members = [("masks", self.masks)] + ([("gt", self.gt)] if self.gt is not None and not self.gt_missing else [])
+            for name, spool in members:
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (n, h, w)})
+                    for chunk in spool.chunks():
+                        f.write(chunk)
+            for i, name in enumerate(("seq", "pts_ns", "capture_ns")):
+                with zf.open(f"{name}.npy", "w") as f:
+                    np.lib.format.write_array(f, np.ascontiguousarray(meta[:, i]))
+        os.replace(tmp, self.path)
 
 
 class MetricsLog:
