@@ -47,38 +47,76 @@ def render_overlay(image: np.ndarray, mask: np.ndarray | None, lines: list[str])
     return out
 
 
+def check_output(path: str | Path, inputs: tuple[str | Path | None, ...] = ()) -> str | None:
+    """Why ``path`` cannot be an output (None if it can): checked before the run starts, so a bad
+    path is not found at the first frame, and an output can never overwrite an input."""
+    p = Path(path)
+    if p.is_dir():
+        return f"output '{p}' is a directory; give a file name"
+    for src in inputs:
+        if src and p.exists() and Path(src).exists() and os.path.samefile(p, src):
+            return f"output '{p}' is the input file '{src}'; writing it would destroy the input"
+    parent = p.parent if str(p.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create the folder of output '{p}': {exc.strerror or exc}"
+    if not os.access(parent, os.W_OK):
+        return f"cannot write output '{p}': folder '{parent}' is not writable"
+    return None
+
+
+def partial_path(path: Path) -> Path:
+    """Where an output is written until it is complete: overlay.mp4 -> overlay.partial.mp4."""
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
+
+
 class Recorder:
     """MP4 (H.264 + AAC) of the overlay with the source's original audio. Video frames keep their
     stream time (variable frame rate: dropped frames leave the previous picture on screen); audio
-    is written sample-exact from the audio chunks the source published."""
+    is written sample-exact from the audio chunks the source published.
 
-    def __init__(self, path: str | Path, sample_rate: int = 16_000, fps_hint: int = 30) -> None:
+    Crash safety: the file is fragmented MP4 (a fragment per keyframe, one every 2 s), written as
+    ``NAME.partial.mp4`` and renamed to NAME when closed, so a killed sink leaves a playable
+    partial file and never a broken file under the final name. NaN / Inf audio is replaced by
+    silence; a frame of another size is scaled to the recording's size, odd or 1-pixel sizes padded."""
+
+    def __init__(self, path: str | Path, sample_rate: int = 16_000, fps_hint: int = 30,
+                 inputs: tuple[str | Path | None, ...] = ()) -> None:
         import av
 
         self.av = av
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        why = check_output(self.path, inputs)
+        if why:
+            raise ValueError(why)
+        self.partial = partial_path(self.path)
         self.rate = sample_rate
         self.fps_hint = fps_hint
         self.container = None
         self.video = None
         self.audio = None
         self.fifo = None
+        self.size: tuple[int, int] | None = None  # (width, height) of the recording
         self.last_pts = -1
         self.audio_next = 0  # next sample index to encode (audio pts in samples)
         self.frames = 0
         self.pending_audio: list[tuple[int, np.ndarray]] = []
         self.audio_refused = 0
+        self.resized = 0
 
     def _start(self, width: int, height: int) -> None:
         av = self.av
-        self.container = av.open(str(self.path), "w")
+        self.size = (width, height)
+        self.container = av.open(str(self.partial), "w", format="mp4",
+                                 options={"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"})
         self.video = self.container.add_stream("libx264", rate=self.fps_hint)
         self.video.width, self.video.height, self.video.pix_fmt = width, height, "yuv420p"
         self.video.time_base = Fraction(1, 1000)  # pts in ms of stream time
         self.video.codec_context.time_base = Fraction(1, 1000)
-        # ultrafast + zerolatency: the encoder shares two cores with the model
-        self.video.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "23"}
+        # ultrafast + zerolatency: the encoder shares two cores with the model; a keyframe (and so
+        # a fragment on disk) every 2 s bounds what a crash can lose
+        self.video.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "23", "g": str(2 * self.fps_hint)}
         self.audio = self.container.add_stream("aac", rate=self.rate, layout="mono")
         self.fifo = av.AudioFifo()
         for first, samples in self.pending_audio:
@@ -86,8 +124,9 @@ class Recorder:
         self.pending_audio.clear()
 
     def add_audio(self, first: int, samples: np.ndarray) -> None:
+        samples = np.nan_to_num(np.asarray(samples, np.float32), nan=0.0, posinf=0.0, neginf=0.0)  # NaN stops AAC
         if self.container is None:  # the size of the picture is not known before the first frame
-            self.pending_audio.append((first, np.array(samples, np.float32)))
+            self.pending_audio.append((first, np.clip(samples, -1, 1)))
             while sum(a.size for _, a in self.pending_audio) > 10 * self.rate:  # bounded: 10 s at most
                 self.pending_audio.pop(0)
             return
@@ -100,7 +139,8 @@ class Recorder:
             samples = samples[self.audio_next - first:]
         if samples.size == 0:
             return
-        frame = self.av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, np.float32)[None], format="flt", layout="mono")
+        frame = self.av.AudioFrame.from_ndarray(np.ascontiguousarray(np.clip(samples, -1, 1), np.float32)[None],
+                                                format="flt", layout="mono")
         frame.sample_rate = self.rate
         frame.pts = self.audio_next
         self.audio_next += samples.size
@@ -113,14 +153,25 @@ class Recorder:
         for packet in self.audio.encode(frame):
             self.container.mux(packet)
 
-    def add_frame(self, image: np.ndarray, pts_ns: int) -> None:
+    def _fit(self, image: np.ndarray) -> np.ndarray:
+        """The picture at the recording's size: yuv420p needs even sides of at least 2 pixels."""
         h, w = image.shape[:2]
         if self.container is None:
-            self._start(w - w % 2, h - h % 2)
+            self._start(max(2, w + w % 2), max(2, h + h % 2))
+        width, height = self.size
+        if (w, h) == (width, height):
+            return np.ascontiguousarray(image)
+        if abs(w - width) <= 1 and abs(h - height) <= 1 and w <= width and h <= height:  # padding only
+            return cv2.copyMakeBorder(np.ascontiguousarray(image), 0, height - h, 0, width - w, cv2.BORDER_REPLICATE)
+        self.resized += 1  # the source changed size mid-stream
+        return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_AREA)
+
+    def add_frame(self, image: np.ndarray, pts_ns: int) -> None:
+        image = self._fit(image)
         pts = pts_ns // 1_000_000
         if pts <= self.last_pts:
             return  # two frames in one ms cannot both be shown
-        frame = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: h - h % 2, : w - w % 2]), format="rgb24")
+        frame = self.av.VideoFrame.from_ndarray(image, format="rgb24")
         frame.pts = pts
         frame.time_base = Fraction(1, 1000)
         for packet in self.video.encode(frame):
@@ -142,6 +193,7 @@ class Recorder:
         finally:
             self.container.close()
             self.container = None
+        os.replace(self.partial, self.path)  # only a complete recording gets the final name
 
 
 class _Spool:

@@ -76,7 +76,8 @@ def _stage_specs(cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
         specs[f"worker{i}"] = {"type": "worker", "options": {"backend": cfg.backend, "index": i, "send_image": send_image}}
     specs["sink"] = {"type": "sink", "options": {"record": cfg.record, "masks": cfg.masks, "metrics": cfg.metrics,
                                                  "publish": bool(cfg.publish), "display": cfg.display,
-                                                 "fps_hint": int(cfg.source.get("fps") or 30), **cfg.sink}}
+                                                 "fps_hint": int(cfg.source.get("fps") or 30),
+                                                 "inputs": [cfg.source.get("video"), cfg.source.get("audio")], **cfg.sink}}
     return specs
 
 
@@ -129,6 +130,7 @@ def run_pipeline(config: PipelineConfig | dict[str, Any]) -> dict[str, Any]:
     cfg = config if isinstance(config, PipelineConfig) else PipelineConfig(**config)
     if cfg.workers < 1:
         raise PipelineError("workers must be >= 1")
+    _check_outputs(cfg)
     _sweep_run_dirs()
     # short: ipc paths must fit sockaddr_un (~107 bytes); the pid lets a later run clean up after
     # a supervisor that was killed (SIGKILL runs no finally)
@@ -144,6 +146,18 @@ def run_pipeline(config: PipelineConfig | dict[str, Any]) -> dict[str, Any]:
         return _assemble(cfg, reports, errors, time.monotonic() - t0)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _check_outputs(cfg: PipelineConfig) -> None:
+    """Every output path is checked before anything starts: never found at the first frame, and
+    never the input file (recording onto the input destroyed it)."""
+    from .outputs import check_output
+
+    inputs = (cfg.source.get("video"), cfg.source.get("audio"))
+    for what, path in (("--record", cfg.record), ("--masks", cfg.masks), ("--metrics", cfg.metrics)):
+        why = check_output(path, inputs) if path else None
+        if why:
+            raise PipelineError(f"{what}: {why}")
 
 
 def _sweep_run_dirs() -> None:
@@ -263,6 +277,8 @@ def _assemble(cfg: PipelineConfig, reports: dict[str, dict], errors: list[str], 
         frames["sent"] = sent
     fps_source = sent / src["elapsed_s"] if sent and src.get("elapsed_s") else None
     processed = frames.get("processed", 0)
+    if sent and not processed and not errors:  # never report success for a run that made no mask
+        errors = [f"no frame was processed ({sent} sent); see drops and each stage's counters in the report"]
     return {
         "ok": not errors and bool(sink),
         "errors": errors,
@@ -277,7 +293,7 @@ def _assemble(cfg: PipelineConfig, reports: dict[str, dict], errors: list[str], 
         "drops": {"context": {k: ctxr.get("counters", {}).get(k, 0) for k in
                               ("transport_gaps", "superseded", "stale", "seq_resets", "audio_underruns", "lost_jobs", "malformed", "oversized")},
                   "sink": frames.get("dropped_by"),
-                  "malformed_messages": sum(r.get("counters", {}).get(k, 0) for r in reports.values() for k in ("malformed", "oversized"))},
+                  "malformed_messages": sum(r.get("counters", {}).get(k, 0) for r in reports.values() for k in ("malformed", "oversized", "refused_jumps", "forged_eos"))},
         "queues": {**ctxr.get("queues", {}), **sink.get("queues", {})},
         "miou": sink.get("miou"),
         "stages": reports,

@@ -18,7 +18,7 @@ import zmq
 from .metrics import Gauge, Latencies, Rate
 from .outputs import Display, MaskStore, MetricsLog, Recorder, display_available, render_overlay
 from .protocol import RESYNC, History, encode, eos_ok, finite
-from .stage import Stage, StageEnv, warn
+from .stage import Stage, StageEnv, StageError, warn
 from .transport import close_socket, open_socket, recv_packet, stamp
 
 # (name, from stamp, to stamp): the per-stage latencies, in pipeline order
@@ -111,7 +111,11 @@ class SinkStage(Stage):
         self.poller = zmq.Poller()
         self.poller.register(self.pull, zmq.POLLIN)
         self.asub = None
-        self.recorder = Recorder(o["record"], fps_hint=int(o.get("fps_hint", 30))) if o.get("record") else None
+        try:
+            self.recorder = Recorder(o["record"], fps_hint=int(o.get("fps_hint", 30)),
+                                     inputs=tuple(o.get("inputs") or ())) if o.get("record") else None
+        except ValueError as exc:
+            raise StageError(f"cannot record: {exc}") from exc
         if self.recorder is not None:
             self.asub = open_socket(ctx, zmq.SUB, ep, "audio", bind=False, hwm=1000, frames=False)
             self.asub.setsockopt(zmq.SUBSCRIBE, b"")

@@ -16,12 +16,24 @@ from typing import Any
 import numpy as np
 import zmq
 
-from .protocol import encode
+from .protocol import MAX_HEADER_BYTES, MIN_SIDE, encode
 from .stage import Stage, StageEnv, StageError, sleep_until, warn
 from .transport import close_socket, open_socket, stamp, wait_subscribers
 
 SAMPLE_RATE = 16_000
 AUDIO_AHEAD_NS = 50_000_000  # recorded media: audio is published this far ahead of the frame just sent
+
+
+def frame_refusal(image: np.ndarray, max_bytes: int, extra_bytes: int = 0) -> str | None:
+    """Why a picture cannot travel (None if it can): say so at once instead of every frame being
+    dropped downstream while the run ends "successfully" having processed nothing."""
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        return f"frames of {w}x{h} pixels are too small (at least {MIN_SIDE}x{MIN_SIDE}); scale the video up"
+    if image.nbytes + extra_bytes + MAX_HEADER_BYTES > max_bytes:
+        return (f"frames of {w}x{h} are {image.nbytes / 2**20:.0f} MiB, over the {max_bytes >> 20} MiB message limit; "
+                f"scale the video down first (e.g. ffmpeg -i IN -vf scale=1920:-2 OUT)")
+    return None
 
 
 class AVOutput:
@@ -51,6 +63,9 @@ class AVOutput:
                     warn(f"only {got} of {n} subscribers joined {sock.getsockopt(zmq.LAST_ENDPOINT).decode()}")
 
     def frame(self, image: np.ndarray, *, pts_ns: int, capture_ns: int, extras: dict[str, np.ndarray] | None = None) -> int:
+        why = frame_refusal(image, self.env.endpoints.max_bytes, sum(a.nbytes for a in (extras or {}).values()))
+        if why:
+            raise StageError(why)
         seq = self.video_seq
         self.video_seq += 1
         arrays = {"image": image, **(extras or {})}
