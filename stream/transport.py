@@ -23,6 +23,7 @@ from .protocol import ProtocolError, decode
 # Links of the graph: who binds, which socket types. Producers of frames bind (they are the stable
 # end); workers connect (they come and go).
 LINKS = ("video", "audio", "jobs", "results", "masks")
+MAX_SUBSCRIPTION_BYTES = 256
 
 
 @dataclass
@@ -126,6 +127,10 @@ def open_socket(ctx: zmq.Context, kind: int, endpoints: Endpoints, link: str, *,
     # Hard cap in libzmq (it disconnects a peer that exceeds it, so memory stays bounded); messages
     # between max_bytes and the cap are received, then dropped and counted as oversized.
     sock.setsockopt(zmq.MAXMSGSIZE, 2 * endpoints.max_bytes)
+    if kind in (zmq.PUB, zmq.XPUB):
+        # all a publisher ever receives is subscriptions (a kind prefix): 100 subscriptions of
+        # 1 MB took a source to 4.9 GB. A peer that sends more is disconnected by libzmq.
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION_BYTES)
     addr = address or (endpoints.bind.get(link) if bind else None) or endpoints[link]
     if frames and not addr.startswith("inproc://"):
         sock.setsockopt(zmq.SNDBUF, endpoints.kernel_buffer)

@@ -184,3 +184,53 @@ def test_a_worker_with_a_bad_geometry_is_refused(harness):
         dealers["good"].send_multipart([b"", *encode("ready", {"stream": "s", "seq": seq, "capture_ns": 0, "job": seq, "ok": False})])
     assert h.thread.is_alive()
     assert h.stage.counters["workers_refused"] == 2 and not dealers["other"].poll(100) and not dealers["none"].poll(0)
+
+
+FLOOD = """
+import sys, time, zmq
+ctx = zmq.Context()
+for addr in sys.argv[1:]:
+    s = ctx.socket(zmq.XSUB)
+    s.connect(addr)
+    for _ in range(5):
+        s.send(b"\\x01" + b"x" * (1 << 20))  # a 1 MB subscription
+time.sleep(60)  # killed by the test (libzmq 4.3.5 may crash in this process when the victim cuts it off)
+"""
+
+
+def test_publishers_refuse_huge_subscriptions():
+    """14.11: 1 MB subscriptions sent to the PUB / XPUB sockets took a source to 4.9 GB. The
+    flood comes from another process, as it would; a normal subscriber is still served."""
+    import subprocess
+    import sys
+
+    from stream.transport import Endpoints, make_endpoints, open_socket
+
+    ctx = zmq.Context()
+    ep = Endpoints(make_endpoints("tcp"))
+    xpub = open_socket(ctx, zmq.XPUB, ep, "video", bind=True)
+    pub = open_socket(ctx, zmq.PUB, ep, "masks", bind=True)
+    floods = [subprocess.Popen([sys.executable, "-c", FLOOD, ep[link]]) for link in ("video", "masks")]
+    try:
+        time.sleep(1.0)
+        normal = []
+        for addr, topic in ((ep["video"], b'{"kind":"frame"'), (ep["masks"], b"")):
+            s = ctx.socket(zmq.SUB)
+            s.setsockopt(zmq.LINGER, 0)
+            s.connect(addr)
+            s.setsockopt(zmq.SUBSCRIBE, topic)
+            normal.append(s)
+        seen = []
+        while xpub.poll(1000):
+            seen.append(xpub.recv())
+        assert seen == [b'\x01{"kind":"frame"'], [len(m) for m in seen]  # the 1 MB ones never arrive
+        for _ in range(20):  # the PUB side still serves a normal subscriber
+            pub.send(b"mask")
+            if normal[1].poll(100):
+                break
+        assert normal[1].recv() == b"mask"
+    finally:
+        for flood in floods:
+            flood.kill()
+            flood.wait()
+        ctx.destroy(linger=0)
