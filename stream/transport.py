@@ -81,6 +81,7 @@ class Endpoints:
     hwm: int = 4  # messages per socket direction on frame links
     max_bytes: int = 32 * 1024 * 1024
     kernel_buffer: int = 2 * 1024 * 1024  # SO_SNDBUF / SO_RCVBUF on frame links (ipc / tcp)
+    send_timeout_ms: int = 10_000  # every send has a deadline: a blocking send to a dead peer raises zmq.Again
     extra: dict[str, Any] = field(default_factory=dict)
     # Shared by the stages of one run, never published: an end-of-stream message must carry it, so
     # a peer on the network cannot stop the pipeline with a forged EOS. None: not checked.
@@ -123,6 +124,7 @@ def open_socket(ctx: zmq.Context, kind: int, endpoints: Endpoints, link: str, *,
     if identity is not None:
         sock.setsockopt(zmq.ROUTING_ID, identity)
     sock.setsockopt(zmq.SNDHWM, hwm)
+    sock.setsockopt(zmq.SNDTIMEO, endpoints.send_timeout_ms)
     sock.setsockopt(zmq.RCVHWM, hwm)
     # Hard cap in libzmq (it disconnects a peer that exceeds it, so memory stays bounded); messages
     # between max_bytes and the cap are received, then dropped and counted as oversized.

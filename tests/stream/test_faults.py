@@ -234,3 +234,34 @@ def test_publishers_refuse_huge_subscriptions():
             flood.kill()
             flood.wait()
         ctx.destroy(linger=0)
+
+
+def test_a_send_to_a_dead_sink_has_a_deadline(tmp_path):
+    """14.9: with the sink gone the segmenter's send retried forever (node still running after
+    120 s). Now it gives up after its deadline with an error naming the sink."""
+    import threading
+
+    from stream.stage import StageEnv, StageError
+    from stream.transport import Endpoints, make_endpoints
+    from stream.worker import ResultSender
+
+    ctx = zmq.Context()
+    env = StageEnv(Endpoints(make_endpoints("ipc", run_dir=str(tmp_path))), threading.Event(), threading.Event(), threading.Event())
+    sender = ResultSender(ctx, env, {}, send_timeout_s=0.5)  # nobody binds the results link
+    sender.sent_any = True  # the sink was there and died (before any result, a graph's sink may still be starting)
+    errors = []
+
+    def send():
+        try:
+            sender.send(encode("eos", {"stream": "s", "seq": 0, "capture_ns": 0}))
+        except StageError as exc:
+            errors.append(str(exc))
+
+    th = threading.Thread(target=send, daemon=True)
+    th.start()
+    th.join(10)
+    env.abort.set()  # (only so a hanging send ends after the test failed)
+    th.join(2)
+    sender.close()
+    ctx.destroy(linger=0)
+    assert errors and "sink" in errors[0] and "gone" in errors[0]
