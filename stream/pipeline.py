@@ -43,7 +43,7 @@ class PipelineConfig:
     transport: str = "ipc"  # inproc | ipc | tcp
     host: str = "127.0.0.1"  # tcp bind / connect host (loopback unless told otherwise)
     ports: dict[str, int] = field(default_factory=dict)  # fixed tcp ports per link (default: free ones)
-    curve: bool = False  # CURVE-encrypt tcp links (ephemeral keys for this run)
+    curve: bool | str = False  # CURVE-encrypt tcp links: True = one-run keys; a folder = keys made by `icf-stream keys`
     publish: str | None = None  # address of the mask PUB socket, e.g. tcp://127.0.0.1:5556
     record: str | None = None  # MP4 overlay + audio
     masks: str | None = None  # npz of every mask
@@ -97,9 +97,12 @@ def _endpoints(cfg: PipelineConfig, run_dir: str) -> Endpoints:
     addrs = make_endpoints(cfg.transport, host=cfg.host, ports=cfg.ports, run_dir=run_dir)
     if cfg.publish:
         addrs["masks"] = cfg.publish
-    security = Security.generate() if cfg.curve else None
-    if cfg.curve and cfg.transport != "tcp":
-        raise PipelineError("--curve applies to tcp links; use --transport tcp")
+    try:
+        security = (Security.load(cfg.curve) if isinstance(cfg.curve, str) else Security.generate()) if cfg.curve else None
+    except RuntimeError as exc:
+        raise PipelineError(str(exc)) from None
+    if cfg.curve and cfg.transport != "tcp" and not (cfg.publish or "").startswith("tcp://"):
+        raise PipelineError("--curve applies to tcp links; use --transport tcp or a tcp:// --publish address")
     return Endpoints(addresses=addrs, security=security, hwm=cfg.hwm, token=secrets.token_hex(16))
 
 

@@ -265,3 +265,44 @@ def test_a_send_to_a_dead_sink_has_a_deadline(tmp_path):
     sender.close()
     ctx.destroy(linger=0)
     assert errors and "sink" in errors[0] and "gone" in errors[0]
+
+
+def test_keys_command_and_a_curve_subscriber(harness, tmp_path):
+    """14.12: with --curve the mask socket was a CURVE server whose one-run key was never saved.
+    `icf-stream keys` makes key files; the sink publishes with them; a subscriber that holds
+    server.key + client.key_secret (as docs/protocol.md shows) gets masks, one without gets none."""
+    import zmq.auth
+
+    from stream.__main__ import main
+    from stream.sink import SinkStage
+    from stream.transport import Security, free_tcp_port
+
+    keys = tmp_path / "keys"
+    assert main(["keys", "--out", str(keys)]) == 0
+    assert main(["keys", "--out", str(keys)]) == 2  # never overwrites keys silently
+    assert oct((keys / "client.key_secret").stat().st_mode & 0o777) == "0o600"
+    h = harness(SinkStage(publish=True))
+    h.ep.security = Security.load(str(keys))
+    h.ep.addresses["masks"] = f"tcp://127.0.0.1:{free_tcp_port()}"
+    h.start()
+    push = h.sock(zmq.PUSH, "results", False)
+
+    def subscriber(with_keys: bool):
+        sub = h.ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        if with_keys:  # what an external subscriber does with the two files it was given
+            sub.curve_serverkey = zmq.auth.load_certificate(str(keys / "server.key"))[0]
+            sub.curve_publickey, sub.curve_secretkey = zmq.auth.load_certificate(str(keys / "client.key_secret"))
+        sub.setsockopt(zmq.SUBSCRIBE, b'{"kind":"mask"')
+        sub.connect(h.ep["masks"])
+        return sub
+
+    good, bad = subscriber(True), subscriber(False)
+    got = None
+    for seq in range(40):
+        push.send_multipart(result(seq, seq - 1))
+        if good.poll(100):
+            got = json.loads(good.recv_multipart()[0])
+            break
+    assert got is not None and got["kind"] == "mask"
+    assert not bad.poll(300)
