@@ -20,7 +20,7 @@ import zmq
 
 from .context import AudioRing, ContextKeeper
 from .metrics import Gauge
-from .protocol import History, encode, eos_ok, finite, forward, stamps
+from .protocol import RESYNC, History, encode, eos_ok, finite, forward, stamps
 from .stage import Stage, StageEnv
 from .transport import close_socket, open_socket, recv_packet, stamp
 from .worker import ResultSender, WorkerCore
@@ -61,6 +61,7 @@ class ContextStage(Stage):
         self.job_timeout_ns = int(self.options.get("job_timeout_s", 5.0) * 1e9)
         self.ring = AudioRing()
         self.history = History()
+        self.stale_run = 0  # frames in a row behind the newest seq
         self.keeper: ContextKeeper | None = None
         self.geometry: dict[str, Any] | None = None
         self.workers: set[bytes] = set()
@@ -112,8 +113,12 @@ class ContextStage(Stage):
                 continue
             expected = 0 if self.last_seq is None else self.last_seq + 1
             if expected - SEQ_WINDOW <= seq < expected:  # duplicate or late: never reorder the chain
-                self.count("stale")
-                continue
+                self.stale_run += 1
+                if self.stale_run < RESYNC:
+                    self.count("stale")
+                    continue
+                self.count("seq_resyncs")  # frames keep arriving behind a wild (forged) head: follow them
+            self.stale_run = 0
             if seq < expected:
                 self.count("seq_resets")  # a restarted source: start counting afresh
             else:
