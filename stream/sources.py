@@ -225,12 +225,13 @@ class FileSource(_PacedSource):
         cont = self._open_container(audio_path)  # a second demuxer: audio is read ahead of video
         if cont.streams.audio:
             self.acont = cont
-            self.aframes = cont.decode(audio=0)
+            self.aframes = self._audio_frames(cont)
             self.resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         else:
             cont.close()
             warn(f"'{audio_path}' has no audio track: running with silence")
         self.audio_next: int | None = None  # absolute index of the next sample to publish
+        self.audio_skip = 0  # samples of skipped (undecodable) packets not yet accounted for
         self.audio_done = self.acont is None
         self.out = AVOutput(ctx, env)
         self.ended = False
@@ -245,6 +246,20 @@ class FileSource(_PacedSource):
             return self.av.open(str(path))
         except (self.av.error.FFmpegError, OSError, ValueError) as exc:
             raise StageError(f"cannot read media file '{path}': {exc}") from exc
+
+    def _audio_frames(self, cont):
+        """Decoded audio frames. A packet FFmpeg cannot decode is skipped and counted, leaving a
+        hole of its duration (read as silence downstream), as ffmpeg itself decodes through it:
+        one corrupt packet used to end the whole run."""
+        for packet in cont.demux(audio=0):
+            try:
+                frames = packet.decode()
+            except self.av.error.FFmpegError:
+                self.count("corrupt_audio_packets")
+                if packet.duration and packet.time_base:
+                    self.audio_skip += int(round(float(packet.duration * packet.time_base) * SAMPLE_RATE))
+                continue
+            yield from frames
 
     def _pump_audio(self, until_sample: int, capture_ns: int) -> None:
         """Publishes audio up to ``until_sample`` (a little beyond: decoded frames are whole)."""
@@ -265,6 +280,8 @@ class FileSource(_PacedSource):
                 if self.audio_next is None:
                     t = float(frame.time) if frame is not None and frame.time is not None else 0.0
                     self.audio_next = max(int(round((t - (self.pts0 or 0.0)) * SAMPLE_RATE)), 0)
+                self.audio_next += self.audio_skip  # after a skipped packet: a hole, not shifted audio
+                self.audio_skip = 0
                 self.out.audio_chunk(data, first_sample=self.audio_next, capture_ns=capture_ns)
                 self.audio_next += data.size
             if frame is None:

@@ -166,3 +166,25 @@ def test_a_one_pixel_video_ends_the_run_with_an_error(tmp_path):
     report = run_pipeline(PipelineConfig(source={"kind": "file", "video": str(path), "pace": "fast"},
                                          backend={"kind": "null"}, transport="inproc"))
     assert not report["ok"] and any("too small" in e for e in report["errors"])
+
+
+def test_a_corrupt_audio_packet_is_skipped_and_counted(tmp_path):
+    """14.15: one undecodable audio packet ended the whole run; ffmpeg decodes through it."""
+    import av
+
+    from stream import PipelineConfig, run_pipeline
+
+    from .conftest import write_mp4
+
+    path = write_mp4(tmp_path / "av.mp4", seconds=2.0)
+    with av.open(str(path)) as c:
+        packets = [(p.pos, p.size) for p in c.demux(audio=0) if p.size]
+    data = bytearray(path.read_bytes())
+    pos, size = packets[10]
+    data[pos:pos + size] = np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    report = run_pipeline(PipelineConfig(source={"kind": "file", "video": str(path), "pace": "fast"},
+                                         backend={"kind": "null"}, transport="inproc"))
+    assert report["ok"], report["errors"]
+    assert report["stages"]["source"]["counters"]["corrupt_audio_packets"] == 1
+    assert report["frames"]["sent"] == 60
