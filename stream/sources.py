@@ -24,6 +24,11 @@ SAMPLE_RATE = 16_000
 AUDIO_AHEAD_NS = 50_000_000  # recorded media: audio is published this far ahead of the frame just sent
 
 
+def _why(exc: Exception) -> str:
+    """FFmpeg's words without its raw error number ("[Errno 1094995529] ...") or a repeated path."""
+    return getattr(exc, "strerror", None) or str(exc)
+
+
 def frame_refusal(image: np.ndarray, max_bytes: int, extra_bytes: int = 0) -> str | None:
     """Why a picture cannot travel (None if it can): say so at once instead of every frame being
     dropped downstream while the run ends "successfully" having processed nothing."""
@@ -245,7 +250,7 @@ class FileSource(_PacedSource):
         try:
             return self.av.open(str(path))
         except (self.av.error.FFmpegError, OSError, ValueError) as exc:
-            raise StageError(f"cannot read media file '{path}': {exc}") from exc
+            raise StageError(f"cannot read media file '{path}': {_why(exc)}") from exc
 
     def _audio_frames(self, cont):
         """Decoded audio frames. A packet FFmpeg cannot decode is skipped and counted, leaving a
@@ -273,7 +278,7 @@ class FileSource(_PacedSource):
             try:
                 frame = next(self.aframes, None)
             except self.av.error.FFmpegError as exc:
-                raise StageError(f"cannot decode audio of '{self.path}': {exc}") from exc
+                raise StageError(f"cannot decode audio of '{self.path}': {_why(exc)}") from exc
             chunks = self.resampler.resample(frame)  # frame None flushes the resampler
             for chunk in chunks:
                 data = chunk.to_ndarray().reshape(-1).astype(np.float32, copy=False)
@@ -294,7 +299,7 @@ class FileSource(_PacedSource):
         try:
             frame = next(self.vframes, None)
         except self.av.error.FFmpegError as exc:
-            raise StageError(f"cannot decode video of '{self.path}': {exc}") from exc
+            raise StageError(f"cannot decode video of '{self.path}': {_why(exc)}") from exc
         if frame is None:
             return self._finish("end")
         t = float(frame.time) if frame.time is not None else self.out.video_seq / 30.0

@@ -188,3 +188,14 @@ def test_a_corrupt_audio_packet_is_skipped_and_counted(tmp_path):
     assert report["ok"], report["errors"]
     assert report["stages"]["source"]["counters"]["corrupt_audio_packets"] == 1
     assert report["frames"]["sent"] == 60
+
+
+def test_media_errors_carry_no_raw_ffmpeg_numbers(tmp_path):
+    """14.15: messages showed "[Errno 1094995529] ..."; now FFmpeg's words and the file."""
+    from stream import PipelineConfig, run_pipeline
+
+    bad = tmp_path / "noise.mp4"
+    bad.write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    report = run_pipeline(PipelineConfig(source={"kind": "file", "video": str(bad)}, backend={"kind": "null"}, transport="inproc"))
+    (err,) = report["errors"]
+    assert str(bad) in err and "Errno" not in err and "Invalid data" in err
