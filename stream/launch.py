@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .node import build_stage, run_stages
-from .pipeline import PipelineConfig, PipelineError, _layout, _Signals, _stage_specs, _timer
+from .pipeline import PipelineConfig, PipelineError, _layout, _Signals, _stage_specs, _timer, check_outputs
 from .transport import LINKS, Endpoints, Security
 
 
@@ -60,6 +60,7 @@ def node_names(cfg: PipelineConfig) -> list[str]:
 def run_node(path: str | Path, node: str) -> dict[str, Any]:
     """Runs the stages of ``node`` in this process until the stream ends; returns their reports."""
     cfg, endpoints = load_graph(path)
+    check_outputs(cfg)  # never record onto an input, never find a bad path at the first frame
     layout = dict(_layout(cfg))
     if node not in layout:
         raise PipelineError(f"no node '{node}' in this graph; nodes: {list(layout)}")

@@ -76,8 +76,7 @@ def _stage_specs(cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
         specs[f"worker{i}"] = {"type": "worker", "options": {"backend": cfg.backend, "index": i, "send_image": send_image}}
     specs["sink"] = {"type": "sink", "options": {"record": cfg.record, "masks": cfg.masks, "metrics": cfg.metrics,
                                                  "publish": bool(cfg.publish), "display": cfg.display,
-                                                 "fps_hint": int(cfg.source.get("fps") or 30),
-                                                 "inputs": [cfg.source.get("video"), cfg.source.get("audio")], **cfg.sink}}
+                                                 "fps_hint": int(cfg.source.get("fps") or 30), **cfg.sink}}
     return specs
 
 
@@ -133,7 +132,7 @@ def run_pipeline(config: PipelineConfig | dict[str, Any]) -> dict[str, Any]:
     cfg = config if isinstance(config, PipelineConfig) else PipelineConfig(**config)
     if cfg.workers < 1:
         raise PipelineError("workers must be >= 1")
-    _check_outputs(cfg)
+    check_outputs(cfg)
     _sweep_run_dirs()
     # short: ipc paths must fit sockaddr_un (~107 bytes); the pid lets a later run clean up after
     # a supervisor that was killed (SIGKILL runs no finally)
@@ -151,7 +150,7 @@ def run_pipeline(config: PipelineConfig | dict[str, Any]) -> dict[str, Any]:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _check_outputs(cfg: PipelineConfig) -> None:
+def check_outputs(cfg: PipelineConfig) -> None:
     """Every output path is checked before anything starts: never found at the first frame, and
     never the input file (recording onto the input destroyed it)."""
     from .outputs import check_output

@@ -111,9 +111,8 @@ class SinkStage(Stage):
         self.poller = zmq.Poller()
         self.poller.register(self.pull, zmq.POLLIN)
         self.asub = None
-        try:
-            self.recorder = Recorder(o["record"], fps_hint=int(o.get("fps_hint", 30)),
-                                     inputs=tuple(o.get("inputs") or ())) if o.get("record") else None
+        try:  # the paths were checked before the run (pipeline.check_outputs); this names a late problem
+            self.recorder = Recorder(o["record"], fps_hint=int(o.get("fps_hint", 30))) if o.get("record") else None
         except ValueError as exc:
             raise StageError(f"cannot record: {exc}") from exc
         if self.recorder is not None:

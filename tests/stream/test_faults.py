@@ -12,7 +12,11 @@ import zmq
 
 from stream.context import ContextKeeper
 from stream.protocol import RESYNC, encode, finite
-from stream.segmenter import ContextStage
+
+try:
+    from stream.context_stage import ContextStage  # its name after the architecture refactor (issue 12)
+except ImportError:
+    from stream.segmenter import ContextStage
 
 from .test_fuzz import Harness, frame
 

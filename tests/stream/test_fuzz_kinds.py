@@ -21,7 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stream.protocol import KINDS, RESYNC, encode
-from stream.segmenter import ContextStage
+
+try:
+    from stream.context_stage import ContextStage  # its name after the architecture refactor (issue 12)
+except ImportError:
+    from stream.segmenter import ContextStage
 from stream.sink import SinkStage
 from stream.stage import StageEnv, run_stage
 from stream.transport import Endpoints, make_endpoints
