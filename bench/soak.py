@@ -24,6 +24,8 @@ import numpy as np
 from .env import envelope
 from .report import command_line, header_md, md_table, write_report
 
+NODES = ("source", "segmenter", "sink")  # stream.pipeline's process layout with one worker
+
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minutes", type=float, default=10.0, help="length of the run (default 10)")
@@ -55,6 +57,13 @@ def _children(pid: int) -> dict[int, str]:
     return kids
 
 
+def _uses_zmq(pid: int) -> bool:
+    try:
+        return "libzmq" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
 def _rss_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -69,10 +78,14 @@ def _sampler(stop: threading.Event, every_s: float, samples: list[dict]) -> None
     me, t0 = os.getpid(), time.monotonic()
     while not stop.wait(every_s):
         row = {"t_s": round(time.monotonic() - t0, 1), "supervisor": _rss_mb(me)}
-        for i, pid in enumerate(sorted(_children(me))):  # spawned in layout order: source, segmenter, sink
+        kids = sorted(_children(me))
+        # the pipeline's processes are spawned in layout order (source, segmenter, sink) and all
+        # load libzmq; multiprocessing's own helper does not
+        stages = [p for p in kids if _uses_zmq(p)]
+        for name, pid in [*zip(NODES, stages), *(("helper", p) for p in kids if p not in stages)]:
             rss = _rss_mb(pid)
             if rss is not None:
-                row[f"child{i}"] = rss
+                row[name] = rss
         samples.append(row)
 
 
@@ -161,7 +174,7 @@ def markdown(doc: dict) -> str:
     return "\n\n".join([header_md(doc, "Soak: memory and latency over a long run"),
                         f"- frames sent {f.get('sent')}, processed {f.get('processed')}, dropped {f.get('dropped')}; "
                         f"masks.npz {doc.get('masks_npz_mb')} MB; flat: {doc['flat']}; p99 last/reference {doc['p99_last_over_reference']}",
-                        "Memory per process (children in pid order: the multiprocessing helper, then source, segmenter, sink):", mem, "capture->mask latency per minute of stream time:", lat])
+                        "Memory per process (source, segmenter, sink: the pipeline's processes; helper: multiprocessing's own):", mem, "capture->mask latency per minute of stream time:", lat])
 
 
 __all__ = ["run", "add_args", "memory_summary", "latency_by_minute"]
