@@ -89,18 +89,22 @@ def _sampler(stop: threading.Event, every_s: float, samples: list[dict]) -> None
         samples.append(row)
 
 
-def memory_summary(samples: list[dict], warmup_s: float, slack_mb: float) -> dict:
-    """Per process: RSS at the end of warm-up, at the end, peak, growth, slope (MB/min), flat?"""
+def memory_summary(samples: list[dict], warmup_s: float, slack_mb: float, end_s: float = float("inf")) -> dict:
+    """Per process, over the streaming time after warm-up (``warmup_s`` .. ``end_s``): RSS at the
+    start and end of that span, its growth and slope (MB/min), flat?; plus the peak over the whole
+    run including shutdown (draining and writing the outputs is not growth with run length)."""
     out = {}
     names = sorted({k for s in samples for k in s if k != "t_s"})
     for name in names:
-        pts = [(s["t_s"], s[name]) for s in samples if s.get(name) is not None and s["t_s"] >= warmup_s]
+        every = [s[name] for s in samples if s.get(name) is not None]
+        pts = [(s["t_s"], s[name]) for s in samples if s.get(name) is not None and warmup_s <= s["t_s"] <= end_s]
         if len(pts) < 2:
             continue
         t, mb = np.array(pts).T
         slope = float(np.polyfit(t / 60, mb, 1)[0])
         growth = float(mb[-1] - mb[0])
-        out[name] = {"after_warmup_mb": round(float(mb[0]), 1), "end_mb": round(float(mb[-1]), 1), "peak_mb": round(float(mb.max()), 1),
+        out[name] = {"after_warmup_mb": round(float(mb[0]), 1), "end_mb": round(float(mb[-1]), 1),
+                     "peak_mb": round(float(max(every)), 1),
                      "growth_mb": round(growth, 1), "slope_mb_per_min": round(slope, 2), "flat": growth < slack_mb}
     return out
 
@@ -148,7 +152,7 @@ def run(args: argparse.Namespace) -> dict:
         lines = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()] if metrics.is_file() else []
         npz_mb = round((Path(tmp) / "masks.npz").stat().st_size / 2**20, 2) if (Path(tmp) / "masks.npz").is_file() else None
     warmup = min(60.0, seconds / 4)
-    memory = memory_summary(samples, warmup, args.rss_slack_mb)
+    memory = memory_summary(samples, warmup, args.rss_slack_mb, end_s=seconds)
     minutes = latency_by_minute(lines)
     full = [m for m in minutes if m["frames"] >= 0.5 * 60 * args.fps] or minutes
     ref = full[1] if len(full) > 2 else full[0] if full else None
@@ -166,7 +170,8 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def markdown(doc: dict) -> str:
-    mem = md_table(["process", "RSS after warm-up MB", "end MB", "peak MB", "growth MB", "slope MB/min", "flat"],
+    mem = md_table(["process", "RSS after warm-up MB", "RSS at the end of streaming MB", "peak MB (incl. shutdown)", "growth MB",
+                    "slope MB/min", "flat"],
                    [[k, v["after_warmup_mb"], v["end_mb"], v["peak_mb"], v["growth_mb"], v["slope_mb_per_min"], v["flat"]]
                     for k, v in doc["memory"].items()])
     lat = md_table(["minute", "frames", "p50 ms", "p99 ms"], [[m["minute"], m["frames"], m["p50_ms"], m["p99_ms"]] for m in doc["latency_by_minute"]])

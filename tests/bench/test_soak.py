@@ -10,6 +10,9 @@ def test_memory_summary_flags_growth_after_warmup():
     out = memory_summary(samples, warmup_s=60, slack_mb=20)
     assert out["flat"]["flat"] and out["flat"]["growth_mb"] == 0
     assert not out["leaky"]["flat"] and 9.5 < out["leaky"]["slope_mb_per_min"] < 10.5
+    samples.append({"t_s": 610, "flat": 130.0, "leaky": 200.0})  # shutdown: outputs written, not growth
+    out = memory_summary(samples, warmup_s=60, slack_mb=20, end_s=600)
+    assert out["flat"]["flat"] and out["flat"]["peak_mb"] == 130.0
 
 
 def test_latency_by_minute_groups_by_stream_time():
