@@ -309,6 +309,10 @@ class FileSource(_PacedSource):
         if self.limit_s is not None and pts_ns >= self.limit_s * 1e9:
             return self._finish("end")
         image = frame.to_ndarray(format="rgb24")
+        turn = int(round((getattr(frame, "rotation", 0) or 0) / 90)) % 4  # display matrix: degrees counterclockwise
+        if turn:  # a phone video held upright: the model sees it as a person would, like ffmpeg shows it
+            image = np.ascontiguousarray(np.rot90(image, turn))
+            self.counters["rotated_deg"] = turn * 90
         capture = self._release(pts_ns)
         if capture is None:
             return self._finish("stopped")

@@ -199,3 +199,36 @@ def test_media_errors_carry_no_raw_ffmpeg_numbers(tmp_path):
     report = run_pipeline(PipelineConfig(source={"kind": "file", "video": str(bad)}, backend={"kind": "null"}, transport="inproc"))
     (err,) = report["errors"]
     assert str(bad) in err and "Errno" not in err and "Invalid data" in err
+
+
+def test_rotation_metadata_is_applied(tmp_path):
+    """14.15: a video with a display rotation reached the model sideways. A portrait phone clip
+    stored as 32x48 with a 90-degree rotation is seen as 48 wide, 32 tall, marker where ffmpeg
+    shows it (bottom-left for a top-left marker turned counterclockwise)."""
+    from fractions import Fraction
+
+    import av
+
+    from stream import PipelineConfig, run_pipeline
+
+    path = tmp_path / "phone.mp4"
+    img = np.zeros((48, 32, 3), np.uint8)
+    img[:8, :8] = 255
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 32, 48, "yuv420p"
+        s.set_display_rotation(90)
+        for i in range(10):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 30)
+            c.mux(s.encode(f))
+        c.mux(s.encode())
+    report = run_pipeline(PipelineConfig(source={"kind": "file", "video": str(path), "pace": "fast"}, backend={"kind": "null"},
+                                         transport="inproc", masks=str(tmp_path / "m.npz"), record=str(tmp_path / "o.mp4")))
+    assert report["ok"] and report["stages"]["source"]["counters"]["rotated_deg"] == 90
+    with np.load(tmp_path / "m.npz") as z:
+        assert z["masks"].shape[1:] == (32, 48)
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        first = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    # marker bottom-left, as ffmpeg shows it (the overlay's text band darkens this small frame to ~35 %)
+    assert first[24:32, 0:8].mean() > 60 and first[0:8, 0:8].mean() < 20
