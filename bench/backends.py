@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .frames import INPUT_NAMES
+from engine.spec import INPUT_NAMES
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 

@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 import zmq
 
+from engine.spec import SAMPLE_RATE
+
 from .protocol import encode
 from .stage import Stage, StageEnv, StageError, sleep_until, warn
 from .transport import close_socket, open_socket, stamp, wait_subscribers
 
-SAMPLE_RATE = 16_000
 AUDIO_AHEAD_NS = 50_000_000  # recorded media: audio is published this far ahead of the frame just sent
 
 
