@@ -23,9 +23,7 @@ from .transport import Endpoints
 def build_stage(spec: dict[str, Any]) -> Stage:
     kind, options = spec["type"], dict(spec.get("options", {}))
     if kind == "source":
-        from .sources import make_source
-
-        return make_source(spec["kind"], options)
+        return _make_source(spec["kind"], options)
     if kind == "context":
         from .segmenter import ContextStage
 
@@ -39,6 +37,23 @@ def build_stage(spec: dict[str, Any]) -> Stage:
 
         return SinkStage(**options)
     raise ValueError(f"unknown stage type '{kind}'")
+
+
+def _make_source(kind: str, options: dict[str, Any]) -> Stage:
+    # Here, not in sources.py: live.py builds on sources.AVOutput, so sources must not import live.
+    if kind == "synthetic":
+        from .sources import SyntheticSource
+
+        return SyntheticSource(**options)
+    if kind == "file":
+        from .sources import FileSource
+
+        return FileSource(**options)
+    if kind == "live":
+        from .live import LiveSource
+
+        return LiveSource(**options)
+    raise ValueError(f"unknown source kind '{kind}' (synthetic, file, live)")
 
 
 # Open order inside a process: binders first (inproc needs the bound end to exist in libzmq < 4.2

@@ -15,10 +15,11 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import zmq
 
+from .options import StageOptions
 from .transport import Endpoints
 
 log = logging.getLogger("icf-stream")
@@ -42,9 +43,10 @@ class Stage:
     """Base class. Subclasses document inputs, outputs and options in their docstring."""
 
     name = "stage"
+    Options: ClassVar[type[StageOptions]] = StageOptions  # the stage's typed options (stream/options.py)
 
     def __init__(self, **options: Any) -> None:
-        self.options = options
+        self.options = self.Options.parse(options)  # an OptionsError names a bad option before anything opens
         self.counters: dict[str, Any] = {}
 
     def open(self, ctx: zmq.Context, env: StageEnv) -> None:
