@@ -3,7 +3,7 @@
     python -m bench.stream_runs                  # both runs below, 10 s each, JSON to out/bench-stream/
     python -m bench.stream_runs --only overhead  # just the pipeline without a model
 
-1. ``overhead``: the pipeline with the model replaced by stream.backend.NullBackend (same shapes,
+1. ``overhead``: the pipeline with the model replaced by stream.models.NullBackend (same shapes,
    no compute): synthetic 640x480 at 30 fps over ipc. capture -> mask is then the pipeline's own
    cost: transport hops, (de)serialisation, audio window and context, resize + upsample.
 2. ``demo``: what ``icf-stream demo`` runs (shipped icf-lite weights on ONNX Runtime, recording,
@@ -59,7 +59,7 @@ def run_overhead(seconds: float, transport: str) -> dict:
 
 def run_demo(seconds: float, threads: int, out: Path) -> dict:
     from stream.__main__ import SHIPPED_WEIGHTS
-    from stream.backend import export_cached
+    from stream.models import export_cached
 
     if not SHIPPED_WEIGHTS.is_file():
         raise SystemExit(f"bench.stream_runs: {SHIPPED_WEIGHTS} is missing; the demo run needs the shipped weights")

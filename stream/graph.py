@@ -23,7 +23,7 @@ class PipelineError(RuntimeError):
 @dataclass
 class PipelineConfig:
     source: dict[str, Any]  # {"kind": "synthetic" | "file" | "live", **options} (see stream/sources.py, live.py)
-    backend: dict[str, Any]  # spec for stream.backend.open_backend
+    backend: dict[str, Any]  # spec for stream.models.open_backend
     workers: int = 1
     transport: str = "ipc"  # inproc | ipc | tcp
     host: str = "127.0.0.1"  # tcp bind / connect host (loopback unless told otherwise)

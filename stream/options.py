@@ -165,13 +165,13 @@ class ContextOptions(StageOptions):
 @dataclass(frozen=True)
 class WorkerOptions(StageOptions):
     stage: ClassVar[str] = "worker"
-    backend: dict | None = None  # spec for stream.backend.open_backend (required)
+    backend: dict | None = None  # spec for stream.models.open_backend (required)
     index: int = 0  # worker number
     top_k: int = 3  # concepts named per frame
     send_image: bool = True  # return the frame with the mask (off when nothing draws)
 
     def check(self) -> None:
-        self._require(isinstance(self.backend, dict), "backend", "must be a backend spec (see stream.backend)")
+        self._require(isinstance(self.backend, dict), "backend", "must be a backend spec (see stream.models)")
         self._require(self.index >= 0 and self.top_k >= 0, "index", "index and top_k must be >= 0")
 
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import zmq
 
-from .backend import model_geometry, open_backend, warm_up
+from .models import model_geometry, open_backend, warm_up
 from .options import WorkerOptions
 from .protocol import encode, forward, ints_ok, stamps
 from .stage import Stage, StageEnv, StageError
@@ -26,7 +26,7 @@ GEOMETRY_KEYS = ("width", "frame_ring", "segment_ring", "audio_samples")
 
 class WorkerCore:
     """A loaded backend and the per-frame compute around it. Options: backend (spec dict, see
-    stream.backend), index (worker number), top_k (concepts named per frame, 3)."""
+    stream.models), index (worker number), top_k (concepts named per frame, 3)."""
 
     def __init__(self, spec: dict[str, Any], index: int = 0, top_k: int = 3) -> None:
         # OpenCV's own thread pool splits the mask upsample across cores; on a small box the other
@@ -42,7 +42,7 @@ class WorkerCore:
         except (OSError, ValueError, RuntimeError, ImportError, KeyError) as exc:
             raise StageError(f"cannot load the model {spec.get('artifact', spec.get('kind'))}: {exc}") from exc
         self.geo = model_geometry(self.backend)
-        self.warmup_ms = warm_up(self.backend, self.geo)
+        self.warmup_ms = warm_up(self.backend)
         self.info = self.backend.info()  # kept: a closed backend cannot describe itself
         self.model_id = f"{self.geo['model']}:{self.info.get('backend', '?')}"
         self.top_k = top_k
@@ -140,7 +140,7 @@ class WorkerStage(Stage):
     context (texts of the job just run), then a ``result`` to the sink (PUSH on the results link)
     with parts mask [H,W] uint8 (1 = sounding, or a class index for semantic models), the frame
     image and gt_mask forwarded untouched, and the top concepts in the header.
-    Options: backend (spec dict, see stream.backend), index (worker number), top_k (3),
+    Options: backend (spec dict, see stream.models), index (worker number), top_k (3),
     send_image (return the frame with the mask; default True, off when nothing draws)."""
 
     name = "worker"

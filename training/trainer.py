@@ -25,7 +25,7 @@ from .config import TrainConfig
 from .data import build_dataset, collate, prepare_batch
 from .evaluate import evaluate
 from .objective import TrainModule, aux_ramp
-from .runtime import (
+from .run_setup import (
     Dist,
     amp_dtype,
     bank_overrides,

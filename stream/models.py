@@ -84,7 +84,7 @@ def model_geometry(backend) -> dict[str, Any]:
             "audio_samples": int(specs["audio"][0][1])}
 
 
-def warm_up(backend, geometry: dict[str, Any]) -> float:
+def warm_up(backend) -> float:
     """One inference on zeros (first calls allocate and JIT); returns its ms."""
     inputs = zeros(backend.input_specs)
     t0 = time.perf_counter()
@@ -92,10 +92,11 @@ def warm_up(backend, geometry: dict[str, Any]) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
-def export_cached(weights: str | None = None, model: str | None = None, cache_dir: str | None = None) -> Path:
+def export_cached(weights: str | None = None, model: str | None = None, cache_dir: str | None = "out/engine") -> Path:
     """The ONNX the workers load for a checkpoint (or a registry model with untrained weights), from
     engine.cache (exported once in a child process, so the stream never imports torch; locked and
-    checked against its sidecar). ``cache_dir`` overrides the engine cache folder."""
+    checked against its sidecar). The stream keeps its exports under ``cache_dir`` (out/engine, so
+    ``make clean`` removes them); None: the engine's own cache folder."""
     if bool(weights) == bool(model):
         raise ValueError("give exactly one of weights / model")
     if weights:

@@ -1,5 +1,6 @@
-"""The segmenter: one ContextStage (newest frame wins, audio window, text context) running the
-model itself (one worker: ``inline``, no hop) or feeding stateless WorkerStages (scale-out).
+"""The context stage, the heart of the ``segmenter`` node: newest frame wins, audio window, text
+context; it runs the model itself (one worker: ``inline``, no hop) or feeds stateless
+WorkerStages (scale-out).
 
 Why split: the text context is a chain (frame n's rings hold frame n-1's texts), so it must live
 in exactly one place. The context stage owns it and ships the ring state inside every job; a
