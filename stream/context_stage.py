@@ -254,7 +254,7 @@ class ContextStage(Stage):
         self._drain_audio()
         self._drain_video()
         self._drain_router()
-        if self.latest is not None and self.jobs.idle and self.keeper is not None:
+        if self.latest is not None and self.jobs.has_credit() and self.keeper is not None:
             self._dispatch()
         self.in_flight_gauge.set(len(self.jobs.in_flight))
         if self.eos_header is None and self.env.stop.is_set() and self.latest is None:

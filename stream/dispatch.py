@@ -55,6 +55,9 @@ class Dispatcher:
         if worker not in self.idle and worker not in self.eos_sent:
             self.idle.append(worker)
 
+    def has_credit(self) -> bool:
+        return bool(self.idle)
+
     def next_worker(self) -> bytes | None:
         """The idle worker to send the next message to (its credit is used), or None."""
         return self.idle.popleft() if self.idle else None

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import zmq
@@ -32,7 +32,6 @@ class StageEnv:
     abort: Any  # leave now
     go: Any  # set once every stage is open: sources start producing
     stream_id: str = "cam0"
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 class StageError(RuntimeError):
