@@ -8,7 +8,7 @@ versions; --smoke runs any of them end to end in seconds):
   pipeline   a paced end-to-end stream run with the stream's own per-stage metrics
   plot       re-render Markdown + PNG from a JSON report (e.g. bench/gpu.py's from a GPU machine)
 
-GPU measurements (one prepared run): bench/gpu.sh, see bench/gpu.py --help.
+GPU measurements (one prepared run): scripts/gpu.sh, see bench/gpu.py --help.
 Numbers from a loaded machine are noisy: each report records the load average.
 """
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .frames import INPUT_NAMES
+from engine.spec import INPUT_NAMES
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -112,23 +112,6 @@ class Artifacts:
 
             self._onnx = export_checkpoint(self.checkpoint(), self.folder, stem=self.stem)
         return self._onnx
-
-
-def cost(net, example: tuple) -> dict[str, float]:
-    """Parameters (M) and GFLOPs of one call (torch's counter: a multiply-add is 2 FLOPs).
-
-    Counted on the meta device (shapes only, no arithmetic: instant even for ResNet-50 on a busy
-    CPU). It MOVES ``net`` to meta: call it last on a net that is not needed afterwards.
-    """
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    params = sum(p.numel() for p in net.parameters()) / 1e6
-    net = net.to("meta")
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        net(*(x.to("meta") for x in example))
-    flops = counter.get_total_flops()
-    return {"params_M": params, "gflops": flops / 1e9, "gmacs": flops / 2e9}
 
 
 def _stage(sets: list[dict[str, np.ndarray]], device: str, dtype: str) -> list[dict]:

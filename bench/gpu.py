@@ -1,6 +1,6 @@
 """Everything that needs a GPU, in ONE prepared run of under 4 minutes (H100 / H200).
 
-    bash bench/gpu.sh                      # on the GPU machine; writes to $OUT (or out/bench/gpu)
+    bash scripts/gpu.sh                    # on the GPU machine; writes to $OUT (or out/bench/gpu)
     python -m bench.gpu --smoke --out /tmp/gpu-smoke   # here, on the CPU, before spending GPU time
 
 Measures step latency (batch 1, 224 x 224, CUDA events, warm-up, 8 rotating input sets) of
@@ -29,8 +29,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repo importable (model/, engine/, bench/)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.backends import Artifacts, RunSpec, cost, input_tuple  # noqa: E402
+from bench.backends import Artifacts, RunSpec, input_tuple  # noqa: E402
 from bench.env import envelope  # noqa: E402
+from bench.flops import cost  # noqa: E402
 from bench.frames import random_sets  # noqa: E402
 from bench.measure import measure, model_ratios, ratios_md  # noqa: E402
 from bench.report import command_line, header_md, latency_table, md_table, targets_md, write_json  # noqa: E402

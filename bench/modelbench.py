@@ -13,8 +13,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from .backends import Artifacts, RunSpec, cost, input_tuple
+from .backends import Artifacts, RunSpec, input_tuple
 from .env import envelope
+from .flops import cost
 from .frames import input_sets
 from .measure import measure, model_ratios, parse_resolution, ratios_md
 from .report import command_line, header_md, latency_table, md_table, targets_md, write_report

@@ -50,7 +50,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--artifact", type=Path, default=None, help="an exported artifact (.onnx / .plan / .safetensors) instead of --model")
     p.add_argument("--backend", default="auto", help="engine backend: auto | onnxruntime | torch | tensorrt")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads of the backend")
-    p.add_argument("--null", action="store_true", help="no model (stream.backend.NullBackend): the pipeline's own cost")
+    p.add_argument("--null", action="store_true", help="no model (stream.models.NullBackend): the pipeline's own cost")
     p.add_argument("--transport", choices=("inproc", "ipc", "tcp"), default=None, help="default ipc (smoke inproc)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--smoke", action="store_true", help="icf-tiny, 2 s, inproc: checks the command end to end")

@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, metavar="FILE", help="output .plan (or .ep with --via torch-tensorrt)")
     b.add_argument("--via", choices=("tensorrt", "torch-tensorrt"), default="tensorrt", help="TensorRT ONNX parser (default) or torch-tensorrt dynamo")
     b.add_argument("--calib-data", default="auto", metavar="SPEC",
-                   help="int8 calibration frames: auto (synthavs if importable, else built-in synthetic scenes), synthetic, random, FILE.npz, DIR, or module:function")
+                   help="int8 calibration frames: auto/synthetic (built-in synthetic scenes), random, FILE.npz, or DIR of .npz")
     b.add_argument("--calib-frames", type=int, default=256, metavar="N", help="int8 calibration frames (default 256)")
     b.add_argument("--workspace-gb", type=float, default=4.0, help="TensorRT workspace memory pool limit in GiB (default 4)")
     b.add_argument("--timing-cache", metavar="FILE", help="TensorRT timing cache to read and update (speeds up rebuilds)")

@@ -68,8 +68,7 @@ def choose(artifact: Path, options: dict[str, Any]) -> tuple[str, Path, str, dic
         from . import cache
 
         try:
-            onnx = artifact if kind == "onnx" else cache.onnx_for_checkpoint(artifact)
-            plan = cache.get_or_build(onnx, precision)
+            plan = cache.resolve(artifact, "plan", precision=precision)
             import tensorrt
 
             return "tensorrt", plan, f"TensorRT {tensorrt.__version__} and a CUDA GPU ({gpu}) are present; {precision} engine {plan}", {}
@@ -92,7 +91,7 @@ def choose(artifact: Path, options: dict[str, Any]) -> tuple[str, Path, str, dic
         return "onnxruntime", artifact, reason, {"device": "cpu", "precision": "fp32"}
     from . import cache
 
-    onnx = artifact if kind == "onnx" else cache.onnx_for_checkpoint(artifact)
+    onnx = cache.resolve(artifact, "onnx")
     reason = f"no CUDA GPU ({gpu}): ONNX Runtime CPU EP (fp32), the faster CPU path (it beats eager torch at batch 1 on CPU)"
     return "onnxruntime", onnx, reason, {"device": "cpu", "precision": "fp32"}
 
@@ -124,18 +123,16 @@ def load(artifact: str | Path, backend: str = "auto", **options: Any) -> Backend
 
 
 def _artifact_for(backend: str, path: Path, kind: str, options: dict[str, Any]) -> Path:
-    """What an explicitly chosen backend actually loads (exporting / building through the cache)."""
+    """What an explicitly chosen backend actually loads (exported / built through engine.cache.resolve)."""
     from . import cache
 
     if backend == "onnxruntime":
-        if kind == "checkpoint":
-            return cache.onnx_for_checkpoint(path)
-        if kind != "onnx":
+        if kind not in ("onnx", "checkpoint"):
             raise ArtifactError(f"onnxruntime runs .onnx (or exports a .safetensors); {path.name} is a {kind}")
-    elif backend == "tensorrt" and kind in ("onnx", "checkpoint"):
-        onnx = path if kind == "onnx" else cache.onnx_for_checkpoint(path)
-        return cache.get_or_build(onnx, options.pop("precision", None) or "fp16")
-    elif backend == "torch" and kind not in ("onnx", "checkpoint", "plan", "torch-tensorrt"):
+        return cache.resolve(path, "onnx")
+    if backend == "tensorrt" and kind in ("onnx", "checkpoint"):
+        return cache.resolve(path, "plan", precision=options.pop("precision", None) or "fp16")
+    if backend == "torch" and kind not in ("onnx", "checkpoint", "plan", "torch-tensorrt"):
         raise ArtifactError(f"the torch backend needs a checkpoint or an artifact that records one; {path.name} is a {kind}")
     return path
 

@@ -82,6 +82,16 @@ def specs_from(entries: list[dict]) -> Specs:
     return {e["name"]: (tuple(int(v) for v in e["shape"]), np.dtype(e["dtype"])) for e in entries}
 
 
+def input_specs(config: dict[str, Any]) -> Specs:
+    """{name: (shape, dtype)} of the step inputs for a resolved config dict (``ICFConfig.to_dict()``)."""
+    return specs_from(io_from_config(config)[0])
+
+
+def zeros(specs: Specs) -> dict[str, np.ndarray]:
+    """Zeros of every spec: for inputs, the state at stream start (empty rings, nothing valid)."""
+    return {name: np.zeros(shape, dtype) for name, (shape, dtype) in specs.items()}
+
+
 def pixel_normalisation(mean: list[float], std: list[float]) -> dict[str, Any]:
     return {
         "description": PIXEL_DESCRIPTION,

@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _backend_spec(args, cmd: str) -> dict:
-    from .backend import export_cached
+    from .models import export_cached
 
     # threads is an option of the CPU-capable backends; an explicit tensorrt backend refuses it
     options = {"threads": args.threads} if args.threads and args.backend in ("auto", "onnxruntime", "torch") else {}

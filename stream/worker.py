@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 import zmq
 
-from .backend import model_geometry, open_backend, warm_up
+from .models import model_geometry, open_backend, warm_up
+from .options import WorkerOptions
 from .protocol import encode, forward, ints_ok, stamps
 from .stage import Stage, StageEnv, StageError
 from .transport import close_socket, open_socket, recv_packet, stamp
@@ -25,7 +26,7 @@ GEOMETRY_KEYS = ("width", "frame_ring", "segment_ring", "audio_samples")
 
 class WorkerCore:
     """A loaded backend and the per-frame compute around it. Options: backend (spec dict, see
-    stream.backend), index (worker number), top_k (concepts named per frame, 3)."""
+    stream.models), index (worker number), top_k (concepts named per frame, 3)."""
 
     def __init__(self, spec: dict[str, Any], index: int = 0, top_k: int = 3) -> None:
         # OpenCV's own thread pool splits the mask upsample across cores; on a small box the other
@@ -41,7 +42,7 @@ class WorkerCore:
         except (OSError, ValueError, RuntimeError, ImportError, KeyError) as exc:
             raise StageError(f"cannot load the model {spec.get('artifact', spec.get('kind'))}: {exc}") from exc
         self.geo = model_geometry(self.backend)
-        self.warmup_ms = warm_up(self.backend, self.geo)
+        self.warmup_ms = warm_up(self.backend)
         self.info = self.backend.info()  # kept: a closed backend cannot describe itself
         self.model_id = f"{self.geo['model']}:{self.info.get('backend', '?')}"
         self.top_k = top_k
@@ -139,18 +140,25 @@ class WorkerStage(Stage):
     context (texts of the job just run), then a ``result`` to the sink (PUSH on the results link)
     with parts mask [H,W] uint8 (1 = sounding, or a class index for semantic models), the frame
     image and gt_mask forwarded untouched, and the top concepts in the header.
-    Options: backend (spec dict, see stream.backend), index (worker number), top_k (3),
+    Options: backend (spec dict, see stream.models), index (worker number), top_k (3),
     send_image (return the frame with the mask; default True, off when nothing draws)."""
 
     name = "worker"
+    Options = WorkerOptions
+    options: WorkerOptions
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.core: WorkerCore | None = None  # opened in open(); close() runs even if it failed
+        self.dealer = self.sender = None
 
     def open(self, ctx: zmq.Context, env: StageEnv) -> None:
         super().open(ctx, env)
-        self.core = WorkerCore(self.options["backend"], int(self.options.get("index", 0)), int(self.options.get("top_k", 3)))
+        self.core = WorkerCore(self.options.backend, self.options.index, self.options.top_k)
         self.name = self.core.name
         ident = f"{self.name}-{time.monotonic_ns() % 10**9}".encode()  # unique even if a worker restarts
         self.dealer = open_socket(ctx, zmq.DEALER, env.endpoints, "jobs", bind=False, identity=ident)
-        self.sender = ResultSender(ctx, env, self.counters, bool(self.options.get("send_image", True)))
+        self.sender = ResultSender(ctx, env, self.counters, self.options.send_image)
         self.counters.update(jobs=0, errors=0)
         self._ready(-1, None)
 
@@ -195,14 +203,14 @@ class WorkerStage(Stage):
 
     def report(self) -> dict[str, Any]:
         rep = super().report()
-        core = getattr(self, "core", None)
+        core = self.core
         rep.update(worker=self.name, warmup_ms=round(core.warmup_ms, 1) if core else None,
                    model=core.model_id if core else None, backend=core.info if core else None)
         return rep
 
     def close(self) -> None:
-        close_socket(getattr(self, "dealer", None), self.env.abort)
-        if getattr(self, "sender", None) is not None:
+        close_socket(self.dealer, self.env.abort)
+        if self.sender is not None:
             self.sender.close()
-        if getattr(self, "core", None) is not None:
+        if self.core is not None:
             self.core.close()

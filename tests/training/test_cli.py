@@ -209,8 +209,12 @@ def test_ddp_two_processes_gloo(tmp_path):
 
 def test_split_and_join_weights(tmp_path):
     import hashlib
+    import importlib.util
 
-    from training.experiments import WEIGHTS_NAME, join_parts, split_file
+    found = importlib.util.spec_from_file_location("experiments", REPO / "scripts" / "experiments.py")  # a lab script
+    experiments = importlib.util.module_from_spec(found)
+    found.loader.exec_module(experiments)
+    WEIGHTS_NAME, join_parts, split_file = experiments.WEIGHTS_NAME, experiments.join_parts, experiments.split_file
 
     data = bytes(range(256)) * 40
     src = tmp_path / "res" / f"{WEIGHTS_NAME}.safetensors"

@@ -18,6 +18,8 @@ SPLIT_SEED = {"train": 0, "val": 1000, "test": 2000}
 
 
 class SynthDataset(torch.utils.data.Dataset):
+    generated = True  # every clip is made on demand: the trainer never repeats an index
+
     def __init__(self, scene: SceneConfig, *, frames: int, length: int, flip: float = 0.0, split: str = "train") -> None:
         self.scene = scene
         self.frames = frames
