@@ -1,16 +1,21 @@
 """Build a TensorRT engine (.plan + sidecar) from an exported ONNX file.
 
-Written against the TensorRT 10 Python API (explicit batch is the only mode; named I/O tensors):
+Written against the TensorRT 10 and 11 Python APIs (explicit batch only; named I/O tensors):
 Builder -> create_network(0) -> OnnxParser.parse_from_file -> builder config (workspace pool limit,
-timing cache, precision) -> build_serialized_network.
+timing cache, precision) -> build_serialized_network -> deserialise once to check the built engine's
+I/O against the ONNX contract -> plan + sidecar written under temporary names, renamed last.
 
 Precision differs between major versions:
+- fp32: TF32 is cleared (TensorRT enables it by default; it breaks the 1e-4 fp32 parity rule).
 - TensorRT 10 ("weak typing"): BuilderFlag.FP16 / BF16 / INT8 let TensorRT pick lower-precision
-  kernels; INT8 scales come from an IInt8EntropyCalibrator2 fed with step inputs.
-- TensorRT 11 removed those flags (strong typing only): the ONNX itself must carry the types, so
-  fp16/bf16 are converted with NVIDIA ModelOpt AutoCast and int8 is quantised to explicit Q/DQ
-  with ModelOpt's ONNX PTQ (entropy calibration on the same inputs), then built as is.
-Neither path can run on this CPU-only machine; both are exercised by the @pytest.mark.trt tests.
+  kernels; INT8 scales come from an IInt8EntropyCalibrator2 fed with step inputs (implicit
+  quantization: deprecated since 10.1, still working through 10.x). Its cache is keyed by the ONNX
+  sha256 and the calibration data, so a new export never reuses a stale table.
+- TensorRT 11 removed those flags and the calibrators (strong typing only): the ONNX itself must carry
+  the types, so fp16/bf16 are converted with NVIDIA ModelOpt AutoCast and int8 is quantised to
+  explicit Q/DQ with ModelOpt's ONNX PTQ (entropy calibration on the same inputs), then built as is.
+Neither path can run on a CPU-only machine: tests/engine/test_trt_api_fake.py drives this module
+against a strict fake of both APIs, and the @pytest.mark.trt tests run it on a real GPU.
 """
 
 from __future__ import annotations
@@ -126,7 +131,7 @@ def _modelopt_convert(onnx_path: Path, precision: str, batches: list[dict] | Non
     except ImportError as exc:
         raise TensorRTUnavailable(
             f"TensorRT {import_tensorrt().__version__} has no precision builder flags (strong typing only), so {precision} "
-            "needs the ONNX converted first with NVIDIA ModelOpt: pip install 'nvidia-modelopt[onnx]'. "
+            "needs the ONNX converted first with NVIDIA ModelOpt: pip install -e '.[trt-modelopt]' (nvidia-modelopt[onnx]). "
             "Or build fp32, or use TensorRT 10."
         ) from exc
     out = work / f"{onnx_path.stem}.{precision}.onnx"

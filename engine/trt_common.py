@@ -13,8 +13,8 @@ from .spec import ArtifactError
 
 INSTALL_HELP = (
     "TensorRT is not installed in this environment. On a Linux machine with an NVIDIA GPU and a CUDA driver, "
-    "install the optional extra: pip install -e '.[trt]' (TensorRT 10 or 11, torch-tensorrt 2.13 for torch 2.13, "
-    "and NVIDIA ModelOpt for TensorRT 11's fp16/bf16/int8 builds). "
+    "install the optional extra: pip install -e '.[trt]' (TensorRT 10 or 11 and torch-tensorrt 2.13, the release for "
+    "torch 2.13; add '.[trt-modelopt]' for fp16/bf16/int8 .plan builds on TensorRT 11). "
     "Without it, use --backend onnxruntime (any machine) or --backend torch (mode cudagraph on a GPU)."
 )
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
