@@ -8,7 +8,7 @@ Backends and their options:
 - ``torch``: mode=eager|compile|cudagraph, device, precision=fp32|fp16|bf16, threads, weights, channels_last
 - ``tensorrt``: cuda_graph=True|False (a .plan; an .onnx/.safetensors is built through engine.cache)
 - ``torch-tensorrt``: an .ep from ``icf-engine build --via torch-tensorrt``
-``auto`` picks tensorrt (installed + CUDA + plan available or buildable), else torch cudagraph on a
+``auto`` picks tensorrt (installed + CUDA + a plan that builds and loads), else torch cudagraph on a
 GPU, else onnxruntime on the CPU, and says why in ``info()["reason"]`` and a log line.
 
 Reading an .onnx/.plan needs neither model/ nor training/: everything comes from the sidecar.

@@ -29,7 +29,7 @@ def install(monkeypatch, exports, flavour: str, *, zero_logits: bool = False):
 
     from engine import export
 
-    fewer_frames = lambda net, specs: export.parity_inputs(net, specs, random=1, synthetic=1)  # noqa: E731 (CPU time)
+    fewer_frames = lambda net, specs: export.parity_inputs(net, specs, random=1, synthetic=0)  # noqa: E731 (CPU time)
     monkeypatch.setattr("engine.trt_torch.parity_inputs", fewer_frames)
     fake = make_fake_torch_tensorrt(flavour, zero_logits=zero_logits, reference=reference)
     monkeypatch.setitem(sys.modules, "torch_tensorrt", fake)
