@@ -262,10 +262,14 @@ def _set_timing_cache(config, path: Path | None) -> None:
 
 def _built_engine_io(trt, logger, plan: bytes, onnx_path: Path) -> list[dict[str, Any]]:
     """Deserialises the fresh plan once to read the I/O of the engine as built (static dims resolved)."""
-    engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
+    runtime = trt.Runtime(logger)  # must outlive the engine it deserialises
+    engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
         raise BuildError(f"TensorRT built {onnx_path} but cannot deserialise the result; the TensorRT log above says why")
-    return engine_io(trt, engine)
+    try:
+        return engine_io(trt, engine)
+    finally:
+        del engine  # engine before runtime
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
