@@ -25,6 +25,13 @@ LOGIT_TOL = 1e-4
 IOU_MIN = {"tf32": 0.99, "fp16": 0.99, "bf16": 0.99, "int8": 0.95}
 
 
+def pass_rule(precision: str, logit_diff: float, iou: float) -> tuple[bool, str]:
+    """(passed, rule text) for a candidate at ``precision`` against the torch fp32 reference."""
+    if precision == "fp32":
+        return bool(logit_diff <= LOGIT_TOL), f"max abs logit diff <= {LOGIT_TOL:g}"  # False for NaN too
+    return bool(iou >= IOU_MIN[precision]), f"pooled mask IoU >= {IOU_MIN[precision]}"
+
+
 def masks(logits: np.ndarray) -> np.ndarray:
     """[1, C, H, W] logits -> [H, W] integer mask (binary: logits > 0; semantic: argmax class)."""
     return (logits[0, 0] > 0).astype(np.int64) if logits.shape[1] == 1 else logits[0].argmax(axis=0)
@@ -95,13 +102,7 @@ def check(
     all_diff = {n: max(worst["random"][n], worst["synthetic"][n]) for n in spec.OUTPUT_NAMES}
     logit_diff = max(all_diff[n] for n in spec.LOGIT_NAMES)
     iou = ious["all"].pooled()
-    precision = cand.precision
-    if precision == "fp32":
-        rule = f"max abs logit diff <= {LOGIT_TOL:g}"
-        passed = logit_diff <= LOGIT_TOL  # False for NaN too
-    else:
-        rule = f"pooled mask IoU >= {IOU_MIN[precision]}"
-        passed = iou >= IOU_MIN[precision]
+    passed, rule = pass_rule(cand.precision, logit_diff, iou)
     report = {
         "passed": bool(passed),
         "rule": rule,

@@ -8,7 +8,7 @@ Backends and their options:
 - ``torch``: mode=eager|compile|cudagraph, device, precision=fp32|fp16|bf16, threads, weights, channels_last
 - ``tensorrt``: cuda_graph=True|False (a .plan; an .onnx/.safetensors is built through engine.cache)
 - ``torch-tensorrt``: an .ep from ``icf-engine build --via torch-tensorrt``
-``auto`` picks tensorrt (installed + CUDA + plan available or buildable), else torch cudagraph on a
+``auto`` picks tensorrt (installed + CUDA + a plan that builds and loads), else torch cudagraph on a
 GPU, else onnxruntime on the CPU, and says why in ``info()["reason"]`` and a log line.
 
 Reading an .onnx/.plan needs neither model/ nor training/: everything comes from the sidecar.
@@ -53,8 +53,10 @@ def cuda_available() -> tuple[bool, str]:
     return True, torch.cuda.get_device_name(0)
 
 
-def choose(artifact: Path, options: dict[str, Any]) -> tuple[str, Path, str, dict[str, Any]]:
-    """(backend, artifact to load, reason, default options) for backend='auto'."""
+def choose(artifact: Path, options: dict[str, Any], *, tensorrt_failed: str = "") -> tuple[str, Path, str, dict[str, Any]]:
+    """(backend, artifact to load, reason, default options) for backend='auto'.
+
+    ``tensorrt_failed``: why a TensorRT engine that auto chose could not be opened; TensorRT is then skipped."""
     from .trt_common import tensorrt_installed
 
     kind = artifact_kind(artifact)
@@ -64,7 +66,7 @@ def choose(artifact: Path, options: dict[str, Any]) -> tuple[str, Path, str, dic
         return "torch-tensorrt", artifact, "a torch-tensorrt program runs only on the torch-tensorrt backend", {}
     cuda, gpu = cuda_available()
     precision = options.get("precision") or ("fp16" if cuda else "fp32")
-    if cuda and tensorrt_installed():
+    if cuda and tensorrt_installed() and not tensorrt_failed:
         from . import cache
 
         try:
@@ -76,7 +78,7 @@ def choose(artifact: Path, options: dict[str, Any]) -> tuple[str, Path, str, dic
             log.warning("auto: TensorRT engine unavailable (%s); falling back", exc)
             trt_note = f"TensorRT engine build/load failed ({type(exc).__name__}: {exc}); "
     else:
-        trt_note = "" if not cuda else "TensorRT is not installed (pip install -e '.[trt]'); "
+        trt_note = tensorrt_failed or ("" if not cuda else "TensorRT is not installed (pip install -e '.[trt]'); ")
     if cuda:
         has_weights = kind == "checkpoint" or bool(read_sidecar(artifact).get("checkpoint"))
         if has_weights:
@@ -104,12 +106,24 @@ def load(artifact: str | Path, backend: str = "auto", **options: Any) -> Backend
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     kind = artifact_kind(path)
     if backend == "auto":
-        backend, path, reason, chosen = choose(path, options)
+        chosen_backend, chosen_path, reason, chosen = choose(path, options)
         # What auto decided (mode, device, precision) wins over generic hints it already used.
-        options = {**{k: v for k, v in options.items() if v is not None}, **chosen}
-    else:
-        reason = f"requested backend={backend}"
-        path = _artifact_for(backend, path, kind, options)
+        hints = {k: v for k, v in options.items() if v is not None}
+        try:
+            return _open(chosen_backend, chosen_path, reason, {**hints, **chosen})
+        except Exception as exc:  # deserialise error, out of memory, no context, ...: fall back like a failed build
+            if chosen_backend != "tensorrt" or kind == "plan":  # a .plan has nothing to fall back to
+                raise
+            log.warning("auto: TensorRT engine %s failed to load (%s); falling back", chosen_path, exc)
+            note = f"TensorRT engine {chosen_path.name} failed to load ({type(exc).__name__}: {exc}); "
+            chosen_backend, chosen_path, reason, chosen = choose(path, options, tensorrt_failed=note)
+            return _open(chosen_backend, chosen_path, reason, {**hints, **chosen})
+    reason = f"requested backend={backend}"
+    path = _artifact_for(backend, path, kind, options)
+    return _open(backend, path, reason, options)
+
+
+def _open(backend: str, path: Path, reason: str, options: dict[str, Any]) -> Backend:
     cls = _backend_class(backend)
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "artifact"}
     ignored = sorted(set(options) - accepted)
