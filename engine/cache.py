@@ -4,7 +4,9 @@ Folder: $ICF_ENGINE_CACHE, else ~/.cache/icf-avs/engines.
 - engines: ``<onnx sha256[:16]>-<precision>-trt<version>-<gpu>/<model>.plan`` (+ .json); the key is
   (ONNX sha256, precision, TensorRT version, GPU name) because a plan is only valid for exactly that;
 - one timing cache per (TensorRT version, GPU) shared by all builds, so rebuilds are faster;
-- ONNX exports of checkpoints: ``onnx/<checkpoint sha256[:16]>/<model>.onnx`` (+ .json).
+- ONNX exports of checkpoints: ``onnx/<checkpoint sha256[:16]>/<model>.onnx`` (+ .json);
+- AOTInductor packages: ``aoti/<checkpoint sha256[:16]>-<device>-<precision>-torch<version>-<gpu or cpu ISA>/<model>.pt2``
+  (+ .json): a package is only valid for that torch build and GPU / CPU vector ISA.
 A file lock per entry makes concurrent processes (two streams starting together) build only once.
 """
 
@@ -97,3 +99,31 @@ def onnx_for_checkpoint(checkpoint: str | Path, *, root: str | Path | None = Non
                 return existing
         log.info("ONNX cache miss: exporting %s into %s", checkpoint, folder)
         return export_checkpoint(checkpoint, folder)
+
+
+def package_key(checkpoint_sha256: str, device: str, precision: str, ident: dict[str, Any]) -> str:
+    from .trt_common import slug
+
+    target = ident.get("gpu_name") if device == "cuda" else f"{ident.get('cpu_arch')}-{ident.get('cpu_vec_isa') or 'scalar'}"
+    return f"{checkpoint_sha256[:16]}-{device}-{precision}-torch{slug(ident['torch_version'])}-{slug(str(target))}"
+
+
+def package_for(source: str | Path, device: str = "cpu", precision: str = "fp32", *, root: str | Path | None = None) -> Path:
+    """The cached AOTInductor package of a checkpoint (or of the checkpoint an .onnx records), compiled on first use."""
+    from .aoti_backend import verify_package
+    from .aoti_build import build_package, source_checkpoint
+    from .aoti_common import target_identity
+
+    ckpt = source_checkpoint(source)
+    ident = target_identity(device)
+    folder = (Path(root) if root else cache_dir()) / "aoti" / package_key(spec.file_sha256(ckpt), device, precision, ident)
+    with _locked(folder):
+        for existing in sorted(folder.glob("*.pt2")):
+            try:
+                verify_package(existing)  # sha256 + built-for checks; a stale or tampered entry is rebuilt
+                log.info("AOTInductor cache hit: %s", existing)
+                return existing
+            except (spec.ArtifactError, KeyError) as exc:
+                log.warning("AOTInductor cache entry %s is unusable (%s); rebuilding", existing, exc)
+        log.info("AOTInductor cache miss: compiling %s for %s %s into %s (minutes, once)", ckpt, device, precision, folder)
+        return build_package(ckpt, folder, device=device, precision=precision)

@@ -8,6 +8,8 @@ Backends and their options:
 - ``torch``: mode=eager|compile|cudagraph, device, precision=fp32|fp16|bf16, threads, weights, channels_last
 - ``tensorrt``: cuda_graph=True|False (a .plan; an .onnx/.safetensors is built through engine.cache)
 - ``torch-tensorrt``: an .ep from ``icf-engine build --via torch-tensorrt``
+- ``aotinductor``: a .pt2 from ``icf-engine build --via aotinductor`` (an .onnx/.safetensors is compiled
+  through engine.cache); threads=N on the CPU. ``auto`` runs a .pt2 on it (the only backend that can).
 ``auto`` picks tensorrt (installed + CUDA + plan available or buildable), else torch cudagraph on a
 GPU, else onnxruntime on the CPU, and says why in ``info()["reason"]`` and a log line.
 
@@ -27,9 +29,10 @@ from .spec import ArtifactError, read_sidecar
 
 log = logging.getLogger("icf.engine")
 
-BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt", "torch-tensorrt")
-ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
-KINDS = {".onnx": "onnx", ".plan": "plan", ".engine": "plan", ".ep": "torch-tensorrt", ".safetensors": "checkpoint"}
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt", "torch-tensorrt", "aotinductor")
+ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "pytorch": "torch", "aoti": "aotinductor"}
+KINDS = {".onnx": "onnx", ".plan": "plan", ".engine": "plan", ".ep": "torch-tensorrt", ".safetensors": "checkpoint",
+         ".pt2": "aotinductor"}
 
 __all__ = ["Backend", "load", "choose", "cuda_available", "BACKENDS"]
 
@@ -62,6 +65,10 @@ def choose(artifact: Path, options: dict[str, Any]) -> tuple[str, Path, str, dic
         return "tensorrt", artifact, "a TensorRT plan runs only on the tensorrt backend", {}
     if kind == "torch-tensorrt":
         return "torch-tensorrt", artifact, "a torch-tensorrt program runs only on the torch-tensorrt backend", {}
+    if kind == "aotinductor":
+        from .aoti_common import AUTO_RULE
+
+        return "aotinductor", artifact, f"an AOTInductor package runs only on the aotinductor backend ({AUTO_RULE})", {}
     cuda, gpu = cuda_available()
     precision = options.get("precision") or ("fp16" if cuda else "fp32")
     if cuda and tensorrt_installed():
@@ -93,7 +100,8 @@ def choose(artifact: Path, options: dict[str, Any]) -> tuple[str, Path, str, dic
     from . import cache
 
     onnx = artifact if kind == "onnx" else cache.onnx_for_checkpoint(artifact)
-    reason = f"no CUDA GPU ({gpu}): ONNX Runtime CPU EP (fp32), the faster CPU path (it beats eager torch at batch 1 on CPU)"
+    reason = (f"no CUDA GPU ({gpu}): ONNX Runtime CPU EP (fp32), the faster CPU path (it beats eager torch and "
+              f"AOTInductor packages at batch 1 on CPU; build a .pt2 and pass it to run AOTInductor)")
     return "onnxruntime", onnx, reason, {"device": "cpu", "precision": "fp32"}
 
 
@@ -135,7 +143,11 @@ def _artifact_for(backend: str, path: Path, kind: str, options: dict[str, Any]) 
     elif backend == "tensorrt" and kind in ("onnx", "checkpoint"):
         onnx = path if kind == "onnx" else cache.onnx_for_checkpoint(path)
         return cache.get_or_build(onnx, options.pop("precision", None) or "fp16")
-    elif backend == "torch" and kind not in ("onnx", "checkpoint", "plan", "torch-tensorrt"):
+    elif backend == "aotinductor" and kind in ("onnx", "checkpoint"):
+        return cache.package_for(path, options.pop("device", None) or "cpu", options.pop("precision", None) or "fp32")
+    elif backend == "aotinductor" and kind != "aotinductor":
+        raise ArtifactError(f"the aotinductor backend runs .pt2 packages (or compiles an .onnx/.safetensors); {path.name} is a {kind}")
+    elif backend == "torch" and kind not in ("onnx", "checkpoint", "plan", "torch-tensorrt", "aotinductor"):
         raise ArtifactError(f"the torch backend needs a checkpoint or an artifact that records one; {path.name} is a {kind}")
     return path
 
@@ -153,6 +165,10 @@ def _backend_class(backend: str) -> type[Backend]:
         from .trt_backend import TensorRTBackend
 
         return TensorRTBackend
+    if backend == "aotinductor":
+        from .aoti_backend import AOTIBackend
+
+        return AOTIBackend
     from .trt_backend import TorchTensorRTBackend
 
     return TorchTensorRTBackend
