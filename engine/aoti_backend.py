@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .aoti_common import KIND, SECTION, check_package_compatible
+from .aoti_common import KIND, SECTION, check_package_compatible, ieee_fp32
 from .backend import Backend
 from .spec import INPUT_NAMES, OUTPUT_NAMES, ArtifactError, read_sidecar, verify_sha
 
@@ -72,13 +72,13 @@ class AOTIBackend(Backend):
     def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
         args = [torch.from_numpy(inputs[n]).to(self._device, non_blocking=True) for n in INPUT_NAMES]
-        with torch.inference_mode():
+        with torch.inference_mode(), ieee_fp32(self.device, self.precision):
             outs = self._model(*args)
         return {n: o.cpu().numpy() for n, o in zip(OUTPUT_NAMES, outs)}
 
     def infer_device(self, tensors: dict) -> dict:
         """Device-resident step: float32 tensors on the package's device -> output tensors there."""
-        with self._torch.inference_mode():
+        with self._torch.inference_mode(), ieee_fp32(self.device, self.precision):
             outs = self._model(*(tensors[n] for n in INPUT_NAMES))
         return dict(zip(OUTPUT_NAMES, outs))
 

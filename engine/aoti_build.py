@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import spec
-from .aoti_common import DEVICES, KIND, PRECISIONS, SECTION, target_identity
+from .aoti_common import DEVICES, KIND, PRECISIONS, SECTION, ieee_fp32, target_identity
 
 log = logging.getLogger("icf.engine")
 # Inductor defaults. Freezing (weights as constants, BatchNorm folded, oneDNN prepacking) was tried
@@ -91,7 +91,7 @@ def parity(package_fn, ref_net, specs: spec.Specs, precision: str, device: str) 
     iou = IoU()
     cases = parity_inputs(ref_net, specs)
     for _, inputs, ref in cases:
-        with torch.inference_mode():
+        with torch.inference_mode(), ieee_fp32(device, precision):
             outs = package_fn(*(torch.from_numpy(inputs[n]).to(device) for n in spec.INPUT_NAMES))
         got = {n: o.detach().float().cpu().numpy() for n, o in zip(spec.OUTPUT_NAMES, outs)}
         wrong = {n: got[n].shape for n in got if got[n].shape != ref[n].shape}

@@ -12,7 +12,9 @@ Imports torch lazily; never imports model/ or training/.
 
 from __future__ import annotations
 
+import contextlib
 import platform
+from collections.abc import Iterator
 from typing import Any
 
 from .spec import ArtifactError
@@ -93,6 +95,23 @@ def target_identity(device: str, *, probe_isa: bool = True) -> dict[str, Any]:
     elif probe_isa:
         ident["cpu_vec_isa"] = cpu_vec_isa()
     return ident
+
+
+@contextlib.contextmanager
+def ieee_fp32(device: str, precision: str) -> Iterator[None]:
+    """CUDA fp32 packages call cuDNN convolutions through torch, which allows TF32 by default (logits move
+    by ~1e-3, past the 1e-4 fp32 rule): switch TF32 off around the call and restore it, as the torch backend does."""
+    if device != "cuda" or precision != "fp32":
+        yield
+        return
+    import torch
+
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 def rebuild_command(doc: dict[str, Any], artifact: str) -> str:
