@@ -45,11 +45,14 @@ VARIANTS = {
     "compile-ro-fp16-cl": RunSpec("torch", "compile", "fp16", True, "reduce-overhead", False),
     # opt-in: Inductor autotunes GEMM/conv templates; minutes of compile, beyond the 4-minute run
     "compile-mat-freeze-fp16-cl": RunSpec("torch", "compile", "fp16", True, "max-autotune-no-cudagraphs", True),
+    # opt-in: AOTInductor package (compiled once per row, not in setup_s: setup_s is load + first call)
+    "aoti-fp16": RunSpec("aotinductor", "engine", "fp16"),
+    "aoti-fp32": RunSpec("aotinductor", "engine", "fp32"),
 }
 DEFAULT_VARIANTS = ["eager-fp32", "eager-fp16", "cudagraph-fp16-cl", "compile-ro-freeze-fp16-cl", "tensorrt-fp16", "compile-ro-fp16-cl"]
 BASELINE = {"baseline-eager-fp32": RunSpec("baseline", "eager", "fp32"), "baseline-eager-fp16": RunSpec("baseline", "eager", "fp16")}
 # Seconds a row needs at least before it may start (compiles take ~15-25 s on an H100).
-NEEDS_S = {"compile": 45.0, "tensorrt": 90.0}
+NEEDS_S = {"compile": 45.0, "tensorrt": 90.0, "aotinductor": 90.0}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

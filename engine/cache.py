@@ -5,8 +5,10 @@ Folder: $ICF_ENGINE_CACHE, else ~/.cache/icf-avs/engines.
   (ONNX sha256, precision, TensorRT version, GPU name) because a plan is only valid for exactly that;
 - one timing cache per (TensorRT version, GPU) shared by all builds, so rebuilds are faster;
 - ONNX exports of checkpoints: ``onnx/<checkpoint sha256[:16]>/<model>.onnx`` (+ .json), of registry
-  models (untrained, seeded): ``onnx/registry-<name>-seed<seed>/``.
-``resolve(artifact, want)`` is the only place that maps checkpoint -> ONNX -> plan; runtime and stream call it.
+  models (untrained, seeded): ``onnx/registry-<name>-seed<seed>/``;
+- AOTInductor packages: ``aoti/<checkpoint sha256[:16]>-<device>-<precision>-torch<version>-<gpu or cpu ISA>/<model>.pt2``
+  (+ .json): a package is only valid for that torch build and GPU / CPU vector ISA.
+``resolve(artifact, want)`` is the only place that maps checkpoint -> ONNX -> plan / package; runtime and stream call it.
 A file lock per entry makes concurrent processes (two streams starting together) build only once.
 """
 
@@ -133,11 +135,13 @@ def _export(source: list[str], folder: Path, what: str) -> Path:
     return found[0]
 
 
-def resolve(artifact: str | Path, want: str, *, precision: str = "fp16") -> Path:
+def resolve(artifact: str | Path, want: str, *, precision: str = "fp16", device: str = "cpu") -> Path:
     """The one place that turns what a user gave into what a backend loads.
 
     ``want``: "onnx" (a checkpoint is exported once; an .onnx is itself) or "plan" (an ONNX, exported
-    from a checkpoint if need be, built once into a TensorRT plan for this GPU; a plan is itself).
+    from a checkpoint if need be, built once into a TensorRT plan for this GPU; a plan is itself) or
+    "package" (the checkpoint, or the one an .onnx records, compiled once into an AOTInductor .pt2 for
+    ``device``; a .pt2 is itself).
     Everything goes through this cache: locked per entry, checked against its sidecar.
     """
     path = Path(artifact)
@@ -152,6 +156,39 @@ def resolve(artifact: str | Path, want: str, *, precision: str = "fp16") -> Path
             return path
         if kind in (".onnx", ".safetensors"):
             return get_or_build(resolve(path, "onnx"), precision)
+    elif want == "package":
+        if kind == ".pt2":
+            return path
+        if kind in (".onnx", ".safetensors"):
+            return package_for(path, device, precision)
     else:
-        raise ValueError(f"resolve: want 'onnx' or 'plan', not {want!r}")
+        raise ValueError(f"resolve: want 'onnx', 'plan' or 'package', not {want!r}")
     raise ArtifactError(f"{path.name}: cannot make a .{want} from a '{kind}' artifact; give a .safetensors checkpoint or an .onnx")
+
+
+def package_key(checkpoint_sha256: str, device: str, precision: str, ident: dict[str, Any]) -> str:
+    from .trt_common import slug
+
+    target = ident.get("gpu_name") if device == "cuda" else f"{ident.get('cpu_arch')}-{ident.get('cpu_vec_isa') or 'scalar'}"
+    return f"{checkpoint_sha256[:16]}-{device}-{precision}-torch{slug(ident['torch_version'])}-{slug(str(target))}"
+
+
+def package_for(source: str | Path, device: str = "cpu", precision: str = "fp32", *, root: str | Path | None = None) -> Path:
+    """The cached AOTInductor package of a checkpoint (or of the checkpoint an .onnx records), compiled on first use."""
+    from .aoti_backend import verify_package
+    from .aoti_build import build_package, source_checkpoint
+    from .aoti_common import target_identity
+
+    ckpt = source_checkpoint(source)
+    ident = target_identity(device)
+    folder = (Path(root) if root else cache_dir()) / "aoti" / package_key(spec.file_sha256(ckpt), device, precision, ident)
+    with _locked(folder):
+        for existing in sorted(folder.glob("*.pt2")):
+            try:
+                verify_package(existing)  # sha256 + built-for checks; a stale or tampered entry is rebuilt
+                log.info("AOTInductor cache hit: %s", existing)
+                return existing
+            except (spec.ArtifactError, KeyError) as exc:
+                log.warning("AOTInductor cache entry %s is unusable (%s); rebuilding", existing, exc)
+        log.info("AOTInductor cache miss: compiling %s for %s %s into %s (minutes, once)", ckpt, device, precision, folder)
+        return build_package(ckpt, folder, device=device, precision=precision)

@@ -8,6 +8,8 @@ Backends and their options:
 - ``torch``: mode=eager|compile|cudagraph, device, precision=fp32|fp16|bf16, threads, weights, channels_last
 - ``tensorrt``: cuda_graph=True|False (a .plan; an .onnx/.safetensors is built through engine.cache)
 - ``torch-tensorrt``: an .ep from ``icf-engine build --via torch-tensorrt``
+- ``aotinductor``: a .pt2 from ``icf-engine build --via aotinductor`` (an .onnx/.safetensors is compiled
+  through engine.cache); threads=N on the CPU. ``auto`` runs a .pt2 on it (the only backend that can).
 ``auto`` picks tensorrt (installed + CUDA + a plan that builds and loads), else torch cudagraph on a
 GPU, else onnxruntime on the CPU, and says why in ``info()["reason"]`` and a log line.
 
@@ -27,9 +29,10 @@ from .spec import ArtifactError, read_sidecar
 
 log = logging.getLogger("icf.engine")
 
-BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt", "torch-tensorrt")
-ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
-KINDS = {".onnx": "onnx", ".plan": "plan", ".engine": "plan", ".ep": "torch-tensorrt", ".safetensors": "checkpoint"}
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt", "torch-tensorrt", "aotinductor")
+ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "pytorch": "torch", "aoti": "aotinductor"}
+KINDS = {".onnx": "onnx", ".plan": "plan", ".engine": "plan", ".ep": "torch-tensorrt", ".safetensors": "checkpoint",
+         ".pt2": "aotinductor"}
 
 __all__ = ["Backend", "load", "choose", "cuda_available", "BACKENDS"]
 
@@ -64,6 +67,10 @@ def choose(artifact: Path, options: dict[str, Any], *, tensorrt_failed: str = ""
         return "tensorrt", artifact, "a TensorRT plan runs only on the tensorrt backend", {}
     if kind == "torch-tensorrt":
         return "torch-tensorrt", artifact, "a torch-tensorrt program runs only on the torch-tensorrt backend", {}
+    if kind == "aotinductor":
+        from .aoti_common import AUTO_RULE
+
+        return "aotinductor", artifact, f"an AOTInductor package runs only on the aotinductor backend ({AUTO_RULE})", {}
     cuda, gpu = cuda_available()
     precision = options.get("precision") or ("fp16" if cuda else "fp32")
     if cuda and tensorrt_installed() and not tensorrt_failed:
@@ -94,7 +101,8 @@ def choose(artifact: Path, options: dict[str, Any], *, tensorrt_failed: str = ""
     from . import cache
 
     onnx = cache.resolve(artifact, "onnx")
-    reason = f"no CUDA GPU ({gpu}): ONNX Runtime CPU EP (fp32), the faster CPU path (it beats eager torch at batch 1 on CPU)"
+    reason = (f"no CUDA GPU ({gpu}): ONNX Runtime CPU EP (fp32), the faster CPU path (it beats eager torch and "
+              f"AOTInductor packages at batch 1 on CPU; build a .pt2 and pass it to run AOTInductor)")
     return "onnxruntime", onnx, reason, {"device": "cpu", "precision": "fp32"}
 
 
@@ -146,7 +154,12 @@ def _artifact_for(backend: str, path: Path, kind: str, options: dict[str, Any]) 
         return cache.resolve(path, "onnx")
     if backend == "tensorrt" and kind in ("onnx", "checkpoint"):
         return cache.resolve(path, "plan", precision=options.pop("precision", None) or "fp16")
-    if backend == "torch" and kind not in ("onnx", "checkpoint", "plan", "torch-tensorrt"):
+    if backend == "aotinductor" and kind in ("onnx", "checkpoint"):
+        return cache.resolve(path, "package", device=options.pop("device", None) or "cpu",
+                             precision=options.pop("precision", None) or "fp32")
+    if backend == "aotinductor" and kind != "aotinductor":
+        raise ArtifactError(f"the aotinductor backend runs .pt2 packages (or compiles an .onnx/.safetensors); {path.name} is a {kind}")
+    if backend == "torch" and kind not in ("onnx", "checkpoint", "plan", "torch-tensorrt", "aotinductor"):
         raise ArtifactError(f"the torch backend needs a checkpoint or an artifact that records one; {path.name} is a {kind}")
     return path
 
@@ -164,6 +177,10 @@ def _backend_class(backend: str) -> type[Backend]:
         from .trt_backend import TensorRTBackend
 
         return TensorRTBackend
+    if backend == "aotinductor":
+        from .aoti_backend import AOTIBackend
+
+        return AOTIBackend
     from .trt_backend import TorchTensorRTBackend
 
     return TorchTensorRTBackend

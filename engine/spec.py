@@ -1,7 +1,7 @@
 """The artifact contract: tensor names, sidecar schema, integrity checks.
 
 Everything a runtime needs to use an exported artifact lives in its sidecar JSON (same stem,
-``.json``), so loading an ``.onnx`` or ``.plan`` needs neither ``model/`` nor ``training/``.
+``.json``), so loading an ``.onnx``, ``.plan`` or ``.pt2`` (AOTInductor) needs neither ``model/`` nor ``training/``.
 This module imports only the standard library and NumPy (``onnx`` lazily, for graph checks).
 
 Tensor contract of ``step`` (B = 1, static shapes):
@@ -33,7 +33,8 @@ SAMPLE_RATE = 16_000
 PIXEL_DESCRIPTION = "RGB float32 in [0,1], NCHW, mean/std applied inside the graph"
 
 REQUIRED_KEYS = ("format", "kind", "model", "concepts", "inputs", "outputs", "pixel_normalisation", "tools")
-KIND_KEYS = {"onnx": ("onnx",), "tensorrt-plan": ("tensorrt",), "torch-tensorrt": ("torch_tensorrt",), "checkpoint": ()}
+KIND_KEYS = {"onnx": ("onnx",), "tensorrt-plan": ("tensorrt",), "torch-tensorrt": ("torch_tensorrt",), "checkpoint": (),
+             "aotinductor": ("aotinductor", "checkpoint")}
 
 Specs = dict[str, tuple[tuple[int, ...], np.dtype]]
 

@@ -36,7 +36,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model (one of; default: the shipped weights)")
     m = g.add_mutually_exclusive_group()
     m.add_argument("--weights", metavar="CKPT", help="ICF checkpoint (.safetensors); exported to ONNX once through the engine (cached under out/engine/)")
-    m.add_argument("--engine", metavar="ARTIFACT", help="an engine artifact: .onnx (+ .json sidecar), .plan, or .safetensors")
+    m.add_argument("--engine", metavar="ARTIFACT", help="an engine artifact: .onnx (+ .json sidecar), .plan, .pt2 (AOTInductor), or .safetensors")
     m.add_argument("--model", metavar="NAME", help="registry model with untrained weights (icf-tiny, icf-lite): for trying the pipeline")
     g.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"),
                    help="engine backend (default auto: TensorRT / CUDA when present, else ONNX Runtime on the CPU)")
