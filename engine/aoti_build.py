@@ -4,7 +4,7 @@ Pipeline: load the checkpoint (model/ is needed to *build*, never to run), wrap 
 package's I/O stays the float32 step contract whatever precision it computes in, ``torch.export``
 it with the contract's static shapes, ``torch._inductor.aoti_compile_and_package`` it, load the
 result back and compare it with eager torch fp32 on random and synthetic frames:
-fp32 -> max abs logit diff <= engine.check.LOGIT_TOL; fp16 / bf16 -> pooled mask IoU >= 0.99.
+fp32 -> max abs logit diff <= engine.tolerance.LOGIT_TOL; fp16 / bf16 -> pooled mask IoU >= 0.99.
 Only a package that passes is renamed into place and described by a sidecar.
 
 Building from an ``.onnx`` rebuilds from the checkpoint its sidecar records (an ONNX graph cannot be
@@ -84,8 +84,8 @@ def parity(package_fn, ref_net, specs: spec.Specs, precision: str, device: str) 
     """Package vs eager fp32 CPU on 1 random + 3 synthetic frames (rings rolled by the reference)."""
     import torch
 
-    from .check import IOU_MIN, LOGIT_TOL, IoU
     from .export import compare, parity_inputs
+    from .tolerance import IOU_MIN, LOGIT_TOL, IoU
 
     worst = dict.fromkeys(spec.OUTPUT_NAMES, 0.0)
     iou = IoU()
@@ -116,7 +116,7 @@ def parity(package_fn, ref_net, specs: spec.Specs, precision: str, device: str) 
 def package_sidecar(sidecar: dict[str, Any], path: Path, ckpt: Path, *, precision: str, ident: dict[str, Any],
                     configs: dict[str, Any], times: dict[str, float], check: dict[str, Any]) -> dict[str, Any]:
     """The kind-specific half of a package's sidecar: what it was built for, from what, and how it compared."""
-    from .export import _checkpoint_record
+    from .export import checkpoint_record
 
     sidecar[SECTION] = {
         "file": path.name,
@@ -127,7 +127,7 @@ def package_sidecar(sidecar: dict[str, Any], path: Path, ckpt: Path, *, precisio
         "inductor_configs": configs,
         **times,
     }
-    sidecar["checkpoint"] = _checkpoint_record(ckpt, path.parent)
+    sidecar["checkpoint"] = checkpoint_record(ckpt, path.parent)
     sidecar["parity"] = {"reference": "torch eager fp32 CPU", "candidate": f"AOTInductor {ident['device']} {precision}", **check}
     sidecar["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return sidecar

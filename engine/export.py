@@ -193,7 +193,7 @@ def export_onnx(
         "exporter": used_exporter,
         "export_seconds": round(seconds, 2),
     }
-    sidecar["checkpoint"] = _checkpoint_record(checkpoint, out_dir)
+    sidecar["checkpoint"] = checkpoint_record(checkpoint, out_dir)
     sidecar["parity"] = {"reference": "torch eager fp32 CPU", "candidate": "onnxruntime CPU", **parity}
     sidecar["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     spec.write_sidecar(path, sidecar)
@@ -202,7 +202,7 @@ def export_onnx(
     return path
 
 
-def _checkpoint_record(checkpoint: str | Path | None, out_dir: Path) -> dict[str, str] | None:
+def checkpoint_record(checkpoint: str | Path | None, out_dir: Path) -> dict[str, str] | None:
     if checkpoint is None:
         return None
     ckpt = Path(checkpoint).resolve()

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from . import spec
-from .check import IoU, pass_rule
 from .export import compare, parity_inputs
+from .tolerance import IoU, pass_rule
 from .torch_backend import load_reference_net
 from .trt_build import BuildError
 from .trt_common import gpu_identity, import_tensorrt, import_torch_tensorrt
