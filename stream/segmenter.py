@@ -22,6 +22,7 @@ import zmq
 from .context import AudioRing, ContextKeeper
 from .metrics import Gauge
 from .protocol import encode, forward, ints_ok, stamps
+from .shm_link import ShmReceiver
 from .stage import Stage, StageEnv, StageError
 from .transport import close_socket, open_socket, recv_packet, stamp
 from .worker import ResultSender, WorkerCore
@@ -48,6 +49,7 @@ class ContextStage(Stage):
         for s in (self.vsub, self.asub):
             s.setsockopt(zmq.SUBSCRIBE, b"")
         self.core = self.sender = self.router = None
+        self.shm = ShmReceiver() if ep.extra.get("shm") else None  # frames by shared memory (stream/shm_link.py)
         self.poller = zmq.Poller()
         if self.options.get("inline"):
             self.core = WorkerCore(self.options["inline"], 0, int(self.options.get("top_k", 3)))
@@ -104,6 +106,8 @@ class ContextStage(Stage):
                     continue
                 self.eos_header = self.eos_header or pkt.header
                 self.counters["eos_from_source"] = True
+                continue
+            if self.shm is not None and not self.shm.attach(pkt, self.counters):
                 continue
             image = pkt.arrays.get("image")
             if image is None or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape \
@@ -176,6 +180,10 @@ class ContextStage(Stage):
     # ---- output ----
     def _dispatch(self) -> None:
         pkt = self.latest
+        forwarded = ("gt_mask",) if self.core is not None and not self.sender.send_image else ("gt_mask", "image")
+        if self.shm is not None and not self.shm.materialize(pkt, forwarded, self.counters):
+            self.latest = None  # its slot was reused: a newer frame is on the way
+            return
         pts = pkt.header["pts_ns"]
         end = self.ring.sample_at(pts)
         if self.audio_seen and self.ring.end < end and stamp() - pkt.header["t"]["ctx_recv"] < self.audio_wait_ns:
@@ -219,6 +227,8 @@ class ContextStage(Stage):
         arrays["image"] = pkt.arrays["image"]
         try:
             outcome = self.core.run(arrays, t)
+            if self.shm is not None and not self.shm.still_valid(pkt, self.counters):
+                raise RuntimeError("the frame's shared-memory slot was reused while the model read it")
             ft, st = outcome[2]
             self.keeper.record(head["pts_ns"], ft, st)
         except Exception as exc:  # noqa: BLE001 - a failing frame costs that frame, not the stream
@@ -285,6 +295,8 @@ class ContextStage(Stage):
     def close(self) -> None:
         for s in ("vsub", "asub", "router"):
             close_socket(getattr(self, s, None), self.env.abort)
+        if getattr(self, "shm", None) is not None:
+            self.shm.close()
         if getattr(self, "sender", None) is not None:
             self.sender.close()
         if getattr(self, "core", None) is not None:
