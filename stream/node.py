@@ -34,6 +34,10 @@ def build_stage(spec: dict[str, Any]) -> Stage:
         from .worker import WorkerStage
 
         return WorkerStage(**options)
+    if kind == "multi":  # many streams, one model (stream/multistream.py)
+        from .multistream import MultiSegmenterStage
+
+        return MultiSegmenterStage(**options)
     if kind == "sink":
         from .sink import SinkStage
 

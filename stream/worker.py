@@ -66,16 +66,24 @@ class WorkerCore:
 
     def run(self, arrays: dict[str, np.ndarray], t: dict[str, int]) -> tuple[dict[str, Any], np.ndarray, tuple]:
         """One frame: returns (header extras, mask [H,W] uint8, (frame_text, segment_text))."""
-        image = arrays["image"]
+        inputs = self.prepare(arrays, t)
+        out = self.backend.infer(inputs)
+        t["infer_done"] = stamp()
+        return self.finish(arrays["image"].shape, out, t)
+
+    def prepare(self, arrays: dict[str, np.ndarray], t: dict[str, int]) -> dict[str, np.ndarray]:
+        """The step's batch-1 inputs for a job: image resized and scaled, state passed through."""
         h, w = self.geo["image_size"]
-        small = resize_frame(image, (w, h), self.resize)
+        small = resize_frame(arrays["image"], (w, h), self.resize)
         x = small.transpose(2, 0, 1)[None].astype(np.float32) * np.float32(1 / 255)
         inputs = {"image": x, **{k: arrays[k] for k in STATE}}
         t["pre_done"] = stamp()
-        out = self.backend.infer(inputs)
-        t["infer_done"] = stamp()
+        return inputs
+
+    def finish(self, image_shape: tuple[int, ...], out: dict[str, np.ndarray], t: dict[str, int]) -> tuple[dict[str, Any], np.ndarray, tuple]:
+        """Step outputs (batch 1) -> (header extras, mask at the frame's size, texts)."""
         logits = out["mask_logits"][0]
-        size = (image.shape[1], image.shape[0])
+        size = (image_shape[1], image_shape[0])
         if logits.shape[0] == 1:  # binary: upsample logits (smooth edges), then threshold at 0
             mask = (cv2.resize(logits[0], size, interpolation=cv2.INTER_LINEAR) > 0).view(np.uint8)
         else:  # semantic: class index per pixel; nearest keeps labels intact

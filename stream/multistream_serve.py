@@ -1,0 +1,205 @@
+"""``icf-stream serve``: N sources, one model. Processes: one per source, the multi-stream
+segmenter (stream/multistream.py), one sink per stream (masks, metrics, PUB keyed by stream id),
+supervised like the single-stream pipeline (stream/pipeline.py: spawn, go, stop, abort, reap).
+
+    report = run_serve(ServeConfig(sources=[{"kind": "synthetic", "seed": i} for i in range(3)],
+                                   backend={"kind": "engine", "artifact": "b/icf-lite-b1.onnx",
+                                            "artifacts": {1: ..., 2: ..., 3: ...}}))
+
+Every stream has its own endpoint table (its own video, audio, results and masks links), so a
+stream's frames, audio and results can only meet its own lane and its own sink. ``publish`` is
+a base address: stream i's masks go to port base + i (tcp) or ``<path>-<id>`` (ipc).
+"""
+
+from __future__ import annotations
+
+import copy
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .node import node_main
+from .pipeline import PipelineError, _reap, _Signals, _sweep_run_dirs, _timer
+from .shm_link import DEFAULT_SLOTS
+from .shm_link import wanted as shm_wanted
+from .transport import Endpoints, make_endpoints
+
+
+@dataclass
+class ServeConfig:
+    sources: list[dict[str, Any]]  # one {"kind": ..., **options} per stream; "stream_id" optional (default cam<i>)
+    backend: dict[str, Any]  # batch-1 spec + "artifacts" {B: path} (engine) or "batch_sizes" (null)
+    transport: str = "ipc"  # ipc | tcp (every stage in its own process)
+    host: str = "127.0.0.1"
+    max_batch: int | None = None  # cap on rows per step call (default: the largest exported size)
+    deadline_ms: float = 5.0  # longest a ready frame waits for other streams' frames
+    shm: str = "auto"  # frames by shared memory: on | off | auto (ipc)
+    publish: str | None = None  # base address for the per-stream mask PUB sockets
+    out_dir: str | None = None  # per-stream masks (<id>.npz) and metrics (<id>.jsonl)
+    seconds: float | None = None
+    hwm: int = 4
+    startup_timeout_s: float = 180.0
+    grace_s: float = 15.0
+    sink: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def ids(self) -> list[str]:
+        return [s.get("stream_id") or f"cam{i}" for i, s in enumerate(self.sources)]
+
+
+def _publish_address(base: str, i: int, sid: str) -> str:
+    if base.startswith("tcp://"):
+        host, port = base[len("tcp://"):].rsplit(":", 1)
+        return f"tcp://{host}:{int(port) + i}"
+    return f"{base}-{sid}"
+
+
+def _tables(cfg: ServeConfig, run_dir: str) -> dict[str, Endpoints]:
+    try:
+        extra = {"shm": {"slots": DEFAULT_SLOTS}} if shm_wanted(cfg.shm, cfg.transport) else {}
+    except ValueError as exc:
+        raise PipelineError(str(exc)) from None
+    tables = {}
+    for i, sid in enumerate(cfg.ids):
+        folder = os.path.join(run_dir, str(i))
+        os.makedirs(folder, exist_ok=True)
+        addrs = make_endpoints(cfg.transport, host=cfg.host, run_dir=folder)
+        if cfg.publish:
+            addrs["masks"] = _publish_address(cfg.publish, i, sid)
+        tables[sid] = Endpoints(addresses=addrs, hwm=cfg.hwm, extra=dict(extra))
+    return tables
+
+
+def _nodes(cfg: ServeConfig, tables: dict[str, Endpoints]) -> list[tuple[str, str, Endpoints, dict]]:
+    """(node, stream id, endpoints, {stage: spec}) for every process."""
+    out = Path(cfg.out_dir) if cfg.out_dir else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    nodes = []
+    for src, sid in zip(cfg.sources, cfg.ids):
+        opts = {k: v for k, v in src.items() if k not in ("kind", "stream_id")}
+        opts.setdefault("video_subs", 1)
+        opts.setdefault("audio_subs", 1)
+        nodes.append((f"source-{sid}", sid, tables[sid], {"source": {"type": "source", "kind": src["kind"], "options": opts}}))
+    streams = [{"stream_id": sid, "endpoints": tables[sid]} for sid in cfg.ids]
+    multi = {"type": "multi", "options": {"streams": streams, "backend": cfg.backend, "max_batch": cfg.max_batch,
+                                          "deadline_ms": cfg.deadline_ms}}
+    nodes.append(("segmenter", "multi", tables[cfg.ids[0]], {"multi": multi}))
+    for src, sid in zip(cfg.sources, cfg.ids):
+        sink = {"masks": str(out / f"{sid}.npz") if out else None, "metrics": str(out / f"{sid}.jsonl") if out else None,
+                "publish": bool(cfg.publish), "fps_hint": int(src.get("fps") or 30), **cfg.sink}
+        nodes.append((f"sink-{sid}", sid, tables[sid], {"sink": {"type": "sink", "options": sink}}))
+    return nodes
+
+
+def run_serve(config: ServeConfig | dict[str, Any]) -> dict[str, Any]:
+    """Runs N streams through one batched model until the sources end, ``seconds``, or a signal."""
+    cfg = config if isinstance(config, ServeConfig) else ServeConfig(**config)
+    if not cfg.sources:
+        raise PipelineError("serve needs at least one source")
+    if cfg.transport not in ("ipc", "tcp"):
+        raise PipelineError(f"serve runs every stage in its own process: transport ipc or tcp, not {cfg.transport!r}")
+    if len(set(cfg.ids)) != len(cfg.ids):
+        raise PipelineError(f"stream ids must be unique: {cfg.ids}")
+    _sweep_run_dirs()
+    run_dir = tempfile.mkdtemp(prefix=f"icf-{os.getpid()}-", dir="/tmp")
+    try:
+        nodes = _nodes(cfg, _tables(cfg, run_dir))
+        t0 = time.monotonic()
+        reports, errors = _supervise(cfg, nodes)
+        return _assemble(cfg, reports, errors, time.monotonic() - t0)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _supervise(cfg: ServeConfig, nodes: list) -> tuple[dict[str, dict], list[str]]:
+    ctx = mp.get_context("spawn")
+    stop, abort, go = ctx.Event(), ctx.Event(), ctx.Event()
+    inbox = ctx.Queue()
+    procs: dict[str, Any] = {}
+    reports: dict[str, dict] = {}
+    errors: list[str] = []
+    opened: set[str] = set()
+    finished: set[str] = set()
+    tick = _timer(cfg, stop, abort)  # reads .seconds and .grace_s only
+    with _Signals(stop, abort):
+        try:
+            for node, sid, endpoints, specs in nodes:
+                p = ctx.Process(target=node_main, name=f"icf-{node}", daemon=True,
+                                args=(node, copy.deepcopy(specs), endpoints, sid, stop, abort, go, inbox, os.getpid()))
+                p.start()
+                procs[node] = p
+            deadline = time.monotonic() + cfg.startup_timeout_s
+            while len(finished) < len(procs):
+                try:
+                    kind, node, payload = inbox.get(timeout=0.1)
+                except queue.Empty:
+                    kind = None
+                if kind == "opened":
+                    opened.add(node)
+                    errors.extend(payload)
+                    if len(opened) == len(procs) and not errors:
+                        go.set()
+                elif kind == "report":
+                    finished.add(node)
+                    reports[node] = payload
+                    errors.extend(r["error"] for r in payload.values() if "error" in r and r["error"] not in errors)
+                if errors and not stop.is_set():
+                    stop.set()
+                if go.is_set() or errors or stop.is_set():
+                    tick()
+                elif time.monotonic() > deadline and not abort.is_set():
+                    errors.append(f"serve did not start within {cfg.startup_timeout_s:.0f} s (opened: {sorted(opened)})")
+                    stop.set()
+                    abort.set()
+                for node, p in procs.items():
+                    if node not in finished and p.exitcode is not None and inbox.empty():
+                        time.sleep(0.2)
+                        if inbox.empty():
+                            finished.add(node)
+                            errors.append(f"process {node} exited with code {p.exitcode} without a report")
+                            stop.set()
+        finally:
+            if any(p.is_alive() for p in procs.values()):
+                stop.set()
+                for p in procs.values():
+                    p.join(timeout=5)
+                abort.set()
+            _reap(procs)
+    return reports, errors
+
+
+def _assemble(cfg: ServeConfig, reports: dict[str, dict], errors: list[str], elapsed: float) -> dict[str, Any]:
+    multi = reports.get("segmenter", {}).get("multi", {})
+    streams = {}
+    for sid in cfg.ids:
+        sink = reports.get(f"sink-{sid}", {}).get("sink", {})
+        src = reports.get(f"source-{sid}", {}).get("source", {}).get("counters", {})
+        frames = dict(sink.get("frames", {}))
+        sent = src.get("frames_sent", frames.get("sent"))
+        lat = sink.get("latency_ms", {})
+        processed = frames.get("processed", 0)
+        streams[sid] = {
+            "frames": frames, "sent": sent, "processed": processed,
+            "processed_ratio": round(processed / sent, 4) if sent else None,
+            "capture_to_mask_ms": lat.get("capture_to_mask", {}), "fps_processed": sink.get("fps_processed"),
+            "miou": sink.get("miou"), "lane": multi.get("streams", {}).get(sid, {}),
+        }
+    return {
+        "ok": not errors and all(reports.get(f"sink-{s}") for s in cfg.ids),
+        "errors": errors, "elapsed_s": round(elapsed, 2), "transport": cfg.transport, "n_streams": len(cfg.ids),
+        "model": multi.get("model"), "batching": multi.get("batching"), "streams": streams,
+        "stages": reports, "config": cfg.to_dict(),
+    }
+
+
+__all__ = ["ServeConfig", "run_serve"]

@@ -1,0 +1,90 @@
+"""Many streams, one model: real processes and sockets, one lane (text context) per stream."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stream.multistream_serve import ServeConfig, run_serve
+from stream.pipeline import PipelineError
+
+
+def test_each_stream_keeps_its_own_context_and_outputs(media, tmp_path):
+    """An audible synthetic stream and a silent file share one batched (null) model. The null
+    model's frame text is the row's audio level, so the silent stream's rings must hold exact
+    zeros and the audible one's only non-zero levels: any mixing of rows or rings shows."""
+    cfg = ServeConfig(sources=[{"kind": "synthetic", "seconds": 1.5, "width": 320, "height": 240, "stream_id": "loud"},
+                               {"kind": "file", "video": str(media["silent"]), "stream_id": "quiet"}],
+                      backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2]},
+                      out_dir=str(tmp_path), deadline_ms=20)
+    report = run_serve(cfg)
+    assert report["ok"], report["errors"]
+    loud, quiet = report["streams"]["loud"], report["streams"]["quiet"]
+    assert loud["lane"]["context_levels"] and min(loud["lane"]["context_levels"]) > 0.01
+    assert quiet["lane"]["context_levels"] and set(quiet["lane"]["context_levels"]) == {0.0}
+    batching = report["batching"]
+    assert sum(int(k) * v for k, v in batching["histogram"].items()) == sum(s["lane"]["counters"]["dispatched"] for s in (loud, quiet))
+    for sid, s in report["streams"].items():
+        assert s["processed"] > 10 and s["frames"]["accounted"], s["frames"]
+        lines = [json.loads(x) for x in (tmp_path / f"{sid}.jsonl").read_text().splitlines()]
+        assert len(lines) == s["processed"]
+        masks = np.load(tmp_path / f"{sid}.npz")
+        assert masks["masks"].shape[0] == s["processed"] and (np.diff(masks["seq"]) > 0).all()
+    assert np.load(tmp_path / "loud.npz")["masks"].shape[1:] == (240, 320)
+    assert np.load(tmp_path / "quiet.npz")["masks"].shape[1:] == (240, 320)  # the silent file is 320x240 too
+
+
+def test_masks_are_published_per_stream_id(tmp_path):
+    import threading
+
+    import zmq
+
+    from stream.transport import free_tcp_port
+
+    base = free_tcp_port()
+    ctx = zmq.Context()
+    subs = []
+    for i in range(2):
+        s = ctx.socket(zmq.SUB)
+        s.connect(f"tcp://127.0.0.1:{base + i}")
+        s.setsockopt(zmq.SUBSCRIBE, b'{"kind":"mask"')
+        subs.append(s)
+    got: dict[int, set] = {0: set(), 1: set()}
+
+    def listen() -> None:
+        poller = zmq.Poller()
+        for s in subs:
+            poller.register(s, zmq.POLLIN)
+        deadline = __import__("time").monotonic() + 30
+        while __import__("time").monotonic() < deadline and not done.is_set():
+            for sock, _ in poller.poll(100):
+                head = json.loads(sock.recv_multipart()[0])
+                got[subs.index(sock)].add(head["stream"])
+
+    done = threading.Event()
+    th = threading.Thread(target=listen)
+    th.start()
+    try:
+        report = run_serve(ServeConfig(sources=[{"kind": "synthetic", "seconds": 1.0, "width": 160, "height": 120, "seed": i} for i in range(2)],
+                                       backend={"kind": "null", "image_size": [64, 64]}, publish=f"tcp://127.0.0.1:{base}"))
+    finally:
+        done.set()
+        th.join()
+        for s in subs:
+            s.close(0)
+        ctx.term()
+    assert report["ok"], report["errors"]
+    assert got == {0: {"cam0"}, 1: {"cam1"}}
+
+
+@pytest.mark.parametrize("cfg, message", [
+    (dict(sources=[]), "at least one source"),
+    (dict(sources=[{"kind": "synthetic"}], transport="inproc"), "own process"),
+    (dict(sources=[{"kind": "synthetic", "stream_id": "a"}, {"kind": "synthetic", "stream_id": "a"}]), "unique"),
+    (dict(sources=[{"kind": "synthetic"}], transport="tcp", shm="on"), "one host"),
+])
+def test_bad_serve_configs_are_named(cfg, message):
+    with pytest.raises(PipelineError, match=message):
+        run_serve(ServeConfig(backend={"kind": "null"}, **cfg))
