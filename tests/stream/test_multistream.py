@@ -88,3 +88,16 @@ def test_masks_are_published_per_stream_id(tmp_path):
 def test_bad_serve_configs_are_named(cfg, message):
     with pytest.raises(PipelineError, match=message):
         run_serve(ServeConfig(backend={"kind": "null"}, **cfg))
+
+
+def test_serve_cli_and_streams_bench_smoke(capsys, tmp_path):
+    from bench.__main__ import main as bench_main
+    from stream.__main__ import main
+
+    assert main(["serve", "--streams", "2", "--null", "--seconds", "1", "--size", "160x120", "--report", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "cam0" in out and "cam1" in out and "batches:" in out
+    assert json.loads((tmp_path / "r.json").read_text())["n_streams"] == 2
+    assert bench_main(["streams", "--smoke", "--counts", "1", "--seconds", "1", "--out", str(tmp_path), "--no-plots"]) == 0
+    doc = json.loads((tmp_path / "streams_320x240_null.json").read_text())
+    assert [r["n"] for r in doc["results"]] == [1] and doc["results"][0]["ok"]
