@@ -101,7 +101,11 @@ def plot(doc: dict, path: Path) -> Path:
     ax[1].plot(ns, [r["min_processed_ratio"] for r in doc["results"]], "o-")
     ax[1].axhline(GOAL["processed_ratio"], ls="--", c="gray")
     ax[1].set(xlabel="streams", ylabel="worst stream processed ratio", ylim=(0, 1.05))
-    fig.suptitle(f"{doc['args']['width']}x{doc['args']['height']}@{doc['args']['fps']}, {doc.get('results', [{}])[0].get('model')}", fontsize=9)
+    load = (doc.get("machine") or {}).get("load_average")
+    for a in ax:
+        a.set_xticks(ns)
+    fig.suptitle(f"{doc['args']['width']}x{doc['args']['height']}@{doc['args']['fps']}, {doc['results'][0].get('model')}, "
+                 f"{(doc.get('machine') or {}).get('cores')} cores, load average at start {load}", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
