@@ -101,3 +101,49 @@ def test_serve_cli_and_streams_bench_smoke(capsys, tmp_path):
     assert bench_main(["streams", "--smoke", "--counts", "1", "--seconds", "1", "--out", str(tmp_path), "--no-plots"]) == 0
     doc = json.loads((tmp_path / "streams_320x240_null.json").read_text())
     assert [r["n"] for r in doc["results"]] == [1] and doc["results"][0]["ok"]
+
+
+class _FakeLane:
+    def __init__(self, waited_ns: int | None, now: int, ended: bool = False) -> None:
+        from types import SimpleNamespace
+
+        self.latest = None if waited_ns is None else SimpleNamespace(header={"t": {"ctx_recv": now - waited_ns}})
+        self.eos_sent, self.eos_header = False, ({} if ended else None)
+
+    def ready(self, now: int) -> bool:
+        return self.latest is not None
+
+
+@pytest.mark.parametrize("waits_ms, max_batch, deadline_ms, expect", [
+    ([1, None, None], 4, 5, 0),  # one of three streams ready, fresh: wait for the others
+    ([6, None, None], 4, 5, 1),  # ... until the deadline: a slow stream never holds the rest
+    ([1, 2, 0], 4, 5, 3),  # every live stream ready: go at once
+    ([1, 2, 3], 2, 5, 2),  # capped at max_batch, the longest-waiting first
+])
+def test_batch_cut_rule(waits_ms, max_batch, deadline_ms, expect):
+    from stream.multistream import MultiSegmenterStage
+    from stream.transport import stamp
+
+    now = stamp()
+    stage = MultiSegmenterStage(streams=[], backend={})
+    stage.lanes = [_FakeLane(None if w is None else int(w * 1e6), now) for w in waits_ms]
+    stage.max_batch, stage.deadline_ns = max_batch, int(deadline_ms * 1e6)
+    cut = stage._cut()
+    assert len(cut) == expect
+    if expect == 2:
+        assert [lane.latest.header["t"]["ctx_recv"] for lane in cut] == sorted(lane.latest.header["t"]["ctx_recv"] for lane in stage.lanes)[:2]
+
+
+@pytest.mark.slow
+def test_serve_with_batched_onnx_engines(tmp_path):
+    """icf-tiny exported for batch 1 and 2 (ONNX Runtime): two streams end to end."""
+    from engine.batching import export_batches
+
+    arts = {b: str(p) for b, p in export_batches(tmp_path / "eng", [1, 2], model_name="icf-tiny").items()}
+    spec = {"kind": "engine", "artifact": arts[1], "artifacts": arts, "backend": "onnxruntime", "options": {"threads": 1}}
+    report = run_serve(ServeConfig(sources=[{"kind": "synthetic", "seconds": 1.5, "width": 320, "height": 240, "seed": i} for i in range(2)],
+                                   backend=spec, deadline_ms=20))
+    assert report["ok"], report["errors"]
+    assert report["model"].startswith("icf-tiny")
+    assert all(s["processed"] > 0 and s["frames"]["accounted"] for s in report["streams"].values())
+    assert set(report["batching"]["step"]["batch_sizes"]) == {1, 2}
