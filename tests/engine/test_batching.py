@@ -14,16 +14,18 @@ TOL = 1e-4  # same bound as the export's torch <-> ONNX parity
 
 
 @pytest.fixture(scope="module")
-def batch_exports(tmp_path_factory):
+def batch_exports(tmp_path_factory, exports):
+    """The session's icf-tiny export is batch 1; batch 3 is exported here from the same weights."""
     folder = tmp_path_factory.mktemp("batches")
-    paths = export_batches(folder, [1, 3], model_name="icf-tiny")
-    return folder, paths
+    weights = exports["icf-tiny"].parent / "icf-tiny-weights.safetensors"
+    paths = export_batches(folder, [3], checkpoint=weights)
+    return folder, {1: exports["icf-tiny"], **paths}
 
 
 @pytest.fixture(scope="module")
 def step(batch_exports):
-    folder, _ = batch_exports
-    backends = {b: runtime.load(p, backend="onnxruntime", threads=1) for b, p in find_batches(folder).items()}
+    _, paths = batch_exports
+    backends = {b: runtime.load(p, backend="onnxruntime", threads=1) for b, p in paths.items()}
     s = BatchedStep(backends)
     yield s
     s.close()
@@ -45,8 +47,8 @@ def worst(a, b) -> float:
 
 
 def test_exports_are_static_per_batch_size(batch_exports):
-    _, paths = batch_exports
-    assert sorted(paths) == [1, 3] and all(p.name.endswith(f"-b{b}.onnx") for b, p in paths.items())
+    folder, paths = batch_exports
+    assert sorted(find_batches(folder)) == [3] and paths[3].name == "icf-tiny-weights-b3.onnx"
     be = runtime.load(paths[3], backend="onnxruntime", threads=1)
     assert be.input_specs["image"][0][0] == 3 and be.output_specs["mask_logits"][0][0] == 3
     be.close()
