@@ -115,13 +115,18 @@ def run_serve(config: ServeConfig | dict[str, Any]) -> dict[str, Any]:
     try:
         nodes = _nodes(cfg, _tables(cfg, run_dir))
         t0 = time.monotonic()
-        reports, errors = _supervise(cfg, nodes)
-        return _assemble(cfg, reports, errors, time.monotonic() - t0)
+        reports, errors, lost = _supervise(cfg, nodes)
+        return _assemble(cfg, reports, errors, lost, time.monotonic() - t0)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _supervise(cfg: ServeConfig, nodes: list) -> tuple[dict[str, dict], list[str]]:
+RUNNING: dict[str, Any] = {}  # node -> its process, and "go", while a serve runs in this process (tests kill one)
+
+
+def _supervise(cfg: ServeConfig, nodes: list) -> tuple[dict[str, dict], list[str], list[str]]:
+    """Like the single-stream supervisor, with one difference: once the streams run, a source that
+    fails or dies costs its own stream only (recorded in ``lost``), not the others."""
     ctx = mp.get_context("spawn")
     stop, abort, go = ctx.Event(), ctx.Event(), ctx.Event()
     inbox = ctx.Queue()
@@ -130,6 +135,7 @@ def _supervise(cfg: ServeConfig, nodes: list) -> tuple[dict[str, dict], list[str
     errors: list[str] = []
     opened: set[str] = set()
     finished: set[str] = set()
+    lost: list[str] = []
     tick = _timer(cfg, stop, abort)  # reads .seconds and .grace_s only
     with _Signals(stop, abort):
         try:
@@ -137,7 +143,8 @@ def _supervise(cfg: ServeConfig, nodes: list) -> tuple[dict[str, dict], list[str
                 p = ctx.Process(target=node_main, name=f"icf-{node}", daemon=True,
                                 args=(node, copy.deepcopy(specs), endpoints, sid, stop, abort, go, inbox, os.getpid()))
                 p.start()
-                procs[node] = p
+                procs[node] = RUNNING[node] = p
+            RUNNING["go"] = go
             deadline = time.monotonic() + cfg.startup_timeout_s
             while len(finished) < len(procs):
                 try:
@@ -152,7 +159,8 @@ def _supervise(cfg: ServeConfig, nodes: list) -> tuple[dict[str, dict], list[str
                 elif kind == "report":
                     finished.add(node)
                     reports[node] = payload
-                    errors.extend(r["error"] for r in payload.values() if "error" in r and r["error"] not in errors)
+                    bad = [r["error"] for r in payload.values() if "error" in r and r["error"] not in errors]
+                    (lost if node.startswith("source-") and go.is_set() else errors).extend(bad)
                 if errors and not stop.is_set():
                     stop.set()
                 if go.is_set() or errors or stop.is_set():
@@ -166,8 +174,12 @@ def _supervise(cfg: ServeConfig, nodes: list) -> tuple[dict[str, dict], list[str
                         time.sleep(0.2)
                         if inbox.empty():
                             finished.add(node)
-                            errors.append(f"process {node} exited with code {p.exitcode} without a report")
-                            stop.set()
+                            why = f"process {node} exited with code {p.exitcode} without a report"
+                            if node.startswith("source-") and go.is_set():
+                                lost.append(why)  # the other streams go on
+                            else:
+                                errors.append(why)
+                                stop.set()
         finally:
             if any(p.is_alive() for p in procs.values()):
                 stop.set()
@@ -175,10 +187,12 @@ def _supervise(cfg: ServeConfig, nodes: list) -> tuple[dict[str, dict], list[str
                     p.join(timeout=5)
                 abort.set()
             _reap(procs)
-    return reports, errors
+            for node in (*procs, "go"):
+                RUNNING.pop(node, None)
+    return reports, errors, lost
 
 
-def _assemble(cfg: ServeConfig, reports: dict[str, dict], errors: list[str], elapsed: float) -> dict[str, Any]:
+def _assemble(cfg: ServeConfig, reports: dict[str, dict], errors: list[str], lost: list[str], elapsed: float) -> dict[str, Any]:
     multi = reports.get("segmenter", {}).get("multi", {})
     streams = {}
     for sid in cfg.ids:
@@ -196,7 +210,7 @@ def _assemble(cfg: ServeConfig, reports: dict[str, dict], errors: list[str], ela
         }
     return {
         "ok": not errors and all(reports.get(f"sink-{s}") for s in cfg.ids),
-        "errors": errors, "elapsed_s": round(elapsed, 2), "transport": cfg.transport, "n_streams": len(cfg.ids),
+        "errors": errors, "lost_sources": lost, "elapsed_s": round(elapsed, 2), "transport": cfg.transport, "n_streams": len(cfg.ids),
         "model": multi.get("model"), "batching": multi.get("batching"), "streams": streams,
         "stages": reports, "config": cfg.to_dict(),
     }

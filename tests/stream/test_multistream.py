@@ -147,3 +147,31 @@ def test_serve_with_batched_onnx_engines(tmp_path):
     assert report["model"].startswith("icf-tiny")
     assert all(s["processed"] > 0 and s["frames"]["accounted"] for s in report["streams"].values())
     assert set(report["batching"]["step"]["batch_sizes"]) == {1, 2}
+
+
+def test_a_killed_source_costs_only_its_own_stream():
+    import os
+    import signal
+    import threading
+    import time
+
+    from stream import multistream_serve
+
+    result: dict = {}
+    cfg = ServeConfig(sources=[{"kind": "synthetic", "seconds": 3.0, "width": 160, "height": 120, "seed": i} for i in range(2)],
+                      backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2]})
+    th = threading.Thread(target=lambda: result.update(run_serve(cfg)))
+    th.start()
+    deadline = time.monotonic() + 60
+    while "go" not in multistream_serve.RUNNING or "source-cam1" not in multistream_serve.RUNNING:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert multistream_serve.RUNNING["go"].wait(60)
+    time.sleep(1.0)  # the streams are running
+    os.kill(multistream_serve.RUNNING["source-cam1"].pid, signal.SIGKILL)
+    th.join(120)
+    assert not th.is_alive()
+    assert result["ok"], result["errors"]
+    assert result["lost_sources"] and "source-cam1" in result["lost_sources"][0]
+    assert result["streams"]["cam0"]["sent"] == 90 and result["streams"]["cam0"]["processed"] > 45  # the other stream ran to its end
+    assert 0 < result["streams"]["cam1"]["processed"] < 90
