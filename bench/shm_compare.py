@@ -9,6 +9,9 @@ Each variant runs ``--repeats`` times, interleaved (A B C D A B C D ...) so a lo
 shared machine hits all of them alike; per-frame samples are pooled per variant. Overhead per
 frame = capture -> mask minus the backend's own time (the NullBackend's is ~0), as the sink's
 ``overhead`` latency.
+
+``python -m bench.shm_compare [WxH ...]`` times the source -> segmenter hop alone (two processes,
+ipc, 30 frames/s of image + ground truth): send stamp -> arrays usable in the receiver.
 """
 
 from __future__ import annotations
@@ -87,3 +90,81 @@ def markdown(doc: dict) -> str:
 
 
 __all__ = ["run", "VARIANTS"]
+
+
+def _hop_producer(addr: str, shm: bool, width: int, height: int, n: int, period_s: float) -> None:
+    import time
+
+    import numpy as np
+    import zmq
+
+    from stream.protocol import encode
+    from stream.shm_link import ShmSender
+    from stream.transport import stamp
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUSH)
+    sock.setsockopt(zmq.LINGER, 1000)
+    sock.connect(addr)
+    sender = ShmSender({"slots": 16}) if shm else None
+    rng = np.random.default_rng(0)
+    frames = [{"image": rng.integers(0, 255, (height, width, 3), np.uint8), "gt_mask": rng.integers(0, 2, (height, width), np.uint8)}
+              for _ in range(4)]
+    time.sleep(0.5)
+    for i in range(n):
+        arrays = frames[i % 4]
+        head = {"stream": "hop", "seq": i, "capture_ns": stamp(), "pts_ns": 0, "t": {"src_send": stamp()}}
+        if sender is not None:
+            head, arrays = sender.pack(head, arrays), {}
+        sock.send_multipart(encode("frame", head, arrays), copy=False)
+        time.sleep(period_s)
+    time.sleep(0.5)
+    if sender is not None:
+        sender.close()
+    sock.close()
+    ctx.term()
+
+
+def hop(width: int = 640, height: int = 480, n: int = 300, period_s: float = 1 / 30) -> dict:
+    """The source -> segmenter hop alone, between two processes over ipc: send stamp -> arrays
+    usable in the receiver (decoded; for shm, slot mapped and generation checked), payload vs shm."""
+    import multiprocessing as mp
+
+    import numpy as np
+    import zmq
+
+    from stream.protocol import decode
+    from stream.shm_link import ShmReceiver
+    from stream.transport import stamp
+
+    out = {}
+    for shm in (False, True):
+        folder = tempfile.mkdtemp(prefix="icf-hop-")
+        addr = f"ipc://{folder}/hop.sock"
+        ctx = zmq.Context()
+        pull = ctx.socket(zmq.PULL)
+        pull.bind(addr)
+        proc = mp.get_context("spawn").Process(target=_hop_producer, args=(addr, shm, width, height, n, period_s))
+        proc.start()
+        recv, lat = ShmReceiver(), []
+        while len(lat) < n and pull.poll(5000):
+            pkt = decode(pull.recv_multipart(copy=False))
+            if recv.attach(pkt, {}) and "image" in pkt.arrays:
+                int(pkt.arrays["image"][0, 0, 0])  # touch it
+                lat.append((stamp() - pkt.header["t"]["src_send"]) / 1e6)
+        proc.join(10)
+        recv.close()
+        pull.close(0)
+        ctx.term()
+        arr = np.asarray(lat[10:])  # skip warm-up
+        out["shm" if shm else "payload"] = {"n": int(arr.size), "p50_ms": round(float(np.percentile(arr, 50)), 3),
+                                            "p99_ms": round(float(np.percentile(arr, 99)), 3)}
+    return out
+
+
+if __name__ == "__main__":
+    import sys
+
+    sizes = [tuple(int(v) for v in s.split("x")) for s in (sys.argv[1:] or ["640x480"])]
+    for w, h in sizes:
+        print(json.dumps({"size": f"{w}x{h}", **hop(w, h)}), flush=True)
