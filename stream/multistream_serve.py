@@ -7,8 +7,10 @@ supervised like the single-stream pipeline (stream/pipeline.py: spawn, go, stop,
                                             "artifacts": {1: ..., 2: ..., 3: ...}}))
 
 Every stream has its own endpoint table (its own video, audio, results and masks links), so a
-stream's frames, audio and results can only meet its own lane and its own sink. ``publish`` is
-a base address: stream i's masks go to port base + i (tcp) or ``<path>-<id>`` (ipc).
+stream's frames, audio and results can only meet its own lane and its own sink. ``publish``: one
+address where every stream's masks appear (each header names its ``stream``): the sinks publish on
+internal sockets and a forwarder in the supervisor (XSUB connected to all of them -> XPUB bound
+at ``publish``) merges them, passing subscriptions upstream.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class ServeConfig:
     max_batch: int | None = None  # cap on rows per step call (default: the largest exported size)
     deadline_ms: float = 5.0  # longest a ready frame waits for other streams' frames
     shm: str = "auto"  # frames by shared memory: on | off | auto (ipc)
-    publish: str | None = None  # base address for the per-stream mask PUB sockets
+    publish: str | None = None  # one PUB address for every stream's masks (e.g. tcp://127.0.0.1:5560)
     out_dir: str | None = None  # per-stream masks (<id>.npz) and metrics (<id>.jsonl)
     seconds: float | None = None
     hwm: int = 4
@@ -56,11 +58,56 @@ class ServeConfig:
         return [s.get("stream_id") or f"cam{i}" for i, s in enumerate(self.sources)]
 
 
-def _publish_address(base: str, i: int, sid: str) -> str:
-    if base.startswith("tcp://"):
-        host, port = base[len("tcp://"):].rsplit(":", 1)
-        return f"tcp://{host}:{int(port) + i}"
-    return f"{base}-{sid}"
+class MaskForwarder:
+    """XSUB (connected to every sink's internal mask socket) -> XPUB (bound at the public address),
+    in a thread of the supervisor. Masks of all streams on one socket; a slow subscriber loses
+    masks at the HWM, never stalls a sink."""
+
+    def __init__(self, internal: list[str], public: str, hwm: int = 32) -> None:
+        import threading
+
+        import zmq
+
+        self.ctx = zmq.Context()
+        self.xsub, self.xpub = self.ctx.socket(zmq.XSUB), self.ctx.socket(zmq.XPUB)
+        for sock in (self.xsub, self.xpub):
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, hwm)
+            sock.setsockopt(zmq.RCVHWM, hwm)
+        try:
+            self.xpub.bind(public)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise PipelineError(f"cannot bind the mask PUB socket at {public}: {exc}") from None
+        for addr in internal:
+            self.xsub.connect(addr)
+        self.done = threading.Event()
+        self.forwarded = 0
+        self.thread = threading.Thread(target=self._run, name="mask-forwarder", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import zmq
+
+        poller = zmq.Poller()
+        poller.register(self.xsub, zmq.POLLIN)
+        poller.register(self.xpub, zmq.POLLIN)
+        while not self.done.is_set():
+            for sock, _ in poller.poll(100):
+                msg = sock.recv_multipart(copy=False)
+                if sock is self.xsub:
+                    self.xpub.send_multipart(msg, copy=False)
+                    self.forwarded += 1
+                else:  # a (un)subscription from outside: pass it up to every sink
+                    self.xsub.send_multipart(msg, copy=False)
+
+    def close(self) -> None:
+        if hasattr(self, "done"):
+            self.done.set()
+            self.thread.join(5)
+        self.xsub.close(0)
+        self.xpub.close(0)
+        self.ctx.term()
 
 
 def _tables(cfg: ServeConfig, run_dir: str) -> dict[str, Endpoints]:
@@ -72,9 +119,7 @@ def _tables(cfg: ServeConfig, run_dir: str) -> dict[str, Endpoints]:
     for i, sid in enumerate(cfg.ids):
         folder = os.path.join(run_dir, str(i))
         os.makedirs(folder, exist_ok=True)
-        addrs = make_endpoints(cfg.transport, host=cfg.host, run_dir=folder)
-        if cfg.publish:
-            addrs["masks"] = _publish_address(cfg.publish, i, sid)
+        addrs = make_endpoints(cfg.transport, host=cfg.host, run_dir=folder)  # masks: internal, see MaskForwarder
         tables[sid] = Endpoints(addresses=addrs, hwm=cfg.hwm, extra=dict(extra))
     return tables
 
@@ -113,10 +158,18 @@ def run_serve(config: ServeConfig | dict[str, Any]) -> dict[str, Any]:
     _sweep_run_dirs()
     run_dir = tempfile.mkdtemp(prefix=f"icf-{os.getpid()}-", dir="/tmp")
     try:
-        nodes = _nodes(cfg, _tables(cfg, run_dir))
+        tables = _tables(cfg, run_dir)
+        nodes = _nodes(cfg, tables)
+        forwarder = MaskForwarder([t["masks"] for t in tables.values()], cfg.publish) if cfg.publish else None
         t0 = time.monotonic()
-        reports, errors, lost = _supervise(cfg, nodes)
-        return _assemble(cfg, reports, errors, lost, time.monotonic() - t0)
+        try:
+            reports, errors, lost = _supervise(cfg, nodes)
+        finally:
+            if forwarder is not None:
+                forwarder.close()
+        report = _assemble(cfg, reports, errors, lost, time.monotonic() - t0)
+        report["published"] = forwarder.forwarded if forwarder is not None else None
+        return report
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 

@@ -1,7 +1,7 @@
 """``icf-stream serve``: many camera streams, one model (stream/multistream_serve.py).
 
     icf-stream serve --streams 3 --seconds 20                 # 3 synthetic 640x480 scenes, shipped weights
-    icf-stream serve --video a.mp4 --video b.mp4 --publish tcp://127.0.0.1:5560   # masks of b on 5561
+    icf-stream serve --video a.mp4 --video b.mp4 --publish tcp://127.0.0.1:5560   # every stream's masks, keyed by "stream"
     icf-stream serve --streams 4 --model icf-lite --batch-sizes 1,2,4 --out out/serve
 
 The model is exported once per batch size (``python -m engine.batching``, cached under
@@ -38,7 +38,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("pipeline and outputs")
     o.add_argument("--transport", default="ipc", choices=("ipc", "tcp"))
     o.add_argument("--shm", default="auto", choices=("auto", "on", "off"), help="frames by shared memory (auto: on for ipc)")
-    o.add_argument("--publish", metavar="ADDR", help="base PUB address: stream i publishes on port + i")
+    o.add_argument("--publish", metavar="ADDR", help="PUB address for every stream's masks (each header names its stream; docs/protocol.md)")
     o.add_argument("--out", metavar="DIR", help="per-stream masks (<id>.npz) and metrics (<id>.jsonl)")
     o.add_argument("--report", metavar="FILE", help="write the run report (JSON)")
 
