@@ -144,6 +144,7 @@ class RingWriter:
 
     def write(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        arrays = {k: v.astype(v.dtype.newbyteorder("<")) if v.dtype.byteorder == ">" else v for k, v in arrays.items()}  # wire order
         parts, need = layout(arrays)
         if self.ring is None or need > self.ring.slot_bytes:
             self._open(_align(need))

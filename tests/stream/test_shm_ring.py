@@ -49,6 +49,20 @@ def test_round_trip_views_without_copy(shm_dir):
         w.close()
 
 
+def test_big_endian_and_strided_parts_arrive_as_values(shm_dir):
+    w, r = RingWriter(slots=2, directory=shm_dir), RingReader(directory=shm_dir)
+    try:
+        be = np.arange(6, dtype=">f4").reshape(2, 3)
+        strided = np.arange(24, dtype=np.int16).reshape(4, 6)[:, ::2]
+        got = r.resolve(w.write({"a": be, "b": strided}))
+        np.testing.assert_array_equal(got["a"], be)
+        np.testing.assert_array_equal(got["b"], strided)
+        assert got["a"].dtype.byteorder in ("<", "=")
+    finally:
+        r.close()
+        w.close()
+
+
 def test_slots_are_reused_round_robin_and_the_file_is_fixed(shm_dir):
     w = RingWriter(slots=3, directory=shm_dir)
     descs = [w.write(frame(i)) for i in range(7)]
