@@ -32,6 +32,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deadline-ms", type=float, default=5.0)
     p.add_argument("--shm", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--smoke", action="store_true", help="--null, 2 s, N = 1,2 at 320x240: checks the command end to end")
+    p.add_argument("--step-only", action="store_true", help="only time the batched step per batch size (no streams)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--out", type=Path, default=Path("out/bench"))
 
@@ -40,6 +41,8 @@ def run(args: argparse.Namespace) -> dict:
     from stream.multistream_serve import ServeConfig, run_serve
     from stream.serve_cli import backend_spec
 
+    if args.step_only:
+        return step_per_batch(args)
     if args.smoke:
         args.null, args.width, args.height = True, 320, 240
         args.counts = "1,2" if args.counts == "1,2,3,4" else args.counts
@@ -69,6 +72,42 @@ def run(args: argparse.Namespace) -> dict:
     doc["written"] = write_report(doc, args.out, stem, md, plots=False)
     if not args.no_plots:
         doc["written"]["png"] = [str(plot(doc, Path(args.out) / f"{stem}.png"))]
+    print(md, flush=True)
+    return doc
+
+
+def step_per_batch(args: argparse.Namespace, runs: int = 30) -> dict:
+    """ms per batched step call and per row, for each exported batch size (same inputs repeated)."""
+    import time
+
+    import numpy as np
+
+    from engine import runtime
+    from engine.inputs import random_inputs
+    from stream.serve_cli import backend_spec
+
+    counts = sorted({int(v) for v in args.counts.split(",") if v.strip()})
+    spec = backend_spec(null=False, weights=args.weights, model=args.model, sizes=counts, threads=args.threads)
+    rows = []
+    for b in counts:
+        be = runtime.load(spec["artifacts"][b], backend="onnxruntime", threads=args.threads)
+        x = random_inputs(be.input_specs, np.random.default_rng(0))
+        for _ in range(3):
+            be.infer(x)
+        ts = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            be.infer(x)
+            ts.append((time.perf_counter() - t0) * 1e3)
+        be.close()
+        rows.append({"batch": b, "p50_ms": round(float(np.percentile(ts, 50)), 2), "p99_ms": round(float(np.percentile(ts, 99)), 2),
+                     "per_row_p50_ms": round(float(np.percentile(ts, 50)) / b, 2)})
+        print(rows[-1], flush=True)
+    doc = envelope("streams-step", vars(args))
+    doc.update(command_line=command_line(), results=rows)
+    md = header_md(doc, "Batched step per batch size") + "\n\n" + md_table(["batch", "p50 ms", "p99 ms", "per row p50 ms"],
+                                                                          [[r["batch"], r["p50_ms"], r["p99_ms"], r["per_row_p50_ms"]] for r in rows])
+    doc["written"] = write_report(doc, args.out, f"streams_step_t{args.threads}", md, plots=False)
     print(md, flush=True)
     return doc
 
