@@ -18,6 +18,7 @@ import numpy as np
 
 from .protocol import Packet, ProtocolError, part
 from .shm_ring import RingReader, RingWriter, StaleSlot
+from .stage import warn
 
 DEFAULT_SLOTS = 16  # > both high-water marks + the frame being processed (see shm_ring)
 
@@ -33,17 +34,31 @@ def wanted(mode: str, transport: str) -> bool:
 
 
 class ShmSender:
-    """Producer side, used by AVOutput.frame."""
+    """Producer side, used by AVOutput.frame. If the ring cannot be made (no /dev/shm, or too
+    little room in it: a container's default is 64 MiB), it says so once and the stream goes on
+    with payloads; the receiver takes either."""
 
     def __init__(self, options: dict[str, Any]) -> None:
-        self.writer = RingWriter(slots=int(options.get("slots", DEFAULT_SLOTS)))
+        self.slots = int(options.get("slots", DEFAULT_SLOTS))
+        self.writer: RingWriter | None = None
+        self.failed: str | None = None
 
-    def pack(self, head: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-        """Writes the parts into the next slot; returns the header to send (with no payload)."""
-        return dict(head, shm=self.writer.write(arrays))
+    def pack(self, head: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(header, payload arrays) to send: the parts go into the next slot, or stay payload."""
+        if self.failed is None:
+            try:
+                self.writer = self.writer or RingWriter(slots=self.slots)
+                return dict(head, shm=self.writer.write(arrays)), {}
+            except (OSError, RuntimeError) as exc:
+                self.failed = str(exc)
+                warn(f"shared-memory frames are off for this stream ({exc}); sending frames as payload")
+                self.close()
+        return head, arrays
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 class ShmReceiver:

@@ -83,7 +83,9 @@ class _Mapping:
         fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o600)
         try:
             if create:
-                os.ftruncate(fd, HEADER_BYTES + slots * slot_bytes)
+                # allocate now: on a full tmpfs this fails here with ENOSPC instead of a SIGBUS on
+                # some later write into a sparse page
+                os.posix_fallocate(fd, 0, HEADER_BYTES + slots * slot_bytes)
             size = os.fstat(fd).st_size
             if size < HEADER_BYTES:
                 raise ProtocolError(f"shared-memory ring {path} is truncated ({size} bytes)")
@@ -138,7 +140,15 @@ class RingWriter:
     def _open(self, slot_bytes: int) -> None:
         self._unlink()
         self.name = f"icf-ring-{os.getpid()}-{secrets.token_hex(8)}"
-        self.ring = _Mapping(os.path.join(self.directory, self.name), create=True, slots=self.slots, slot_bytes=slot_bytes)
+        path = os.path.join(self.directory, self.name)
+        try:
+            self.ring = _Mapping(path, create=True, slots=self.slots, slot_bytes=slot_bytes)
+        except OSError:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            raise
         self.next = 0
         self.rings_made += 1
 

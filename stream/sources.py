@@ -60,7 +60,7 @@ class AVOutput:
         head = {"stream": self.stream, "seq": seq, "capture_ns": capture_ns, "pts_ns": int(pts_ns), "format": "rgb24",
                 "t": {"capture": capture_ns, "src_send": stamp()}}
         if self.shm is not None:
-            head, arrays = self.shm.pack(head, arrays), {}
+            head, arrays = self.shm.pack(head, arrays)
         # PUB never blocks: at the high-water mark the message is dropped and the receiver sees
         # the gap in seq (counted there). That is the newest-frame-wins policy at this hop.
         self.video.send_multipart(encode("frame", head, arrays), copy=False)

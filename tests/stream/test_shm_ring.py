@@ -290,3 +290,30 @@ def test_pipeline_refuses_shm_over_tcp():
 
     with pytest.raises(PipelineError, match="one host"):
         run_pipeline(PipelineConfig(source={"kind": "synthetic", "seconds": 0.2}, backend={"kind": "null"}, transport="tcp", shm="on"))
+
+
+def test_sender_falls_back_to_payload_when_the_ring_cannot_be_made(monkeypatch, capsys):
+    from stream import shm_link
+
+    def no_room(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shm_link.RingWriter, "write", no_room)
+    sender = shm_link.ShmSender({"slots": 4})
+    head, arrays = sender.pack({"seq": 0}, frame(1))
+    assert "shm" not in head and set(arrays) == {"image", "gt_mask"}  # the frame still goes, as payload
+    head, arrays = sender.pack({"seq": 1}, frame(2))
+    assert "shm" not in head and sender.failed
+    assert capsys.readouterr().err.count("shared-memory frames are off") == 1
+    sender.close()
+
+
+def test_full_tmpfs_is_an_error_at_creation_not_a_sigbus(tmp_path, monkeypatch):
+    def enospc(fd, offset, length):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", enospc)
+    w = RingWriter(slots=2, directory=str(tmp_path))
+    with pytest.raises(OSError):
+        w.write(frame(1))
+    assert os.listdir(tmp_path) == []  # the half-made file is gone
