@@ -150,6 +150,7 @@ class Lane:
         shared-memory slot was reused meanwhile."""
         pkt, self.latest = self.latest, None
         if self.shm is not None and not self.shm.materialize(pkt, self.forwarded, self.counters):
+            self.counters["superseded"] += 1  # newer frames overwrote its slot
             return None
         pts = pkt.header["pts_ns"]
         end = self.ring.sample_at(pts)

@@ -182,7 +182,8 @@ class ContextStage(Stage):
         pkt = self.latest
         forwarded = ("gt_mask",) if self.core is not None and not self.sender.send_image else ("gt_mask", "image")
         if self.shm is not None and not self.shm.materialize(pkt, forwarded, self.counters):
-            self.latest = None  # its slot was reused: a newer frame is on the way
+            self.latest = None  # its slot was reused: newer frames overwrote it (counted as superseded too)
+            self.counters["superseded"] += 1
             return
         pts = pkt.header["pts_ns"]
         end = self.ring.sample_at(pts)
