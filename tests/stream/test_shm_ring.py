@@ -244,7 +244,7 @@ w.close()
         while time.monotonic() < deadline:
             slot = accepted % 2
             gen = int(m.gens[slot])
-            if gen % 2:
+            if gen % 2 or gen == 0:  # being written, or not written yet
                 continue
             desc = {"ring": ring, "slot": slot, "gen": gen, "parts": [{"name": "image", "shape": [240, 320, 3], "dtype": "uint8", "offset": 0}]}
             try:
