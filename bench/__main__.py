@@ -6,6 +6,7 @@ versions; --smoke runs any of them end to end in seconds):
   baseline   the same frames through an AVSBench-style eager network vs our backends (ratios)
   transport  ZeroMQ inproc / ipc / tcp one-way latency and throughput, copy vs zero-copy
   pipeline   a paced end-to-end stream run with the stream's own per-stage metrics
+  streams    N camera streams through one batched model: p99 and processed ratio against N
   plot       re-render Markdown + PNG from a JSON report (e.g. bench/gpu.py's from a GPU machine)
 
 GPU measurements (one prepared run): scripts/gpu.sh, see bench/gpu.py --help.
@@ -34,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     transport.add_args(p)
     p = sub.add_parser("pipeline", help="paced end-to-end stream run, per-stage breakdown", description=pipeline.__doc__, formatter_class=fmt)
     pipeline.add_args(p)
+    from . import streams
+
+    p = sub.add_parser("streams", help="many camera streams, one batched model: p99 and processed ratio vs N", description=streams.__doc__, formatter_class=fmt)
+    streams.add_args(p)
     p = sub.add_parser("plot", help="re-render Markdown + PNG from a JSON report")
     p.add_argument("report", type=Path, help="a JSON written by icf-bench or bench/gpu.py")
     p.add_argument("--out", type=Path, default=None, help="folder for the outputs (default: beside the JSON)")
@@ -64,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         run(args)
     elif args.command == "pipeline":
         from .pipeline import run
+
+        run(args)
+    elif args.command == "streams":
+        from .streams import run
 
         run(args)
     else:

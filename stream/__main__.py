@@ -5,6 +5,7 @@ built-in synthetic scene, over a ZeroMQ pipeline (one process or many).
     icf-stream live --camera 0 --mic default --weights weights/icf-lite-synthavs.safetensors
     icf-stream run --video clip.mp4 --publish tcp://127.0.0.1:5556 --record out/clip-overlay.mp4
     icf-stream devices
+    icf-stream serve --streams 3                 # many cameras, one batched model (stream/serve_cli.py)
     icf-stream node --graph graph.json --node segmenter     # one part of a graph spread over machines
 """
 
@@ -97,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     _pipeline_args(r)
 
     sub.add_parser("devices", help="list cameras and microphones")
+
+    from . import serve_cli
+
+    sv = sub.add_parser("serve", help="many camera streams, one batched model (per-stream reports and masks)",
+                        description=serve_cli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve_cli.add_args(sv)
 
     n = sub.add_parser("node", help="run one node of a graph file (pipelines across machines; see stream/launch.py)")
     n.add_argument("--graph", required=True, metavar="FILE", help="graph JSON: pipeline config + endpoint of every link")
@@ -252,7 +259,9 @@ def cmd_node(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
-    handlers = {"demo": cmd_demo, "live": cmd_live, "run": cmd_run, "devices": cmd_devices, "node": cmd_node}
+    from .serve_cli import cmd_serve
+
+    handlers = {"demo": cmd_demo, "live": cmd_live, "run": cmd_run, "devices": cmd_devices, "node": cmd_node, "serve": cmd_serve}
     return handlers[args.command](args)
 
 

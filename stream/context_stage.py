@@ -24,6 +24,7 @@ from .dispatch import Dispatcher
 from .metrics import Gauge
 from .options import ContextOptions
 from .protocol import encode, forward, ints_ok, stamps
+from .shm_link import ShmReceiver
 from .stage import Stage, StageEnv, StageError
 from .transport import close_socket, open_socket, recv_packet, stamp
 from .worker import ResultSender, WorkerCore
@@ -51,6 +52,7 @@ class ContextStage(Stage):
         # sockets and the inline worker are opened in open(); close() and report() run even if it failed
         self.vsub = self.asub = self.router = self.sender = None
         self.core: WorkerCore | None = None
+        self.shm: ShmReceiver | None = None
         self.ring = AudioRing()
         self.keeper: ContextKeeper | None = None
         self.jobs = Dispatcher(o.workers, int(o.job_timeout_s * 1e9))
@@ -64,6 +66,7 @@ class ContextStage(Stage):
         self.asub = open_socket(ctx, zmq.SUB, ep, "audio", bind=False, hwm=1000, frames=False)
         for s in (self.vsub, self.asub):
             s.setsockopt(zmq.SUBSCRIBE, b"")
+        self.shm = ShmReceiver() if ep.extra.get("shm") else None  # frames by shared memory (stream/shm_link.py)
         self.poller = zmq.Poller()
         if o.inline:
             self.core = WorkerCore(o.inline, 0, o.top_k)
@@ -111,6 +114,8 @@ class ContextStage(Stage):
                     continue
                 self.eos_header = self.eos_header or pkt.header
                 self.counters["eos_from_source"] = True
+                continue
+            if self.shm is not None and not self.shm.attach(pkt, self.counters):
                 continue
             image = pkt.arrays.get("image")
             if image is None or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape \
@@ -174,6 +179,11 @@ class ContextStage(Stage):
     # ---- output ----
     def _dispatch(self) -> None:
         pkt = self.latest
+        forwarded = ("gt_mask",) if self.core is not None and not self.sender.send_image else ("gt_mask", "image")
+        if self.shm is not None and not self.shm.materialize(pkt, forwarded, self.counters):
+            self.latest = None  # its slot was reused: newer frames overwrote it (counted as superseded too)
+            self.counters["superseded"] += 1
+            return
         pts = pkt.header["pts_ns"]
         end = self.ring.sample_at(pts)
         if self.audio_seen and self.ring.end < end and stamp() - pkt.header["t"]["ctx_recv"] < self.audio_wait_ns:
@@ -216,6 +226,8 @@ class ContextStage(Stage):
         arrays["image"] = pkt.arrays["image"]
         try:
             outcome = self.core.run(arrays, t)
+            if self.shm is not None and not self.shm.still_valid(pkt, self.counters):
+                raise RuntimeError("the frame's shared-memory slot was reused while the model read it")
             ft, st = outcome[2]
             self.keeper.record(head["pts_ns"], ft, st)
         except Exception as exc:  # noqa: BLE001 - a failing frame costs that frame, not the stream
@@ -280,6 +292,8 @@ class ContextStage(Stage):
     def close(self) -> None:
         for sock in (self.vsub, self.asub, self.router):
             close_socket(sock, self.env.abort)
+        if self.shm is not None:
+            self.shm.close()
         if self.sender is not None:
             self.sender.close()
         if self.core is not None:

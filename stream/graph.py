@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .options import OptionsError, options_class
+from .shm_link import DEFAULT_SLOTS
+from .shm_link import wanted as shm_wanted
 from .transport import Endpoints, Security, make_endpoints
 
 
@@ -36,6 +38,7 @@ class PipelineConfig:
     display: bool = False
     seconds: float | None = None  # graceful stop after this long (None: until the source ends)
     hwm: int = 4
+    shm: str = "auto"  # frames source -> segmenter by shared memory: on | off | auto (on for ipc)
     stream_id: str = "cam0"
     sink: dict[str, Any] = field(default_factory=dict)  # extra SinkStage options
     context: dict[str, Any] = field(default_factory=dict)  # extra ContextStage options
@@ -92,7 +95,11 @@ def endpoints_for(cfg: PipelineConfig, run_dir: str) -> Endpoints:
     security = Security.generate() if cfg.curve else None
     if cfg.curve and cfg.transport != "tcp":
         raise PipelineError("--curve applies to tcp links; use --transport tcp")
-    return Endpoints(addresses=addrs, security=security, hwm=cfg.hwm)
+    try:
+        extra = {"shm": {"slots": DEFAULT_SLOTS}} if shm_wanted(cfg.shm, cfg.transport) else {}
+    except ValueError as exc:
+        raise PipelineError(str(exc)) from None
+    return Endpoints(addresses=addrs, security=security, hwm=cfg.hwm, extra=extra)
 
 
 class Signals:

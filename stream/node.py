@@ -28,6 +28,7 @@ STAGE_CLASSES = {
     ("source", "live"): ("live", "LiveSource"),
     ("context", None): ("context_stage", "ContextStage"),
     ("worker", None): ("worker", "WorkerStage"),
+    ("multi", None): ("multistream", "MultiSegmenterStage"),  # many streams, one model
     ("sink", None): ("sink", "SinkStage"),
 }
 

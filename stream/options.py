@@ -60,7 +60,7 @@ def _coerce(stage: str, name: str, value: Any, hint: Any) -> Any:
         if type(None) in getattr(hint, "__args__", ()):
             return None
         raise OptionsError(f"{stage}: option {name} may not be None")
-    kinds = [k for k in (bool, int, float, str, dict) if k in getattr(hint, "__args__", (hint,))]
+    kinds = [k for k in (bool, int, float, str, dict, list) if k in getattr(hint, "__args__", (hint,))]
     if isinstance(value, bool) and bool not in kinds:
         raise OptionsError(f"{stage}: option {name}={value!r} must be {text}")
     if str in kinds and isinstance(value, os.PathLike):
@@ -72,7 +72,7 @@ def _coerce(stage: str, name: str, value: Any, hint: Any) -> Any:
             return value
         if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        if kind in (str, dict) and isinstance(value, kind):
+        if kind in (str, dict, list) and isinstance(value, kind):
             return value
     if int in kinds and isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)
@@ -199,8 +199,27 @@ class SinkOptions(StageOptions):
         self._require(self.eos_timeout_s > 0, "eos_timeout_s", "must be > 0")
 
 
+@dataclass(frozen=True)
+class MultiOptions(StageOptions):
+    stage: ClassVar[str] = "multi"
+    streams: list | None = None  # [{"stream_id", "endpoints"}] one lane per stream (required)
+    backend: dict | None = None  # batched backend spec (stream/multistream.py; required)
+    max_batch: int | None = None  # cap on frames per step (default: the largest batch size the backend has)
+    deadline_ms: float = 5.0  # longest a ready frame waits for the other streams
+    audio_wait_ms: float = 30.0
+    send_image: bool = False
+    top_k: int = 3
+
+    def check(self) -> None:
+        self._require(self.streams is None or isinstance(self.streams, list), "streams", "must be a list of streams")
+        self._require(isinstance(self.backend, dict), "backend", "must be a backend spec (see stream.multistream)")
+        self._require(self.max_batch is None or self.max_batch >= 1, "max_batch", "must be >= 1")
+        self._require(self.deadline_ms >= 0 and self.audio_wait_ms >= 0, "deadline_ms", "waits must be >= 0")
+
+
 SOURCES: dict[str, type[SourceOptions]] = {"synthetic": SyntheticOptions, "file": FileOptions, "live": LiveOptions}
-STAGES: dict[str, type[StageOptions]] = {"context": ContextOptions, "worker": WorkerOptions, "sink": SinkOptions}
+STAGES: dict[str, type[StageOptions]] = {"context": ContextOptions, "worker": WorkerOptions, "sink": SinkOptions,
+                                          "multi": MultiOptions}
 
 
 def options_class(spec: dict[str, Any]) -> type[StageOptions]:

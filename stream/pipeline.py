@@ -36,7 +36,7 @@ def run_pipeline(config: PipelineConfig | dict[str, Any]) -> dict[str, Any]:
     cfg = config if isinstance(config, PipelineConfig) else PipelineConfig(**config)
     if cfg.workers < 1:
         raise PipelineError("workers must be >= 1")
-    _sweep_run_dirs()
+    sweep_run_dirs()
     # short: ipc paths must fit sockaddr_un (~107 bytes); the pid lets a later run clean up after
     # a supervisor that was killed (SIGKILL runs no finally)
     run_dir = tempfile.mkdtemp(prefix=f"icf-{os.getpid()}-", dir="/tmp")
@@ -53,7 +53,7 @@ def run_pipeline(config: PipelineConfig | dict[str, Any]) -> dict[str, Any]:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _sweep_run_dirs() -> None:
+def sweep_run_dirs() -> None:
     """Removes the socket folders of supervisors that no longer exist."""
     for path in Path("/tmp").glob("icf-*-*"):
         pid = path.name.split("-")[1]
@@ -125,11 +125,11 @@ def _run_processes(cfg: PipelineConfig, endpoints: Endpoints, specs: dict) -> tu
                 for p in procs.values():
                     p.join(timeout=5)
                 abort.set()
-            _reap(procs)
+            reap(procs)
     return reports, errors
 
 
-def _reap(procs: dict[str, Any]) -> None:
+def reap(procs: dict[str, Any]) -> None:
     """Every child is gone when this returns: join, then terminate, then kill."""
     for p in procs.values():
         p.join(timeout=5)

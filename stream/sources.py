@@ -20,6 +20,7 @@ from engine.spec import SAMPLE_RATE
 
 from .options import FileOptions, SourceOptions, SyntheticOptions
 from .protocol import encode
+from .shm_link import ShmSender
 from .stage import Stage, StageEnv, StageError, sleep_until, warn
 from .transport import close_socket, open_socket, stamp, wait_subscribers
 
@@ -39,6 +40,8 @@ class AVOutput:
         self.video_seq = 0
         self.audio_seq = 0
         self.audio_samples = 0
+        shm = env.endpoints.extra.get("shm")  # same-host links: frames through a shared-memory ring
+        self.shm = ShmSender(shm) if video and shm else None
 
     def wait_ready(self, video_subs: int, audio_subs: int, timeout_s: float = 10.0) -> None:
         """Waits for ``go`` (every stage open), then for the subscribers to be connected, so frame 0
@@ -58,6 +61,8 @@ class AVOutput:
         arrays = {"image": image, **(extras or {})}
         head = {"stream": self.stream, "seq": seq, "capture_ns": capture_ns, "pts_ns": int(pts_ns), "format": "rgb24",
                 "t": {"capture": capture_ns, "src_send": stamp()}}
+        if self.shm is not None:
+            head, arrays = self.shm.pack(head, arrays)
         # PUB never blocks: at the high-water mark the message is dropped and the receiver sees
         # the gap in seq (counted there). That is the newest-frame-wins policy at this hop.
         self.video.send_multipart(encode("frame", head, arrays), copy=False)
@@ -94,6 +99,8 @@ class AVOutput:
     def close(self) -> None:
         for sock in (self.video, self.audio):
             close_socket(sock, self.env.abort)
+        if self.shm is not None:
+            self.shm.close()
 
 
 class _PacedSource(Stage):
