@@ -26,7 +26,8 @@ from torch.nn import functional as F
 class ChannelCorrelation(nn.Module):
     """items [B, N, D] with valid [B, N] (1 = real item) -> descriptor [B, D].
 
-    energy = K^T Q / n over valid items ([B, D, D], channel-to-channel), attention over channels,
+    energy = K^T Q / n over valid items ([B, D, D], channel-to-channel; unscaled, as DANet's channel
+    attention: a 1/sqrt(D) scale leaves it near uniform and its projections near gradient-free),
     items + gamma * mixed, masked mean, LayerNorm. Static shapes; invalid items contribute nothing."""
 
     def __init__(self, *, width: int) -> None:
@@ -35,13 +36,12 @@ class ChannelCorrelation(nn.Module):
         self.k = nn.Linear(width, width)
         self.gamma = nn.Parameter(torch.tensor(0.5))
         self.norm = nn.LayerNorm(width)
-        self.scale = 1.0 / math.sqrt(width)
 
     def forward(self, items: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         w = valid[..., None].to(items.dtype)
         n = w.sum(1).clamp_min(1.0)  # [B, 1]
         q, k = self.q(items) * w, self.k(items) * w
-        energy = torch.matmul(k.transpose(1, 2), q) * (self.scale / n[..., None])  # [B, D, D]
+        energy = torch.matmul(k.transpose(1, 2), q) / n[..., None]  # [B, D, D]
         mixed = torch.matmul(items, torch.softmax(energy, dim=-1))  # each channel: a mix of correlated ones
         y = items + self.gamma * mixed
         return self.norm((y * w).sum(1) / n)
