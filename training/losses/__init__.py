@@ -2,7 +2,7 @@
 
 from .cdcl import CDCL, diagonal_entropy, diagonal_gaussian, pool_region, w2_diagonal, w2_full
 from .contrastive import info_nce, negative_weights
-from .sc import Counterfactuals, SemanticCounterfactual, ZDenoiser
+from .sc import Counterfactuals, SemanticCounterfactual, ZDenoiser, orthogonal_mix
 from .segmentation import bce_dice, ce_dice, concept_loss, dice_loss, focal_binary
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "focal_binary",
     "info_nce",
     "negative_weights",
+    "orthogonal_mix",
     "pool_region",
     "w2_diagonal",
     "w2_full",

@@ -79,7 +79,7 @@ class CDCL(nn.Module):
         if distance not in DISTANCES:
             raise ValueError(f"CDCL distance '{distance}' must be one of {DISTANCES}")
         self.weights = {p: float(weights.get(p, 0.0)) for p in PAIRS}
-        self.temperature, self.distance, self.gamma = temperature, distance, gamma
+        self.temperature, self.distance, self.gamma, self.dim = temperature, distance, gamma, dim
         self.visual = _head(width, dim)
         self.audio = _head(width, dim)
         self.text = nn.Linear(width, dim)
@@ -113,7 +113,7 @@ class CDCL(nn.Module):
         N = B * frames, frame-major per clip; anchor [N] bool: frames with a sounding object in view;
         pool [B, k_c, frames, D] counterfactual texts with strength [B, k_c]; audio_text [N, n_a]
         audio-text match logits; labels [N, K] with known [N]. Returns (weighted sum, parts)."""
-        n, p = len(visual), self.visual[-1].out_features
+        n, p = len(visual), self.dim
         b = n // frames
         if self.distance == "feature":  # every frame its own 'clip' of one sample
             frames, b = 1, n

@@ -46,6 +46,16 @@ class ZDenoiser(nn.Module):
         return self.net(self.inp(torch.cat([z_t, cond], dim=-1)) + self.time(_time_embedding(t, 64)))
 
 
+def orthogonal_mix(z: torch.Tensor, noise: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+    """sqrt(1 - mix) u + sqrt(mix) r, rescaled to |z|: u = z / |z|, r = noise made orthogonal to u
+    (Gram-Schmidt) and normalised. z, noise [.., D]; mix broadcasts ([.., 1] per vector, or per feature).
+    With a per-vector mix the result has cos(result, z) = sqrt(1 - mix) exactly."""
+    norm = z.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    u = z / norm
+    r = F.normalize(noise - (noise * u).sum(-1, keepdim=True) * u, dim=-1)
+    return ((1 - mix).sqrt() * u + mix.sqrt() * r) * norm
+
+
 @dataclass
 class Counterfactuals:
     pool: torch.Tensor  # [B, k_c, T, D] counterfactual texts z*, in z's scale (no gradient)
@@ -102,14 +112,9 @@ class SemanticCounterfactual(nn.Module):
         c = cond.detach().float()[:, None].expand(b, s, t, d)
         ab = self.alpha_bar[self.start_step]
         z_sd = ab.sqrt() * x0[:, None] + (1 - ab).sqrt() * torch.randn(b, s, t, d, device=z.device)
-        norm = z_sd.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-        u = z_sd / norm
-        r = torch.randn_like(u)
-        r = F.normalize(r - (r * u).sum(-1, keepdim=True) * u, dim=-1)  # Gram-Schmidt against z_sd
         m = 1.0 - torch.rand(b, s, 1, 1, device=z.device)  # (0, 1] per sample
         feat = 0.5 + 0.5 * (1.0 - torch.rand(b, s, 1, d, device=z.device))  # (0.5, 1] per feature
-        mix = (self.strength * m * feat).clamp(max=1.0)
-        z_cf = ((1 - mix).sqrt() * u + mix.sqrt() * r) * norm
+        z_cf = orthogonal_mix(z_sd, torch.randn_like(z_sd), (self.strength * m * feat).clamp(max=1.0))
         both = self._denoise(torch.cat([z_cf, z_sd], dim=1), torch.cat([c, c], dim=1))
         z_star, z_hat = both[:, :s], both[:, s:]
         ortho = (z_star - z_hat).pow(2).mean() + self.l_z * F.cosine_similarity(z_star, z_hat, dim=-1).pow(2).mean()
