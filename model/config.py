@@ -49,8 +49,8 @@ class ICFConfig:
     # "legacy": the abstract-era bank mixture; only so checkpoints saved before it (no mit_mode in
     # their stored config, e.g. weights/icf-lite-synthavs) still load and run.
     mit_mode: str = "paper"
-    visual_texts: int = 16  # n_v implicit visual texts ("a video of [ ]"), shared by the granularities
-    audio_texts: int = 16  # n_a implicit audio texts ("an audio of [ ]")
+    visual_texts: int = 8  # n_v implicit visual texts ("a video of [ ]"), shared by the granularities
+    audio_texts: int = 8  # n_a implicit audio texts ("an audio of [ ]")
     text_tokens: int = 4  # k_t learnable token embeddings per implicit text
     text_topk: int = 3  # best-matching texts kept per granularity (and for the audio)
     frame_text: bool = True  # frame granularity: channel correlation over one frame's tokens

@@ -68,8 +68,7 @@ class ImplicitTexts(nn.Module):
         stored constants with the result. Returns (visual [n_v, E], audio [n_a, E])."""
         from .text_encoder import AUDIO_TEMPLATE, VISUAL_TEMPLATE
 
-        vis = encoder.encode(self.tokens_visual, VISUAL_TEMPLATE)
-        aud = encoder.encode(self.tokens_audio, AUDIO_TEMPLATE)
+        vis, aud = encoder.encode_many([(self.tokens_visual, VISUAL_TEMPLATE), (self.tokens_audio, AUDIO_TEMPLATE)])
         with torch.no_grad():
             self.visual_texts.copy_(vis.detach())
             self.audio_texts.copy_(aud.detach())

@@ -59,17 +59,27 @@ class FrozenTextEncoder(nn.Module):
         return self.word_embeddings[torch.tensor(ids)].detach().clone()
 
     def encode(self, tokens: torch.Tensor, template: str) -> torch.Tensor:
-        n, k_t, _ = tokens.shape
-        prompt = template.format(" ".join([PLACEHOLDER] * k_t))
-        enc = self.tokenizer(prompt, return_tensors="pt")
-        ids = enc["input_ids"].to(tokens.device)
-        slots = _placeholder_slots(ids[0], self.tokenizer.convert_tokens_to_ids(PLACEHOLDER), k_t)
-        embeds = self.bert.embeddings.word_embeddings(ids).expand(n, -1, -1).clone()
-        embeds[:, slots] = tokens.to(embeds.dtype)
-        mask = enc["attention_mask"].to(tokens.device).expand(n, -1)
+        return self.encode_many([(tokens, template)])[0]
+
+    def encode_many(self, groups: list[tuple[torch.Tensor, str]]) -> list[torch.Tensor]:
+        """Several (tokens, template) groups in ONE encoder call (their prompts must tokenise to the
+        same length, as "a video of [ ]" and "an audio of [ ]" do) -> one [n_i, 384] per group."""
+        embeds, masks = [], []
+        for tokens, template in groups:
+            n, k_t, _ = tokens.shape
+            enc = self.tokenizer(template.format(" ".join([PLACEHOLDER] * k_t)), return_tensors="pt")
+            ids = enc["input_ids"].to(tokens.device)
+            slots = _placeholder_slots(ids[0], self.tokenizer.convert_tokens_to_ids(PLACEHOLDER), k_t)
+            e = self.bert.embeddings.word_embeddings(ids).expand(n, -1, -1).clone()
+            e[:, slots] = tokens.to(e.dtype)
+            embeds.append(e)
+            masks.append(enc["attention_mask"].to(tokens.device).expand(n, -1))
+        if len({e.shape[1] for e in embeds}) > 1:
+            return [self.encode_many([g])[0] for g in groups]  # different lengths: one call each
+        embeds, mask = torch.cat(embeds), torch.cat(masks)
         hidden = self.bert(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
-        pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-        return F.normalize(pooled.float(), dim=-1)
+        pooled = F.normalize(((hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)).float(), dim=-1)
+        return list(pooled.split([len(t) for t, _ in groups]))
 
 
 def _placeholder_slots(ids: torch.Tensor, placeholder_id: int, k_t: int) -> torch.Tensor:
