@@ -30,8 +30,8 @@ from .config import ICFConfig
 from .context import ContextState, advance, initial_state
 from .decoder import FPNDecoder, MaskHead
 from .fusion import ConditionedAttention, FiLM, TextBridge
-from .logmel import LogMel
 from .implicit_text import ChannelCorrelation, ImplicitTexts, TextMatcher, TextOutput
+from .logmel import LogMel
 from .mit import FrameText, TemporalText
 from .text_bank import TextBank
 
