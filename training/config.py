@@ -61,6 +61,7 @@ class TrainConfig:
     focal_gamma: float = 2.0  # focal exponent
     w_concept: float = 0.2  # concept logits vs the heard classes (not in the paper; an arm of its own)
     text_encoder: bool = True  # paper MIT: learn the implicit-text tokens through the frozen MiniLM (`text` extra)
+    text_every: int = 1  # run the encoder (and teach the tokens) every N steps; between, the stored texts (CPU cost knob)
     sc: bool = True  # semantic counterfactuals: latent diffusion over z, L_cf, the counterfactual pool
     counterfactual_space: str = "continuous"  # continuous: CDCL's text negatives are the SC pool; none: other clips' z
     sc_samples: int = 16  # S counterfactuals drawn per clip
@@ -100,6 +101,8 @@ class TrainConfig:
             problems.append(f"cdcl_weights has unknown pair(s) {bad}; pairs are va, vt, at")
         if any(s % 32 for s in (*self.image_size, *self.effective_train_size)):
             problems.append(f"image_size {self.image_size} / train_size {self.train_size} must be multiples of 32")
+        if self.text_every < 1:
+            problems.append(f"text_every {self.text_every} must be >= 1")
         if self.steps < 1 or self.batch_size < 1 or self.frames < 1:
             problems.append("steps, batch_size and frames must be >= 1")
         if problems:

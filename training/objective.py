@@ -47,6 +47,7 @@ class TrainModule(nn.Module):
             raise ValueError("this network uses mit_mode 'legacy' (kept to run old checkpoints); train a paper-MIT network")
         width = mcfg.width
         self._encoder = None
+        self._calls = 0  # training forwards so far (text_every)
         if mcfg.mit and cfg.text_encoder:
             from model.text_encoder import load_text_encoder
 
@@ -72,9 +73,13 @@ class TrainModule(nn.Module):
         )
 
     def text_vectors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The implicit texts through the frozen encoder (gradient to the tokens), once per step."""
+        """The implicit texts through the frozen encoder (gradient to the tokens), once every
+        ``text_every`` training steps (1: every step, as the paper)."""
         if self._encoder is None or not self.training:
             return None
+        self._calls += 1
+        if (self._calls - 1) % self.cfg.text_every:
+            return None  # the stored texts (constants) this step; the tokens rest
         self._encoder.to(self.net.implicit.tokens_visual.device)
         return self.net.implicit.encode(self._encoder)
 

@@ -161,3 +161,14 @@ def test_sc_and_cdcl_leave_the_exported_graph_unchanged(tmp_path):
         graphs.append(_onnx_io(net, tmp_path / f"sc{on}.onnx"))
     assert graphs[0] == graphs[1]
     assert [n for n, _ in graphs[0][0]] == ["image", "audio", "frame_ring", "frame_valid", "segment_ring", "segment_valid"]
+
+
+@pytest.mark.skipif(not text_encoder_available(), reason="needs the `text` extra (frozen sentence encoder)")
+def test_text_every_runs_the_encoder_every_nth_training_step():
+    from training.config import TrainConfig
+    from training.objective import TrainModule
+
+    module = TrainModule(tiny().train(), TrainConfig(model="icf-tiny", image_size=(64, 64), text_every=3, sc=False, cdcl=False))
+    ran = [module.text_vectors() is not None for _ in range(6)]
+    assert ran == [True, False, False, True, False, False]
+    assert module.eval().text_vectors() is None  # evaluation uses the stored texts
