@@ -7,9 +7,10 @@ versions; --smoke runs any of them end to end in seconds):
   transport  ZeroMQ inproc / ipc / tcp one-way latency and throughput, copy vs zero-copy
   pipeline   a paced end-to-end stream run with the stream's own per-stage metrics
   soak       a long run (default 10 min): memory of every process and p99 latency per minute, flat?
+  streams    N camera streams through one batched model: p99 and processed ratio against N
   plot       re-render Markdown + PNG from a JSON report (e.g. bench/gpu.py's from a GPU machine)
 
-GPU measurements (one prepared run): bench/gpu.sh, see bench/gpu.py --help.
+GPU measurements (one prepared run): scripts/gpu.sh, see bench/gpu.py --help.
 Numbers from a loaded machine are noisy: each report records the load average.
 """
 
@@ -37,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_args(p)
     p = sub.add_parser("soak", help="long run: memory and p99 flat over --minutes", description=soak.__doc__, formatter_class=fmt)
     soak.add_args(p)
+    from . import streams
+
+    p = sub.add_parser("streams", help="many camera streams, one batched model: p99 and processed ratio vs N", description=streams.__doc__, formatter_class=fmt)
+    streams.add_args(p)
     p = sub.add_parser("plot", help="re-render Markdown + PNG from a JSON report")
     p.add_argument("report", type=Path, help="a JSON written by icf-bench or bench/gpu.py")
     p.add_argument("--out", type=Path, default=None, help="folder for the outputs (default: beside the JSON)")
@@ -71,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         run(args)
     elif args.command == "soak":
         from .soak import run
+
+        run(args)
+    elif args.command == "streams":
+        from .streams import run
 
         run(args)
     else:

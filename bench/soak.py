@@ -120,11 +120,7 @@ def latency_by_minute(lines: list[dict]) -> list[dict]:
 
 def run(args: argparse.Namespace) -> dict:
     from stream import PipelineConfig, run_pipeline
-
-    try:
-        from stream.models import export_cached  # after the architecture refactor (issue 12)
-    except ImportError:
-        from stream.backend import export_cached
+    from stream.models import export_cached
 
     if args.smoke:
         args.minutes, args.null, args.sample_s = 0.25, True, 1.0

@@ -4,7 +4,11 @@ Folder: $ICF_ENGINE_CACHE, else ~/.cache/icf-avs/engines.
 - engines: ``<onnx sha256[:16]>-<precision>-trt<version>-<gpu>/<model>.plan`` (+ .json); the key is
   (ONNX sha256, precision, TensorRT version, GPU name) because a plan is only valid for exactly that;
 - one timing cache per (TensorRT version, GPU) shared by all builds, so rebuilds are faster;
-- ONNX exports of checkpoints: ``onnx/<checkpoint sha256[:16]>/<model>.onnx`` (+ .json).
+- ONNX exports of checkpoints: ``onnx/<checkpoint sha256[:16]>/<model>.onnx`` (+ .json), of registry
+  models (untrained, seeded): ``onnx/registry-<name>-seed<seed>/``;
+- AOTInductor packages: ``aoti/<checkpoint sha256[:16]>-<device>-<precision>-torch<version>-<gpu or cpu ISA>/<model>.pt2``
+  (+ .json): a package is only valid for that torch build and GPU / CPU vector ISA.
+``resolve(artifact, want)`` is the only place that maps checkpoint -> ONNX -> plan / package; runtime and stream call it.
 A file lock per entry makes concurrent processes (two streams starting together) build only once.
 """
 
@@ -14,11 +18,14 @@ import contextlib
 import fcntl
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from . import spec
+from .spec import ArtifactError
 
 log = logging.getLogger("icf.engine")
 
@@ -85,9 +92,9 @@ def get_or_build(onnx_path: str | Path, precision: str = "fp16", *, root: str | 
 
 def onnx_for_checkpoint(checkpoint: str | Path, *, root: str | Path | None = None) -> Path:
     """An exported, verified ONNX of a .safetensors checkpoint, exported on first use."""
-    from .export import export_checkpoint
-
     checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"weights file {checkpoint} not found")
     sha = spec.file_sha256(checkpoint)
     folder = (Path(root) if root else cache_dir()) / "onnx" / sha[:16]
     with _locked(folder):
@@ -96,4 +103,92 @@ def onnx_for_checkpoint(checkpoint: str | Path, *, root: str | Path | None = Non
                 log.info("ONNX cache hit: %s", existing)
                 return existing
         log.info("ONNX cache miss: exporting %s into %s", checkpoint, folder)
-        return export_checkpoint(checkpoint, folder)
+        return _export(["--weights", str(checkpoint)], folder, str(checkpoint))
+
+
+def onnx_for_model(name: str, *, seed: int = 0, root: str | Path | None = None) -> Path:
+    """An exported, verified ONNX of a registry model with seeded untrained weights (for trying a
+    pipeline), exported on first use; the key is (name, seed) and its weights are saved beside."""
+    folder = (Path(root) if root else cache_dir()) / "onnx" / f"registry-{name}-seed{seed}"
+    with _locked(folder):
+        for existing in sorted(folder.glob("*.onnx")):
+            if _valid(existing, ("onnx", "sha256")):
+                log.info("ONNX cache hit: %s", existing)
+                return existing
+        log.info("ONNX cache miss: exporting registry model %s into %s", name, folder)
+        return _export(["--model", name, "--seed", str(seed)], folder, f"registry model {name}")
+
+
+def _export(source: list[str], folder: Path, what: str) -> Path:
+    """``icf-engine export`` in a child process: the caller (a stream supervisor, an ONNX Runtime
+    service) never imports torch or model/, and a crash while exporting cannot take it down."""
+    print(f"icf-engine: exporting {what} to ONNX under {folder} (once; cached)", file=sys.stderr)
+    for stale in folder.glob("*.onnx"):  # a half-written or tampered export is replaced, not reused
+        stale.unlink()
+    repo = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p))
+    proc = subprocess.run([sys.executable, "-m", "engine", "export", *source, "--out", str(folder)],
+                          capture_output=True, text=True, env=env)
+    found = sorted(folder.glob("*.onnx"))
+    if proc.returncode != 0 or not found:
+        raise ArtifactError(f"icf-engine export failed for {what} (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    return found[0]
+
+
+def resolve(artifact: str | Path, want: str, *, precision: str = "fp16", device: str = "cpu") -> Path:
+    """The one place that turns what a user gave into what a backend loads.
+
+    ``want``: "onnx" (a checkpoint is exported once; an .onnx is itself) or "plan" (an ONNX, exported
+    from a checkpoint if need be, built once into a TensorRT plan for this GPU; a plan is itself) or
+    "package" (the checkpoint, or the one an .onnx records, compiled once into an AOTInductor .pt2 for
+    ``device``; a .pt2 is itself).
+    Everything goes through this cache: locked per entry, checked against its sidecar.
+    """
+    path = Path(artifact)
+    kind = path.suffix
+    if want == "onnx":
+        if kind == ".safetensors":
+            return onnx_for_checkpoint(path)
+        if kind == ".onnx":
+            return path
+    elif want == "plan":
+        if kind in (".plan", ".engine"):
+            return path
+        if kind in (".onnx", ".safetensors"):
+            return get_or_build(resolve(path, "onnx"), precision)
+    elif want == "package":
+        if kind == ".pt2":
+            return path
+        if kind in (".onnx", ".safetensors"):
+            return package_for(path, device, precision)
+    else:
+        raise ValueError(f"resolve: want 'onnx', 'plan' or 'package', not {want!r}")
+    raise ArtifactError(f"{path.name}: cannot make a .{want} from a '{kind}' artifact; give a .safetensors checkpoint or an .onnx")
+
+
+def package_key(checkpoint_sha256: str, device: str, precision: str, ident: dict[str, Any]) -> str:
+    from .trt_common import slug
+
+    target = ident.get("gpu_name") if device == "cuda" else f"{ident.get('cpu_arch')}-{ident.get('cpu_vec_isa') or 'scalar'}"
+    return f"{checkpoint_sha256[:16]}-{device}-{precision}-torch{slug(ident['torch_version'])}-{slug(str(target))}"
+
+
+def package_for(source: str | Path, device: str = "cpu", precision: str = "fp32", *, root: str | Path | None = None) -> Path:
+    """The cached AOTInductor package of a checkpoint (or of the checkpoint an .onnx records), compiled on first use."""
+    from .aoti_backend import verify_package
+    from .aoti_build import build_package, source_checkpoint
+    from .aoti_common import target_identity
+
+    ckpt = source_checkpoint(source)
+    ident = target_identity(device)
+    folder = (Path(root) if root else cache_dir()) / "aoti" / package_key(spec.file_sha256(ckpt), device, precision, ident)
+    with _locked(folder):
+        for existing in sorted(folder.glob("*.pt2")):
+            try:
+                verify_package(existing)  # sha256 + built-for checks; a stale or tampered entry is rebuilt
+                log.info("AOTInductor cache hit: %s", existing)
+                return existing
+            except (spec.ArtifactError, KeyError) as exc:
+                log.warning("AOTInductor cache entry %s is unusable (%s); rebuilding", existing, exc)
+        log.info("AOTInductor cache miss: compiling %s for %s %s into %s (minutes, once)", ckpt, device, precision, folder)
+        return build_package(ckpt, folder, device=device, precision=precision)

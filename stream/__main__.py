@@ -6,6 +6,7 @@ built-in synthetic scene, over a ZeroMQ pipeline (one process or many).
     icf-stream run --video clip.mp4 --publish tcp://127.0.0.1:5556 --record out/clip-overlay.mp4
     icf-stream devices
     icf-stream keys --out keys/              # CURVE key files: then --curve-keys keys/ (docs/protocol.md)
+    icf-stream serve --streams 3                 # many cameras, one batched model (stream/serve_cli.py)
     icf-stream node --graph graph.json --node segmenter     # one part of a graph spread over machines
 """
 
@@ -37,7 +38,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model (one of; default: the shipped weights)")
     m = g.add_mutually_exclusive_group()
     m.add_argument("--weights", metavar="CKPT", help="ICF checkpoint (.safetensors); exported to ONNX once through the engine (cached under out/engine/)")
-    m.add_argument("--engine", metavar="ARTIFACT", help="an engine artifact: .onnx (+ .json sidecar), .plan, or .safetensors")
+    m.add_argument("--engine", metavar="ARTIFACT", help="an engine artifact: .onnx (+ .json sidecar), .plan, .pt2 (AOTInductor), or .safetensors")
     m.add_argument("--model", metavar="NAME", help="registry model with untrained weights (icf-tiny, icf-lite): for trying the pipeline")
     g.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"),
                    help="engine backend (default auto: TensorRT / CUDA when present, else ONNX Runtime on the CPU)")
@@ -103,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("keys", help="make CURVE key files (for --curve-keys, graph files and subscribers)")
     k.add_argument("--out", default="keys", metavar="DIR", help="folder for the key files (default keys/)")
     k.add_argument("--force", action="store_true", help="replace keys already there")
+    from . import serve_cli
+
+    sv = sub.add_parser("serve", help="many camera streams, one batched model (per-stream reports and masks)",
+                        description=serve_cli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve_cli.add_args(sv)
 
     n = sub.add_parser("node", help="run one node of a graph file (pipelines across machines; see stream/launch.py)")
     n.add_argument("--graph", required=True, metavar="FILE", help="graph JSON: pipeline config + endpoint of every link")
@@ -113,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _backend_spec(args, cmd: str) -> dict:
-    from .backend import export_cached
+    from .models import export_cached
 
     # threads is an option of the CPU-capable backends; an explicit tensorrt backend refuses it
     options = {"threads": args.threads} if args.threads and args.backend in ("auto", "onnxruntime", "torch") else {}
@@ -275,7 +281,9 @@ def cmd_node(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
-    handlers = {"demo": cmd_demo, "live": cmd_live, "run": cmd_run, "devices": cmd_devices, "keys": cmd_keys, "node": cmd_node}
+    from .serve_cli import cmd_serve
+
+    handlers = {"demo": cmd_demo, "live": cmd_live, "run": cmd_run, "devices": cmd_devices, "node": cmd_node, "serve": cmd_serve, "keys": cmd_keys}
     return handlers[args.command](args)
 
 

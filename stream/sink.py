@@ -16,6 +16,7 @@ import numpy as np
 import zmq
 
 from .metrics import Gauge, Latencies, Rate
+from .options import SinkOptions
 from .outputs import Display, MaskStore, MetricsLog, Recorder, display_available, render_overlay
 from .protocol import RESYNC, History, encode, eos_ok, finite
 from .stage import Stage, StageEnv, StageError, warn
@@ -102,6 +103,13 @@ class SinkStage(Stage):
     reorder_timeout_ms, output_delay_ms (emulates a slow consumer, for tests), fps_hint, eos_timeout_s."""
 
     name = "sink"
+    Options = SinkOptions
+    options: SinkOptions
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.pull = self.asub = self.pub = None  # sockets and outputs are opened in open(); close() runs even if it failed
+        self.recorder = self.store = self.log = self.display = None
 
     def open(self, ctx: zmq.Context, env: StageEnv) -> None:
         super().open(ctx, env)
@@ -110,29 +118,27 @@ class SinkStage(Stage):
         self.pull = open_socket(ctx, zmq.PULL, ep, "results", bind=True)
         self.poller = zmq.Poller()
         self.poller.register(self.pull, zmq.POLLIN)
-        self.asub = None
-        try:  # the paths were checked before the run (pipeline.check_outputs); this names a late problem
-            self.recorder = Recorder(o["record"], fps_hint=int(o.get("fps_hint", 30))) if o.get("record") else None
+        try:  # the paths were checked before the run (graph.check_outputs); this names a late problem
+            self.recorder = Recorder(o.record, fps_hint=o.fps_hint) if o.record else None
         except ValueError as exc:
             raise StageError(f"cannot record: {exc}") from exc
         if self.recorder is not None:
             self.asub = open_socket(ctx, zmq.SUB, ep, "audio", bind=False, hwm=1000, frames=False)
             self.asub.setsockopt(zmq.SUBSCRIBE, b"")
             self.poller.register(self.asub, zmq.POLLIN)
-        self.pub = open_socket(ctx, zmq.PUB, ep, "masks", bind=True, hwm=int(o.get("publish_hwm", 8))) if o.get("publish") else None
-        self.store = MaskStore(o["masks"]) if o.get("masks") else None
-        self.log = MetricsLog(o["metrics"]) if o.get("metrics") else None
-        self.display = None
-        if o.get("display"):
+        self.pub = open_socket(ctx, zmq.PUB, ep, "masks", bind=True, hwm=o.publish_hwm) if o.publish else None
+        self.store = MaskStore(o.masks) if o.masks else None
+        self.log = MetricsLog(o.metrics) if o.metrics else None
+        if o.display:
             why = display_available()
             if why:
                 warn(f"no window: {why}")
             else:
                 self.display = Display()
         self.history = History()
-        self.reorder = ReorderBuffer(int(o.get("reorder_size", 16)), float(o.get("reorder_timeout_ms", 500)))
-        self.max_age_ns = int(float(o.get("max_age_ms", 500)) * 1e6)
-        self.delay_s = float(o.get("output_delay_ms", 0)) / 1000
+        self.reorder = ReorderBuffer(o.reorder_size, o.reorder_timeout_ms)
+        self.max_age_ns = int(o.max_age_ms * 1e6)
+        self.delay_s = o.output_delay_ms / 1000
         self.lat = Latencies()
         self.rate = Rate()
         self.recent: deque[int] = deque(maxlen=64)
@@ -225,7 +231,7 @@ class SinkStage(Stage):
         now = stamp()
         done = self.eos is not None and self.received >= int(self.eos.get("dispatched", 0))
         if self.eos is not None and self.eos_deadline is None:
-            self.eos_deadline = now + int(float(self.options.get("eos_timeout_s", 10)) * 1e9)
+            self.eos_deadline = now + int(self.options.eos_timeout_s * 1e9)
         timed_out = self.eos_deadline is not None and now > self.eos_deadline
         ready = self.reorder.pop_ready(now, flush=done or timed_out)
         for i, pkt in enumerate(ready):
@@ -236,7 +242,7 @@ class SinkStage(Stage):
                 continue
             self._deliver(pkt)
         if self.env.stop.is_set() and self.eos is None and self.eos_deadline is None:
-            self.eos_deadline = now + int(float(self.options.get("eos_timeout_s", 10)) * 1e9)
+            self.eos_deadline = now + int(self.options.eos_timeout_s * 1e9)
         return not (done or timed_out)
 
     def report(self) -> dict[str, Any]:
@@ -266,7 +272,7 @@ class SinkStage(Stage):
         return rep
 
     def close(self) -> None:
-        if not hasattr(self, "pull"):
+        if self.pull is None:
             return
         for out in (self.recorder, self.store, self.log, self.display):
             if out is not None:

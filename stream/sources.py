@@ -16,12 +16,15 @@ from typing import Any
 import numpy as np
 import zmq
 
+from engine.spec import SAMPLE_RATE
+
 from .metrics import Histogram
+from .options import FileOptions, SourceOptions, SyntheticOptions
 from .protocol import MAX_HEADER_BYTES, MIN_SIDE, encode
+from .shm_link import ShmSender
 from .stage import Stage, StageEnv, StageError, sleep_until, warn
 from .transport import close_socket, open_socket, stamp, wait_subscribers
 
-SAMPLE_RATE = 16_000
 AUDIO_AHEAD_NS = 50_000_000  # recorded media: audio is published this far ahead of the frame just sent
 
 
@@ -55,6 +58,8 @@ class AVOutput:
         self.video_seq = 0
         self.audio_seq = 0
         self.audio_samples = 0
+        shm = env.endpoints.extra.get("shm")  # same-host links: frames through a shared-memory ring
+        self.shm = ShmSender(shm) if video and shm else None
 
     def wait_ready(self, video_subs: int, audio_subs: int, timeout_s: float = 10.0) -> None:
         """Waits for ``go`` (every stage open), then for the subscribers to be connected, so frame 0
@@ -77,6 +82,8 @@ class AVOutput:
         arrays = {"image": image, **(extras or {})}
         head = {"stream": self.stream, "seq": seq, "capture_ns": capture_ns, "pts_ns": int(pts_ns), "format": "rgb24",
                 "t": {"capture": capture_ns, "src_send": stamp()}}
+        if self.shm is not None:
+            head, arrays = self.shm.pack(head, arrays)
         # PUB never blocks: at the high-water mark the message is dropped and the receiver sees
         # the gap in seq (counted there). That is the newest-frame-wins policy at this hop.
         self.video.send_multipart(encode("frame", head, arrays), copy=False)
@@ -114,16 +121,26 @@ class AVOutput:
     def close(self) -> None:
         for sock in (self.video, self.audio):
             close_socket(sock, self.env.abort)
+        if self.shm is not None:
+            self.shm.close()
 
 
 class _PacedSource(Stage):
     """Shared pacing: frame at pts p is released at start + p (real time) or at once (fast)."""
 
+    options: SourceOptions
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.out: AVOutput | None = None  # set in open(); close() runs even when open() failed
+        self.ended = False
+        self.lateness = Histogram()  # bounded: a list grew by 2.6 million floats a day
+
     def _start(self, env: StageEnv, video_subs: int, audio_subs: int) -> None:
-        self.out.wait_ready(video_subs, audio_subs, float(self.options.get("subscriber_timeout_s", 10)))
+        self.out.wait_ready(video_subs, audio_subs, self.options.subscriber_timeout_s)
         self.t0 = stamp()
-        self.realtime = self.options.get("pace", "realtime") == "realtime"
-        self.limit_s = self.options.get("seconds")
+        self.realtime = self.options.pace == "realtime"
+        self.limit_s = self.options.seconds
 
     def _release(self, pts_ns: int) -> int | None:
         """Waits until the frame is due; returns capture_ns or None when asked to stop."""
@@ -144,7 +161,7 @@ class _PacedSource(Stage):
         return False
 
     def close(self) -> None:
-        if getattr(self, "out", None) is not None:
+        if self.out is not None:
             if not self.ended:
                 self._finish("closed")
             self.out.close()
@@ -159,6 +176,7 @@ class SyntheticSource(_PacedSource):
     video_subs / audio_subs (subscribers to wait for before frame 0)."""
 
     name = "source.synthetic"
+    Options = SyntheticOptions
 
     def open(self, ctx: zmq.Context, env: StageEnv) -> None:
         super().open(ctx, env)
@@ -167,16 +185,13 @@ class SyntheticSource(_PacedSource):
         except ImportError as exc:
             raise StageError(f"the synthetic source needs the synthavs package ({exc})") from exc
         o = self.options
-        self.fps = int(o.get("fps", 30))
-        cfg = SceneConfig(width=int(o.get("width", 640)), height=int(o.get("height", 480)), fps=self.fps,
-                          mode=o.get("mode", "single"), seed=int(o.get("seed", 0)))
+        self.fps = o.fps
+        cfg = SceneConfig(width=o.width, height=o.height, fps=o.fps, mode=o.mode, seed=o.seed)
         self.gen = SceneGenerator(cfg)
-        self.frames = self.gen.stream(o.get("seconds"))
+        self.frames = self.gen.stream(o.seconds)
         self.out = AVOutput(ctx, env)
-        self.ended = False
-        self.lateness = Histogram()  # bounded: a list grew by 2.6 million floats a day
         self.sent_until = 0  # audio samples published so far
-        self._start(env, int(o.get("video_subs", 1)), int(o.get("audio_subs", 1)))
+        self._start(env, o.video_subs, o.audio_subs)
 
     def process(self) -> bool:
         if self.env.stop.is_set():
@@ -213,6 +228,11 @@ class FileSource(_PacedSource):
     pace (realtime | fast), seconds (stop after this much media time), video_subs, audio_subs."""
 
     name = "source.file"
+    Options = FileOptions
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.vcont = self.acont = None  # containers, opened in open()
 
     def open(self, ctx: zmq.Context, env: StageEnv) -> None:
         super().open(ctx, env)
@@ -220,13 +240,13 @@ class FileSource(_PacedSource):
 
         self.av = av
         o = self.options
-        self.path = Path(o["video"])
+        self.path = Path(o.video)
         self.vcont = self._open_container(self.path)
         if not self.vcont.streams.video:
             raise StageError(f"'{self.path}' has no video stream")
         self.vframes = self.vcont.decode(video=0)
         self.acont = None
-        audio_path = Path(o["audio"]) if o.get("audio") else self.path
+        audio_path = Path(o.audio) if o.audio else self.path
         cont = self._open_container(audio_path)  # a second demuxer: audio is read ahead of video
         if cont.streams.audio:
             self.acont = cont
@@ -239,10 +259,8 @@ class FileSource(_PacedSource):
         self.audio_skip = 0  # samples of skipped (undecodable) packets not yet accounted for
         self.audio_done = self.acont is None
         self.out = AVOutput(ctx, env)
-        self.ended = False
-        self.lateness = Histogram()  # bounded: a list grew by 2.6 million floats a day
         self.pts0: float | None = None
-        self._start(env, int(o.get("video_subs", 1)), int(o.get("audio_subs", 1)))
+        self._start(env, o.video_subs, o.audio_subs)
 
     def _open_container(self, path: Path):
         if not path.is_file():
@@ -324,18 +342,6 @@ class FileSource(_PacedSource):
 
     def close(self) -> None:
         super().close()
-        for cont in (getattr(self, "vcont", None), getattr(self, "acont", None)):
+        for cont in (self.vcont, self.acont):
             if cont is not None:
                 cont.close()
-
-
-def make_source(kind: str, options: dict[str, Any]) -> Stage:
-    if kind == "synthetic":
-        return SyntheticSource(**options)
-    if kind == "file":
-        return FileSource(**options)
-    if kind == "live":
-        from .live import LiveSource
-
-        return LiveSource(**options)
-    raise ValueError(f"unknown source kind '{kind}' (synthetic, file, live)")

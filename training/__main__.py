@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         _parser().error(f"unrecognised arguments: {' '.join(extra)}")
     try:
         if args.command == "synth":
-            from .synth import run_synth
+            from .synth_to_disk import run_synth
 
             root = run_synth(
                 args.out, fmt=args.format, mode=args.mode, seed=args.seed, count=args.count, bias=args.bias, width=args.width,
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result, indent=2))
         else:
             from .evaluate import evaluate_spec, format_table, write_json
-            from .runtime import pick_device
+            from .run_setup import pick_device
 
             device = pick_device(args.device)
             rows = [

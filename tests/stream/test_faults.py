@@ -11,12 +11,8 @@ import pytest
 import zmq
 
 from stream.context import ContextKeeper
+from stream.context_stage import ContextStage
 from stream.protocol import RESYNC, encode, finite
-
-try:
-    from stream.context_stage import ContextStage  # its name after the architecture refactor (issue 12)
-except ImportError:
-    from stream.segmenter import ContextStage
 
 from .test_fuzz import Harness, frame
 

@@ -121,7 +121,7 @@ def test_recording_onto_the_input_is_refused(media, tmp_path):
     """14.10: --record onto the input file destroyed it (12 MB -> 85 KB): same inode is refused,
     also through another name (a hard link), before anything starts."""
     from stream import PipelineConfig, run_pipeline
-    from stream.pipeline import PipelineError
+    from stream.graph import PipelineError
 
     video = tmp_path / "in.mp4"
     video.write_bytes(media["av"].read_bytes())

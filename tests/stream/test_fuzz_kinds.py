@@ -20,12 +20,8 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stream.context_stage import ContextStage
 from stream.protocol import KINDS, RESYNC, encode
-
-try:
-    from stream.context_stage import ContextStage  # its name after the architecture refactor (issue 12)
-except ImportError:
-    from stream.segmenter import ContextStage
 from stream.sink import SinkStage
 from stream.stage import StageEnv, run_stage
 from stream.transport import Endpoints, make_endpoints
