@@ -6,6 +6,7 @@ versions; --smoke runs any of them end to end in seconds):
   baseline   the same frames through an AVSBench-style eager network vs our backends (ratios)
   transport  ZeroMQ inproc / ipc / tcp one-way latency and throughput, copy vs zero-copy
   pipeline   a paced end-to-end stream run with the stream's own per-stage metrics
+  soak       a long run (default 10 min): memory of every process and p99 latency per minute, flat?
   streams    N camera streams through one batched model: p99 and processed ratio against N
   plot       re-render Markdown + PNG from a JSON report (e.g. bench/gpu.py's from a GPU machine)
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import modelbench, pipeline, transport
+    from . import modelbench, pipeline, soak, transport
 
     ap = argparse.ArgumentParser(prog="icf-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -35,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     transport.add_args(p)
     p = sub.add_parser("pipeline", help="paced end-to-end stream run, per-stage breakdown", description=pipeline.__doc__, formatter_class=fmt)
     pipeline.add_args(p)
+    p = sub.add_parser("soak", help="long run: memory and p99 flat over --minutes", description=soak.__doc__, formatter_class=fmt)
+    soak.add_args(p)
     from . import streams
 
     p = sub.add_parser("streams", help="many camera streams, one batched model: p99 and processed ratio vs N", description=streams.__doc__, formatter_class=fmt)
@@ -69,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         run(args)
     elif args.command == "pipeline":
         from .pipeline import run
+
+        run(args)
+    elif args.command == "soak":
+        from .soak import run
 
         run(args)
     elif args.command == "streams":

@@ -26,6 +26,8 @@ EPILOG = "Artifacts carry a sidecar JSON (same stem) that the runtime reads; see
 def _export(args: argparse.Namespace) -> int:
     from .export import export_checkpoint, export_model
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a file; give a folder (the export writes NAME.onnx + NAME.json into it)")
     kw = dict(opset=args.opset, exporter=args.exporter, tol=args.tol)
     if args.stem:
         kw["stem"] = args.stem
@@ -141,7 +143,9 @@ def _info(args: argparse.Namespace) -> int:
                     from .aoti_common import check_package_compatible
 
                     check_package_compatible(doc, str(path))
-            integrity = "OK (sha256 and I/O match the sidecar)"
+            integrity = ("OK (sha256 and I/O match the sidecar; the sidecar's content digest matches)" if spec.DIGEST_KEY in doc else
+                         "PARTIAL: sha256 and I/O match the sidecar, but the sidecar carries no content digest "
+                         "(exported before digests were recorded), so its names and normalisation are unverified; re-export")
         except spec.ArtifactError as exc:
             integrity = f"FAILED: {exc}"
     if args.json:
@@ -241,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (spec.ArtifactError, TensorRTUnavailable, FileNotFoundError, ValueError, KeyError) as exc:
         print(f"icf-engine {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path that is a file where a folder is wanted, no permission, a full disk
+        print(f"icf-engine {args.command}: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
         return 2
 
 

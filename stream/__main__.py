@@ -5,6 +5,7 @@ built-in synthetic scene, over a ZeroMQ pipeline (one process or many).
     icf-stream live --camera 0 --mic default --weights weights/icf-lite-synthavs.safetensors
     icf-stream run --video clip.mp4 --publish tcp://127.0.0.1:5556 --record out/clip-overlay.mp4
     icf-stream devices
+    icf-stream keys --out keys/              # CURVE key files: then --curve-keys keys/ (docs/protocol.md)
     icf-stream serve --streams 3                 # many cameras, one batched model (stream/serve_cli.py)
     icf-stream node --graph graph.json --node segmenter     # one part of a graph spread over machines
 """
@@ -53,6 +54,7 @@ def _pipeline_args(p: argparse.ArgumentParser, *, display: bool = True) -> None:
     g.add_argument("--workers", type=int, default=1, help="segmenter workers (default 1)")
     g.add_argument("--host", default="127.0.0.1", help="tcp bind/connect host (default loopback)")
     g.add_argument("--curve", action="store_true", help="encrypt tcp links with CURVE (ephemeral keys)")
+    g.add_argument("--curve-keys", metavar="DIR", help="encrypt tcp links and --publish with the keys made by `icf-stream keys`")
     g.add_argument("--hwm", type=int, default=4, help="high-water mark (messages) of frame sockets (default 4)")
     g.add_argument("--seconds", type=float, help="stop after this many seconds")
     o = p.add_argument_group("outputs")
@@ -99,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("devices", help="list cameras and microphones")
 
+    k = sub.add_parser("keys", help="make CURVE key files (for --curve-keys, graph files and subscribers)")
+    k.add_argument("--out", default="keys", metavar="DIR", help="folder for the key files (default keys/)")
+    k.add_argument("--force", action="store_true", help="replace keys already there")
     from . import serve_cli
 
     sv = sub.add_parser("serve", help="many camera streams, one batched model (per-stream reports and masks)",
@@ -189,7 +194,7 @@ def _common_cfg(args, source: dict, cmd: str):
     from .pipeline import PipelineConfig
 
     return PipelineConfig(source=source, backend=_backend_spec(args, cmd), workers=args.workers, transport=args.transport,
-                          host=args.host, curve=args.curve, hwm=args.hwm, seconds=args.seconds, publish=args.publish,
+                          host=args.host, curve=args.curve_keys or args.curve, hwm=args.hwm, seconds=args.seconds, publish=args.publish,
                           record=args.record, masks=args.masks, metrics=args.metrics,
                           display=not args.no_display and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")))
 
@@ -205,7 +210,8 @@ def cmd_live(args) -> int:
 def cmd_run(args) -> int:
     for path in filter(None, (args.video, args.audio)):
         if not Path(path).is_file():
-            print(f"icf-stream: file '{path}' does not exist", file=sys.stderr)
+            what = "is a folder, not a media file" if Path(path).is_dir() else "does not exist"
+            print(f"icf-stream: '{path}' {what}", file=sys.stderr)
             return 2
     source = {"kind": "file", "video": args.video, "audio": args.audio, "pace": "fast" if args.fast else "realtime"}
     return _run(_common_cfg(args, source, "run"), args.report)
@@ -228,6 +234,22 @@ def cmd_devices(args) -> int:
     else:
         why = f" ({found['microphone_error']})" if found["microphone_error"] else ""
         print(f"microphones: none found{why}")
+    return 0
+
+
+def cmd_keys(args) -> int:
+    from .transport import make_keys
+
+    try:
+        made = make_keys(args.out, args.force)
+    except RuntimeError as exc:
+        print(f"icf-stream: {exc}", file=sys.stderr)
+        return 2
+    for path, public in made.items():
+        print(f"{path}: public key {public}")
+    print(f"secret keys: {args.out}/server.key_secret, {args.out}/client.key_secret (keep them private)\n"
+          f"use: icf-stream run ... --transport tcp --publish tcp://HOST:5556 --curve-keys {args.out}\n"
+          f"a subscriber needs {args.out}/server.key and {args.out}/client.key_secret (docs/protocol.md)")
     return 0
 
 
@@ -261,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     from .serve_cli import cmd_serve
 
-    handlers = {"demo": cmd_demo, "live": cmd_live, "run": cmd_run, "devices": cmd_devices, "node": cmd_node, "serve": cmd_serve}
+    handlers = {"demo": cmd_demo, "live": cmd_live, "run": cmd_run, "devices": cmd_devices, "node": cmd_node, "serve": cmd_serve, "keys": cmd_keys}
     return handlers[args.command](args)
 
 
