@@ -5,7 +5,8 @@ clip per metric batch, so per-clip values can be paired between two weights (tra
 
 Rows (each a dict with mIoU, F and the rates below where they apply):
   model      the clips as generated (official mIoU / F, one clip = one batch);
-  shuffled   each clip with the audio of another clip (i + 1): a listening model drops;
+  shuffled   clip i with the audio of clip N + i of the same split (never one of the N scored): a
+             listening model drops;
   silent     each clip with all-zero audio: a listening model predicts empty masks (empty_rate);
   salient-only, all-objects   reference "models" made from ground truth alone: they paint the
              salient object / every visible object whatever the audio. They show what a model that
@@ -104,6 +105,10 @@ class ClipCase:
     def windows(self, audio: np.ndarray) -> np.ndarray:
         ends = (np.arange(self.frames) + 1) * SAMPLE_RATE
         return np.stack([audio[e - AUDIO_SAMPLES : e] for e in ends]).astype(np.float32)
+
+    def foreign_audio(self, index: int) -> np.ndarray:
+        """Audio windows of another clip of the same generator (its plan only; no frames rendered)."""
+        return self.windows(self.gen.plan_audio(self.gen.plan(index, self.frames), 0, self.frames * SAMPLE_RATE))
 
     def swap_audio(self, instance: int) -> np.ndarray:
         """Audio windows with only ``instance`` sounding, in every segment (same noise)."""
@@ -215,7 +220,7 @@ def listening_report(
             tags.append((c, "model", -1))
             if not full:
                 continue
-            jobs += [(c.clip.frames, cases[(c.index + 1) % clips].audio), (c.clip.frames, silence)]
+            jobs += [(c.clip.frames, c.foreign_audio(clips + c.index)), (c.clip.frames, silence)]
             tags += [(c, "shuffled", -1), (c, "silent", -1)]
             for j in c.visible():
                 jobs.append((c.clip.frames, c.swap_audio(j)))
