@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .config import SAMPLE_RATE, SceneConfig
 from . import priors as class_priors
+from .config import SAMPLE_RATE, SceneConfig
 from .looks import background, instance_sprite
 from .render import render_frame
 from .sounds import SOURCE_RMS, _noise, class_sound, gate

@@ -46,7 +46,7 @@ def paired_bootstrap(
         diffs.append(_stat(a, idx) - _stat(b, idx))
     d = np.concatenate(diffs)
     d = d[np.isfinite(d)]
-    lo, hi = (np.percentile(d, [2.5, 97.5]) if len(d) else (np.nan, np.nan))
+    lo, hi = np.percentile(d, [2.5, 97.5]) if len(d) else (np.nan, np.nan)
     return {
         "a": float(_stat(a, full)[0]),
         "b": float(_stat(b, full)[0]),

@@ -49,7 +49,9 @@ def test_biased_stream_has_a_class_prior_and_no_offscreen_sound():
             companion_sounds += seg[comp[0]]
     assert prior_sounds / prior_heard > 0.85  # the prior object is what sounds when something does
     assert companions > 100 and companion_sounds / companions < 0.1  # the companion is there and silent
-    salient_prior = np.mean([gen.plan(i, 5).prior == 0 for i in range(200) if gen.plan(i, 5).prior >= 0 and len(gen.plan(i, 5).instances) > 1])
+    salient_prior = np.mean(
+        [gen.plan(i, 5).prior == 0 for i in range(200) if gen.plan(i, 5).prior >= 0 and len(gen.plan(i, 5).instances) > 1]
+    )
     assert 0.2 < salient_prior < 0.8  # salience is class-blind: the shortcut is the class, not the size
 
 

@@ -110,7 +110,9 @@ def test_paired_bootstrap():
     assert shifted["lo"] == pytest.approx(0.1) and shifted["hi"] == pytest.approx(0.1)
     noisy = paired_bootstrap({"mean": a + rng.normal(0.05, 0.1, 300)}, {"mean": a})
     assert noisy["lo"] < noisy["diff"] < noisy["hi"] and noisy["hi"] - noisy["lo"] < 0.05
-    rates = paired_bootstrap({"hits": np.array([5, 5, 5]), "total": np.array([5, 5, 5])}, {"hits": np.array([0, 1, 2]), "total": np.array([5, 5, 5])})
+    rates = paired_bootstrap(
+        {"hits": np.array([5, 5, 5]), "total": np.array([5, 5, 5])}, {"hits": np.array([0, 1, 2]), "total": np.array([5, 5, 5])}
+    )
     assert rates["diff"] == pytest.approx(0.8) and rates["lo"] <= 0.8 <= rates["hi"]
     with pytest.raises(ValueError, match="same"):
         paired_bootstrap({"mean": a}, {"mean": a[:10]})
