@@ -85,22 +85,30 @@ def evaluate_spec(
     frames = 5
     dataset = build_dataset(spec, split=split, size=size, frames=frames, length=clips or 200, bias=0.5)
     amp = torch.bfloat16 if device.type == "cuda" else None
-    result = evaluate(
-        net, dataset, device=device, batch_size=batch_size, workers=workers, amp=amp, max_clips=clips, per_clip=per_clip
-    )
+    if isinstance(dataset, SynthDataset) and listening != "off" and not net.config.semantic:
+        # the listening pass already runs every clip as generated: it feeds the official meter too
+        from synthavs import SceneGenerator
+
+        from .listening import listening_report
+
+        n = len(dataset) if clips <= 0 else min(clips, len(dataset))
+        meter = BinaryMeter()
+        net.eval()
+        report = listening_report(
+            net, SceneGenerator(dataset.scene), clips=n, frames=frames, device=device, batch_size=batch_size, amp=amp,
+            full=listening == "full", meter=meter,
+        )  # fmt: skip
+        result = meter.result()
+        result.update(clips=n, listening=report)
+        if per_clip:
+            result["per_clip"] = {"mIoU": list(meter.iou), "F": list(meter.f)}
+    else:
+        result = evaluate(
+            net, dataset, device=device, batch_size=batch_size, workers=workers, amp=amp, max_clips=clips, per_clip=per_clip
+        )
     result.update(data=spec, weights=str(weights), model=net.config.name, image_size=list(size))
     if isinstance(dataset, SynthDataset):
         result["data_seed"] = dataset.scene.seed
-        if listening != "off" and not net.config.semantic:
-            from synthavs import SceneGenerator
-
-            from .listening import listening_report
-
-            net.eval()
-            result["listening"] = listening_report(
-                net, SceneGenerator(dataset.scene), clips=result["clips"], frames=frames, device=device,
-                batch_size=batch_size, amp=amp, full=listening == "full",
-            )  # fmt: skip
     return result
 
 

@@ -201,12 +201,14 @@ def listening_report(
     amp: torch.dtype | None = None,
     references: bool = True,
     full: bool = True,
+    meter=None,
     progress=None,
 ) -> dict:
     """Rows {model, shuffled, silent, salient-only, all-objects} -> summary dicts, and
     ``per_clip`` (the model rows' per-clip arrays) for paired comparisons. ``full=False`` runs only
     the model and reference rows (no swap test, no shuffled / silent audio: 1 pass instead of ~6).
-    ``net=None`` computes the reference rows alone."""
+    ``net=None`` computes the reference rows alone. ``meter`` (a training.metrics.BinaryMeter) gets
+    every clip of the model row, one clip per batch, so the official numbers need no second pass."""
     cases = [ClipCase(gen, i, frames) for i in range(clips)]
     controls = ("shuffled", "silent") if full and net is not None else ()
     rows = {name: _Tally(clips) for name in ("model", *controls, *(REFERENCES if references else ()))}
@@ -231,6 +233,8 @@ def listening_report(
                     _score_swap(rows["model"], c.index, (torch.sigmoid(logits) > 0.5).numpy(), c, played)
                     continue
                 pred = _score_clip(rows[row], c.index, logits, c)
+                if row == "model" and meter is not None:
+                    meter.add(logits, torch.from_numpy(c.clip.masks))
                 if row == "silent":
                     rows[row].empty[0] += int((pred.reshape(frames, -1).mean(1) < 0.01).sum())
                     rows[row].empty[1] += frames

@@ -142,3 +142,21 @@ def test_eval_prints_listening_and_reference_rows_and_compares(tmp_path, capsys)
     assert main(["eval", "--data", "synthavs:multi,snr=20,mix=0.25", "--compare", str(paths[0]), str(paths[1]), *common]) == 0
     out = capsys.readouterr().out
     assert "| synthavs:multi,snr=20,mix=0.25 | mIoU |" in out and "95% interval" in out
+
+
+def test_listening_pass_gives_the_official_numbers_of_evaluate():
+    """The SynthAVS listening pass feeds the official meter instead of a second pass: same clips,
+    same audio windows, same numbers as training.evaluate.evaluate over the DataLoader."""
+    from training.data import build_dataset
+    from training.evaluate import evaluate
+    from training.metrics import BinaryMeter
+
+    torch.manual_seed(0)
+    net = model.build_model("icf-tiny", image_size=(64, 64)).eval()
+    ds = build_dataset("synthavs:multi,mix=0.4", split="test", size=(64, 64), length=3)
+    official = evaluate(net, ds, device=torch.device("cpu"), workers=0, batch_size=2)
+    meter = BinaryMeter()
+    listening_report(net, SceneGenerator(ds.scene), clips=3, device=torch.device("cpu"), full=False, meter=meter)
+    got = meter.result()
+    for key in ("mIoU", "F", "empty_rate", "videos", "empty_frames"):
+        assert got[key] == pytest.approx(official[key], abs=1e-6), key
