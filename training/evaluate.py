@@ -137,7 +137,7 @@ def format_listening(rows: list[dict]) -> str:
         return "-" if v is None else f"{100 * v:.1f}"
 
     lines = [
-        "| data | row | mIoU | F | prior capture | follow | salient capture | IoU small / medium / large | empty rate |",
+        "| data | row | mIoU | F | prior capture (prior not salient) | follow | salient capture | IoU small / medium / large | empty rate |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -148,7 +148,7 @@ def format_listening(rows: list[dict]) -> str:
             bins = row.get("iou_by_size")
             size = " / ".join(pct(v) for v in bins.values()) if bins else "-"
             lines.append(
-                f"| {r.get('data', '')} | {name} | {pct(row.get('mIoU'))} | {pct(row.get('F'))} | {pct(row.get('prior_capture'))}"
+                f"| {r.get('data', '')} | {name} | {pct(row.get('mIoU'))} | {pct(row.get('F'))} | {pct(row.get('prior_capture'))} ({pct(row.get('prior_capture_not_salient'))})"
                 f" | {pct(row.get('follow'))} | {pct(row.get('salient_capture'))} | {size} | {pct(row.get('empty_rate'))} |"
             )
     return "\n".join(lines) if len(lines) > 2 else ""

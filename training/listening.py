@@ -14,6 +14,8 @@ Rows (each a dict with mIoU, F and the rates below where they apply):
 Rates (frames counted over the split, then divided):
   prior_capture  conflict frames (a LOUD-class prior object in view and silent, another object
                  sounding) where the prediction covers >= 50% of the silent prior object's pixels;
+                 prior_capture_not_salient: the same on clips where the prior object is not the salient
+                 one (so size cannot explain the capture: that is the class prior at work);
   follow         audio-swap test: same video, each visible object's audio in turn (that object
                  alone sounds, every segment); a frame follows when IoU(prediction, played object) > 0.5;
   salient_capture  swap frames where a non-salient object plays and the prediction still covers
@@ -160,6 +162,8 @@ def _score_clip(tally: _Tally, i: int, logits: torch.Tensor, case: ClipCase) -> 
                 total += 1
                 hits += _covers(pred[t], obj)
         tally.count("prior_capture", i, hits, total)
+        if prior != case.clip.salient:
+            tally.count("prior_capture_not_salient", i, hits, total)
     return pred
 
 

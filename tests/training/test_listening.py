@@ -77,6 +77,7 @@ def test_swap_test_on_a_two_object_clip(kind):
     rep = listening_report(Oracle(case, kind), gen, clips=1, device=torch.device("cpu"), batch_size=4)
     m = rep["model"]
     assert m["follow_frames"] == 10 and m["salient_capture_frames"] == 5 and m["prior_capture_frames"] == 5
+    assert "prior_capture_not_salient" not in m  # the prior guitar is the salient object here
     if kind == "listen":
         assert m["follow"] == 1.0 and m["salient_capture"] == 0.0 and m["prior_capture"] == 0.0
         assert m["mIoU"] > 0.99
