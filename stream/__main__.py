@@ -189,6 +189,15 @@ def _common_cfg(args, source: dict, cmd: str):
 
 def cmd_live(args) -> int:
     size = _size(args.size)
+    if args.mic != "none":
+        from .live import import_sounddevice
+        from .stage import StageError
+
+        try:  # before any export or output: a missing library is a one-line answer, not a traceback
+            import_sounddevice()
+        except StageError as exc:
+            print(f"icf-stream live: {exc}", file=sys.stderr)
+            return 2
     source = {"kind": "live", "camera": args.camera, "mic": None if args.mic == "none" else args.mic, "fps": args.fps}
     if size:
         source.update(width=size[0], height=size[1])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -65,6 +66,28 @@ class MicRing:
         return start, out
 
 
+PORTAUDIO_HINT = ("the microphone needs PortAudio, which is not installed: install the Debian package libportaudio2 "
+                  "(apt-get install libportaudio2), or run without a microphone: --mic none")
+
+
+def import_sounddevice():
+    """The sounddevice module, or a StageError saying what to install. Without PortAudio,
+    sounddevice raises OSError at import (not ImportError), so both are caught here, once."""
+    try:
+        import sounddevice
+    except (ImportError, OSError):
+        raise StageError(PORTAUDIO_HINT) from None
+    return sounddevice
+
+
+FIRST_OPEN_BUDGET_S = 2.5  # how long start-up waits for a camera before it says so
+
+
+def _no_device_node(index: int) -> bool:
+    """Linux names every V4L2 camera /dev/videoN: without the node, index N cannot open."""
+    return sys.platform.startswith("linux") and os.path.isdir("/dev") and not os.path.exists(f"/dev/video{index}")
+
+
 def _backoff(attempt: int, base: float) -> float:
     return min(base * 2**attempt, 8.0)
 
@@ -104,6 +127,10 @@ class LiveSource(Stage):
     # ---- devices ----
     def _open_camera(self, first: bool = False):
         cam = int(self.cam_id) if str(self.cam_id).isdigit() else self.cam_id
+        if first and isinstance(cam, int) and _no_device_node(cam):
+            # no device node: nothing to wait for at start-up (a camera that vanishes later is retried)
+            raise StageError(f"camera {self.cam_id} could not be opened: there is no /dev/video{cam} (see `icf-stream devices`)")
+        started = time.monotonic()
         for attempt in range(self.retries + 1):
             cap = cv2.VideoCapture(cam)
             if cap.isOpened():
@@ -118,13 +145,15 @@ class LiveSource(Stage):
                 break
             if attempt < self.retries:
                 wait = _backoff(attempt, self.backoff)
+                if first and time.monotonic() - started + wait > FIRST_OPEN_BUDGET_S:
+                    break  # at start-up a missing camera is an error in seconds, not after a minute of retries
                 warn(f"camera {self.cam_id} not available; retrying in {wait:.1f} s ({attempt + 1}/{self.retries})")
                 time.sleep(wait)
         what = "could not be opened" if first else "disappeared and did not come back"
-        raise StageError(f"camera {self.cam_id} {what} after {self.retries} retries (see `icf-stream devices`)")
+        raise StageError(f"camera {self.cam_id} {what} after {attempt + 1} attempt(s) (see `icf-stream devices`)")
 
     def _open_mic(self, first: bool = False) -> None:
-        import sounddevice as sd
+        sd = import_sounddevice()
 
         dev = self.options.get("mic")
         dev = None if dev in ("default", "", None) else (int(dev) if str(dev).isdigit() else dev)
@@ -231,8 +260,7 @@ def list_devices() -> dict[str, Any]:
         cap.release()
     mics, mic_error = [], None
     try:
-        import sounddevice as sd
-
+        sd = import_sounddevice()
         for i, dev in enumerate(sd.query_devices()):
             if dev.get("max_input_channels", 0) > 0:
                 mics.append({"index": i, "name": dev["name"], "channels": dev["max_input_channels"],
