@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -133,5 +134,6 @@ def export_cached(weights: str | None = None, model: str | None = None, cache_di
                           capture_output=True, text=True, env=env)
     found = sorted(out.glob("*.onnx"))
     if proc.returncode != 0 or not found:
+        shutil.rmtree(out, ignore_errors=True)  # no half-made cache entry (e.g. an unknown model name)
         raise RuntimeError(f"icf-engine export failed for {weights or model} (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
     return found[0]

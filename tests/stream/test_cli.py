@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.__main__ import main
+from stream.__main__ import build_parser, main
 
 from .conftest import ROOT, children_of
 
@@ -40,10 +40,66 @@ def test_help_and_devices(capsys):
 
 def test_demo_without_weights_says_how_to_get_them(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr("stream.__main__.SHIPPED_WEIGHTS", tmp_path / "absent.safetensors")
-    with pytest.raises(SystemExit) as exc:
-        main(["demo", "--seconds", "1"])
-    msg = str(exc.value.code)
+    assert main(["demo", "--seconds", "1", "--out", str(tmp_path / "o")]) == 2
+    msg = capsys.readouterr().err
     assert "absent.safetensors" in msg and "icf-train" in msg and "--model" in msg
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["demo", "--mode", "foo"], "invalid choice: 'foo'"),
+    (["demo", "--size", "640by480"], "not WxH"),
+    (["demo", "--seconds", "-1"], "is not a number > 0"),
+    (["demo", "--workers", "0"], "is not a whole number > 0"),
+    (["demo", "--weights", "absent.safetensors"], "absent.safetensors not found"),
+    (["demo", "--weights", "README.md"], "not a checkpoint or engine artifact"),
+    (["demo", "--weights", "x.onnx", "--model", "icf-tiny"], "one of --weights"),
+    (["run", "--video", "absent.mp4", "--out", "o"], "absent.mp4' does not exist"),
+    (["live", "--size", "big", "--out", "o"], "not WxH"),
+    (["node", "--graph", "absent.json"], "absent.json not found"),
+])
+def test_bad_arguments_are_refused_before_anything_is_written(argv, says, tmp_path, monkeypatch, capsys):
+    """Validation before side effects: no output folder, no cache entry, one line, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "README.md").write_text("not a model")
+    (tmp_path / "out" / "demo").mkdir(parents=True)
+    (tmp_path / "out" / "demo" / "report.json").write_text("{}")  # an earlier run's report must survive
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse's own errors: usage + one error line, exit 2
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2 and says in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "out"]
+    assert [p.name for p in (tmp_path / "out").rglob("*")] == ["demo", "report.json"]
+    assert (tmp_path / "out" / "demo" / "report.json").read_text() == "{}"
+
+
+def test_unknown_model_is_one_line_and_leaves_no_cache_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cache").mkdir()  # the user's cache folder (~/.cache) exists; nothing may be left in it
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["demo", "--model", "icf-huge", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'icf-huge'" in err and "icf-tiny" in err and "Traceback" not in err
+    assert [p.name for p in tmp_path.rglob("*")] == ["cache"]
+
+
+def test_common_options_and_config_key_spelling(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and re.match(r"icf-stream \d", capsys.readouterr().out)
+    args = build_parser().parse_args(["run", "--video", "v.mp4", "--no_display", "-q", "--engine", "a.onnx"])
+    assert args.no_display and args.quiet and args.weights == "a.onnx"  # the old --engine is a hidden alias
+    assert "--engine" not in build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+
+
+def test_shipped_weights_resolve_from_any_directory(tmp_path):
+    """From another directory, with the package on the path: the default weights are found."""
+    code = "from stream.__main__ import SHIPPED_WEIGHTS as W; print(W.is_absolute() and W.is_file())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=ENV, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"
 
 
 def test_missing_video_file_is_named():
