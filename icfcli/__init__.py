@@ -65,6 +65,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 class Parser(argparse.ArgumentParser):
     def __init__(self, *a, **kw) -> None:
         kw.setdefault("formatter_class", HelpFormatter)
+        kw.setdefault("allow_abbrev", False)  # `--val` must not silently mean --validate; config keys pass through
         super().__init__(*a, **kw)
 
     def parse_known_args(self, args=None, namespace=None):
@@ -97,15 +98,20 @@ def alias(p, *flags: str, dest: str, **kw) -> None:
 
 
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, errors: tuple[type[BaseException], ...] = (),
-        log_format: str = "%(name)s: %(message)s", default_level: int = logging.WARNING) -> int:
-    """Parse, set logging from -v/-q, call ``args.func(args)``; user errors become one line and exit 2."""
-    args = parser.parse_args(argv)
+        log_format: str = "%(name)s: %(message)s", default_level: int = logging.WARNING, extra_ok: tuple[str, ...] = ()) -> int:
+    """Parse, set logging from -v/-q, call ``args.func(args)``; user errors become one line and exit 2.
+    Sub-commands named in ``extra_ok`` receive unknown ``--key=value`` pairs as ``args.extra`` (config overrides)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "command", None) not in extra_ok:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     verbose, quiet = getattr(args, "verbose", 0) or 0, getattr(args, "quiet", False)
     level = logging.WARNING if quiet else max(logging.DEBUG, default_level - 10 * verbose)
     logging.basicConfig(level=level, format=log_format)
     name = f"{parser.prog} {getattr(args, 'command', '')}".strip()
     try:
-        return int(args.func(args) or 0)
+        rc = args.func(args)
+        return rc if isinstance(rc, int) else 0  # some commands return their report
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130

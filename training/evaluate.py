@@ -28,6 +28,7 @@ def evaluate(
     workers: int = 2,
     amp: torch.dtype | None = None,
     max_clips: int = 0,
+    progress: bool = False,
 ) -> dict:
     was_training = net.training
     net.eval()
@@ -38,6 +39,10 @@ def evaluate(
     loader = torch.utils.data.DataLoader(
         subset, batch_size=batch_size, num_workers=workers, collate_fn=collate, pin_memory=device.type == "cuda"
     )
+    if progress:
+        from tqdm import tqdm
+
+        loader = tqdm(loader, desc="eval", unit="batch", dynamic_ncols=True, mininterval=1.0)
     for raw in loader:
         batch = prepare_batch(raw, device, net.config.num_concepts)
         with torch.autocast(device_type=device.type, dtype=amp, enabled=amp is not None):
@@ -64,6 +69,7 @@ def evaluate_spec(
     clips: int = 0,
     batch_size: int = 8,
     workers: int = 2,
+    progress: bool = False,
 ) -> dict:
     """Loads a checkpoint and evaluates it on a data spec at the checkpoint's image size."""
     net = model.load_checkpoint(weights).to(device)
@@ -71,7 +77,7 @@ def evaluate_spec(
     frames = 5
     dataset = build_dataset(spec, split=split, size=size, frames=frames, length=clips or 200, bias=0.5)
     amp = torch.bfloat16 if device.type == "cuda" else None
-    result = evaluate(net, dataset, device=device, batch_size=batch_size, workers=workers, amp=amp, max_clips=clips)
+    result = evaluate(net, dataset, device=device, batch_size=batch_size, workers=workers, amp=amp, max_clips=clips, progress=progress)
     result.update(data=spec, weights=str(weights), model=net.config.name, image_size=list(size))
     return result
 
