@@ -240,7 +240,7 @@ def cmd_demo(args) -> int:
     return rc
 
 
-def _common_cfg(args, source: dict, cmd: str, outputs: dict):
+def _common_cfg(args, source: dict, cmd: str, outputs: dict, sink: dict | None = None):
     from .pipeline import PipelineConfig
 
     spec = _backend_spec(args, cmd)
@@ -248,7 +248,7 @@ def _common_cfg(args, source: dict, cmd: str, outputs: dict):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     return PipelineConfig(source=source, backend=spec, workers=args.workers, transport=args.transport,
                           host=args.host, curve=args.curve, hwm=args.hwm, seconds=args.seconds, publish=args.publish,
-                          record=outputs["record"], masks=outputs["masks"], metrics=outputs["metrics"],
+                          record=outputs["record"], masks=outputs["masks"], metrics=outputs["metrics"], sink=sink or {},
                           display=not args.no_display and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")))
 
 
@@ -282,7 +282,10 @@ def cmd_run(args) -> int:
     # a network stream is live: read at the pace it arrives (never faster than its timestamps), never "fast"
     pace = "fast" if args.fast and not is_url(args.video) else "realtime"
     source = {"kind": "file", "video": args.video, "audio": args.audio, "pace": pace}
-    return _run(_common_cfg(args, source, "run", outputs), outputs["report"], quiet=args.quiet)
+    audio_file = args.audio or args.video
+    # the recording carries the file's own audio track (its rate and channels), not the model's 16 kHz mono
+    sink = {"record_audio_from": audio_file} if outputs["record"] and not is_url(audio_file) else {}
+    return _run(_common_cfg(args, source, "run", outputs, sink), outputs["report"], quiet=args.quiet)
 
 
 def cmd_devices(args) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 
 from .stage import warn
 
-TINT = np.array([0, 255, 120], np.uint8)  # mask colour (RGB)
+TINT = np.array([255, 0, 255], np.uint8)  # mask colour (RGB): magenta, far from every SynthAVS colour (green was one)
 
 
 @lru_cache(maxsize=4)
@@ -48,7 +48,9 @@ class Recorder:
     stream time (variable frame rate: dropped frames leave the previous picture on screen); audio
     is written sample-exact from the audio chunks the source published."""
 
-    def __init__(self, path: str | Path, sample_rate: int = 16_000, fps_hint: int = 30) -> None:
+    def __init__(self, path: str | Path, sample_rate: int = 16_000, fps_hint: int = 30, source_audio: str | None = None) -> None:
+        """``source_audio``: a media file whose audio track is copied in at its own rate and channels
+        (a file source: the pipeline itself only carries 16 kHz mono for the model)."""
         import av
 
         self.av = av
@@ -65,6 +67,8 @@ class Recorder:
         self.frames = 0
         self.pending_audio: list[tuple[int, np.ndarray]] = []
         self.audio_refused = 0
+        self.source_audio = source_audio
+        self.original = None  # (container, decoded-frame iterator, start seconds) when copying the source's track
 
     def _start(self, width: int, height: int) -> None:
         av = self.av
@@ -75,13 +79,51 @@ class Recorder:
         self.video.codec_context.time_base = Fraction(1, 1000)
         # ultrafast + zerolatency: the encoder shares two cores with the model
         self.video.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "23"}
-        self.audio = self.container.add_stream("aac", rate=self.rate, layout="mono")
         self.fifo = av.AudioFifo()
+        if self.source_audio and self._open_original():
+            return
+        self.audio = self.container.add_stream("aac", rate=self.rate, layout="mono")
         for first, samples in self.pending_audio:
             self.add_audio(first, samples)
         self.pending_audio.clear()
 
+    def _open_original(self) -> bool:
+        """The source file's audio track at its own rate and layout; False if it has none."""
+        try:
+            src = self.av.open(str(self.source_audio))
+        except (self.av.FFmpegError, OSError):
+            return False
+        if not src.streams.audio:
+            src.close()
+            return False
+        a = src.streams.audio[0]
+        self.rate = a.codec_context.sample_rate
+        self.audio = self.container.add_stream("aac", rate=self.rate, layout=a.layout.name)
+        start = float(src.start_time or 0) / 1e6  # the file's time zero is the stream's time zero
+        self.original = (src, src.decode(a), start)
+        self.pending_audio.clear()
+        return True
+
+    def _pump_original(self, until_s: float | None) -> None:
+        """Encodes the source's audio up to ``until_s`` of stream time (None: to the end)."""
+        src, frames, start = self.original
+        while until_s is None or self.audio_next < (until_s + 0.2) * self.rate:
+            try:
+                frame = next(frames)
+            except (StopIteration, self.av.FFmpegError):
+                return
+            t = float(frame.pts * frame.time_base) - start if frame.pts is not None else self.audio_next / self.rate
+            if t + frame.samples / self.rate <= 0:
+                continue
+            frame.pts = self.audio_next
+            self.audio_next += frame.samples
+            self.fifo.write(frame)
+            while self.fifo.samples >= 1024:
+                self._encode_audio(self.fifo.read(1024))
+
     def add_audio(self, first: int, samples: np.ndarray) -> None:
+        if self.source_audio and self.original is not None:
+            return  # the source's own track is copied instead of the model's 16 kHz mono
         if self.container is None:  # the size of the picture is not known before the first frame
             self.pending_audio.append((first, np.array(samples, np.float32)))
             while sum(a.size for _, a in self.pending_audio) > 10 * self.rate:  # bounded: 10 s at most
@@ -123,6 +165,8 @@ class Recorder:
             self.container.mux(packet)
         self.last_pts = pts
         self.frames += 1
+        if self.original is not None:
+            self._pump_original(pts / 1000)
 
     def close(self) -> None:
         if self.container is None:
@@ -130,6 +174,9 @@ class Recorder:
         try:
             for packet in self.video.encode():
                 self.container.mux(packet)
+            if self.original is not None:  # the track up to the last picture shown (+ one frame)
+                self._pump_original(self.last_pts / 1000 + 1 / self.fps_hint - 0.2)
+                self.original[0].close()
             rest = self.fifo.read()
             if rest is not None and rest.samples:
                 self._encode_audio(rest)

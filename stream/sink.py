@@ -99,7 +99,7 @@ class SinkStage(Stage):
         self.poller = zmq.Poller()
         self.poller.register(self.pull, zmq.POLLIN)
         self.asub = None
-        self.recorder = Recorder(o["record"], fps_hint=int(o.get("fps_hint", 30))) if o.get("record") else None
+        self.recorder = Recorder(o["record"], fps_hint=int(o.get("fps_hint", 30)), source_audio=o.get("record_audio_from")) if o.get("record") else None
         if self.recorder is not None:
             self.asub = open_socket(ctx, zmq.SUB, ep, "audio", bind=False, hwm=1000, frames=False)
             self.asub.setsockopt(zmq.SUBSCRIBE, b"")

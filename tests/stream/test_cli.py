@@ -207,3 +207,41 @@ def test_graph_file_nodes_as_separate_processes_with_curve_keys(media, tmp_path)
     sink = json.loads((tmp_path / "sink.json").read_text())["stages"]["sink"]
     assert sink["frames"]["accounted"] and sink["frames"]["sent"] == 60 and sink["frames"]["processed"] > 30
     assert (tmp_path / "keys" / "server.key_secret").is_file()
+
+
+def _stereo_44k(path: Path, seconds: float = 1.5) -> Path:
+    """A 320x240 clip whose audio is 44.1 kHz stereo (left 440 Hz, right 880 Hz)."""
+    import av
+
+    rate, fps = 44100, 15
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = 320, 240, "yuv420p"
+        a = out.add_stream("aac", rate=rate, layout="stereo")
+        for i in range(int(seconds * fps)):
+            out.mux(v.encode(av.VideoFrame.from_ndarray(np.full((240, 320, 3), 8 * i % 255, np.uint8), format="rgb24")))
+        out.mux(v.encode())
+        t = np.arange(int(seconds * rate)) / rate
+        tone = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 880 * t)]).astype(np.float32) * 0.3
+        for pos in range(0, tone.shape[1], 1024):
+            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, pos : pos + 1024]), format="fltp", layout="stereo")
+            f.sample_rate, f.pts = rate, pos
+            out.mux(a.encode(f))
+        out.mux(a.encode())
+    return path
+
+
+def test_record_keeps_the_source_audio_rate_and_channels(tiny_onnx, tmp_path):
+    import av
+
+    clip = _stereo_44k(tmp_path / "stereo.mp4")
+    assert main(["run", "--video", str(clip), "--weights", tiny_onnx, "--backend", "onnxruntime", "--transport", "inproc",
+                 "--out", str(tmp_path / "o"), "-q"]) == 0
+    with av.open(str(tmp_path / "o" / "overlay.mp4")) as c:
+        a = c.streams.audio[0]
+        assert (a.codec_context.sample_rate, a.codec_context.channels) == (44100, 2)
+        pcm = np.concatenate([f.to_ndarray() for f in c.decode(audio=0)], axis=1)
+    assert pcm.shape[1] > 44100  # most of the 1.5 s are there
+    spectrum = np.abs(np.fft.rfft(pcm[:, 4096:4096 + 8192], axis=1))
+    freqs = np.fft.rfftfreq(8192, 1 / 44100)
+    assert abs(freqs[spectrum[0].argmax()] - 440) < 10 and abs(freqs[spectrum[1].argmax()] - 880) < 10  # channels kept apart
