@@ -269,11 +269,9 @@ def cmd_live(args) -> int:
     return _run(_common_cfg(args, source, "live", outputs), outputs["report"], quiet=args.quiet)
 
 
-def is_url(text: str) -> bool:
-    return "://" in text and not text.startswith("file://")
-
-
 def cmd_run(args) -> int:
+    from .sources import is_url
+
     outputs = _outputs(args)
     for path in filter(None, (args.video, args.audio)):
         if not is_url(path) and not Path(path).is_file():

@@ -106,6 +106,8 @@ class LiveSource(Stage):
         self.retries = int(options.get("retries", 5))
         self.backoff = float(options.get("backoff_s", 0.5))
         self.cam_id = options.get("camera", 0)
+        self.network = "://" in str(self.cam_id)  # rtsp:// http:// udp://: paced by its timestamps
+        self.pace_anchor: tuple[int, int] | None = None  # (wall ns, stream ns) of the first picture
 
     def open(self, ctx: zmq.Context, env: StageEnv) -> None:
         super().open(ctx, env)
@@ -203,11 +205,14 @@ class LiveSource(Stage):
         if self.env.stop.is_set():
             return self._finish("stopped")
         ok, bgr = self.cap.read()
+        if ok and bgr is not None and self.network:
+            self._pace_network()
         now = stamp()
         if not ok or bgr is None:
             warn(f"camera {self.cam_id} returned no frame; reopening")
             self.cap.release()
             self.cap = self._open_camera()
+            self.pace_anchor = None
             return True
         limit = self.options.get("seconds")
         if limit is not None and now - self.t0 > limit * 1e9:
@@ -218,6 +223,23 @@ class LiveSource(Stage):
         # tail if needed, which costs less than holding the frame back for this send
         self._pump_audio(now)
         return True
+
+    def _pace_network(self) -> None:
+        """A network camera is never read faster than its own timestamps: a server that sends a file
+        at full speed (or a burst after a stall) is held to real time, picture by picture."""
+        pos_ms = self.cap.get(cv2.CAP_PROP_POS_MSEC)
+        now = stamp()
+        if not pos_ms or pos_ms < 0:
+            return
+        if self.pace_anchor is None or pos_ms * 1e6 < self.pace_anchor[1]:  # first picture, or the stream restarted
+            self.pace_anchor = (now, int(pos_ms * 1e6))
+            return
+        due = self.pace_anchor[0] + int(pos_ms * 1e6) - self.pace_anchor[1]
+        if due > now:
+            self.counters["paced_waits"] = self.counters.get("paced_waits", 0) + 1
+            time.sleep((due - now) / 1e9)
+        elif now - due > 1_000_000_000:  # more than 1 s behind: the stream is slower than its clock; re-anchor
+            self.pace_anchor = (now, int(pos_ms * 1e6))
 
     def _finish(self, reason: str) -> bool:
         if not self.ended:

@@ -18,6 +18,9 @@ from .stage import warn
 TINT = np.array([255, 0, 255], np.uint8)  # mask colour (RGB): magenta, far from every SynthAVS colour (green was one)
 
 
+AAC_PRIMING = 1024  # samples FFmpeg's AAC encoder emits before the first input sample (its initial_padding)
+
+
 @lru_cache(maxsize=4)
 def _tint(shape: tuple[int, ...]) -> np.ndarray:
     """A frame of the mask colour, made once per frame size (building it costs 1.6 ms at 640x480)."""
@@ -68,6 +71,7 @@ class Recorder:
         self.pending_audio: list[tuple[int, np.ndarray]] = []
         self.audio_refused = 0
         self.source_audio = source_audio
+        self.priming = AAC_PRIMING
         self.original = None  # (container, decoded-frame iterator, start seconds) when copying the source's track
 
     def _start(self, width: int, height: int) -> None:
@@ -147,6 +151,12 @@ class Recorder:
             self._encode_audio(self.fifo.read(1024))
 
     def _encode_audio(self, frame) -> None:
+        if self.priming > 0:
+            # the AAC encoder puts 1024 samples of priming first, and this MP4 carries no edit list that
+            # would tell a player to skip them: dropping the first 1024 source samples instead keeps every
+            # later sample at its own time (measured: the sound was 64 ms late at 16 kHz without this)
+            self.priming -= frame.samples
+            return
         frame.sample_rate = self.rate
         for packet in self.audio.encode(frame):
             self.container.mux(packet)

@@ -199,15 +199,27 @@ class FileSource(_PacedSource):
 
         self.av = av
         o = self.options
-        self.path = Path(o["video"])
+        self.url = is_url(str(o["video"]))
+        self.path = o["video"] if self.url else Path(o["video"])
         self.vcont = self._open_container(self.path)
         if not self.vcont.streams.video:
             raise StageError(f"'{self.path}' has no video stream")
         self.vframes = self.vcont.decode(video=0)
         self.acont = None
-        audio_path = Path(o["audio"]) if o.get("audio") else self.path
-        cont = self._open_container(audio_path)  # a second demuxer: audio is read ahead of video
-        if cont.streams.audio:
+        self.audio_queue: list = []  # a network stream: audio decoded on the way to the next picture
+        audio_path = o["audio"] if o.get("audio") else self.path
+        if self.url and not o.get("audio"):  # one connection, both tracks from one demuxer
+            cont = self.vcont
+            self.vframes = self._demux_network()
+        else:
+            cont = self._open_container(audio_path if is_url(str(audio_path)) else Path(audio_path))  # a second demuxer: audio is read ahead of video
+        if cont is self.vcont and cont.streams.audio:
+            self.resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            self.acont = None
+        elif cont is self.vcont:
+            self.audio_queue = None
+            warn(f"'{audio_path}' has no audio track: running with silence")
+        elif cont.streams.audio:
             self.acont = cont
             self.aframes = cont.decode(audio=0)
             self.resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
@@ -215,14 +227,19 @@ class FileSource(_PacedSource):
             cont.close()
             warn(f"'{audio_path}' has no audio track: running with silence")
         self.audio_next: int | None = None  # absolute index of the next sample to publish
-        self.audio_done = self.acont is None
+        self.audio_done = self.acont is None and not (self.url and self.audio_queue is not None)
         self.out = AVOutput(ctx, env)
         self.ended = False
         self.lateness: list[float] = []
         self.pts0: float | None = None
         self._start(env, int(o.get("video_subs", 1)), int(o.get("audio_subs", 1)))
 
-    def _open_container(self, path: Path):
+    def _open_container(self, path):
+        if isinstance(path, str):  # a network stream: a bounded wait for it, then a clear error
+            try:
+                return self.av.open(path, timeout=(5.0, 5.0))
+            except (self.av.error.FFmpegError, OSError, ValueError) as exc:
+                raise StageError(f"cannot open the network stream '{path}': {exc}") from exc
         if not path.is_file():
             raise StageError(f"video/audio file '{path}' does not exist")
         try:
@@ -230,8 +247,32 @@ class FileSource(_PacedSource):
         except (self.av.error.FFmpegError, OSError, ValueError) as exc:
             raise StageError(f"cannot read media file '{path}': {exc}") from exc
 
+    def _demux_network(self):
+        """Video frames of a network stream; its audio frames go to ``audio_queue`` as they arrive
+        (a live stream cannot be read ahead: audio comes interleaved with the pictures)."""
+        streams = [self.vcont.streams.video[0], *self.vcont.streams.audio[:1]]
+        for packet in self.vcont.demux(*streams):
+            for frame in packet.decode():
+                if packet.stream.type == "audio":
+                    self.audio_queue.append(frame)
+                else:
+                    yield frame
+
+    def _pump_network_audio(self, capture_ns: int) -> None:
+        while self.audio_queue:
+            frame = self.audio_queue.pop(0)
+            for chunk in self.resampler.resample(frame):
+                data = chunk.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                if self.audio_next is None:
+                    t = float(frame.time) if frame.time is not None else 0.0
+                    data, self.audio_next = _from_time_zero(data, t - (self.pts0 or 0.0))
+                self.out.audio_chunk(data, first_sample=self.audio_next, capture_ns=capture_ns)
+                self.audio_next += data.size
+
     def _pump_audio(self, until_sample: int, capture_ns: int) -> None:
         """Publishes audio up to ``until_sample`` (a little beyond: decoded frames are whole)."""
+        if self.url and self.audio_queue is not None and self.acont is None:
+            return self._pump_network_audio(capture_ns)
         if self.audio_done:
             start = self.audio_next or 0
             if until_sample > start:  # no (more) audio: silence keeps the ring aligned with video
@@ -248,7 +289,7 @@ class FileSource(_PacedSource):
                 data = chunk.to_ndarray().reshape(-1).astype(np.float32, copy=False)
                 if self.audio_next is None:
                     t = float(frame.time) if frame is not None and frame.time is not None else 0.0
-                    self.audio_next = max(int(round((t - (self.pts0 or 0.0)) * SAMPLE_RATE)), 0)
+                    data, self.audio_next = _from_time_zero(data, t - (self.pts0 or 0.0))
                 self.out.audio_chunk(data, first_sample=self.audio_next, capture_ns=capture_ns)
                 self.audio_next += data.size
             if frame is None:
@@ -285,6 +326,19 @@ class FileSource(_PacedSource):
         for cont in (getattr(self, "vcont", None), getattr(self, "acont", None)):
             if cont is not None:
                 cont.close()
+
+
+def _from_time_zero(data: np.ndarray, start_s: float) -> tuple[np.ndarray, int]:
+    """The first audio chunk placed on the stream's timeline (time zero = the first picture): audio
+    that starts before it loses its head instead of being shifted late (MPEG-TS audio typically
+    starts tens of ms before the video)."""
+    first = int(round(start_s * SAMPLE_RATE))
+    return (data[-first:], 0) if first < 0 else (data, first)
+
+
+def is_url(text: str) -> bool:
+    """A network stream (rtsp://, http://, udp://, ...) rather than a file path."""
+    return "://" in text and not text.startswith("file://")
 
 
 def make_source(kind: str, options: dict[str, Any]) -> Stage:
