@@ -211,7 +211,9 @@ class SinkStage(Stage):
                             "concepts": h.get("concepts"), "iou": score, "worker": h.get("worker"), "dropped_before": h.get("dropped_before")})
 
     def _readout(self, h: dict, t: dict) -> list[str]:
-        hears = ", ".join(f"{n} {p:.2f}" for n, p in (h.get("concepts") or [])[:2])
+        hears = h.get("hears")  # "nothing" / "unsure" by the worker's calibrated rule (stream/hearing.py)
+        if hears not in ("nothing", "unsure"):
+            hears = ", ".join(f"{n} {p:.2f}" for n, p in (h.get("concepts") or [])[:2])
         fps = (len(self.recent) - 1) * 1e9 / (self.recent[-1] - self.recent[0]) if len(self.recent) > 1 else 0.0
         return [f"hears: {hears}", f"{fps:4.1f} fps  capture->mask {(t['sink_out'] - t['capture']) / 1e6:5.1f} ms"]
 
