@@ -4,6 +4,7 @@ built-in synthetic scene, over a ZeroMQ pipeline (one process or many).
     icf-stream demo                          # synthetic 30 fps scene, 10 s, shipped weights -> out/demo/
     icf-stream live --camera 0 --mic default --weights weights/icf-lite-synthavs.safetensors
     icf-stream run --video clip.mp4 --publish tcp://127.0.0.1:5556 --record out/clip-overlay.mp4
+    icf-stream predict photo.jpg clip.mp4 frames/ --out out/predict   # offline: PNG masks + overlays + JSON
     icf-stream devices
     icf-stream node --graph graph.json --node segmenter     # one part of a graph spread over machines
 """
@@ -122,6 +123,28 @@ def add_run(sub) -> None:
     r.set_defaults(func=cmd_run)
 
 
+def add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="offline: images, videos or a folder in; PNG masks + overlays + predictions.json out")
+    p.add_argument("inputs", nargs="+", metavar="PATH", help="image (.png .jpg ...), video (.mp4 .mkv ...) or folder of them")
+    p.add_argument("--out", default="out/predict", metavar="DIR", help="output folder (default out/predict)")
+    _model_args(p)
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_predict(args) -> int:
+    from .predict import collect, predict
+
+    files = collect(args.inputs)  # every input checked before the model loads or a file is written
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    spec = _backend_spec(args, "predict")
+    out.mkdir(parents=True, exist_ok=True)
+    doc = predict(files, spec, out, progress=not args.quiet)
+    print(f"icf-stream predict: {len(doc['frames'])} frame(s) of {len(files)} file(s) -> {out}/ (masks, overlays, predictions.json)")
+    return 0
+
+
 def add_devices(sub) -> None:
     sub.add_parser("devices", help="list cameras and microphones").set_defaults(func=cmd_devices)
 
@@ -137,7 +160,7 @@ def add_node(sub) -> None:
 
 def build_parser():
     ap, sub = make_parser("icf-stream", __doc__)
-    for add in (add_demo, add_live, add_run, add_devices, add_node):  # a new sub-command: an add_x(sub) + one entry here
+    for add in (add_demo, add_live, add_run, add_predict, add_devices, add_node):  # a new sub-command: an add_x(sub) + one entry here
         add(sub)
     return ap
 

@@ -245,3 +245,27 @@ def test_record_keeps_the_source_audio_rate_and_channels(tiny_onnx, tmp_path):
     spectrum = np.abs(np.fft.rfft(pcm[:, 4096:4096 + 8192], axis=1))
     freqs = np.fft.rfftfreq(8192, 1 / 44100)
     assert abs(freqs[spectrum[0].argmax()] - 440) < 10 and abs(freqs[spectrum[1].argmax()] - 880) < 10  # channels kept apart
+
+
+def test_predict_writes_masks_overlays_and_json(media, tiny_onnx, tmp_path):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "still.png"), np.full((48, 64, 3), 90, np.uint8))
+    out = tmp_path / "p"
+    assert main(["predict", str(tmp_path / "still.png"), str(media["av"]), "--weights", tiny_onnx, "--backend", "onnxruntime",
+                 "--out", str(out), "-q"]) == 0
+    doc = json.loads((out / "predictions.json").read_text())
+    frames = [f for f in doc["frames"] if f["file"].endswith("av.mp4")]
+    assert len(frames) == 60 and [f["index"] for f in frames] == list(range(60))  # every frame, none dropped
+    assert frames[-1]["pts_ms"] > 1900 and all(f["hears"] for f in doc["frames"])
+    mask = cv2.imread(str(out / "av" / "000059_mask.png"), cv2.IMREAD_GRAYSCALE)
+    assert mask.shape == (240, 320) and set(np.unique(mask)) <= {0, 255}
+    assert cv2.imread(str(out / "still" / "000000_overlay.png")).shape == (48, 64, 3)
+
+
+def test_predict_refuses_bad_inputs_before_loading_anything(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("x")
+    assert main(["predict", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "p")]) == 2
+    assert main(["predict", str(tmp_path / "absent.png"), "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert "not an image" in err and "absent.png not found" in err and not (tmp_path / "p").exists()
