@@ -28,14 +28,16 @@ except AttributeError:
 
 class MicRing:
     """Written by the PortAudio callback thread, read by the stage: samples by absolute index.
-    The stream is timestamped once, at its first callback, against CLOCK_MONOTONIC (PortAudio's
-    ADC time of that buffer); sample n is then at anchor + n / rate."""
+    The stream is timestamped once, over its first SETTLE_CALLBACKS callbacks, against
+    CLOCK_MONOTONIC (PortAudio's ADC time of each buffer); sample n is then at anchor + n / rate."""
 
     def __init__(self, seconds: float = 4.0) -> None:
         self.buf = np.zeros(int(SAMPLE_RATE * seconds), np.float32)
         self.written = 0  # absolute count of samples received
         self.read = 0
         self.anchor_ns: int | None = None
+        self.best_ns: int | None = None  # earliest estimate of sample 0's time so far
+        self.calls = 0
         self.lock = threading.Lock()
         self.status_errors = 0
 
@@ -47,7 +49,13 @@ class MicRing:
                 ago = max(float(time_info.currentTime) - float(time_info.inputBufferAdcTime), 0.0)
             except (AttributeError, TypeError, ValueError):
                 ago = frames / SAMPLE_RATE
-            self.anchor_ns = stamp() - int(ago * 1e9)
+            # when sample 0 was taken, as this buffer tells it; a late callback only makes it later, so
+            # the earliest over the first callbacks wins (the start-up backlog arrives in a burst)
+            est = stamp() - int(ago * 1e9) - self.written * 1_000_000_000 // SAMPLE_RATE
+            self.best_ns = est if self.best_ns is None else min(self.best_ns, est)
+            self.calls += 1
+            if self.calls >= SETTLE_CALLBACKS:
+                self.anchor_ns = self.best_ns
         data = indata[:, 0]
         with self.lock:
             i = self.written % self.buf.size
@@ -80,6 +88,8 @@ def import_sounddevice():
     return sounddevice
 
 
+SETTLE_CALLBACKS = 25  # 0.5 s of 320-sample buffers: the microphone's time is fixed after these
+CATCH_UP_NS = 500_000_000  # a network camera's start-up backlog read at once, at most this much stream time
 FIRST_OPEN_BUDGET_S = 2.5  # how long start-up waits for a camera before it says so
 
 
@@ -107,7 +117,8 @@ class LiveSource(Stage):
         self.backoff = float(options.get("backoff_s", 0.5))
         self.cam_id = options.get("camera", 0)
         self.network = "://" in str(self.cam_id)  # rtsp:// http:// udp://: paced by its timestamps
-        self.pace_anchor: tuple[int, int] | None = None  # (wall ns, stream ns) of the first picture
+        self.pace_anchor: tuple[int, int] | None = None  # (wall - stream clock now, its floor) in ns
+        self.pace_last_pts = 0
 
     def open(self, ctx: zmq.Context, env: StageEnv) -> None:
         super().open(ctx, env)
@@ -225,21 +236,27 @@ class LiveSource(Stage):
         return True
 
     def _pace_network(self) -> None:
-        """A network camera is never read faster than its own timestamps: a server that sends a file
-        at full speed (or a burst after a stall) is held to real time, picture by picture."""
+        """A network camera is never read faster than its own timestamps (beyond a one-off catch-up of
+        CATCH_UP_NS): a server that sends a file at full speed is held to real time, picture by picture."""
         pos_ms = self.cap.get(cv2.CAP_PROP_POS_MSEC)
         now = stamp()
         if not pos_ms or pos_ms < 0:
             return
-        if self.pace_anchor is None or pos_ms * 1e6 < self.pace_anchor[1]:  # first picture, or the stream restarted
-            self.pace_anchor = (now, int(pos_ms * 1e6))
-            return
-        due = self.pace_anchor[0] + int(pos_ms * 1e6) - self.pace_anchor[1]
+        pts = int(pos_ms * 1e6)
+        offset = now - pts  # wall clock minus stream clock for this picture
+        if self.pace_anchor is None or pts < self.pace_last_pts:  # first picture, or the stream restarted
+            self.pace_anchor = (offset, offset - CATCH_UP_NS)
+        elif offset - self.pace_anchor[0] > 1_000_000_000:  # > 1 s behind: the stream is slower than its clock
+            self.pace_anchor = (offset, offset - CATCH_UP_NS)
+        self.pace_last_pts = pts
+        # pictures that arrive early (the decoder's start-up backlog) may be taken at once, lowering the
+        # anchor, but only by CATCH_UP_NS in all: a sender faster than real time is then held to it
+        anchor = max(self.pace_anchor[1], min(self.pace_anchor[0], offset))
+        self.pace_anchor = (anchor, self.pace_anchor[1])
+        due = anchor + pts
         if due > now:
             self.counters["paced_waits"] = self.counters.get("paced_waits", 0) + 1
             time.sleep((due - now) / 1e9)
-        elif now - due > 1_000_000_000:  # more than 1 s behind: the stream is slower than its clock; re-anchor
-            self.pace_anchor = (now, int(pos_ms * 1e6))
 
     def _finish(self, reason: str) -> bool:
         if not self.ended:

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stream.live import CATCH_UP_NS
+
 from .conftest import ROOT
 
 pytestmark = pytest.mark.live
@@ -39,7 +41,7 @@ def pulse_mic():
     """A running PulseAudio with a null sink `icfmic` whose monitor is the default source."""
     _need("pulseaudio", "pactl", "paplay")
     try:
-        import sounddevice  # noqa: F401
+        import sounddevice
     except OSError:
         pytest.skip("needs libportaudio2")
     started = False
@@ -54,6 +56,8 @@ def pulse_mic():
     if "icfmic" not in subprocess.run(["pactl", "list", "short", "sinks"], capture_output=True, text=True).stdout:
         subprocess.run(["pactl", "load-module", "module-null-sink", "sink_name=icfmic"], check=True, capture_output=True)
     subprocess.run(["pactl", "set-default-source", "icfmic.monitor"], check=True)
+    sounddevice._terminate()  # PortAudio lists devices when it starts: again, now that the server runs
+    sounddevice._initialize()
     yield "pulse"
     if started:
         subprocess.run(["pulseaudio", "--kill"], capture_output=True)
@@ -133,7 +137,8 @@ def test_network_camera_served_at_full_speed_is_read_at_real_time(tiny_onnx, tmp
     report = json.loads((tmp_path / "report.json").read_text())
     src = report["stages"]["source"]["counters"]
     rate = src["frames_sent"] / src["elapsed_s"]
-    assert 3 * FPS * 0.6 <= src["frames_sent"] <= 3 * FPS + 2 and rate <= FPS * 1.1, src  # never faster than the stream's clock
+    # never faster than the stream's clock, beyond the one-off catch-up of a start-up backlog (CATCH_UP_NS)
+    assert 3 * FPS * 0.6 <= src["frames_sent"] <= (src["elapsed_s"] + CATCH_UP_NS / 1e9) * FPS + 2 and rate <= FPS * 1.25, src
     assert src["paced_waits"] > 0
 
 
@@ -182,7 +187,8 @@ def av_offset_ms(recording: Path) -> list[float]:
     env = np.abs(pcm) > 0.3
     onsets = [i / rate for i in np.flatnonzero(env[1:] & ~env[:-1]) + 1]
     beeps = [t for i, t in enumerate(onsets) if i == 0 or t - onsets[i - 1] > 0.3]
-    return [1000 * (min(beeps, key=lambda b: abs(b - f)) - f) for f in flashes if beeps]
+    nearest = [min(beeps, key=lambda b: abs(b - f)) - f for f in flashes if beeps]
+    return [1000 * d for d in nearest if abs(d) < 0.5]  # a flash whose beep was cut off by the end is not a pair
 
 
 def test_av_alignment_of_a_network_stream_is_within_one_frame(tiny_onnx, tmp_path):
@@ -202,3 +208,34 @@ def test_av_alignment_of_a_network_stream_is_within_one_frame(tiny_onnx, tmp_pat
     print(f"A/V offset per flash (ms): {[round(o, 1) for o in offsets]}; one frame = {1000 / FPS:.1f} ms")
     assert len(offsets) == 3
     assert max(abs(o) for o in offsets) <= 1000 / FPS
+
+
+def test_av_offset_of_camera_and_microphone_is_steady(pulse_mic, tiny_onnx, tmp_path):
+    """The live path end to end: one ffmpeg plays flashes to a network camera (HTTP) and the beeps to
+    the virtual microphone at the same instants; `icf-stream live --camera URL --mic pulse --record`.
+    The offset in the recording is what the pipeline applied: the audio stamped by PortAudio's ADC time,
+    the picture by its arrival (so it includes the camera's network and decode latency)."""
+    _need("ffmpeg")
+    url = _url()
+    events = (3.0, 4.0, 5.0, 6.0)
+    cmd = ["ffmpeg", "-loglevel", "error", "-re", *flash_beep_inputs(15.0, events),
+           "-map", "0:v", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "1", "-pix_fmt", "yuv420p",
+           "-f", "mpegts", "-flush_packets", "1", "-listen", "1", url,
+           "-map", "1:a", "-f", "pulse", "-buffer_duration", "20", "icfmic"]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    try:
+        proc = _stream("live", "--camera", url, "--mic", pulse_mic, "--weights", tiny_onnx, "--backend", "onnxruntime",
+                       "--transport", "inproc", "--seconds", "9", "--out", str(tmp_path), "-q")
+    finally:
+        server.kill()
+        server.wait()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    offsets = av_offset_ms(tmp_path / "overlay.mp4")
+    print(f"live A/V offset per flash (ms): {[round(o, 1) for o in offsets]}; one frame = {1000 / FPS:.1f} ms")
+    assert len(offsets) >= 3
+    spread = max(offsets) - min(offsets)
+    assert spread <= 1000 / FPS  # a steady offset: audio and pictures on one clock, no drift
+    # The level itself (measured 148 ms, sound after picture, on the PulseAudio null-sink chain) is the
+    # virtual devices' unreported buffering, and misses the one-frame target: reported in the README,
+    # not asserted away. The network-stream test above holds the pipeline's own alignment to one frame.
