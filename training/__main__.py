@@ -77,7 +77,10 @@ def add_fit(sub) -> None:
 
 
 def add_eval(sub) -> None:
-    from weights import SHIPPED
+    try:
+        from weights import SHIPPED  # package data: found from any directory
+    except ImportError:
+        SHIPPED = "weights/icf-lite-synthavs.safetensors"  # noqa: N806 - an install older than weights/__init__.py
 
     e = sub.add_parser("eval", help="evaluate a checkpoint",
                        description="Evaluate a checkpoint: mIoU / F (official AVSBench definitions) and the empty rate.")
