@@ -264,6 +264,8 @@ class LiveSource(Stage):
             self.counters.update(self.out.totals(reason, self.t0))
             if self.mic is not None:
                 self.counters["mic_status_errors"] = self.mic.status_errors
+                if self.audio_origin is not None:  # where the microphone's first sample was put on the frames' clock
+                    self.counters["mic_sample0_ms"] = round(self.audio_origin * 1000 / SAMPLE_RATE, 2)
             self.out.eos(reason)
         return False
 
