@@ -183,7 +183,10 @@ def _check_model(args, cmd: str) -> None:
 
 def _backend_spec(args, cmd: str) -> dict:
     """The engine spec for the workers; exports a checkpoint (or a registry model) once, into the user cache."""
-    from .backend import export_cached
+    try:
+        from .models import export_cached  # stream/backend.py is stream/models.py after issue 12's renames
+    except ImportError:
+        from .backend import export_cached
 
     _check_model(args, cmd)
     # threads is an option of the CPU-capable backends; an explicit tensorrt backend refuses it
