@@ -36,8 +36,7 @@ class MicRing:
         self.written = 0  # absolute count of samples received
         self.read = 0
         self.anchor_ns: int | None = None
-        self.best_ns: int | None = None  # earliest estimate of sample 0's time so far
-        self.calls = 0
+        self.estimates: list[int] = []  # of sample 0's time, one per callback until the anchor is set
         self.lock = threading.Lock()
         self.status_errors = 0
 
@@ -49,13 +48,11 @@ class MicRing:
                 ago = max(float(time_info.currentTime) - float(time_info.inputBufferAdcTime), 0.0)
             except (AttributeError, TypeError, ValueError):
                 ago = frames / SAMPLE_RATE
-            # when sample 0 was taken, as this buffer tells it; a late callback only makes it later, so
-            # the earliest over the first callbacks wins (the start-up backlog arrives in a burst)
-            est = stamp() - int(ago * 1e9) - self.written * 1_000_000_000 // SAMPLE_RATE
-            self.best_ns = est if self.best_ns is None else min(self.best_ns, est)
-            self.calls += 1
-            if self.calls >= SETTLE_CALLBACKS:
-                self.anchor_ns = self.best_ns
+            # when sample 0 was taken, as this buffer tells it; the median over the first callbacks, because
+            # PortAudio's first ADC times can be off by 100+ ms (measured on ALSA's pulse device) or wild
+            self.estimates.append(stamp() - int(ago * 1e9) - self.written * 1_000_000_000 // SAMPLE_RATE)
+            if len(self.estimates) >= SETTLE_CALLBACKS:
+                self.anchor_ns = int(np.median(self.estimates))
         data = indata[:, 0]
         with self.lock:
             i = self.written % self.buf.size
