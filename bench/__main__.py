@@ -6,9 +6,10 @@ versions; --smoke runs any of them end to end in seconds):
   baseline   the same frames through an AVSBench-style eager network vs our backends (ratios)
   transport  ZeroMQ inproc / ipc / tcp one-way latency and throughput, copy vs zero-copy
   pipeline   a paced end-to-end stream run with the stream's own per-stage metrics
+  streams    N camera streams through one batched model: p99 and processed ratio against N
   plot       re-render Markdown + PNG from a JSON report (e.g. bench/gpu.py's from a GPU machine)
 
-GPU measurements (one prepared run): bench/gpu.sh, see bench/gpu.py --help.
+GPU measurements (one prepared run): scripts/gpu.sh, see bench/gpu.py --help.
 Numbers from a loaded machine are noisy: each report records the load average.
 """
 
@@ -50,6 +51,15 @@ def add_pipeline(sub) -> None:
     p.set_defaults(func=pipeline.run)
 
 
+def add_streams(sub) -> None:
+    from . import streams
+
+    p = sub.add_parser("streams", help="many camera streams, one batched model: p99 and processed ratio vs N",
+                       description=streams.__doc__, formatter_class=FMT)
+    streams.add_args(p)
+    p.set_defaults(func=streams.run)
+
+
 def add_plot(sub) -> None:
     p = sub.add_parser("plot", help="re-render Markdown + PNG from a JSON report, or draw training curves (log.jsonl / curves.csv)")
     p.add_argument("report", type=Path, help="a JSON written by icf-bench or bench/gpu.py; or a training run's log.jsonl / curves.csv / folder")
@@ -59,7 +69,7 @@ def add_plot(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap, sub = make_parser("icf-bench", __doc__)
-    for add in (add_model, add_transport, add_pipeline, add_plot):  # a new sub-command: an add_x(sub) + one entry here
+    for add in (add_model, add_transport, add_pipeline, add_streams, add_plot):  # a new sub-command: an add_x(sub) + one entry here
         add(sub)
     return ap
 

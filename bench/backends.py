@@ -2,7 +2,8 @@
 
 ICF variants run through ``engine.runtime.load`` (the same code the stream uses): torch eager /
 compile / cudagraph from a checkpoint, ONNX Runtime and TensorRT from the engine's verified ONNX
-export. On a GPU the torch and TensorRT backends are timed through ``infer_device`` (inputs
+export, AOTInductor from a package compiled from the checkpoint (its compile is not in the row's
+setup time, which is the cold start of a built package: load + first call). On a GPU the torch and TensorRT backends are timed through ``infer_device`` (inputs
 already on the device), so the number is the step itself; host-side backends (ONNX Runtime on
 the CPU) through ``infer``. The reference network of `icf-bench baseline` runs eager, directly.
 
@@ -20,14 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from .frames import INPUT_NAMES
+from engine.spec import INPUT_NAMES
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What to run. ``backend``: torch | onnxruntime | tensorrt | baseline (reference net, eager)."""
+    """What to run. ``backend``: torch | onnxruntime | tensorrt | aotinductor | baseline (reference net, eager)."""
 
     backend: str
     mode: str = "eager"  # torch: eager | compile | cudagraph
@@ -77,6 +78,8 @@ def skip_reason(spec: RunSpec, device: str, *, allow_cpu_half: bool = False) -> 
             return "onnxruntime is not installed"
         if spec.precision != "fp32":
             return "ONNX Runtime runs the fp32 graph (fp16 only through its TensorRT EP)"
+    if spec.backend == "aotinductor" and spec.precision == "fp16" and not cuda and not allow_cpu_half:
+        return "fp16 on the CPU: Inductor's CPU fp16 kernels are slow reference paths (bf16 is the CPU half type)"
     if spec.precision != "fp32" and not cuda and spec.backend in ("torch", "baseline") and not allow_cpu_half:
         return "half precision is a GPU mode (CPU kernels for fp16 are slow reference paths)"
     return None
@@ -89,6 +92,7 @@ class Artifacts:
         self.name, self.image_size, self.folder, self.seed = name, tuple(image_size), Path(folder), seed
         self._ckpt: Path | None = None
         self._onnx: Path | None = None
+        self._packages: dict[tuple[str, str], Path] = {}
         self.stem = f"{name}-{image_size[0]}x{image_size[1]}"
 
     def net(self):
@@ -113,22 +117,15 @@ class Artifacts:
             self._onnx = export_checkpoint(self.checkpoint(), self.folder, stem=self.stem)
         return self._onnx
 
+    def package(self, device: str, precision: str) -> Path:
+        """A verified AOTInductor package of the checkpoint (compiled once per device x precision)."""
+        key = (device.split(":")[0], precision)
+        if key not in self._packages:
+            from engine.aoti_build import build_package
 
-def cost(net, example: tuple) -> dict[str, float]:
-    """Parameters (M) and GFLOPs of one call (torch's counter: a multiply-add is 2 FLOPs).
-
-    Counted on the meta device (shapes only, no arithmetic: instant even for ResNet-50 on a busy
-    CPU). It MOVES ``net`` to meta: call it last on a net that is not needed afterwards.
-    """
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    params = sum(p.numel() for p in net.parameters()) / 1e6
-    net = net.to("meta")
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        net(*(x.to("meta") for x in example))
-    flops = counter.get_total_flops()
-    return {"params_M": params, "gflops": flops / 1e9, "gmacs": flops / 2e9}
+            out = self.folder / f"{self.stem}-aoti-{key[0]}-{precision}.pt2"
+            self._packages[key] = build_package(self.checkpoint(), out, device=key[0], precision=precision)
+        return self._packages[key]
 
 
 def _stage(sets: list[dict[str, np.ndarray]], device: str, dtype: str) -> list[dict]:
@@ -165,6 +162,9 @@ def open_engine_runner(spec: RunSpec, artifacts: Artifacts, sets: list[dict[str,
         artifact, opts = artifacts.onnx(), {"device": "cpu", "threads": threads}
     elif spec.backend == "tensorrt":
         artifact, opts = artifacts.onnx(), {"precision": spec.precision}
+    elif spec.backend == "aotinductor":
+        artifact = artifacts.package(device, spec.precision)
+        opts = {"threads": threads} if threads and not device.startswith("cuda") else {}
     else:
         raise ValueError(f"unknown engine backend {spec.backend!r}")
     t0 = time.perf_counter()

@@ -96,7 +96,7 @@ def build_baseline() -> BaselineAVS:
 
 def cost(image_size: tuple[int, int] = (224, 224)) -> dict[str, float]:
     """Parameters (M) and GFLOPs of one forward at ``image_size``, counted on the meta device."""
-    from .backends import cost as count
+    from .flops import cost as count
 
     with torch.device("meta"):
         net = BaselineAVS().eval()

@@ -14,22 +14,12 @@ import importlib.util
 
 import numpy as np
 
-AUDIO_SAMPLES = 15_600  # one VGGish window; equals model.AUDIO_SAMPLES (tests pin it)
-INPUT_NAMES = ("image", "audio", "frame_ring", "frame_valid", "segment_ring", "segment_valid")
+from engine import spec
 
 
 def shapes(config) -> dict[str, tuple[int, ...]]:
-    """Static step input shapes for a resolved ICFConfig."""
-    h, w = config.image_size
-    d = config.width
-    return {
-        "image": (1, 3, h, w),
-        "audio": (1, AUDIO_SAMPLES),
-        "frame_ring": (1, config.frame_ring, d),
-        "frame_valid": (1, config.frame_ring),
-        "segment_ring": (1, config.segment_ring, d),
-        "segment_valid": (1, config.segment_ring),
-    }
+    """Static step input shapes for a resolved ICFConfig (the contract is engine.spec's)."""
+    return {name: shape for name, (shape, _) in spec.input_specs(config.to_dict()).items()}
 
 
 def _rings(rng: np.random.Generator, shp: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
@@ -71,7 +61,7 @@ def synthavs_sets(config, n: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
         if frame.index % 7:
             continue
         end = frame.time_s
-        audio = gen.audio_between(end - AUDIO_SAMPLES / 16_000, end)[-AUDIO_SAMPLES:]
+        audio = gen.audio_between(end - spec.AUDIO_SAMPLES / spec.SAMPLE_RATE, end)[-spec.AUDIO_SAMPLES:]
         sets.append(
             {
                 "image": np.ascontiguousarray(frame.image.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0,

@@ -1,6 +1,6 @@
 """Everything that needs a GPU, in ONE prepared run of under 4 minutes (H100 / H200).
 
-    bash bench/gpu.sh                      # on the GPU machine; writes to $OUT (or out/bench/gpu)
+    bash scripts/gpu.sh                    # on the GPU machine; writes to $OUT (or out/bench/gpu)
     python -m bench.gpu --smoke --out /tmp/gpu-smoke   # here, on the CPU, before spending GPU time
 
 Measures step latency (batch 1, 224 x 224, CUDA events, warm-up, 8 rotating input sets) of
@@ -29,8 +29,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the repo importable (model/, engine/, bench/)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.backends import Artifacts, RunSpec, cost, input_tuple  # noqa: E402
+from bench.backends import Artifacts, RunSpec, input_tuple  # noqa: E402
 from bench.env import envelope  # noqa: E402
+from bench.flops import cost  # noqa: E402
 from bench.frames import random_sets  # noqa: E402
 from bench.measure import measure, model_ratios, ratios_md  # noqa: E402
 from bench.report import command_line, header_md, latency_table, md_table, targets_md, write_json  # noqa: E402
@@ -44,11 +45,14 @@ VARIANTS = {
     "compile-ro-fp16-cl": RunSpec("torch", "compile", "fp16", True, "reduce-overhead", False),
     # opt-in: Inductor autotunes GEMM/conv templates; minutes of compile, beyond the 4-minute run
     "compile-mat-freeze-fp16-cl": RunSpec("torch", "compile", "fp16", True, "max-autotune-no-cudagraphs", True),
+    # opt-in: AOTInductor package (compiled once per row, not in setup_s: setup_s is load + first call)
+    "aoti-fp16": RunSpec("aotinductor", "engine", "fp16"),
+    "aoti-fp32": RunSpec("aotinductor", "engine", "fp32"),
 }
 DEFAULT_VARIANTS = ["eager-fp32", "eager-fp16", "cudagraph-fp16-cl", "compile-ro-freeze-fp16-cl", "tensorrt-fp16", "compile-ro-fp16-cl"]
 BASELINE = {"baseline-eager-fp32": RunSpec("baseline", "eager", "fp32"), "baseline-eager-fp16": RunSpec("baseline", "eager", "fp16")}
 # Seconds a row needs at least before it may start (compiles take ~15-25 s on an H100).
-NEEDS_S = {"compile": 45.0, "tensorrt": 90.0}
+NEEDS_S = {"compile": 45.0, "tensorrt": 90.0, "aotinductor": 90.0}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

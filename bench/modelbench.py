@@ -13,13 +13,14 @@ import os
 import tempfile
 from pathlib import Path
 
-from .backends import Artifacts, RunSpec, cost, input_tuple
+from .backends import Artifacts, RunSpec, input_tuple
 from .env import envelope
+from .flops import cost
 from .frames import input_sets
 from .measure import measure, model_ratios, parse_resolution, ratios_md
 from .report import command_line, header_md, latency_table, md_table, targets_md, write_report
 
-BACKEND_NAMES = ("eager", "compile", "cudagraph", "onnxruntime", "tensorrt")
+BACKEND_NAMES = ("eager", "compile", "cudagraph", "onnxruntime", "tensorrt", "aotinductor")
 
 
 def default_device() -> str:
@@ -32,7 +33,7 @@ def add_common(p: argparse.ArgumentParser, *, backends: tuple[str, ...] | None =
     p.add_argument("--models", nargs="+", default=None, help="registry names (default: icf-lite icf-r50; smoke: icf-tiny)")
     p.add_argument("--backends", nargs="+", choices=BACKEND_NAMES, default=backends,
                    help="default on a GPU: eager compile cudagraph tensorrt; on the CPU: eager onnxruntime "
-                        "(compile on the CPU costs ~20 s per model; ask for it)")
+                        "(compile on the CPU costs ~20 s per model, aotinductor ~40 s+ to build its package once; ask for them)")
     p.add_argument("--precisions", nargs="+", choices=("fp32", "fp16", "bf16"), default=None, help="default: fp32 fp16 on a GPU, fp32 on the CPU")
     p.add_argument("--resolutions", nargs="+", default=["224"], help="N or HxW (default 224)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")

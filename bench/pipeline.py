@@ -51,24 +51,29 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--artifact", dest="artifact", type=Path, help=argparse.SUPPRESS)  # the old spelling
     p.add_argument("--backend", default="auto", help="engine backend: auto | onnxruntime | torch | tensorrt")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads of the backend")
-    p.add_argument("--null", action="store_true", help="no model (stream.backend.NullBackend): the pipeline's own cost")
+    p.add_argument("--null", action="store_true", help="no model (stream.models.NullBackend): the pipeline's own cost")
     p.add_argument("--transport", choices=("inproc", "ipc", "tcp"), default=None, help="default ipc (smoke inproc)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--smoke", action="store_true", help="icf-tiny, 2 s, inproc: checks the command end to end")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--shm", choices=("auto", "on", "off"), default="auto", help="frames source -> segmenter by shared memory (auto: on for ipc)")
+    p.add_argument("--resize", choices=("fast", "area", "linear"), default="fast", help="frame -> model size (stream/resize.py)")
+    p.add_argument("--compare", action="store_true", help="with --null: payload vs shared-memory frames and area vs fast resize, "
+                   "interleaved in one run (bench/shm_compare.py)")
+    p.add_argument("--repeats", type=int, default=2, help="--compare: runs per variant")
     p.add_argument("--out", type=Path, default=Path("out/bench"), help="output folder (default out/bench)")
 
 
 def backend_spec(args: argparse.Namespace, folder: Path) -> dict:
     if args.null:
-        return {"kind": "null", "image_size": [224, 224]}
+        return {"kind": "null", "image_size": [224, 224], "resize": args.resize}
     artifact = args.artifact
     if artifact is None:
         from .backends import Artifacts
 
         artifact = Artifacts(args.model, (224, 224), folder).onnx()
     options = {"threads": args.threads} if args.backend in ("auto", "onnxruntime", "torch") else {}
-    return {"kind": "engine", "artifact": str(artifact), "backend": args.backend, "options": options}
+    return {"kind": "engine", "artifact": str(artifact), "backend": args.backend, "options": options, "resize": args.resize}
 
 
 def stage_breakdown(lines: list[dict]) -> tuple[list[dict], dict]:
@@ -92,6 +97,12 @@ def stage_breakdown(lines: list[dict]) -> tuple[list[dict], dict]:
 def run(args: argparse.Namespace) -> dict:
     from stream import PipelineConfig, run_pipeline
 
+    if args.compare:
+        if not args.null or args.source != "synthetic":
+            raise SystemExit("icf-bench pipeline: --compare measures the pipeline alone: use it with --null (synthetic source)")
+        from .shm_compare import run as compare
+
+        return compare(args)
     args.seconds = args.seconds or (2.0 if args.smoke else 20.0)
     args.model = args.model or ("icf-tiny" if args.smoke else "icf-lite")
     args.transport = args.transport or ("inproc" if args.smoke else "ipc")
@@ -107,7 +118,8 @@ def run(args: argparse.Namespace) -> dict:
                 source["audio"] = str(args.audio)
         metrics = Path(tmp) / "metrics.jsonl"
         print(f"pipeline: {args.source} {args.seconds:g} s at {args.fps} fps over {args.transport}, model {spec.get('artifact', 'null')}", flush=True)
-        report = run_pipeline(PipelineConfig(source=source, backend=spec, transport=args.transport, workers=args.workers, metrics=str(metrics)))
+        report = run_pipeline(PipelineConfig(source=source, backend=spec, transport=args.transport, workers=args.workers, metrics=str(metrics),
+                                            shm=args.shm))
         lines = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()] if metrics.is_file() else []
     stages, totals = stage_breakdown(lines)
     frame_ms = 1000.0 / args.fps

@@ -22,7 +22,7 @@ def write_json(path: Path, doc: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=1, default=str, allow_nan=True)
+        json.dump(portable(doc), f, indent=1, default=str, allow_nan=True)
         f.write("\n")
     os.replace(tmp, path)
     return path
@@ -86,6 +86,7 @@ def header_md(doc: dict, title: str) -> str:
 
 
 def command_line() -> str:
+    """The command as run from the repo root, with no absolute path of this machine in it."""
     prog = Path(sys.argv[0])
     if prog.name in ("__main__.py", "icf-bench"):
         prog = "icf-bench"
@@ -93,7 +94,31 @@ def command_line() -> str:
         prog = "python -m bench.gpu"
     else:
         prog = f"python {prog.name}"
-    return " ".join([prog, *(shlex.quote(a) for a in sys.argv[1:])])
+    return " ".join([prog, *(shlex.quote(portable_path(a)) for a in sys.argv[1:])])
+
+
+def portable_path(arg: str) -> str:
+    """An absolute path (or ``--opt=/path``) made portable, so reports carry no absolute path of
+    the machine that made them: relative to the working directory (the repo root) when inside
+    it, else ``.../<file name>``."""
+    key, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+    if not value.startswith("/") or " " in value:
+        return arg
+    path = Path(value)
+    try:
+        short = str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        short = f".../{path.name}"
+    return f"{key}{eq}{short}"
+
+
+def portable(doc):
+    """``doc`` with every string that is an absolute path made portable (see portable_path)."""
+    if isinstance(doc, dict):
+        return {k: portable(v) for k, v in doc.items()}
+    if isinstance(doc, (list, tuple)):
+        return [portable(v) for v in doc]
+    return portable_path(doc) if isinstance(doc, str) else doc
 
 
 def write_report(doc: dict, out_dir: Path, stem: str, markdown: str, *, plots: bool = True) -> dict[str, list[str]]:

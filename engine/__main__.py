@@ -4,9 +4,10 @@
   icf-engine export --model icf-lite --out out/engine                # fresh registry model (+ its weights)
   icf-engine build --onnx out/engine/icf-lite.onnx --precision fp16 --out out/engine/icf-lite-fp16.plan
   icf-engine build --via torch-tensorrt --onnx out/engine/icf-lite.onnx --precision fp16 --out out/engine/icf-lite.ep
+  icf-engine build --via aotinductor --weights ckpt.safetensors --device cpu --precision fp32 --out out/engine
   icf-engine check --weights out/engine/icf-lite.onnx --backend onnxruntime
   icf-engine info --weights out/engine/icf-lite.onnx
-"Which model" is --weights everywhere: a checkpoint, or an artifact (.onnx, .plan, .ep).
+"Which model" is --weights everywhere: a checkpoint, or an artifact (.onnx, .plan, .ep, .pt2).
 Exit codes: 0 success, 1 a check failed, 2 bad input or a missing dependency (message says which).
 """
 
@@ -51,8 +52,44 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_aoti(args: argparse.Namespace) -> int:
+    from .aoti_build import build_package
+
+    source = args.weights or args.onnx
+    if not source:
+        print("icf-engine build --via aotinductor: give --weights CKPT.safetensors, or --onnx FILE whose sidecar records "
+              "its checkpoint (the package is compiled from the torch network, so building needs the weights)", file=sys.stderr)
+        return 2
+    device = args.device or "cpu"
+    precision = args.precision or ("fp16" if device == "cuda" else "fp32")
+    from .aoti_common import AOTIUnavailable
+
+    try:
+        path = build_package(source, args.out, device=device, precision=precision)
+    except AOTIUnavailable as exc:
+        print(f"icf-engine build: {exc}", file=sys.stderr)
+        return 2
+    doc = spec.read_sidecar(path)
+    built, par = doc["aotinductor"], doc["parity"]
+    print(f"built    {path} ({built['bytes'] / 1e6:.1f} MB, {device} {precision}, torch {built['torch_version']}, "
+          f"{built.get('gpu_name') or 'CPU ' + (built.get('cpu_vec_isa') or 'scalar')}; compile {built['compile_seconds']:.0f} s)")
+    print(f"sidecar  {spec.sidecar_path(path)}")
+    print(f"sha256   {built['sha256']}")
+    print(f"checked  vs eager torch fp32 on {len(par['frames'])} frames: max abs logit diff {par['max_abs_logit_diff']:.2e}, "
+          f"mask IoU {par['mask_iou']:.4f}: PASS ({par['rule']})")
+    print(f"run it   icf-stream run --engine {path}")
+    return 0
+
+
 def _build(args: argparse.Namespace) -> int:
+    if args.via == "aotinductor":
+        return _build_aoti(args)
     from .trt_common import INSTALL_HELP, tensorrt_installed
+
+    if args.device and args.device != "cuda":
+        print("icf-engine build: TensorRT builds for the CUDA GPU; --device cpu only applies to --via aotinductor", file=sys.stderr)
+        return 2
+    args.precision = args.precision or "fp16"
 
     if not tensorrt_installed():
         print(f"icf-engine build: {INSTALL_HELP}", file=sys.stderr)
@@ -85,7 +122,7 @@ def _check(args: argparse.Namespace) -> int:
     # --weights is the artifact under test; the old spelling was --artifact A [--weights REFERENCE]
     artifact, reference = (args.artifact, args.reference or args.weights) if args.artifact else (args.weights, args.reference)
     if not artifact:
-        raise UserError("give the artifact to check: --weights FILE (.onnx, .plan, .ep or .safetensors)")
+        raise UserError("give the artifact to check: --weights FILE (.onnx, .plan, .ep, .pt2 or .safetensors)")
     for path in filter(None, (artifact, reference)):
         if not Path(path).is_file():
             raise UserError(f"{path} not found")
@@ -117,8 +154,13 @@ def _info(args: argparse.Namespace) -> int:
             if doc["kind"] == "onnx":
                 spec.verify_onnx(path, doc)
             else:
-                section = {"tensorrt-plan": ("tensorrt", "plan_sha256"), "torch-tensorrt": ("torch_tensorrt", "program_sha256")}[doc["kind"]]
+                section = {"tensorrt-plan": ("tensorrt", "plan_sha256"), "torch-tensorrt": ("torch_tensorrt", "program_sha256"),
+                           "aotinductor": ("aotinductor", "sha256")}[doc["kind"]]
                 spec.verify_sha(path, doc[section[0]][section[1]], doc["kind"])
+                if doc["kind"] == "aotinductor":
+                    from .aoti_common import check_package_compatible
+
+                    check_package_compatible(doc, str(path))
             integrity = "OK (sha256 and I/O match the sidecar)"
         except spec.ArtifactError as exc:
             integrity = f"FAILED: {exc}"
@@ -137,7 +179,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"  concepts  : {len(doc['concepts'])}: {', '.join(doc['concepts'])}")
     if doc.get("checkpoint"):
         print(f"  checkpoint: {doc['checkpoint']['path']} (sha256 {doc['checkpoint']['sha256'][:16]}...)")
-    for section in ("onnx", "tensorrt", "torch_tensorrt", "parity"):
+    for section in ("onnx", "tensorrt", "torch_tensorrt", "aotinductor", "parity"):
         if section in doc:
             print(f"  {section:<10}: {json.dumps(doc[section], default=str)}")
     print(f"  tools     : {', '.join(f'{k} {v}' for k, v in doc['tools'].items())}")
@@ -168,15 +210,23 @@ def add_export(sub) -> None:
     e.set_defaults(func=_export)
 
 
+
 def add_build(sub) -> None:
-    b = sub.add_parser("build", help="build a TensorRT engine (.plan) or a torch-tensorrt program (.ep); needs TensorRT + CUDA")
-    b.add_argument("--onnx", metavar="FILE", help="exported ONNX (its sidecar must be beside it)")
-    b.add_argument("--weights", metavar="CKPT", help="with --via torch-tensorrt: checkpoint to compile (instead of the one the ONNX records)")
-    b.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default="fp16", help="default fp16")
-    b.add_argument("--out", required=True, metavar="FILE", help="output .plan (or .ep with --via torch-tensorrt)")
-    b.add_argument("--via", choices=("tensorrt", "torch-tensorrt"), default="tensorrt", help="TensorRT ONNX parser (default) or torch-tensorrt dynamo")
+    b = sub.add_parser("build", help="build a TensorRT engine (.plan) or torch-tensorrt program (.ep) (TensorRT + CUDA), "
+                                     "or an AOTInductor package (.pt2, CPU or CUDA, runs wherever this torch does)")
+    b.add_argument("--onnx", metavar="FILE", help="exported ONNX (its sidecar must be beside it); --via aotinductor compiles the "
+                                                   "checkpoint this sidecar records, since an ONNX graph cannot become a torch program")
+    b.add_argument("--weights", metavar="CKPT", help="checkpoint to compile: for --via aotinductor (or instead of --onnx), and "
+                                                     "--via torch-tensorrt (instead of the one the ONNX records)")
+    b.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default=None,
+                   help="default fp16 (TensorRT); aotinductor: fp32 on cpu, fp16 on cuda (int8 is TensorRT only)")
+    b.add_argument("--device", choices=("cpu", "cuda"), default=None, help="--via aotinductor: compile for cpu (default) or cuda")
+    b.add_argument("--out", required=True, metavar="FILE|DIR",
+                   help="output .plan (.ep with --via torch-tensorrt); --via aotinductor: a folder (gets <model>-aoti-<device>-<precision>.pt2) or a .pt2 path")
+    b.add_argument("--via", choices=("tensorrt", "torch-tensorrt", "aotinductor"), default="tensorrt",
+                   help="TensorRT ONNX parser (default), torch-tensorrt dynamo, or torch.export + AOTInductor")
     b.add_argument("--calib-data", default="auto", metavar="SPEC",
-                   help="int8 calibration frames: auto (synthavs if importable, else built-in synthetic scenes), synthetic, random, FILE.npz, DIR, or module:function")
+                   help="int8 calibration frames: auto/synthetic (built-in synthetic scenes), random, FILE.npz, or DIR of .npz")
     b.add_argument("--calib-frames", type=int, default=256, metavar="N", help="int8 calibration frames (default 256)")
     b.add_argument("--workspace-gb", type=float, default=4.0, help="TensorRT workspace memory pool limit in GiB (default 4)")
     b.add_argument("--timing-cache", metavar="FILE", help="TensorRT timing cache to read and update (speeds up rebuilds)")
@@ -185,9 +235,9 @@ def add_build(sub) -> None:
 
 def add_check(sub) -> None:
     c = sub.add_parser("check", help="compare a backend with the torch fp32 reference; non-zero exit on failure")
-    c.add_argument("--weights", metavar="FILE", help="the artifact to check: .onnx, .plan, .ep or .safetensors")
+    c.add_argument("--weights", metavar="FILE", help="the artifact to check: .onnx, .plan, .ep, .pt2 or .safetensors")
     c.add_argument("--artifact", help=argparse.SUPPRESS)  # the old spelling (then --weights meant the reference)
-    c.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt", "torch-tensorrt"))
+    c.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt", "torch-tensorrt", "aotinductor"))
     c.add_argument("--reference", metavar="CKPT", help="reference checkpoint (default: the one the sidecar records)")
     c.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16", "int8"),
                    help="backend precision: torch fp32/tf32/fp16/bf16; tensorrt (built through the cache) fp32/fp16/bf16/int8")
@@ -203,13 +253,14 @@ def add_check(sub) -> None:
 
 def add_info(sub) -> None:
     i = sub.add_parser("info", help="say what an artifact is, and whether it matches its sidecar")
-    i.add_argument("--weights", metavar="FILE", help="the artifact (.onnx, .plan, .ep) or checkpoint (.safetensors)")
+    i.add_argument("--weights", metavar="FILE", help="the artifact (.onnx, .plan, .ep, .pt2) or checkpoint (.safetensors)")
     i.add_argument("artifact", nargs="?", help=argparse.SUPPRESS)  # the old positional form still works
     i.add_argument("--json", action="store_true", help="print the sidecar (+ integrity) as JSON")
     i.set_defaults(func=_info)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .aoti_build import AOTIBuildError
     from .export import ExportError
     from .trt_build import BuildError
     from .trt_common import TensorRTUnavailable
@@ -218,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         def call(args):
             try:
                 return func(args)
-            except (ExportError, BuildError) as exc:  # the tool ran and the result is not good enough
+            except (ExportError, BuildError, AOTIBuildError) as exc:  # the tool ran and the result is not good enough
                 print(f"icf-engine {args.command}: FAILED: {exc}", file=sys.stderr)
                 return 1
         return call

@@ -4,7 +4,7 @@ A Backend runs ``step`` on host NumPy arrays:
     infer({"image": [1,3,H,W], "audio": [1,15600], "frame_ring": [1,Nf,D], "frame_valid": [1,Nf],
            "segment_ring": [1,Ns,D], "segment_valid": [1,Ns]})
       -> {"mask_logits": [1,C,H,W], "frame_text": [1,D], "segment_text": [1,D], "concept_logits": [1,K]}
-All arrays float32. The caller owns the ring state (see engine.inputs.advance for the rule).
+All arrays float32. The caller owns the ring state (engine.state.advance is the rule).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .spec import INPUT_NAMES, OUTPUT_NAMES, Specs, specs_from
+from .spec import INPUT_NAMES, OUTPUT_NAMES, Specs, specs_from, zeros
 
 
 class Backend:
@@ -49,7 +49,7 @@ class Backend:
 
     def blank_inputs(self) -> dict[str, np.ndarray]:
         """Zero inputs of the right shapes: empty rings, the state at stream start."""
-        return {name: np.zeros(shape, dtype) for name, (shape, dtype) in self.input_specs.items()}
+        return zeros(self.input_specs)
 
     def close(self) -> None:
         """Releases sessions / device memory; the backend is unusable afterwards."""

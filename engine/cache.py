@@ -1,10 +1,15 @@
 """Build once, reuse: TensorRT engines and checkpoint exports in a cache folder.
 
-Folder: $ICF_ENGINE_CACHE, else ~/.cache/icf-avs/engines.
+Folder: $ICF_ENGINE_CACHE, else ``engines/`` in the user cache folder of this project (``user_cache_dir()``:
+$ICF_CACHE, else $XDG_CACHE_HOME/icf-avs, else ~/.cache/icf-avs). This module is the one place that rule lives.
 - engines: ``<onnx sha256[:16]>-<precision>-trt<version>-<gpu>/<model>.plan`` (+ .json); the key is
   (ONNX sha256, precision, TensorRT version, GPU name) because a plan is only valid for exactly that;
 - one timing cache per (TensorRT version, GPU) shared by all builds, so rebuilds are faster;
-- ONNX exports of checkpoints: ``onnx/<checkpoint sha256[:16]>/<model>.onnx`` (+ .json).
+- ONNX exports of checkpoints: ``onnx/<checkpoint sha256[:16]>/<model>.onnx`` (+ .json), of registry
+  models (untrained, seeded): ``onnx/registry-<name>-seed<seed>/``;
+- AOTInductor packages: ``aoti/<checkpoint sha256[:16]>-<device>-<precision>-torch<version>-<gpu or cpu ISA>/<model>.pt2``
+  (+ .json): a package is only valid for that torch build and GPU / CPU vector ISA.
+``resolve(artifact, want)`` is the only place that maps checkpoint -> ONNX -> plan / package; runtime and stream call it.
 A file lock per entry makes concurrent processes (two streams starting together) build only once.
 """
 
@@ -14,18 +19,44 @@ import contextlib
 import fcntl
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from . import spec
+from .spec import ArtifactError
 
 log = logging.getLogger("icf.engine")
 
 
+def user_cache_dir() -> Path:
+    """This project's user cache: $ICF_CACHE, else $XDG_CACHE_HOME/icf-avs, else ~/.cache/icf-avs."""
+    if os.environ.get("ICF_CACHE"):
+        return Path(os.environ["ICF_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "icf-avs"
+
+
 def cache_dir() -> Path:
-    root = os.environ.get("ICF_ENGINE_CACHE") or Path.home() / ".cache" / "icf-avs" / "engines"
-    return Path(root)
+    """Engines, exports and packages: $ICF_ENGINE_CACHE, else user_cache_dir()/engines."""
+    root = os.environ.get("ICF_ENGINE_CACHE")
+    return Path(root) if root else user_cache_dir() / "engines"
+
+
+def _prune(folder: Path, base: Path) -> None:
+    """After a failed export: the entry's folder (its lock only) goes, and every cache folder that is
+    now empty with it, up to ``base`` (the default cache: up to the user cache folder), so a mistake
+    such as an unknown model name leaves nothing behind."""
+    (folder / ".lock").unlink(missing_ok=True)
+    top = user_cache_dir() if base == cache_dir() and user_cache_dir() in base.parents else base
+    for path in (folder, *folder.parents):
+        try:
+            path.rmdir()
+        except OSError:  # not empty (other entries) or not ours to remove
+            return
+        if path == top:
+            return
 
 
 @contextlib.contextmanager
@@ -85,15 +116,113 @@ def get_or_build(onnx_path: str | Path, precision: str = "fp16", *, root: str | 
 
 def onnx_for_checkpoint(checkpoint: str | Path, *, root: str | Path | None = None) -> Path:
     """An exported, verified ONNX of a .safetensors checkpoint, exported on first use."""
-    from .export import export_checkpoint
-
     checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"weights file {checkpoint} not found")
     sha = spec.file_sha256(checkpoint)
-    folder = (Path(root) if root else cache_dir()) / "onnx" / sha[:16]
+    base = Path(root) if root else cache_dir()
+    folder = base / "onnx" / sha[:16]
+    try:
+        with _locked(folder):
+            for existing in sorted(folder.glob("*.onnx")):
+                if _valid(existing, ("onnx", "sha256")) and (spec.read_sidecar(existing).get("checkpoint") or {}).get("sha256") == sha:
+                    log.info("ONNX cache hit: %s", existing)
+                    return existing
+            log.info("ONNX cache miss: exporting %s into %s", checkpoint, folder)
+            return _export(["--weights", str(checkpoint)], folder, str(checkpoint))
+    except ArtifactError:
+        _prune(folder, base)
+        raise
+
+
+def onnx_for_model(name: str, *, seed: int = 0, root: str | Path | None = None) -> Path:
+    """An exported, verified ONNX of a registry model with seeded untrained weights (for trying a
+    pipeline), exported on first use; the key is (name, seed) and its weights are saved beside."""
+    base = Path(root) if root else cache_dir()
+    folder = base / "onnx" / f"registry-{name}-seed{seed}"
+    try:
+        with _locked(folder):
+            for existing in sorted(folder.glob("*.onnx")):
+                if _valid(existing, ("onnx", "sha256")):
+                    log.info("ONNX cache hit: %s", existing)
+                    return existing
+            log.info("ONNX cache miss: exporting registry model %s into %s", name, folder)
+            return _export(["--model", name, "--seed", str(seed)], folder, f"registry model {name}")
+    except ArtifactError:
+        _prune(folder, base)
+        raise
+
+
+def _export(source: list[str], folder: Path, what: str) -> Path:
+    """``icf-engine export`` in a child process: the caller (a stream supervisor, an ONNX Runtime
+    service) never imports torch or model/, and a crash while exporting cannot take it down."""
+    print(f"icf-engine: exporting {what} to ONNX under {folder} (once; cached)", file=sys.stderr)
+    for stale in folder.glob("*.onnx"):  # a half-written or tampered export is replaced, not reused
+        stale.unlink()
+    repo = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p))
+    proc = subprocess.run([sys.executable, "-m", "engine", "export", *source, "--out", str(folder)],
+                          capture_output=True, text=True, env=env)
+    found = sorted(folder.glob("*.onnx"))
+    if proc.returncode != 0 or not found:
+        raise ArtifactError(f"icf-engine export failed for {what} (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    return found[0]
+
+
+def resolve(artifact: str | Path, want: str, *, precision: str = "fp16", device: str = "cpu") -> Path:
+    """The one place that turns what a user gave into what a backend loads.
+
+    ``want``: "onnx" (a checkpoint is exported once; an .onnx is itself) or "plan" (an ONNX, exported
+    from a checkpoint if need be, built once into a TensorRT plan for this GPU; a plan is itself) or
+    "package" (the checkpoint, or the one an .onnx records, compiled once into an AOTInductor .pt2 for
+    ``device``; a .pt2 is itself).
+    Everything goes through this cache: locked per entry, checked against its sidecar.
+    """
+    path = Path(artifact)
+    kind = path.suffix
+    if want == "onnx":
+        if kind == ".safetensors":
+            return onnx_for_checkpoint(path)
+        if kind == ".onnx":
+            return path
+    elif want == "plan":
+        if kind in (".plan", ".engine"):
+            return path
+        if kind in (".onnx", ".safetensors"):
+            return get_or_build(resolve(path, "onnx"), precision)
+    elif want == "package":
+        if kind == ".pt2":
+            return path
+        if kind in (".onnx", ".safetensors"):
+            return package_for(path, device, precision)
+    else:
+        raise ValueError(f"resolve: want 'onnx', 'plan' or 'package', not {want!r}")
+    raise ArtifactError(f"{path.name}: cannot make a .{want} from a '{kind}' artifact; give a .safetensors checkpoint or an .onnx")
+
+
+def package_key(checkpoint_sha256: str, device: str, precision: str, ident: dict[str, Any]) -> str:
+    from .trt_common import slug
+
+    target = ident.get("gpu_name") if device == "cuda" else f"{ident.get('cpu_arch')}-{ident.get('cpu_vec_isa') or 'scalar'}"
+    return f"{checkpoint_sha256[:16]}-{device}-{precision}-torch{slug(ident['torch_version'])}-{slug(str(target))}"
+
+
+def package_for(source: str | Path, device: str = "cpu", precision: str = "fp32", *, root: str | Path | None = None) -> Path:
+    """The cached AOTInductor package of a checkpoint (or of the checkpoint an .onnx records), compiled on first use."""
+    from .aoti_backend import verify_package
+    from .aoti_build import build_package, source_checkpoint
+    from .aoti_common import target_identity
+
+    ckpt = source_checkpoint(source)
+    ident = target_identity(device)
+    folder = (Path(root) if root else cache_dir()) / "aoti" / package_key(spec.file_sha256(ckpt), device, precision, ident)
     with _locked(folder):
-        for existing in sorted(folder.glob("*.onnx")):
-            if _valid(existing, ("onnx", "sha256")) and (spec.read_sidecar(existing).get("checkpoint") or {}).get("sha256") == sha:
-                log.info("ONNX cache hit: %s", existing)
+        for existing in sorted(folder.glob("*.pt2")):
+            try:
+                verify_package(existing)  # sha256 + built-for checks; a stale or tampered entry is rebuilt
+                log.info("AOTInductor cache hit: %s", existing)
                 return existing
-        log.info("ONNX cache miss: exporting %s into %s", checkpoint, folder)
-        return export_checkpoint(checkpoint, folder)
+            except (spec.ArtifactError, KeyError) as exc:
+                log.warning("AOTInductor cache entry %s is unusable (%s); rebuilding", existing, exc)
+        log.info("AOTInductor cache miss: compiling %s for %s %s into %s (minutes, once)", ckpt, device, precision, folder)
+        return build_package(ckpt, folder, device=device, precision=precision)

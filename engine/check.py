@@ -19,39 +19,8 @@ import numpy as np
 from . import runtime, spec
 from .export import compare
 from .inputs import random_inputs, synthetic_sequence
+from .tolerance import IOU_MIN, LOGIT_TOL, IoU, masks, pass_rule  # noqa: F401  (re-exported: check's rule)
 from .torch_backend import load_reference_net
-
-LOGIT_TOL = 1e-4
-IOU_MIN = {"tf32": 0.99, "fp16": 0.99, "bf16": 0.99, "int8": 0.95}
-
-
-def masks(logits: np.ndarray) -> np.ndarray:
-    """[1, C, H, W] logits -> [H, W] integer mask (binary: logits > 0; semantic: argmax class)."""
-    return (logits[0, 0] > 0).astype(np.int64) if logits.shape[1] == 1 else logits[0].argmax(axis=0)
-
-
-class IoU:
-    """Pooled IoU over frames (per class for semantic masks, then averaged over classes seen)."""
-
-    def __init__(self) -> None:
-        self.inter: dict[int, int] = {}
-        self.union: dict[int, int] = {}
-        self.frames: list[float] = []
-
-    def add(self, ref: np.ndarray, got: np.ndarray) -> None:
-        a, b = masks(ref), masks(got)
-        classes = [1] if ref.shape[1] == 1 else sorted(set(np.unique(a)) | set(np.unique(b)))
-        per = []
-        for c in classes:
-            i, u = int(np.sum((a == c) & (b == c))), int(np.sum((a == c) | (b == c)))
-            self.inter[c] = self.inter.get(c, 0) + i
-            self.union[c] = self.union.get(c, 0) + u
-            per.append(1.0 if u == 0 else i / u)  # both empty: they agree
-        self.frames.append(float(np.mean(per)))
-
-    def pooled(self) -> float:
-        vals = [1.0 if self.union[c] == 0 else self.inter[c] / self.union[c] for c in self.union]
-        return float(np.mean(vals)) if vals else 1.0
 
 
 def check(
@@ -95,13 +64,7 @@ def check(
     all_diff = {n: max(worst["random"][n], worst["synthetic"][n]) for n in spec.OUTPUT_NAMES}
     logit_diff = max(all_diff[n] for n in spec.LOGIT_NAMES)
     iou = ious["all"].pooled()
-    precision = cand.precision
-    if precision == "fp32":
-        rule = f"max abs logit diff <= {LOGIT_TOL:g}"
-        passed = logit_diff <= LOGIT_TOL  # False for NaN too
-    else:
-        rule = f"pooled mask IoU >= {IOU_MIN[precision]}"
-        passed = iou >= IOU_MIN[precision]
+    passed, rule = pass_rule(cand.precision, logit_diff, iou)
     report = {
         "passed": bool(passed),
         "rule": rule,

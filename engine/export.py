@@ -112,7 +112,8 @@ def parity_inputs(net, specs: spec.Specs, *, seed: int = 0, random: int = 1, syn
 
 
 def check_onnx_parity(
-    net, onnx_path: Path, specs: spec.Specs, specs_out: spec.Specs, *, tol: float = PARITY_TOL, threads: int = 2
+    net, onnx_path: Path, specs: spec.Specs, specs_out: spec.Specs, *, tol: float = PARITY_TOL, threads: int = 2,
+    random: int = 1, synthetic: int = 3,
 ) -> dict[str, Any]:
     """ONNX Runtime (CPU) against eager torch fp32; raises ExportError above ``tol`` or on a wrong shape."""
     import onnxruntime as ort
@@ -123,7 +124,7 @@ def check_onnx_parity(
     worst: dict[str, float] = dict.fromkeys(spec.OUTPUT_NAMES, 0.0)
     scale: dict[str, float] = dict.fromkeys(spec.OUTPUT_NAMES, 0.0)
     agreement = 1.0
-    cases = parity_inputs(net, specs)
+    cases = parity_inputs(net, specs, random=random, synthetic=synthetic)
     for _, inputs, ref in cases:
         got = dict(zip(spec.OUTPUT_NAMES, sess.run(list(spec.OUTPUT_NAMES), inputs)))
         wrong = {n: v.shape for n, v in got.items() if v.shape != specs_out[n][0]}
@@ -163,12 +164,15 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     exporter: str = "auto",
     tol: float = PARITY_TOL,
+    batch: int = 1,
 ) -> Path:
     """Exports ``net.step`` to ``out_dir/<stem>.onnx`` (+ ``<stem>.json``) and verifies it.
 
     ``checkpoint`` (the .safetensors the weights came from) is recorded by path and sha256 so the
     torch backend and ``check`` can rebuild the reference. Returns the ONNX path. The net is put
-    in eval mode on the CPU in fp32, in place.
+    in eval mode on the CPU in fp32, in place. ``batch`` > 1 exports the same step for that many
+    independent streams at once (every tensor's first dim; still static shapes: one file per batch
+    size, see engine/batching.py), verified on random inputs of that batch.
     """
     import onnx
     import torch
@@ -181,6 +185,12 @@ def export_onnx(
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{stem or cfg['name']}.onnx"
     sidecar = spec.base_sidecar("onnx", cfg, net.pixel_mean.flatten().tolist(), net.pixel_std.flatten().tolist())
+    if batch != 1:
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, not {batch}")
+        for entry in sidecar["inputs"] + sidecar["outputs"]:
+            entry["shape"][0] = batch
+        sidecar["batch"] = batch
     specs = spec.specs_from(sidecar["inputs"])
     example = tuple(torch.from_numpy(v) for v in random_inputs(specs, np.random.default_rng(0)).values())
 
@@ -198,7 +208,8 @@ def export_onnx(
         ins, outs = spec.onnx_graph_io(tmp)
         if ins != specs or outs != spec.specs_from(sidecar["outputs"]):
             raise ExportError(f"exported graph I/O {ins} -> {outs} differs from the step contract {sidecar['inputs']} -> {sidecar['outputs']}")
-        parity = check_onnx_parity(net, tmp, specs, spec.specs_from(sidecar["outputs"]), tol=tol)
+        cases = {} if batch == 1 else {"random": 3, "synthetic": 0}  # the synthetic rollout is batch 1
+        parity = check_onnx_parity(net, tmp, specs, spec.specs_from(sidecar["outputs"]), tol=tol, **cases)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; an artifact is meant to be shared
         os.replace(tmp, path)
     finally:
@@ -212,7 +223,7 @@ def export_onnx(
         "exporter": used_exporter,
         "export_seconds": round(seconds, 2),
     }
-    sidecar["checkpoint"] = _checkpoint_record(checkpoint, out_dir)
+    sidecar["checkpoint"] = checkpoint_record(checkpoint, out_dir)
     sidecar["parity"] = {"reference": "torch eager fp32 CPU", "candidate": "onnxruntime CPU", **parity}
     sidecar["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     spec.write_sidecar(path, sidecar)
@@ -221,7 +232,7 @@ def export_onnx(
     return path
 
 
-def _checkpoint_record(checkpoint: str | Path | None, out_dir: Path) -> dict[str, str] | None:
+def checkpoint_record(checkpoint: str | Path | None, out_dir: Path) -> dict[str, str] | None:
     if checkpoint is None:
         return None
     ckpt = Path(checkpoint).resolve()

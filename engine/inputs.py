@@ -5,27 +5,20 @@ Three sources, all returning dicts name -> float32 array with the artifact's sta
 - ``synthetic_sequence``: frames that look like a scene (smooth background, moving coloured
   shapes, tones with silent gaps) whose rings are rolled by a ``step`` function with the same
   rule the stream's text-context keeper uses, so ring contents are real model texts;
-- ``calibration_inputs(spec)``: what INT8 calibration and ``check`` read (see its docstring).
+- ``calibration_inputs(spec)``: what INT8 calibration reads (see its docstring).
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from .spec import SAMPLE_RATE, Specs
+from .spec import SAMPLE_RATE, Specs, zeros
+from .state import advance
 
-log = logging.getLogger("icf.engine")
 StepFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
-
-
-def blank_inputs(specs: Specs) -> dict[str, np.ndarray]:
-    """Zeros everywhere: the state at stream start (empty rings, nothing valid)."""
-    return {name: np.zeros(shape, dtype) for name, (shape, dtype) in specs.items()}
 
 
 def random_inputs(specs: Specs, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -98,7 +91,7 @@ def synthetic_sequence(
     """
     objects = _scene(rng)
     tone = float(rng.uniform(110.0, 880.0))
-    state = {k: v for k, v in blank_inputs(specs).items() if k not in ("image", "audio")}
+    state = {k: v for k, v in zeros(specs).items() if k not in ("image", "audio")}
     samples = specs["audio"][0][1]
     for t in range(n):
         inputs = {
@@ -112,62 +105,23 @@ def synthetic_sequence(
             state = advance(state, out["frame_text"], out["segment_text"], close_segment=(t + 1) % frames_per_segment == 0)
 
 
-def advance(state: dict[str, np.ndarray], frame_text: np.ndarray, segment_text: np.ndarray, *, close_segment: bool) -> dict[str, np.ndarray]:
-    """NumPy twin of model.context.advance (rings ordered oldest -> newest along axis 1)."""
-    def push(ring: np.ndarray, valid: np.ndarray, item: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        ring = np.concatenate([ring[:, 1:], item[:, None].astype(ring.dtype)], axis=1)
-        valid = np.concatenate([valid[:, 1:], np.ones_like(valid[:, :1])], axis=1)
-        return ring, valid
-
-    fr, fv = push(state["frame_ring"], state["frame_valid"], frame_text)
-    sr, sv = state["segment_ring"], state["segment_valid"]
-    if close_segment:
-        sr, sv = push(sr, sv, segment_text)
-        fv = np.zeros_like(fv)
-    return {"frame_ring": fr, "frame_valid": fv, "segment_ring": sr, "segment_valid": sv}
-
-
 def calibration_inputs(spec: str, specs: Specs, n: int, *, seed: int = 0, step: StepFn | None = None) -> Iterator[dict[str, np.ndarray]]:
     """n input dicts for INT8 calibration or parity checks, from SPEC:
 
-    - ``auto``: ``synthavs`` if importable and it offers ``calibration_inputs(n, specs, seed)``,
-      else the built-in synthetic scenes below (logged);
-    - ``synthetic``: built-in synthetic scenes, rings rolled with ``step`` when given;
+    - ``synthetic`` (or ``auto``, the default): built-in synthetic scenes, rings rolled with ``step`` when given;
     - ``random``: ``random_inputs``;
     - a ``.npz`` file or a folder of them: arrays named like the inputs, with a leading frame
-      axis (e.g. recorded from the stream); cycled to n frames;
-    - ``package.module:function``: any callable ``f(n=, specs=, seed=)`` returning input dicts.
+      axis (e.g. recorded from the stream); cycled to n frames.
     """
     rng = np.random.default_rng(seed)
-    if spec == "auto":
-        source = _synthavs_source()
-        if source is not None:
-            return _take(source(n=n, specs=specs, seed=seed), n, specs)
-        log.info("calibration data: synthavs not importable (or offers no calibration_inputs); using built-in synthetic scenes")
-        spec = "synthetic"
-    if spec == "synthetic":
+    if spec in ("auto", "synthetic"):
         return _synthetic_many(specs, n, rng, step)
     if spec == "random":
         return (random_inputs(specs, rng) for _ in range(n))
     path = Path(spec)
     if path.suffix == ".npz" or path.is_dir():
-        return _take(_npz_frames(path, specs), n, specs, cycle=True)
-    if ":" in spec:
-        mod, _, fn = spec.partition(":")
-        try:
-            source = getattr(importlib.import_module(mod), fn)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"calibration source '{spec}' cannot be imported ({exc}); give module:function") from exc
-        return _take(source(n=n, specs=specs, seed=seed), n, specs)
-    raise ValueError(f"unknown calibration data '{spec}'; use auto, synthetic, random, FILE.npz, a folder of .npz, or module:function")
-
-
-def _synthavs_source() -> Callable | None:
-    try:
-        synthavs = importlib.import_module("synthavs")
-    except ImportError:
-        return None
-    return getattr(synthavs, "calibration_inputs", None)
+        return _take(_npz_frames(path, specs), n, specs)
+    raise ValueError(f"unknown calibration data '{spec}'; use auto, synthetic, random, FILE.npz or a folder of .npz")
 
 
 def _synthetic_many(specs: Specs, n: int, rng: np.random.Generator, step: StepFn | None) -> Iterator[dict[str, np.ndarray]]:
@@ -194,15 +148,11 @@ def _npz_frames(path: Path, specs: Specs) -> Iterator[dict[str, np.ndarray]]:
             yield {k: v[i].reshape(specs[k][0]).astype(specs[k][1]) for k, v in arrays.items()}
 
 
-def _take(source: Iterable[dict[str, np.ndarray]], n: int, specs: Specs, cycle: bool = False) -> Iterator[dict[str, np.ndarray]]:
-    items = list(source) if cycle else None
-    it = iter(items) if cycle else iter(source)
+def _take(source: Iterable[dict[str, np.ndarray]], n: int, specs: Specs) -> Iterator[dict[str, np.ndarray]]:
+    """n frames from a recorded source, cycled when it holds fewer."""
+    items = list(source)
+    if not items:
+        raise ValueError("calibration source holds no frames")
     for i in range(n):
-        try:
-            item = next(it)
-        except StopIteration:
-            if not cycle or not items:
-                raise ValueError(f"calibration source ran out after {i} of {n} frames") from None
-            it = iter(items)
-            item = next(it)
+        item = items[i % len(items)]
         yield {k: np.ascontiguousarray(np.asarray(item[k]).reshape(specs[k][0]), dtype=specs[k][1]) for k in specs}

@@ -8,7 +8,9 @@ Backends and their options:
 - ``torch``: mode=eager|compile|cudagraph, device, precision=fp32|fp16|bf16, threads, weights, channels_last
 - ``tensorrt``: cuda_graph=True|False (a .plan; an .onnx/.safetensors is built through engine.cache)
 - ``torch-tensorrt``: an .ep from ``icf-engine build --via torch-tensorrt``
-``auto`` picks tensorrt (installed + CUDA + plan available or buildable), else torch cudagraph on a
+- ``aotinductor``: a .pt2 from ``icf-engine build --via aotinductor`` (an .onnx/.safetensors is compiled
+  through engine.cache); threads=N on the CPU. ``auto`` runs a .pt2 on it (the only backend that can).
+``auto`` picks tensorrt (installed + CUDA + a plan that builds and loads), else torch cudagraph on a
 GPU, else onnxruntime on the CPU, and says why in ``info()["reason"]`` and a log line.
 
 Reading an .onnx/.plan needs neither model/ nor training/: everything comes from the sidecar.
@@ -27,9 +29,10 @@ from .spec import ArtifactError, read_sidecar
 
 log = logging.getLogger("icf.engine")
 
-BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt", "torch-tensorrt")
-ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
-KINDS = {".onnx": "onnx", ".plan": "plan", ".engine": "plan", ".ep": "torch-tensorrt", ".safetensors": "checkpoint"}
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt", "torch-tensorrt", "aotinductor")
+ALIASES = {"ort": "onnxruntime", "trt": "tensorrt", "pytorch": "torch", "aoti": "aotinductor"}
+KINDS = {".onnx": "onnx", ".plan": "plan", ".engine": "plan", ".ep": "torch-tensorrt", ".safetensors": "checkpoint",
+         ".pt2": "aotinductor"}
 
 __all__ = ["Backend", "load", "choose", "cuda_available", "BACKENDS"]
 
@@ -53,8 +56,10 @@ def cuda_available() -> tuple[bool, str]:
     return True, torch.cuda.get_device_name(0)
 
 
-def choose(artifact: Path, options: dict[str, Any]) -> tuple[str, Path, str, dict[str, Any]]:
-    """(backend, artifact to load, reason, default options) for backend='auto'."""
+def choose(artifact: Path, options: dict[str, Any], *, tensorrt_failed: str = "") -> tuple[str, Path, str, dict[str, Any]]:
+    """(backend, artifact to load, reason, default options) for backend='auto'.
+
+    ``tensorrt_failed``: why a TensorRT engine that auto chose could not be opened; TensorRT is then skipped."""
     from .trt_common import tensorrt_installed
 
     kind = artifact_kind(artifact)
@@ -62,14 +67,17 @@ def choose(artifact: Path, options: dict[str, Any]) -> tuple[str, Path, str, dic
         return "tensorrt", artifact, "a TensorRT plan runs only on the tensorrt backend", {}
     if kind == "torch-tensorrt":
         return "torch-tensorrt", artifact, "a torch-tensorrt program runs only on the torch-tensorrt backend", {}
+    if kind == "aotinductor":
+        from .aoti_common import AUTO_RULE
+
+        return "aotinductor", artifact, f"an AOTInductor package runs only on the aotinductor backend ({AUTO_RULE})", {}
     cuda, gpu = cuda_available()
     precision = options.get("precision") or ("fp16" if cuda else "fp32")
-    if cuda and tensorrt_installed():
+    if cuda and tensorrt_installed() and not tensorrt_failed:
         from . import cache
 
         try:
-            onnx = artifact if kind == "onnx" else cache.onnx_for_checkpoint(artifact)
-            plan = cache.get_or_build(onnx, precision)
+            plan = cache.resolve(artifact, "plan", precision=precision)
             import tensorrt
 
             return "tensorrt", plan, f"TensorRT {tensorrt.__version__} and a CUDA GPU ({gpu}) are present; {precision} engine {plan}", {}
@@ -77,7 +85,7 @@ def choose(artifact: Path, options: dict[str, Any]) -> tuple[str, Path, str, dic
             log.warning("auto: TensorRT engine unavailable (%s); falling back", exc)
             trt_note = f"TensorRT engine build/load failed ({type(exc).__name__}: {exc}); "
     else:
-        trt_note = "" if not cuda else "TensorRT is not installed (pip install -e '.[trt]'); "
+        trt_note = tensorrt_failed or ("" if not cuda else "TensorRT is not installed (pip install -e '.[trt]'); ")
     if cuda:
         has_weights = kind == "checkpoint" or bool(read_sidecar(artifact).get("checkpoint"))
         if has_weights:
@@ -92,8 +100,9 @@ def choose(artifact: Path, options: dict[str, Any]) -> tuple[str, Path, str, dic
         return "onnxruntime", artifact, reason, {"device": "cpu", "precision": "fp32"}
     from . import cache
 
-    onnx = artifact if kind == "onnx" else cache.onnx_for_checkpoint(artifact)
-    reason = f"no CUDA GPU ({gpu}): ONNX Runtime CPU EP (fp32), the faster CPU path (it beats eager torch at batch 1 on CPU)"
+    onnx = cache.resolve(artifact, "onnx")
+    reason = (f"no CUDA GPU ({gpu}): ONNX Runtime CPU EP (fp32), the faster CPU path (it beats eager torch and "
+              f"AOTInductor packages at batch 1 on CPU; build a .pt2 and pass it to run AOTInductor)")
     return "onnxruntime", onnx, reason, {"device": "cpu", "precision": "fp32"}
 
 
@@ -105,12 +114,24 @@ def load(artifact: str | Path, backend: str = "auto", **options: Any) -> Backend
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     kind = artifact_kind(path)
     if backend == "auto":
-        backend, path, reason, chosen = choose(path, options)
+        chosen_backend, chosen_path, reason, chosen = choose(path, options)
         # What auto decided (mode, device, precision) wins over generic hints it already used.
-        options = {**{k: v for k, v in options.items() if v is not None}, **chosen}
-    else:
-        reason = f"requested backend={backend}"
-        path = _artifact_for(backend, path, kind, options)
+        hints = {k: v for k, v in options.items() if v is not None}
+        try:
+            return _open(chosen_backend, chosen_path, reason, {**hints, **chosen})
+        except Exception as exc:  # deserialise error, out of memory, no context, ...: fall back like a failed build
+            if chosen_backend != "tensorrt" or kind == "plan":  # a .plan has nothing to fall back to
+                raise
+            log.warning("auto: TensorRT engine %s failed to load (%s); falling back", chosen_path, exc)
+            note = f"TensorRT engine {chosen_path.name} failed to load ({type(exc).__name__}: {exc}); "
+            chosen_backend, chosen_path, reason, chosen = choose(path, options, tensorrt_failed=note)
+            return _open(chosen_backend, chosen_path, reason, {**hints, **chosen})
+    reason = f"requested backend={backend}"
+    path = _artifact_for(backend, path, kind, options)
+    return _open(backend, path, reason, options)
+
+
+def _open(backend: str, path: Path, reason: str, options: dict[str, Any]) -> Backend:
     cls = _backend_class(backend)
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "artifact"}
     ignored = sorted(set(options) - accepted)
@@ -124,18 +145,21 @@ def load(artifact: str | Path, backend: str = "auto", **options: Any) -> Backend
 
 
 def _artifact_for(backend: str, path: Path, kind: str, options: dict[str, Any]) -> Path:
-    """What an explicitly chosen backend actually loads (exporting / building through the cache)."""
+    """What an explicitly chosen backend actually loads (exported / built through engine.cache.resolve)."""
     from . import cache
 
     if backend == "onnxruntime":
-        if kind == "checkpoint":
-            return cache.onnx_for_checkpoint(path)
-        if kind != "onnx":
+        if kind not in ("onnx", "checkpoint"):
             raise ArtifactError(f"onnxruntime runs .onnx (or exports a .safetensors); {path.name} is a {kind}")
-    elif backend == "tensorrt" and kind in ("onnx", "checkpoint"):
-        onnx = path if kind == "onnx" else cache.onnx_for_checkpoint(path)
-        return cache.get_or_build(onnx, options.pop("precision", None) or "fp16")
-    elif backend == "torch" and kind not in ("onnx", "checkpoint", "plan", "torch-tensorrt"):
+        return cache.resolve(path, "onnx")
+    if backend == "tensorrt" and kind in ("onnx", "checkpoint"):
+        return cache.resolve(path, "plan", precision=options.pop("precision", None) or "fp16")
+    if backend == "aotinductor" and kind in ("onnx", "checkpoint"):
+        return cache.resolve(path, "package", device=options.pop("device", None) or "cpu",
+                             precision=options.pop("precision", None) or "fp32")
+    if backend == "aotinductor" and kind != "aotinductor":
+        raise ArtifactError(f"the aotinductor backend runs .pt2 packages (or compiles an .onnx/.safetensors); {path.name} is a {kind}")
+    if backend == "torch" and kind not in ("onnx", "checkpoint", "plan", "torch-tensorrt", "aotinductor"):
         raise ArtifactError(f"the torch backend needs a checkpoint or an artifact that records one; {path.name} is a {kind}")
     return path
 
@@ -153,6 +177,10 @@ def _backend_class(backend: str) -> type[Backend]:
         from .trt_backend import TensorRTBackend
 
         return TensorRTBackend
+    if backend == "aotinductor":
+        from .aoti_backend import AOTIBackend
+
+        return AOTIBackend
     from .trt_backend import TorchTensorRTBackend
 
     return TorchTensorRTBackend

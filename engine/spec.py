@@ -1,7 +1,7 @@
 """The artifact contract: tensor names, sidecar schema, integrity checks.
 
 Everything a runtime needs to use an exported artifact lives in its sidecar JSON (same stem,
-``.json``), so loading an ``.onnx`` or ``.plan`` needs neither ``model/`` nor ``training/``.
+``.json``), so loading an ``.onnx``, ``.plan`` or ``.pt2`` (AOTInductor) needs neither ``model/`` nor ``training/``.
 This module imports only the standard library and NumPy (``onnx`` lazily, for graph checks).
 
 Tensor contract of ``step`` (B = 1, static shapes):
@@ -33,7 +33,8 @@ SAMPLE_RATE = 16_000
 PIXEL_DESCRIPTION = "RGB float32 in [0,1], NCHW, mean/std applied inside the graph"
 
 REQUIRED_KEYS = ("format", "kind", "model", "concepts", "inputs", "outputs", "pixel_normalisation", "tools")
-KIND_KEYS = {"onnx": ("onnx",), "tensorrt-plan": ("tensorrt",), "torch-tensorrt": ("torch_tensorrt",), "checkpoint": ()}
+KIND_KEYS = {"onnx": ("onnx",), "tensorrt-plan": ("tensorrt",), "torch-tensorrt": ("torch_tensorrt",), "checkpoint": (),
+             "aotinductor": ("aotinductor", "checkpoint")}
 
 Specs = dict[str, tuple[tuple[int, ...], np.dtype]]
 
@@ -80,6 +81,16 @@ def io_from_config(config: dict[str, Any]) -> tuple[list[dict], list[dict]]:
 
 def specs_from(entries: list[dict]) -> Specs:
     return {e["name"]: (tuple(int(v) for v in e["shape"]), np.dtype(e["dtype"])) for e in entries}
+
+
+def input_specs(config: dict[str, Any]) -> Specs:
+    """{name: (shape, dtype)} of the step inputs for a resolved config dict (``ICFConfig.to_dict()``)."""
+    return specs_from(io_from_config(config)[0])
+
+
+def zeros(specs: Specs) -> dict[str, np.ndarray]:
+    """Zeros of every spec: for inputs, the state at stream start (empty rings, nothing valid)."""
+    return {name: np.zeros(shape, dtype) for name, (shape, dtype) in specs.items()}
 
 
 def pixel_normalisation(mean: list[float], std: list[float]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import numpy as np
 from .backend import Backend
 from .device_io import DeviceIO
 from .spec import INPUT_NAMES, OUTPUT_NAMES, ArtifactError, read_sidecar, verify_sha
-from .trt_common import check_engine_compatible, gpu_identity, import_tensorrt, trt_dtype_to_torch
+from .trt_common import check_engine_compatible, engine_io, gpu_identity, import_tensorrt, trt_dtype_to_torch
 
 log = logging.getLogger("icf.engine")
 
@@ -47,23 +47,29 @@ class TensorRTBackend(Backend):
                 f"with `icf-engine build --onnx {doc['tensorrt'].get('onnx_file')} --precision {doc['tensorrt']['precision']} --out {artifact}`"
             )
         self._engine = engine
+        tensors = {e["name"]: e for e in engine_io(trt, engine)}
+        missing = [n for n in (*INPUT_NAMES, *OUTPUT_NAMES) if n not in tensors]
+        extra = sorted(set(tensors) - set(INPUT_NAMES) - set(OUTPUT_NAMES))
+        if missing or extra:
+            raise ArtifactError(f"{artifact}: engine tensors {sorted(tensors)} lack {missing} / add {extra} against the step "
+                                "contract; rebuild it from a current export")
         self._context = engine.create_execution_context()
+        if self._context is None:  # TensorRT returns None (and logs why) e.g. when device memory runs out
+            raise RuntimeError(f"TensorRT could not create an execution context for {artifact} (out of GPU memory?); see the TensorRT log")
         super().__init__(artifact=artifact, sidecar=doc, device="cuda", precision=doc["tensorrt"]["precision"], reason=reason)
-        dev = torch.device("cuda")
         buffers: dict[str, Any] = {}
-        for i in range(engine.num_io_tensors):
-            name = engine.get_tensor_name(i)
-            shape = tuple(int(d) for d in engine.get_tensor_shape(name))
-            declared = (self.input_specs | self.output_specs).get(name)
-            if declared is None or declared[0] != shape:
-                raise ArtifactError(f"{artifact}: engine tensor '{name}' {shape} does not match the sidecar {declared}; rebuild")
-            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-            if is_input != (name in INPUT_NAMES):
+        for name, entry in tensors.items():
+            shape = tuple(entry["shape"])
+            declared = (self.input_specs | self.output_specs)[name]
+            if declared[0] != shape:
+                raise ArtifactError(f"{artifact}: engine tensor '{name}' {shape} does not match the sidecar {declared[0]}; rebuild")
+            if (entry["mode"] == "input") != (name in INPUT_NAMES):
                 raise ArtifactError(f"{artifact}: engine tensor '{name}' has the wrong direction; rebuild from a current export")
-            buffers[name] = torch.empty(shape, dtype=trt_dtype_to_torch(trt, engine.get_tensor_dtype(name)), device=dev)
-            self._context.set_tensor_address(name, buffers[name].data_ptr())
+            buffers[name] = self._allocate(shape, trt_dtype_to_torch(trt, engine.get_tensor_dtype(name)))
+            if not self._context.set_tensor_address(name, buffers[name].data_ptr()):
+                raise RuntimeError(f"TensorRT refused the device address for tensor '{name}' of {artifact}; see the TensorRT log")
         self._io = DeviceIO({n: buffers[n] for n in INPUT_NAMES}, {n: buffers[n] for n in OUTPUT_NAMES})
-        self._stream = torch.cuda.Stream(dev)
+        self._stream = torch.cuda.Stream(torch.device("cuda"))
         self._torch = torch
         self._graph = None
         t0 = time.perf_counter()
@@ -73,6 +79,13 @@ class TensorRTBackend(Backend):
         if cuda_graph:
             self._graph = self._capture()
         self.setup_seconds = time.perf_counter() - t0
+
+    @staticmethod
+    def _allocate(shape: tuple[int, ...], dtype):
+        """One fixed device buffer per I/O tensor (bound once with set_tensor_address)."""
+        import torch
+
+        return torch.empty(shape, dtype=dtype, device="cuda")
 
     def _enqueue(self) -> None:
         if not self._context.execute_async_v3(self._stream.cuda_stream):
@@ -130,7 +143,7 @@ class TorchTensorRTBackend(Backend):
         from .trt_common import import_torch_tensorrt
 
         torch_tensorrt = import_torch_tensorrt()  # registers the TensorRT ops the program calls
-        import tensorrt as trt
+        trt = import_tensorrt()
         import torch
 
         artifact = Path(artifact)

@@ -13,7 +13,8 @@ from .spec import ArtifactError
 
 INSTALL_HELP = (
     "TensorRT is not installed in this environment. On a Linux machine with an NVIDIA GPU and a CUDA driver, "
-    "install the optional extra: pip install -e '.[trt]' (PyPI wheels tensorrt>=10 and torch-tensorrt). "
+    "install the optional extra: pip install -e '.[trt]' (TensorRT 10 or 11 and torch-tensorrt 2.13, the release for "
+    "torch 2.13; add '.[trt-modelopt]' for fp16/bf16/int8 .plan builds on TensorRT 11). "
     "Without it, use --backend onnxruntime (any machine) or --backend torch (mode cudagraph on a GPU)."
 )
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -81,6 +82,24 @@ def check_engine_compatible(doc: dict[str, Any], section: str, artifact: str, tr
             f"GPU model they were built with: rebuild it here with `icf-engine build --onnx {onnx_file} "
             f"--precision {built.get('precision', 'fp16')} --out {artifact}` (or let engine.cache.get_or_build do it)."
         )
+
+
+def engine_io(trt, engine) -> list[dict[str, Any]]:
+    """The built engine's I/O tensors: [{"name", "shape", "dtype", "mode": "input"|"output"}] in engine order.
+
+    Read from the ICudaEngine (not the network definition, whose dims can still be -1 before building).
+    """
+    out = []
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        mode = engine.get_tensor_mode(name)
+        out.append({
+            "name": name,
+            "shape": [int(d) for d in engine.get_tensor_shape(name)],
+            "dtype": str(engine.get_tensor_dtype(name)).removeprefix("DataType.").lower(),
+            "mode": "input" if mode == trt.TensorIOMode.INPUT else "output",
+        })
+    return out
 
 
 def trt_dtype_to_torch(trt, dtype):

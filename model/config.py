@@ -42,19 +42,38 @@ class ICFConfig:
     bank: str = "synthavs"  # committed bank name in model/banks or a path to a bank .safetensors
     concepts: tuple[str, ...] = ()  # concept prompts, resolved from the bank by the builder (K of them)
     text_dim: int = 384  # width of the sentence-encoder embeddings (all-MiniLM-L6-v2)
-    learned_prompts: int = 4  # M learnable CoOp-style prompt vectors appended to the bank
-    text_temperature: float = 0.1  # softmax temperature of the mixture over the bank
+    learned_prompts: int = 0  # legacy MIT only: M learnable prompt vectors appended to the bank
+    text_temperature: float = 0.1  # temperature of text matching (cosine / t) and the concept readout
     # --- multi-granularity implicit text (MIT); each switchable for ablations ---
-    frame_text: bool = True  # tau_f from pooled visual level 4 + audio
-    segment_text: bool = True  # tau_s: attention pooling over the current segment's frame texts
-    video_text: bool = True  # tau_v: attention pooling over the last segment texts
+    # "paper": channel-wise correlation + textual inversion + weight query + gates -> z (ICF Sec. 3.1).
+    # "legacy": the abstract-era bank mixture; only so checkpoints saved before it (no mit_mode in
+    # their stored config, e.g. weights/icf-lite-synthavs) still load and run.
+    mit_mode: str = "paper"
+    visual_texts: int = 8  # n_v implicit visual texts ("a video of [ ]"), shared by the granularities
+    audio_texts: int = 8  # n_a implicit audio texts ("an audio of [ ]")
+    text_tokens: int = 4  # k_t learnable token embeddings per implicit text
+    text_topk: int = 3  # best-matching texts kept per granularity (and for the audio)
+    frame_text: bool = True  # frame granularity: channel correlation over one frame's tokens
+    segment_text: bool = True  # segment granularity: over the current segment's frames (frame ring)
+    video_text: bool = True  # video granularity: over the last segments (segment ring), rolling
     text_bridge: bool = True  # audio token attends to the texts (a'); off: a' = a
-    frame_ring: int = 30  # earlier frame texts kept for tau_s (a 30 fps segment)
-    segment_ring: int = 4  # earlier segment texts kept for tau_v (with the current: 5 segments)
+    frame_ring: int = 30  # earlier frame descriptors kept for the segment level (a 30 fps segment)
+    segment_ring: int = 4  # earlier segment descriptors kept for the video level (with the current: 5)
     # --- fusion and decoder ---
     heads: int = 4  # attention heads in the coarse-level cross-attention
     semantic: bool = False  # head: False -> 1 binary mask channel; True -> K + 1 classes (AVSS)
     separable: bool = True  # depthwise-separable 3x3 convs in the FPN (cheap on CPU and GPU)
+
+    def __post_init__(self) -> None:
+        if self.mit_mode not in ("paper", "legacy"):
+            raise ValueError(f"mit_mode '{self.mit_mode}' must be 'paper' or 'legacy'")
+        if self.mit_mode == "paper" and self.learned_prompts:
+            raise ValueError("learned_prompts belongs to mit_mode 'legacy'; paper MIT learns text tokens (text_tokens)")
+
+    @property
+    def mit(self) -> bool:
+        """Any MIT granularity on (off = the baseline's plain audio conditioning)."""
+        return self.frame_text or self.segment_text or self.video_text
 
     @property
     def num_concepts(self) -> int:
@@ -78,6 +97,10 @@ class ICFConfig:
         if unknown:
             raise ValueError(f"unknown ICF config field(s) {unknown}; known fields: {sorted(known)}")
         values = dict(data)
+        # configs stored before mit_mode existed describe the legacy network with 4 bank prompts
+        if "mit_mode" not in values:
+            values["mit_mode"] = "legacy"
+            values.setdefault("learned_prompts", 4)
         for f in dataclasses.fields(cls):  # JSON turns tuples into lists; restore them
             if f.name in values and isinstance(values[f.name], list):
                 values[f.name] = tuple(values[f.name])

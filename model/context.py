@@ -11,6 +11,8 @@ Rings are ordered oldest -> newest along dim 1.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -53,3 +55,18 @@ def advance(state: ContextState, frame_text: torch.Tensor, segment_text: torch.T
         segment_ring, segment_valid = _push(segment_ring, segment_valid, segment_text)
         frame_valid = torch.zeros_like(frame_valid)
     return ContextState(frame_ring, frame_valid, segment_ring, segment_valid)
+
+
+def segment_closes(frame_times_s: Sequence[float], segment_s: float = 1.0) -> list[bool]:
+    """Which frames close their segment, from the frames' capture times (seconds since stream start).
+
+    The keeper's clock rule (stream/context.py): frame i closes its segment when the next frame lies
+    in a later segment [k s, (k + 1) s). The clip's last frame looks one frame gap ahead (1 s for a
+    single frame). AVSBench clips (one frame per second) close every frame; k frames per second
+    close every k-th, exactly as a stream at k fps does."""
+    times = [float(x) for x in frame_times_s]
+    if not times:
+        return []
+    gap = times[-1] - times[-2] if len(times) > 1 else segment_s
+    nxt = times[1:] + [times[-1] + gap]
+    return [math.floor(b / segment_s + 1e-9) > math.floor(a / segment_s + 1e-9) for a, b in zip(times, nxt)]

@@ -2,9 +2,14 @@
 
 - ``step(image, audio, frame_ring, frame_valid, segment_ring, segment_valid)``: one frame, state
   tensors in and out. This is what engines export and the stream runs (``forward`` is ``step``).
-- ``clip(images, audio, frames_per_segment)``: B x T frames, causal, used in training. It runs the
-  heavy per-frame parts batched over B*T and the cheap temporal part frame by frame with the
-  same ring updates the stream's text-context keeper makes, so it equals T calls of ``step``.
+- ``clip(images, audio, frames_per_segment | closes)``: B x T frames, causal, used in training. It
+  runs the heavy per-frame parts batched over B*T and the cheap temporal part frame by frame with
+  the same ring updates the stream's text-context keeper makes, so it equals T calls of ``step``.
+
+MIT (config.mit_mode): "paper" (model/implicit_text.py) puts each frame's channel-correlated
+visual descriptor in the frame ring (output ``frame_text``) and each segment's descriptor in the
+segment ring (output ``segment_text``); the implicit texts are constants inside the network.
+"legacy" is the abstract-era bank mixture, kept so older checkpoints still load and run.
 
 Shapes: B batch, T frames, H x W image, S = 15,600 audio samples (one VGGish window ending at the
 frame), D width, K named concepts, Nf / Ns ring lengths, C mask channels (1, or K + 1 semantic).
@@ -12,6 +17,7 @@ frame), D width, K named concepts, Nf / Ns ring lengths, C mask channels (1, or 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +30,7 @@ from .config import ICFConfig
 from .context import ContextState, advance, initial_state
 from .decoder import FPNDecoder, MaskHead
 from .fusion import ConditionedAttention, FiLM, TextBridge
+from .implicit_text import ChannelCorrelation, ImplicitTexts, TextMatcher, TextOutput
 from .logmel import LogMel
 from .mit import FrameText, TemporalText
 from .text_bank import TextBank
@@ -57,6 +64,7 @@ class ClipOutput:
     video_text: torch.Tensor  # [N, D]
     levels: list[torch.Tensor]  # projected visual levels [N, D, h, w] (before conditioning)
     pixels: torch.Tensor  # pixel embedding [N, D, H/4, W/4]
+    texts: TextOutput | None = None  # paper MIT: l_v, l_a, z [N, D], audio_match [N, n_a] (None: MIT off / legacy)
 
 
 class ICFNet(nn.Module):
@@ -81,8 +89,20 @@ class ICFNet(nn.Module):
         self.text_bank = TextBank(
             num_concepts=cfg.num_concepts, text_dim=cfg.text_dim, learned_prompts=cfg.learned_prompts, width=d
         )
-        self.frame_text = FrameText(width=d, temperature=cfg.text_temperature)
-        self.temporal_text = TemporalText(width=d)
+        self.paper = cfg.mit_mode == "paper"
+        if self.paper:
+            self.frame_corr = ChannelCorrelation(width=d)
+            self.segment_corr = ChannelCorrelation(width=d)
+            self.video_corr = ChannelCorrelation(width=d)
+            self.implicit = ImplicitTexts(visual=cfg.visual_texts, audio=cfg.audio_texts, tokens=cfg.text_tokens, text_dim=cfg.text_dim)
+            granularities = sum((cfg.frame_text, cfg.segment_text, cfg.video_text))
+            self.matcher = TextMatcher(
+                width=d, text_dim=cfg.text_dim, granularities=granularities, topk=cfg.text_topk, temperature=cfg.text_temperature
+            )
+            self.concept_query = nn.Linear(d, d)
+        else:
+            self.frame_text = FrameText(width=d, temperature=cfg.text_temperature)
+            self.temporal_text = TemporalText(width=d)
         self.bridge = TextBridge(width=d, heads=cfg.heads)
         self.coarse = nn.ModuleList([ConditionedAttention(width=d, heads=cfg.heads) for _ in range(2)])
         self.fine = nn.ModuleList([FiLM(width=d) for _ in range(2)])
@@ -108,22 +128,62 @@ class ICFNet(nn.Module):
         return audio
 
     def decode(
-        self, levels: list[torch.Tensor], audio_bridged: torch.Tensor, texts: list[torch.Tensor]
+        self, levels: list[torch.Tensor], audio_bridged: torch.Tensor, texts: list[torch.Tensor], head_text: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Condition the visual levels on C = [a', texts] and decode.
+        """Condition the visual levels on C = [a', texts] and decode; the mask query is a' (+ head_text).
 
         Returns mask logits [N, C, H, W] at input size and the pixel embedding [N, D, H/4, W/4].
-        Training calls this again with counterfactual a' on the SAME levels (SC).
         """
         condition = torch.stack([audio_bridged, *texts], dim=1)  # [N, Nc, D]
         fine = [film(level, audio_bridged) for film, level in zip(self.fine, levels[:2])]
         coarse = [block(level, condition) for block, level in zip(self.coarse, levels[2:])]
         pixels = self.decoder(fine + coarse)
-        head_query = audio_bridged + texts[0] if self.config.frame_text else audio_bridged
+        head_query = audio_bridged if head_text is None else audio_bridged + head_text
         named = self.text_bank.entries()[: self.config.num_concepts]
         logits = self.head(pixels, head_query, named)
         logits = F.interpolate(logits, size=tuple(self.config.image_size), mode="bilinear", align_corners=False)
         return logits, pixels
+
+    def _legacy_head(self, tau_f: torch.Tensor) -> torch.Tensor | None:
+        return tau_f if self.config.frame_text else None
+
+    # ---- paper MIT parts ----
+    def frame_descriptor(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        """Frame granularity: channel correlation over the coarsest level's tokens -> [N, D]."""
+        tokens = levels[3].flatten(2).transpose(1, 2)  # [N, hw, D]
+        return self.frame_corr(tokens, torch.ones_like(tokens[..., 0]))
+
+    def temporal_descriptors(
+        self, g_f: torch.Tensor, frame_ring: torch.Tensor, frame_valid: torch.Tensor, segment_ring: torch.Tensor, segment_valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Segment level over [frame ring, this frame]; video level over [segment ring, this segment].
+        The current item is always valid, so no set is empty. -> g_s [B, D], g_v [B, D]."""
+        one = torch.ones_like(frame_valid[:, :1])
+        g_s = self.segment_corr(torch.cat([frame_ring, g_f[:, None]], dim=1), torch.cat([frame_valid, one], dim=1))
+        g_v = self.video_corr(torch.cat([segment_ring, g_s[:, None]], dim=1), torch.cat([segment_valid, one], dim=1))
+        return g_s, g_v
+
+    def implicit_texts(
+        self, g_f: torch.Tensor, g_s: torch.Tensor, g_v: torch.Tensor, audio: torch.Tensor,
+        text_vectors: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> TextOutput | None:
+        """l_v, l_a, z for the on granularities (None when MIT is off). text_vectors (visual [n_v, E],
+        audio [n_a, E]) come from the encoder while training; otherwise the stored constants."""
+        cfg = self.config
+        if not cfg.mit:
+            return None
+        descriptors = [g for on, g in ((cfg.frame_text, g_f), (cfg.segment_text, g_s), (cfg.video_text, g_v)) if on]
+        visual, aud = text_vectors if text_vectors is not None else self.implicit.constants()
+        return self.matcher(descriptors, audio, visual, aud)
+
+    def _paper_decode(self, levels: list[torch.Tensor], audio: torch.Tensor, texts: TextOutput | None):
+        cond = [] if texts is None else [texts.z, texts.l_v, texts.l_a]
+        bridged = self.bridge_audio(audio, cond)
+        logits, pixels = self.decode(levels, bridged, cond, None if texts is None else texts.z)
+        named = self.text_bank.entries()[: self.config.num_concepts]
+        q = F.normalize(self.concept_query(bridged), dim=-1)
+        concepts = q @ F.normalize(named, dim=-1).t() / self.config.text_temperature
+        return logits, pixels, bridged, concepts
 
     # ---- streaming entry point ----
     def step(
@@ -138,14 +198,22 @@ class ICFNet(nn.Module):
         """One frame. image [B, 3, H, W] in [0, 1]; audio [B, S]; rings [B, Nf, D] / [B, Ns, D] with
         validity [B, Nf] / [B, Ns] (1.0 = filled).
 
-        Returns mask_logits [B, C, H, W], frame_text [B, D], segment_text [B, D], concept_logits [B, K].
+        Returns mask_logits [B, C, H, W], frame_text [B, D], segment_text [B, D], concept_logits [B, K]
+        (paper MIT: frame_text / segment_text are this frame's and this segment's descriptors, the
+        items the caller pushes into the rings).
         """
         feats = self.encode(image, audio)
+        if self.paper:
+            g_f = self.frame_descriptor(feats.levels)
+            g_s, g_v = self.temporal_descriptors(g_f, frame_ring, frame_valid, segment_ring, segment_valid)
+            texts = self.implicit_texts(g_f, g_s, g_v, feats.audio)
+            logits, _, _, concepts = self._paper_decode(feats.levels, feats.audio, texts)
+            return logits, g_f, g_s, concepts
         bank = self.text_bank.entries()
         tau_f, mix_logits = self.frame_text(feats.pooled, feats.audio, bank)
         tau_s, tau_v = self.temporal_text(tau_f, feats.audio, frame_ring, frame_valid, segment_ring, segment_valid)
         texts = self.texts_for(tau_f, tau_s, tau_v)
-        logits, _ = self.decode(feats.levels, self.bridge_audio(feats.audio, texts), texts)
+        logits, _ = self.decode(feats.levels, self.bridge_audio(feats.audio, texts), texts, self._legacy_head(tau_f))
         return logits, tau_f, tau_s, mix_logits[:, : self.config.num_concepts]
 
     forward = step
@@ -155,39 +223,65 @@ class ICFNet(nn.Module):
 
     # ---- training entry point ----
     def clip(
-        self, images: torch.Tensor, audio: torch.Tensor, *, frames_per_segment: int = 1, state: ContextState | None = None
+        self,
+        images: torch.Tensor,
+        audio: torch.Tensor,
+        *,
+        frames_per_segment: int = 1,
+        closes: Sequence[bool] | None = None,
+        state: ContextState | None = None,
+        text_vectors: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> ClipOutput:
-        """images [B, T, 3, H, W], audio [B, T, S]; frames_per_segment: a segment closes after every
-        that many frames (1 for AVSBench clips, fps for a stream). Causal: frame t sees only <= t."""
+        """images [B, T, 3, H, W], audio [B, T, S]. A segment closes after frame i when closes[i]
+        (model.context.segment_closes gives them from frame times, the stream's rule), else after
+        every frames_per_segment frames. Causal: frame t sees only <= t. text_vectors: see
+        ``implicit_texts`` (training passes the encoder's output so the tokens learn)."""
         b, t = images.shape[:2]
+        if closes is None:
+            closes = [(i + 1) % frames_per_segment == 0 for i in range(t)]
+        if len(closes) != t:
+            raise ValueError(f"closes has {len(closes)} flags for a clip of {t} frames")
         feats = self.encode(images.flatten(0, 1), audio.flatten(0, 1))
-        bank = self.text_bank.entries()
-        tau_f, mix_logits = self.frame_text(feats.pooled, feats.audio, bank)
-        tau_f_bt = tau_f.view(b, t, -1)
+        if self.paper:
+            first = self.frame_descriptor(feats.levels)
+            push_f = first
+        else:
+            bank = self.text_bank.entries()
+            first, mix_logits = self.frame_text(feats.pooled, feats.audio, bank)
+            push_f = first
+        first_bt = push_f.view(b, t, -1)
         audio_bt = feats.audio.view(b, t, -1)
-        state = state if state is not None else initial_state(b, self.config, device=images.device, dtype=tau_f.dtype)
+        state = state if state is not None else initial_state(b, self.config, device=images.device, dtype=first.dtype)
         seg, vid = [], []
-        for i in range(t):  # the only sequential part: a few small attention pools per frame
+        for i in range(t):  # the only sequential part: a few small pools per frame
             s = state
-            tau_s, tau_v = self.temporal_text(
-                tau_f_bt[:, i], audio_bt[:, i], s.frame_ring, s.frame_valid, s.segment_ring, s.segment_valid
-            )
-            seg.append(tau_s)
-            vid.append(tau_v)
-            state = advance(state, tau_f_bt[:, i], tau_s, close_segment=(i + 1) % frames_per_segment == 0)
-        tau_s = torch.stack(seg, dim=1).flatten(0, 1)
-        tau_v = torch.stack(vid, dim=1).flatten(0, 1)
-        texts = self.texts_for(tau_f, tau_s, tau_v)
-        bridged = self.bridge_audio(feats.audio, texts)
-        logits, pixels = self.decode(feats.levels, bridged, texts)
+            if self.paper:
+                x_s, x_v = self.temporal_descriptors(first_bt[:, i], s.frame_ring, s.frame_valid, s.segment_ring, s.segment_valid)
+            else:
+                x_s, x_v = self.temporal_text(first_bt[:, i], audio_bt[:, i], s.frame_ring, s.frame_valid, s.segment_ring, s.segment_valid)
+            seg.append(x_s)
+            vid.append(x_v)
+            state = advance(state, first_bt[:, i], x_s, close_segment=bool(closes[i]))
+        x_s = torch.stack(seg, dim=1).flatten(0, 1)
+        x_v = torch.stack(vid, dim=1).flatten(0, 1)
+        if self.paper:
+            texts = self.implicit_texts(first, x_s, x_v, feats.audio, text_vectors)
+            logits, pixels, bridged, concepts = self._paper_decode(feats.levels, feats.audio, texts)
+        else:
+            texts = None
+            legacy = self.texts_for(first, x_s, x_v)
+            bridged = self.bridge_audio(feats.audio, legacy)
+            logits, pixels = self.decode(feats.levels, bridged, legacy, self._legacy_head(first))
+            concepts = mix_logits[:, : self.config.num_concepts]
         return ClipOutput(
             mask_logits=logits.view(b, t, *logits.shape[1:]),
-            concept_logits=mix_logits[:, : self.config.num_concepts].reshape(b, t, -1),
+            concept_logits=concepts.reshape(b, t, -1),
             audio=feats.audio,
             audio_bridged=bridged,
-            frame_text=tau_f,
-            segment_text=tau_s,
-            video_text=tau_v,
+            frame_text=first,
+            segment_text=x_s,
+            video_text=x_v,
             levels=feats.levels,
             pixels=pixels,
+            texts=texts,
         )

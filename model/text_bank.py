@@ -89,8 +89,11 @@ class TextBank(nn.Module):
     def __init__(self, *, num_concepts: int, text_dim: int, learned_prompts: int, width: int) -> None:
         super().__init__()
         self.register_buffer("embeddings", torch.zeros(num_concepts, text_dim))
-        self.prompts = nn.Parameter(torch.randn(learned_prompts, text_dim) * 0.02)
+        # legacy MIT only (paper MIT has 0): a zero-row parameter would never get a gradient
+        self.prompts = nn.Parameter(torch.randn(learned_prompts, text_dim) * 0.02) if learned_prompts else None
         self.proj = nn.Sequential(nn.Linear(text_dim, width), nn.LayerNorm(width))
 
     def entries(self) -> torch.Tensor:
+        if self.prompts is None:
+            return self.proj(self.embeddings)
         return self.proj(torch.cat([self.embeddings, self.prompts], dim=0))

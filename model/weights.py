@@ -77,7 +77,8 @@ def load_weights_into(net: ICFNet, path: str | Path) -> None:
 
     stored = read_checkpoint_config(path)
     own = net.config
-    shape_fields = ("backbone", "width", "audio_channels", "audio_fc", "text_dim", "learned_prompts", "semantic", "separable", "heads")
+    shape_fields = ("backbone", "width", "audio_channels", "audio_fc", "text_dim", "learned_prompts", "semantic", "separable", "heads",
+                    "mit_mode", "visual_texts", "audio_texts", "text_tokens")
     diffs = [f for f in shape_fields if getattr(stored, f) != getattr(own, f)]
     if stored.num_concepts != own.num_concepts:
         diffs.append("concepts")

@@ -6,6 +6,7 @@ built-in synthetic scene, over a ZeroMQ pipeline (one process or many).
     icf-stream run --video clip.mp4 --publish tcp://127.0.0.1:5556 --record out/clip-overlay.mp4
     icf-stream predict photo.jpg clip.mp4 frames/ --out out/predict   # offline: PNG masks + overlays + JSON
     icf-stream devices
+    icf-stream serve --streams 3                 # many cameras, one batched model (stream/serve_cli.py)
     icf-stream node --graph graph.json --node segmenter     # one part of a graph spread over machines
 """
 
@@ -16,6 +17,7 @@ import os
 import sys
 from pathlib import Path
 
+from engine.cache import cache_dir
 from icfcli import UserError, alias, make_parser, non_negative_int, positive_float, positive_int, run, size_wh
 
 
@@ -26,12 +28,6 @@ def _shipped_weights() -> Path:
     except ImportError:
         return Path("weights/icf-lite-synthavs.safetensors")
     return SHIPPED
-
-
-def cache_dir() -> Path:
-    """ONNX exports of checkpoints, reused between runs: $ICF_CACHE, else the user cache ($XDG_CACHE_HOME or ~/.cache)."""
-    root = os.environ.get("ICF_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "icf-avs"
-    return Path(root) / "stream-exports"
 
 
 SHIPPED_WEIGHTS = _shipped_weights()
@@ -55,7 +51,7 @@ def _model_args(p) -> None:
     g = p.add_argument_group("model (default: the shipped weights, which know 8 SynthAVS classes only)")
     g.add_argument("--weights", metavar="FILE",
                    help="which model: an ICF checkpoint (.safetensors, exported to ONNX once and cached under "
-                        f"{cache_dir()}) or an engine artifact (.onnx with its .json sidecar, .plan, .ep)")
+                        f"{cache_dir()}) or an engine artifact (.onnx with its .json sidecar, .plan, .pt2 AOTInductor, .ep)")
     alias(g, "--engine", dest="weights")  # the old flag for artifacts
     g.add_argument("--model", metavar="NAME", help="registry model with UNTRAINED weights (icf-tiny, icf-lite): to try the pipeline")
     g.add_argument("--backend", default="auto", choices=BACKENDS,
@@ -149,6 +145,15 @@ def add_devices(sub) -> None:
     sub.add_parser("devices", help="list cameras and microphones").set_defaults(func=cmd_devices)
 
 
+def add_serve(sub) -> None:
+    from . import serve_cli
+
+    sv = sub.add_parser("serve", help="many camera streams, one batched model (per-stream reports and masks)",
+                        description=serve_cli.__doc__)
+    serve_cli.add_args(sv)
+    sv.set_defaults(func=serve_cli.cmd_serve)
+
+
 def add_node(sub) -> None:
     n = sub.add_parser("node", help="run one node of a graph file (pipelines across machines; see stream/launch.py)")
     n.add_argument("--graph", required=True, metavar="FILE", help="graph JSON: pipeline config + endpoint of every link")
@@ -160,7 +165,7 @@ def add_node(sub) -> None:
 
 def build_parser():
     ap, sub = make_parser("icf-stream", __doc__)
-    for add in (add_demo, add_live, add_run, add_predict, add_devices, add_node):  # a new sub-command: an add_x(sub) + one entry here
+    for add in (add_demo, add_live, add_run, add_predict, add_devices, add_serve, add_node):  # a new sub-command: an add_x(sub) + one entry here
         add(sub)
     return ap
 
@@ -183,27 +188,21 @@ def _check_model(args, cmd: str) -> None:
 
 def _backend_spec(args, cmd: str) -> dict:
     """The engine spec for the workers; exports a checkpoint (or a registry model) once, into the user cache."""
-    try:
-        from .models import export_cached  # stream/backend.py is stream/models.py after issue 12's renames
-    except ImportError:
-        from .backend import export_cached
+    from engine.spec import ArtifactError
+
+    from .models import export_cached
 
     _check_model(args, cmd)
     # threads is an option of the CPU-capable backends; an explicit tensorrt backend refuses it
     options = {"threads": args.threads} if args.threads and args.backend in ("auto", "onnxruntime", "torch") else {}
     try:
         if args.model:
-            artifact = str(export_cached(model=args.model, cache_dir=str(cache_dir())))
+            artifact = str(export_cached(model=args.model, cache_dir=None))  # None: the engine's cache (engine/cache.py)
         else:
             artifact = str(args.weights or SHIPPED_WEIGHTS)
             if artifact.endswith(".safetensors") and args.backend in ("auto", "onnxruntime"):
-                artifact = str(export_cached(weights=artifact, cache_dir=str(cache_dir())))  # once, before workers start
-    except RuntimeError as exc:  # the export's own last line says what was wrong (e.g. an unknown model name)
-        for folder in (cache_dir(), cache_dir().parent):  # no empty cache folders left behind
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
+                artifact = str(export_cached(weights=artifact, cache_dir=None))  # once, before workers start
+    except (ArtifactError, RuntimeError) as exc:  # the export's own last line says what was wrong (e.g. an unknown model name)
         last = [line for line in str(exc).splitlines() if line.strip()]
         raise UserError(last[-1].removeprefix("icf-engine export: ") if last else str(exc)) from None
     return {"kind": "engine", "artifact": artifact, "backend": args.backend, "options": options}

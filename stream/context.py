@@ -4,7 +4,7 @@ Text context rule (model/context.py, the contract between ``step`` and its calle
 - after every frame, push its frame text into the frame ring (oldest slot falls off, valid = 1);
 - when a segment closes, push that frame's segment text into the segment ring and clear the frame
   ring's validity. Rings are ordered oldest -> newest along axis 1.
-``advance`` below is that rule, operation for operation, in NumPy (tests compare it with torch).
+``advance`` below applies engine.state's NumPy copy of that rule (tests compare it with torch).
 
 When does a segment close? Training closes after every ``frames_per_segment``-th frame. Live, a
 segment is 1 s of capture time (pts), so frame i closes its segment exactly when the NEXT
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.inputs import advance as advance_rings
+from engine import state as rings
 
 SEGMENT_NS = 1_000_000_000
 
@@ -43,20 +43,13 @@ class ContextState:
 
 
 def initial_state(batch: int, width: int, frame_ring: int, segment_ring: int, dtype=np.float32) -> ContextState:
-    return ContextState(
-        frame_ring=np.zeros((batch, frame_ring, width), dtype),
-        frame_valid=np.zeros((batch, frame_ring), dtype),
-        segment_ring=np.zeros((batch, segment_ring, width), dtype),
-        segment_valid=np.zeros((batch, segment_ring), dtype),
-    )
+    return ContextState(**rings.initial(batch, width, frame_ring, segment_ring, dtype))
 
 
 def advance(state: ContextState, frame_text: np.ndarray, segment_text: np.ndarray, *, close_segment: bool) -> ContextState:
-    """The keeper's update after one frame (``close_segment`` is decided by the caller's clock).
-
-    The ring rule itself is the engine's NumPy twin of model/context.py, so there is one copy of it
-    outside torch."""
-    return ContextState(**advance_rings(state.as_inputs(), frame_text, segment_text, close_segment=close_segment))
+    """The keeper's update after one frame (``close_segment`` is decided by the caller's clock);
+    the ring rule itself is engine.state's, the one NumPy copy of model/context.py."""
+    return ContextState(**rings.advance(state.as_inputs(), frame_text, segment_text, close_segment=close_segment))
 
 
 class ContextKeeper:

@@ -26,8 +26,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .graph import PipelineConfig, PipelineError, Signals, layout, stage_specs, supervisor_clock
 from .node import build_stage, run_stages
-from .pipeline import PipelineConfig, PipelineError, _layout, _Signals, _stage_specs, _timer
 from .transport import LINKS, Endpoints, Security
 
 
@@ -51,20 +51,20 @@ def load_graph(path: str | Path) -> tuple[PipelineConfig, Endpoints]:
 
 
 def node_names(cfg: PipelineConfig) -> list[str]:
-    return [name for name, _ in _layout(cfg)]
+    return [name for name, _ in layout(cfg)]
 
 
 def run_node(path: str | Path, node: str) -> dict[str, Any]:
     """Runs the stages of ``node`` in this process until the stream ends; returns their reports."""
     cfg, endpoints = load_graph(path)
-    layout = dict(_layout(cfg))
-    if node not in layout:
-        raise PipelineError(f"no node '{node}' in this graph; nodes: {list(layout)}")
-    specs = _stage_specs(cfg)
-    if "source" in layout[node]:
+    groups = dict(layout(cfg))
+    if node not in groups:
+        raise PipelineError(f"no node '{node}' in this graph; nodes: {list(groups)}")
+    specs = stage_specs(cfg)
+    if "source" in groups[node]:
         specs["source"]["options"].setdefault("subscriber_timeout_s", 120)  # other machines start when they start
-    stages = {name: build_stage(specs[name]) for name in layout[node]}
+    stages = {name: build_stage(specs[name]) for name in groups[node]}
     stop, abort, go = threading.Event(), threading.Event(), threading.Event()
-    with _Signals(stop, abort):
-        reports, errors = run_stages(stages, endpoints, stop, abort, go, cfg.stream_id, supervise=_timer(cfg, stop, abort))
+    with Signals(stop, abort):
+        reports, errors = run_stages(stages, endpoints, stop, abort, go, cfg.stream_id, supervise=supervisor_clock(cfg, stop, abort))
     return {"node": node, "errors": errors, "stages": reports}

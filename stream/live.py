@@ -16,7 +16,10 @@ import cv2
 import numpy as np
 import zmq
 
-from .sources import SAMPLE_RATE, AVOutput
+from engine.spec import SAMPLE_RATE
+
+from .options import LiveOptions
+from .sources import AVOutput
 from .stage import Stage, StageEnv, StageError, warn
 from .transport import stamp
 
@@ -107,15 +110,20 @@ class LiveSource(Stage):
     seconds (stop after), video_subs, audio_subs."""
 
     name = "source.live"
+    Options = LiveOptions
+    options: LiveOptions
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.retries = int(options.get("retries", 5))
-        self.backoff = float(options.get("backoff_s", 0.5))
-        self.cam_id = options.get("camera", 0)
+        self.retries = self.options.retries
+        self.backoff = self.options.backoff_s
+        self.cam_id = self.options.camera
         self.network = "://" in str(self.cam_id)  # rtsp:// http:// udp://: paced by its timestamps
         self.pace_anchor: tuple[int, int] | None = None  # (wall - stream clock now, its floor) in ns
         self.pace_last_pts = 0
+        self.out: AVOutput | None = None  # devices and sockets are opened in open(); close() runs even if it failed
+        self.cap = self.mic = self.mic_stream = None
+        self.ended = False
 
     def open(self, ctx: zmq.Context, env: StageEnv) -> None:
         super().open(ctx, env)
@@ -123,12 +131,12 @@ class LiveSource(Stage):
         self.cap = self._open_camera(first=True)
         self.mic = None
         self.mic_stream = None
-        if o.get("mic") is not None:
+        if o.mic is not None:
             self._open_mic(first=True)
         else:
             warn("no microphone: the model hears silence")
         self.out = AVOutput(ctx, env)
-        self.out.wait_ready(int(o.get("video_subs", 1)), int(o.get("audio_subs", 1)), float(o.get("subscriber_timeout_s", 10)))
+        self.out.wait_ready(o.video_subs, o.audio_subs, o.subscriber_timeout_s)
         self.t0 = stamp()
         self.ended = False
         self.audio_origin: int | None = None  # pts sample index of the mic's sample 0
@@ -145,9 +153,9 @@ class LiveSource(Stage):
             cap = cv2.VideoCapture(cam)
             if cap.isOpened():
                 o = self.options
-                for prop, key in ((cv2.CAP_PROP_FRAME_WIDTH, "width"), (cv2.CAP_PROP_FRAME_HEIGHT, "height"), (cv2.CAP_PROP_FPS, "fps")):
-                    if o.get(key):
-                        cap.set(prop, float(o[key]))
+                for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, o.width), (cv2.CAP_PROP_FRAME_HEIGHT, o.height), (cv2.CAP_PROP_FPS, o.fps)):
+                    if value:
+                        cap.set(prop, float(value))
                 cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest picture, not a queue of old ones
                 return cap
             cap.release()
@@ -165,7 +173,7 @@ class LiveSource(Stage):
     def _open_mic(self, first: bool = False) -> None:
         sd = import_sounddevice()
 
-        dev = self.options.get("mic")
+        dev = self.options.mic
         dev = None if dev in ("default", "", None) else (int(dev) if str(dev).isdigit() else dev)
         for attempt in range(self.retries + 1):
             try:
@@ -179,10 +187,10 @@ class LiveSource(Stage):
                 err = exc
             if attempt < self.retries and not self.env.abort.is_set():
                 wait = _backoff(attempt, self.backoff)
-                warn(f"microphone {self.options.get('mic')} not available ({err}); retrying in {wait:.1f} s")
+                warn(f"microphone {self.options.mic} not available ({err}); retrying in {wait:.1f} s")
                 time.sleep(wait)
         what = "could not be opened" if first else "disappeared and did not come back"
-        raise StageError(f"microphone '{self.options.get('mic')}' {what} after {self.retries} retries: {err} "
+        raise StageError(f"microphone '{self.options.mic}' {what} after {self.retries} retries: {err} "
                          "(see `icf-stream devices`)")
 
     def _pump_audio(self, capture_ns: int) -> None:
@@ -222,7 +230,7 @@ class LiveSource(Stage):
             self.cap = self._open_camera()
             self.pace_anchor = None
             return True
-        limit = self.options.get("seconds")
+        limit = self.options.seconds
         if limit is not None and now - self.t0 > limit * 1e9:
             return self._finish("end")
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -275,11 +283,11 @@ class LiveSource(Stage):
             self.mic_stream = None
 
     def close(self) -> None:
-        if getattr(self, "out", None) is not None:
+        if self.out is not None:
             if not self.ended:
                 self._finish("closed")
             self.out.close()
-        if getattr(self, "cap", None) is not None:
+        if self.cap is not None:
             self.cap.release()
         self._close_mic()
 

@@ -8,6 +8,7 @@ disappears, so a killed supervisor never leaves orphans running.
 from __future__ import annotations
 
 import faulthandler
+import importlib
 import os
 import signal
 import threading
@@ -19,26 +20,26 @@ import zmq
 from .stage import Stage, StageEnv, run_stage
 from .transport import Endpoints
 
+# (stage type, source kind) -> (module, class), imported when built so a process loads only what it
+# runs (and sources.py need not import live.py, which builds on sources.AVOutput)
+STAGE_CLASSES = {
+    ("source", "synthetic"): ("sources", "SyntheticSource"),
+    ("source", "file"): ("sources", "FileSource"),
+    ("source", "live"): ("live", "LiveSource"),
+    ("context", None): ("context_stage", "ContextStage"),
+    ("worker", None): ("worker", "WorkerStage"),
+    ("multi", None): ("multistream", "MultiSegmenterStage"),  # many streams, one model
+    ("sink", None): ("sink", "SinkStage"),
+}
+
 
 def build_stage(spec: dict[str, Any]) -> Stage:
-    kind, options = spec["type"], dict(spec.get("options", {}))
-    if kind == "source":
-        from .sources import make_source
-
-        return make_source(spec["kind"], options)
-    if kind == "context":
-        from .segmenter import ContextStage
-
-        return ContextStage(**options)
-    if kind == "worker":
-        from .worker import WorkerStage
-
-        return WorkerStage(**options)
-    if kind == "sink":
-        from .sink import SinkStage
-
-        return SinkStage(**options)
-    raise ValueError(f"unknown stage type '{kind}'")
+    """The stage of a spec ({"type", "kind" for sources, "options"}); its options are checked here."""
+    key = (spec["type"], spec.get("kind") if spec["type"] == "source" else None)
+    if key not in STAGE_CLASSES:
+        raise ValueError(f"unknown stage {key}; known: {sorted(STAGE_CLASSES, key=str)}")
+    module, name = STAGE_CLASSES[key]
+    return getattr(importlib.import_module(f".{module}", __package__), name)(**dict(spec.get("options", {})))
 
 
 # Open order inside a process: binders first (inproc needs the bound end to exist in libzmq < 4.2

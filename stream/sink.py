@@ -16,6 +16,7 @@ import numpy as np
 import zmq
 
 from .metrics import Gauge, Latencies, Rate
+from .options import SinkOptions
 from .outputs import Display, MaskStore, MetricsLog, Recorder, display_available, render_overlay
 from .protocol import encode, ints_ok
 from .stage import Stage, StageEnv, warn
@@ -87,9 +88,17 @@ class SinkStage(Stage):
     (``masks``), JSONL log (``metrics``), a window (``display``, only with a display).
     Options: record, masks, metrics (paths), publish (bool), display (bool), max_age_ms (a result
     older than this is skipped when a newer one waits: newest wins, default 500), reorder_size,
-    reorder_timeout_ms, output_delay_ms (emulates a slow consumer, for tests), fps_hint, eos_timeout_s."""
+    reorder_timeout_ms, output_delay_ms (emulates a slow consumer, for tests), fps_hint, eos_timeout_s,
+    record_audio_from (a media file whose own audio track the recording carries)."""
 
     name = "sink"
+    Options = SinkOptions
+    options: SinkOptions
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.pull = self.asub = self.pub = None  # sockets and outputs are opened in open(); close() runs even if it failed
+        self.recorder = self.store = self.log = self.display = None
 
     def open(self, ctx: zmq.Context, env: StageEnv) -> None:
         super().open(ctx, env)
@@ -98,25 +107,23 @@ class SinkStage(Stage):
         self.pull = open_socket(ctx, zmq.PULL, ep, "results", bind=True)
         self.poller = zmq.Poller()
         self.poller.register(self.pull, zmq.POLLIN)
-        self.asub = None
-        self.recorder = Recorder(o["record"], fps_hint=int(o.get("fps_hint", 30)), source_audio=o.get("record_audio_from")) if o.get("record") else None
+        self.recorder = Recorder(o.record, fps_hint=o.fps_hint, source_audio=o.record_audio_from) if o.record else None
         if self.recorder is not None:
             self.asub = open_socket(ctx, zmq.SUB, ep, "audio", bind=False, hwm=1000, frames=False)
             self.asub.setsockopt(zmq.SUBSCRIBE, b"")
             self.poller.register(self.asub, zmq.POLLIN)
-        self.pub = open_socket(ctx, zmq.PUB, ep, "masks", bind=True, hwm=int(o.get("publish_hwm", 8))) if o.get("publish") else None
-        self.store = MaskStore(o["masks"]) if o.get("masks") else None
-        self.log = MetricsLog(o["metrics"]) if o.get("metrics") else None
-        self.display = None
-        if o.get("display"):
+        self.pub = open_socket(ctx, zmq.PUB, ep, "masks", bind=True, hwm=o.publish_hwm) if o.publish else None
+        self.store = MaskStore(o.masks) if o.masks else None
+        self.log = MetricsLog(o.metrics) if o.metrics else None
+        if o.display:
             why = display_available()
             if why:
                 warn(f"no window: {why}")
             else:
                 self.display = Display()
-        self.reorder = ReorderBuffer(int(o.get("reorder_size", 16)), float(o.get("reorder_timeout_ms", 500)))
-        self.max_age_ns = int(float(o.get("max_age_ms", 500)) * 1e6)
-        self.delay_s = float(o.get("output_delay_ms", 0)) / 1000
+        self.reorder = ReorderBuffer(o.reorder_size, o.reorder_timeout_ms)
+        self.max_age_ns = int(o.max_age_ms * 1e6)
+        self.delay_s = o.output_delay_ms / 1000
         self.lat = Latencies()
         self.rate = Rate()
         self.recent: deque[int] = deque(maxlen=64)
@@ -223,7 +230,7 @@ class SinkStage(Stage):
         now = stamp()
         done = self.eos is not None and self.received >= int(self.eos.get("dispatched", 0))
         if self.eos is not None and self.eos_deadline is None:
-            self.eos_deadline = now + int(float(self.options.get("eos_timeout_s", 10)) * 1e9)
+            self.eos_deadline = now + int(self.options.eos_timeout_s * 1e9)
         timed_out = self.eos_deadline is not None and now > self.eos_deadline
         ready = self.reorder.pop_ready(now, flush=done or timed_out)
         for i, pkt in enumerate(ready):
@@ -234,7 +241,7 @@ class SinkStage(Stage):
                 continue
             self._deliver(pkt)
         if self.env.stop.is_set() and self.eos is None and self.eos_deadline is None:
-            self.eos_deadline = now + int(float(self.options.get("eos_timeout_s", 10)) * 1e9)
+            self.eos_deadline = now + int(self.options.eos_timeout_s * 1e9)
         return not (done or timed_out)
 
     def report(self) -> dict[str, Any]:
@@ -264,7 +271,7 @@ class SinkStage(Stage):
         return rep
 
     def close(self) -> None:
-        if not hasattr(self, "pull"):
+        if self.pull is None:
             return
         for out in (self.recorder, self.store, self.log, self.display):
             if out is not None:

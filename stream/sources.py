@@ -16,11 +16,14 @@ from typing import Any
 import numpy as np
 import zmq
 
+from engine.spec import SAMPLE_RATE
+
+from .options import FileOptions, SourceOptions, SyntheticOptions
 from .protocol import encode
+from .shm_link import ShmSender
 from .stage import Stage, StageEnv, StageError, sleep_until, warn
 from .transport import close_socket, open_socket, stamp, wait_subscribers
 
-SAMPLE_RATE = 16_000
 AUDIO_AHEAD_NS = 50_000_000  # recorded media: audio is published this far ahead of the frame just sent
 
 
@@ -37,6 +40,8 @@ class AVOutput:
         self.video_seq = 0
         self.audio_seq = 0
         self.audio_samples = 0
+        shm = env.endpoints.extra.get("shm")  # same-host links: frames through a shared-memory ring
+        self.shm = ShmSender(shm) if video and shm else None
 
     def wait_ready(self, video_subs: int, audio_subs: int, timeout_s: float = 10.0) -> None:
         """Waits for ``go`` (every stage open), then for the subscribers to be connected, so frame 0
@@ -56,6 +61,8 @@ class AVOutput:
         arrays = {"image": image, **(extras or {})}
         head = {"stream": self.stream, "seq": seq, "capture_ns": capture_ns, "pts_ns": int(pts_ns), "format": "rgb24",
                 "t": {"capture": capture_ns, "src_send": stamp()}}
+        if self.shm is not None:
+            head, arrays = self.shm.pack(head, arrays)
         # PUB never blocks: at the high-water mark the message is dropped and the receiver sees
         # the gap in seq (counted there). That is the newest-frame-wins policy at this hop.
         self.video.send_multipart(encode("frame", head, arrays), copy=False)
@@ -92,16 +99,26 @@ class AVOutput:
     def close(self) -> None:
         for sock in (self.video, self.audio):
             close_socket(sock, self.env.abort)
+        if self.shm is not None:
+            self.shm.close()
 
 
 class _PacedSource(Stage):
     """Shared pacing: frame at pts p is released at start + p (real time) or at once (fast)."""
 
+    options: SourceOptions
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.out: AVOutput | None = None  # set in open(); close() runs even when open() failed
+        self.ended = False
+        self.lateness: list[float] = []
+
     def _start(self, env: StageEnv, video_subs: int, audio_subs: int) -> None:
-        self.out.wait_ready(video_subs, audio_subs, float(self.options.get("subscriber_timeout_s", 10)))
+        self.out.wait_ready(video_subs, audio_subs, self.options.subscriber_timeout_s)
         self.t0 = stamp()
-        self.realtime = self.options.get("pace", "realtime") == "realtime"
-        self.limit_s = self.options.get("seconds")
+        self.realtime = self.options.pace == "realtime"
+        self.limit_s = self.options.seconds
 
     def _release(self, pts_ns: int) -> int | None:
         """Waits until the frame is due; returns capture_ns or None when asked to stop."""
@@ -123,7 +140,7 @@ class _PacedSource(Stage):
         return False
 
     def close(self) -> None:
-        if getattr(self, "out", None) is not None:
+        if self.out is not None:
             if not self.ended:
                 self._finish("closed")
             self.out.close()
@@ -138,6 +155,7 @@ class SyntheticSource(_PacedSource):
     video_subs / audio_subs (subscribers to wait for before frame 0)."""
 
     name = "source.synthetic"
+    Options = SyntheticOptions
 
     def open(self, ctx: zmq.Context, env: StageEnv) -> None:
         super().open(ctx, env)
@@ -146,16 +164,13 @@ class SyntheticSource(_PacedSource):
         except ImportError as exc:
             raise StageError(f"the synthetic source needs the synthavs package ({exc})") from exc
         o = self.options
-        self.fps = int(o.get("fps", 30))
-        cfg = SceneConfig(width=int(o.get("width", 640)), height=int(o.get("height", 480)), fps=self.fps,
-                          mode=o.get("mode", "single"), seed=int(o.get("seed", 0)))
+        self.fps = o.fps
+        cfg = SceneConfig(width=o.width, height=o.height, fps=o.fps, mode=o.mode, seed=o.seed)
         self.gen = SceneGenerator(cfg)
-        self.frames = self.gen.stream(o.get("seconds"))
+        self.frames = self.gen.stream(o.seconds)
         self.out = AVOutput(ctx, env)
-        self.ended = False
-        self.lateness: list[float] = []
         self.sent_until = 0  # audio samples published so far
-        self._start(env, int(o.get("video_subs", 1)), int(o.get("audio_subs", 1)))
+        self._start(env, o.video_subs, o.audio_subs)
 
     def process(self) -> bool:
         if self.env.stop.is_set():
@@ -188,10 +203,15 @@ class FileSource(_PacedSource):
     file, decoded with PyAV. Each stream's time base is converted to seconds; audio is resampled
     to 16 kHz mono float. A file without audio runs with silence (and a warning).
 
-    Outputs: as SyntheticSource, without gt_mask. Options: video (path), audio (path, optional),
+    Outputs: as SyntheticSource, without gt_mask. Options: video (path or network URL), audio (path or URL, optional),
     pace (realtime | fast), seconds (stop after this much media time), video_subs, audio_subs."""
 
     name = "source.file"
+    Options = FileOptions
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.vcont = self.acont = None  # containers, opened in open()
 
     def open(self, ctx: zmq.Context, env: StageEnv) -> None:
         super().open(ctx, env)
@@ -199,16 +219,16 @@ class FileSource(_PacedSource):
 
         self.av = av
         o = self.options
-        self.url = is_url(str(o["video"]))
-        self.path = o["video"] if self.url else Path(o["video"])
+        self.url = is_url(o.video)
+        self.path = o.video if self.url else Path(o.video)
         self.vcont = self._open_container(self.path)
         if not self.vcont.streams.video:
             raise StageError(f"'{self.path}' has no video stream")
         self.vframes = self.vcont.decode(video=0)
         self.acont = None
-        self.audio_queue: list = []  # a network stream: audio decoded on the way to the next picture
-        audio_path = o["audio"] if o.get("audio") else self.path
-        if self.url and not o.get("audio"):  # one connection, both tracks from one demuxer
+        self.audio_queue: list | None = []  # a network stream: audio decoded on the way to the next picture
+        audio_path = o.audio if o.audio else self.path
+        if self.url and not o.audio:  # one connection, both tracks from one demuxer
             cont = self.vcont
             self.vframes = self._demux_network()
         else:
@@ -229,10 +249,8 @@ class FileSource(_PacedSource):
         self.audio_next: int | None = None  # absolute index of the next sample to publish
         self.audio_done = self.acont is None and not (self.url and self.audio_queue is not None)
         self.out = AVOutput(ctx, env)
-        self.ended = False
-        self.lateness: list[float] = []
         self.pts0: float | None = None
-        self._start(env, int(o.get("video_subs", 1)), int(o.get("audio_subs", 1)))
+        self._start(env, o.video_subs, o.audio_subs)
 
     def _open_container(self, path):
         if isinstance(path, str):  # a network stream: a bounded wait for it, then a clear error
@@ -323,7 +341,7 @@ class FileSource(_PacedSource):
 
     def close(self) -> None:
         super().close()
-        for cont in (getattr(self, "vcont", None), getattr(self, "acont", None)):
+        for cont in (self.vcont, self.acont):
             if cont is not None:
                 cont.close()
 
@@ -339,15 +357,3 @@ def _from_time_zero(data: np.ndarray, start_s: float) -> tuple[np.ndarray, int]:
 def is_url(text: str) -> bool:
     """A network stream (rtsp://, http://, udp://, ...) rather than a file path."""
     return "://" in text and not text.startswith("file://")
-
-
-def make_source(kind: str, options: dict[str, Any]) -> Stage:
-    if kind == "synthetic":
-        return SyntheticSource(**options)
-    if kind == "file":
-        return FileSource(**options)
-    if kind == "live":
-        from .live import LiveSource
-
-        return LiveSource(**options)
-    raise ValueError(f"unknown source kind '{kind}' (synthetic, file, live)")

@@ -14,11 +14,12 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import zmq
 
+from .options import StageOptions
 from .transport import Endpoints
 
 log = logging.getLogger("icf-stream")
@@ -31,7 +32,6 @@ class StageEnv:
     abort: Any  # leave now
     go: Any  # set once every stage is open: sources start producing
     stream_id: str = "cam0"
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 class StageError(RuntimeError):
@@ -42,9 +42,10 @@ class Stage:
     """Base class. Subclasses document inputs, outputs and options in their docstring."""
 
     name = "stage"
+    Options: ClassVar[type[StageOptions]] = StageOptions  # the stage's typed options (stream/options.py)
 
     def __init__(self, **options: Any) -> None:
-        self.options = options
+        self.options = self.Options.parse(options)  # an OptionsError names a bad option before anything opens
         self.counters: dict[str, Any] = {}
 
     def open(self, ctx: zmq.Context, env: StageEnv) -> None:

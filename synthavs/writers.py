@@ -5,7 +5,7 @@ S4  ``s4_meta_data.csv`` + ``s4_data/{visual_frames,audio_wav,audio_log_mel,gt_m
 MS3 ``ms3_meta_data.csv`` + ``ms3_data/visual_frames/{name}/{name}.mp4_{i}.png`` and
 ``ms3_data/{audio_wav,audio_log_mel,gt_masks}/{split}/...``.
 The log-mel .pkl files are torch-saved tensors, so this torch-free package takes a callback for
-them (``logmel_writer(pkl_path, audio)``; training.synth passes one). Frame i of a clip is the
+them (``logmel_writer(pkl_path, audio)``; training.synth_to_disk passes one). Frame i of a clip is the
 last video frame of segment i, so the audio window ending at the segment end matches it.
 
 MP4: H.264 + AAC (16 kHz mono) through PyAV, with ``{name}.npz`` holding masks [T, H, W],

@@ -102,16 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run_synth():
-    try:
-        from .synth_to_disk import run_synth  # its name after issue 12's renames
-    except ImportError:
-        from .synth import run_synth
-    return run_synth
-
-
 def cmd_synth(args) -> int:
-    run_synth = _run_synth()
+    from .synth_to_disk import run_synth
+
     kw = dict(fmt=args.format, mode=args.mode, seed=args.seed, bias=args.bias, width=args.width, height=args.height,
               fps=args.fps, seconds=args.seconds)
     if args.split or args.format == "mp4" or args.count >= 10 or args.count < 3:
@@ -123,7 +116,8 @@ def cmd_synth(args) -> int:
 
 
 def _synth_small(args, kw: dict) -> Path:
-    run_synth = _run_synth()
+    from .synth_to_disk import run_synth
+
     n_train, rows, root = args.count - 2, [], None
     for split, start, count in (("train", args.start, n_train), ("val", args.start + n_train, 1), ("test", args.start + n_train + 1, 1)):
         root = run_synth(args.out, count=count, split=split, start=start, **kw)
@@ -212,10 +206,7 @@ def _write_curves(log: Path) -> Path | None:
 
 def cmd_eval(args) -> int:
     from .evaluate import evaluate_spec, format_table, write_json
-    try:
-        from .run_setup import pick_device  # its name after issue 12's renames
-    except ImportError:
-        from .runtime import pick_device
+    from .run_setup import pick_device
 
     if not Path(args.weights).is_file():
         raise UserError(f"weights file {args.weights} not found")

@@ -54,21 +54,30 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global grad norm (0 = off)
     amp: str = "auto"  # auto (bf16 on CUDA, off on CPU), bf16, fp16, off
     channels_last: bool = True  # NHWC convolutions on CUDA
-    # ---- losses ----
+    # ---- losses (ICF: L_seg + w_sc * L_cf + w_cdcl * sum of pairs) ----
     w_bce: float = 1.0  # segmentation: BCE (binary) or CE (semantic) weight
     w_dice: float = 1.0  # segmentation: Dice weight
-    w_concept: float = 0.2  # concept logits vs the heard classes (cross-entropy to the label distribution)
-    sc: bool = True  # semantic counterfactual training (SC)
-    sc_rank: int = 16  # R: columns of the orthogonal counterfactual basis U (D x R)
-    sc_samples: int = 2  # counterfactual a' per frame
-    w_sc: float = 1.0  # SC mask term: mean(sigmoid(cf_logits) * gt)
-    w_sc_div: float = 0.1  # SC concept-distribution term: Bhattacharyya overlap of factual and cf concepts
-    sc_basis_grad: str = "reverse"  # how U learns: reverse (adversarial: seeks cf that still segment), none, follow
+    w_focal: float = 1.0  # segmentation: focal weight (the paper's L_seg = BCE + Dice + focal)
+    focal_gamma: float = 2.0  # focal exponent
+    w_concept: float = 0.2  # concept logits vs the heard classes (not in the paper; an arm of its own)
+    text_encoder: bool = True  # paper MIT: learn the implicit-text tokens through the frozen MiniLM (`text` extra)
+    text_every: int = 1  # run the encoder (and teach the tokens) every N steps; between, the stored texts (CPU cost knob)
+    sc: bool = True  # semantic counterfactuals: latent diffusion over z, L_cf, the counterfactual pool
+    counterfactual_space: str = "continuous"  # continuous: CDCL's text negatives are the SC pool; none: other clips' z
+    sc_samples: int = 16  # S counterfactuals drawn per clip
+    sc_topk: int = 8  # k_c most similar to z kept as the pool
+    sc_strength: float = 0.75  # a: counterfactual strength (paper: best 0.7-0.8)
+    sc_step: int = 200  # s_d: the intermediate diffusion step the counterfactual starts from (of 1000)
+    sc_ddim_steps: int = 4  # deterministic denoising steps from s_d back to 0
+    w_sc: float = 0.5  # l_cf: weight of L_cf = noise prediction + w_ortho * L_ortho
+    w_ortho: float = 0.1  # l_ortho (0 = the "continuous without L_ortho" ablation)
+    sc_lz: float = 2.0  # l_z: weight of cos^2 inside L_ortho (optimum cos = 1 / l_z)
     cdcl: bool = True  # collaborative distribution-aware contrastive learning (CDCL)
-    w_cdcl: float = 0.2  # weight of the collaborative CDCL sum
-    cdcl_weights: dict = field(default_factory=lambda: {"fc": 1.0, "at": 0.5, "vt": 0.5, "av": 0.5})  # per pair
-    cdcl_temps: dict = field(default_factory=lambda: {"fc": 0.1, "at": 0.1, "vt": 0.1, "av": 0.1})  # per pair
-    cdcl_hardness: float = 0.5  # temperature of the negative re-weighting (smaller = harder negatives weigh more)
+    w_cdcl: float = 0.2  # weight of the CDCL sum
+    cdcl_weights: dict = field(default_factory=lambda: {"va": 1.0, "vt": 1.0, "at": 1.0})  # per pair
+    cdcl_temperature: float = 0.5  # tau in exp(-distance / tau)
+    cdcl_distance: str = "distribution"  # distribution (W2 + entropy), feature (per frame), prototype (means)
+    cdcl_gamma: float = 0.01  # gamma: weight of the entropies H1 + H2 in the distribution distance
     cdcl_dim: int = 64  # width of the contrastive projection heads
     # ---- logging / checkpoints ----
     log_every: int = 10  # steps between JSONL log lines
@@ -79,16 +88,21 @@ class TrainConfig:
         problems = []
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             problems.append(f"amp '{self.amp}' must be auto, bf16, fp16 or off")
-        if self.sc_basis_grad not in ("reverse", "none", "follow"):
-            problems.append(f"sc_basis_grad '{self.sc_basis_grad}' must be reverse, none or follow")
+        if self.counterfactual_space not in ("continuous", "none"):
+            problems.append(f"counterfactual_space '{self.counterfactual_space}' must be continuous or none")
+        if self.cdcl_distance not in ("distribution", "feature", "prototype"):
+            problems.append(f"cdcl_distance '{self.cdcl_distance}' must be distribution, feature or prototype")
+        if not 1 <= self.sc_topk <= self.sc_samples:
+            problems.append(f"sc_topk {self.sc_topk} must lie in 1..sc_samples ({self.sc_samples})")
         if self.device not in ("auto", "cuda", "cpu") and not self.device.startswith("cuda:"):
             problems.append(f"device '{self.device}' must be auto, cpu, cuda or cuda:N")
-        for key in ("cdcl_weights", "cdcl_temps"):
-            bad = sorted(set(getattr(self, key)) - {"fc", "at", "vt", "av"})
-            if bad:
-                problems.append(f"{key} has unknown pair(s) {bad}; pairs are fc, at, vt, av")
+        bad = sorted(set(self.cdcl_weights) - {"va", "vt", "at"})
+        if bad:
+            problems.append(f"cdcl_weights has unknown pair(s) {bad}; pairs are va, vt, at")
         if any(s % 32 for s in (*self.image_size, *self.effective_train_size)):
             problems.append(f"image_size {self.image_size} / train_size {self.train_size} must be multiples of 32")
+        if self.text_every < 1:
+            problems.append(f"text_every {self.text_every} must be >= 1")
         if self.steps < 1 or self.batch_size < 1 or self.frames < 1:
             problems.append("steps, batch_size and frames must be >= 1")
         if problems:

@@ -1,11 +1,13 @@
-"""The full training objective around one ICF network: segmentation + concepts + SC + CDCL.
+"""The full training objective around one ICF network: L_seg + concepts + l_cf * L_cf + l_cdcl * CDCL.
 
-``TrainModule`` holds the network and the training-only parts (SC basis, CDCL heads) in one
-nn.Module, so DDP, the optimizer and checkpoints see one thing. Its forward takes a batch on
-the device and returns (loss, parts). Batch keys (B clips, T frames, K concepts):
-images float [B, T, 3, H, W] in [0, 1]; audio [B, T, 15600]; masks [B, T, H, W] 0/1;
-semantic long [B, T, H, W] (0 = background, k + 1 = class k); gt_valid bool [B, T];
-labels float [B, T, K] (heard classes); label_valid bool [B, T].
+``TrainModule`` holds the network and the training-only parts (SC's denoiser, CDCL's heads) in one
+nn.Module, so DDP, the optimizer and checkpoints see one thing; the frozen text encoder is held
+beside it (not a submodule: never saved, never optimised). Its forward takes a batch on the
+device and returns (loss, parts). Batch keys (B clips, T frames, K concepts): images float
+[B, T, 3, H, W] in [0, 1]; audio [B, T, 15600]; masks [B, T, H, W] 0/1; semantic long
+[B, T, H, W] (0 = background, k + 1 = class k); gt_valid bool [B, T]; labels float [B, T, K]
+(heard classes); label_valid bool [B, T]; optional frame_times [B, T] seconds (where segments
+close, by the stream's rule model.segment_closes; absent: one frame per segment, AVSBench).
 """
 
 from __future__ import annotations
@@ -13,27 +15,26 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model import ICFNet
+from model import ICFNet, segment_closes
 
 from .config import TrainConfig
-from .losses import (
-    CDCL,
-    SemanticCounterfactual,
-    bce_dice,
-    bhattacharyya,
-    ce_dice,
-    concept_distribution,
-    concept_loss,
-    factual_directions,
-    pool_region,
-    sc_mask_term,
-)
+from .losses import CDCL, SemanticCounterfactual, bce_dice, ce_dice, concept_loss, pool_region
 
 
 def aux_ramp(progress: float, start: float = 0.05, full: float = 0.25) -> float:
     """SC and CDCL weights ramp from 0 to 1 over this span of training: their targets (a factual
-    concept direction, a region embedding) mean little before the network segments at all."""
+    text, a region embedding) mean little before the network segments at all."""
     return float(min(max((progress - start) / max(full - start, 1e-6), 0.0), 1.0))
+
+
+def batch_closes(batch: dict[str, torch.Tensor]) -> list[bool] | None:
+    """Segment-close flags of the batch's clips from their frame times (all clips share them)."""
+    times = batch.get("frame_times")
+    if times is None:
+        return None
+    if not torch.equal(times, times[:1].expand_as(times)):
+        raise ValueError("clips of one batch must share frame times (same segment_frames and fps)")
+    return segment_closes(times[0].tolist())
 
 
 class TrainModule(nn.Module):
@@ -41,29 +42,59 @@ class TrainModule(nn.Module):
         super().__init__()
         self.net = net
         self.cfg = cfg
-        width = net.config.width
+        mcfg = net.config
+        if mcfg.mit_mode != "paper":
+            raise ValueError("this network uses mit_mode 'legacy' (kept to run old checkpoints); train a paper-MIT network")
+        width = mcfg.width
+        self._encoder = None
+        self._calls = 0  # training forwards so far (text_every)
+        if mcfg.mit and cfg.text_encoder:
+            from model.text_encoder import load_text_encoder
+
+            self.__dict__["_encoder"] = load_text_encoder()  # plain attribute: not a submodule
+            if not cfg.init:
+                net.implicit.init_from_words(self._encoder, mcfg.concepts)
+        # SC works on the factual text z, which only MIT makes
         self.sc = (
-            SemanticCounterfactual(width=width, rank=cfg.sc_rank, samples=cfg.sc_samples, basis_grad=cfg.sc_basis_grad)
-            if cfg.sc
+            SemanticCounterfactual(
+                width=width, samples=cfg.sc_samples, topk=cfg.sc_topk, strength=cfg.sc_strength,
+                start_step=cfg.sc_step, ddim_steps=cfg.sc_ddim_steps, l_z=cfg.sc_lz,
+            )
+            if cfg.sc and mcfg.mit
             else None
         )
         self.cdcl = (
-            CDCL(width=width, dim=cfg.cdcl_dim, weights=cfg.cdcl_weights, temps=cfg.cdcl_temps, hardness=cfg.cdcl_hardness)
+            CDCL(
+                width=width, dim=cfg.cdcl_dim, weights=cfg.cdcl_weights, temperature=cfg.cdcl_temperature,
+                distance=cfg.cdcl_distance, gamma=cfg.cdcl_gamma,
+            )
             if cfg.cdcl
             else None
         )
 
+    def text_vectors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The implicit texts through the frozen encoder (gradient to the tokens), once every
+        ``text_every`` training steps (1: every step, as the paper)."""
+        if self._encoder is None or not self.training:
+            return None
+        self._calls += 1
+        if (self._calls - 1) % self.cfg.text_every:
+            return None  # the stored texts (constants) this step; the tokens rest
+        self._encoder.to(self.net.implicit.tokens_visual.device)
+        return self.net.implicit.encode(self._encoder)
+
     def forward(self, batch: dict[str, torch.Tensor], ramp: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg, net = self.cfg, self.net
         b, t = batch["images"].shape[:2]
-        out = net.clip(batch["images"], batch["audio"], frames_per_segment=1)
+        out = net.clip(batch["images"], batch["audio"], closes=batch_closes(batch), text_vectors=self.text_vectors())
         logits = out.mask_logits.flatten(0, 1)  # [N, C, H, W]
         masks = batch["masks"].flatten(0, 1)
         valid = batch["gt_valid"].flatten()
+        seg = {"w_bce": cfg.w_bce, "w_dice": cfg.w_dice, "w_focal": cfg.w_focal, "focal_gamma": cfg.focal_gamma}
         if net.config.semantic:
-            loss, parts = ce_dice(logits, batch["semantic"].flatten(0, 1), valid, w_bce=cfg.w_bce, w_dice=cfg.w_dice)
+            loss, parts = ce_dice(logits, batch["semantic"].flatten(0, 1), valid, **seg)
         else:
-            loss, parts = bce_dice(logits[:, 0], masks, valid, w_bce=cfg.w_bce, w_dice=cfg.w_dice)
+            loss, parts = bce_dice(logits[:, 0], masks, valid, **seg)
         labels = batch["labels"].flatten(0, 1)
         known = batch["label_valid"].flatten()
         if cfg.w_concept:
@@ -72,44 +103,27 @@ class TrainModule(nn.Module):
             parts["concept"] = c.detach()
         if (self.sc is None and self.cdcl is None) or ramp <= 0:
             return loss, parts
-
-        named = net.text_bank.entries()[: net.config.num_concepts]
-        # anchors: frames with ground truth and a sounding object in view
-        anchor = valid & (masks.flatten(1).sum(1) > 0)
-        idx = torch.nonzero(anchor).flatten()
+        texts = out.texts
         cf = None
-        if self.sc is not None and len(idx):
-            lab = labels[idx] * known[idx, None].to(labels.dtype)
-            factual = factual_directions(named, lab, out.frame_text[idx])
-            cf = self.sc.counterfactuals(out.audio_bridged[idx], factual)  # [A, S, D]
-            s = cf.shape[1]
-            texts = [x[idx].repeat_interleave(s, 0) for x in net.texts_for(out.frame_text, out.segment_text, out.video_text)]
-            levels = [lv[idx].repeat_interleave(s, 0) for lv in out.levels]
-            cf_logits, _ = net.decode(levels, cf.flatten(0, 1), texts)
-            cf_logits = cf_logits.view(len(idx), s, *cf_logits.shape[1:])
-            sem = batch["semantic"].flatten(0, 1)[idx] if net.config.semantic else None
-            term = sc_mask_term(cf_logits, masks[idx], sem)
-            temp = net.config.text_temperature
-            overlap = bhattacharyya(
-                concept_distribution(out.audio_bridged[idx], named, temp)[:, None].expand(-1, s, -1),
-                concept_distribution(cf, named, temp),
-            )
-            loss = loss + ramp * (cfg.w_sc * term + cfg.w_sc_div * overlap)
-            parts.update(sc=term.detach(), sc_div=overlap.detach())
+        if self.sc is not None and texts is not None:
+            noise, cf = self.sc(texts.z.view(b, t, -1), out.frame_text.view(b, t, -1))
+            l_cf = noise + cfg.w_ortho * cf.ortho
+            loss = loss + ramp * cfg.w_sc * l_cf
+            parts.update(sc_noise=noise.detach(), sc_ortho=cf.ortho.detach(), sc_cos=cf.cosine)
         if self.cdcl is not None:
-            group = torch.arange(b, device=idx.device).repeat_interleave(t)
+            anchor = valid & (masks.flatten(1).sum(1) > 0)  # frames with a sounding object in view
+            use_pool = cf is not None and cfg.counterfactual_space == "continuous"
             total, cparts = self.cdcl(
-                region=pool_region(out.pixels[idx], masks[idx]),
-                bridged=out.audio_bridged[idx],
-                counterfactual=cf,
-                anchor_audio=out.audio[idx],
-                anchor_labels=labels[idx],
-                anchor_known=known[idx],
-                group=group[idx],
-                all_audio=out.audio,
-                all_labels=labels,
-                all_known=known,
-                named_bank=named,
+                visual=pool_region(out.pixels, masks),
+                audio=out.audio,
+                anchor=anchor,
+                frames=t,
+                z=None if texts is None else texts.z,
+                pool=cf.pool if use_pool else None,
+                strength=cf.strength if use_pool else None,
+                audio_text=None if texts is None else texts.audio_match,
+                labels=labels,
+                known=known,
             )
             loss = loss + ramp * cfg.w_cdcl * total
             parts.update(cparts)

@@ -13,7 +13,9 @@ import json
 import math
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +25,7 @@ from .config import TrainConfig
 from .data import build_dataset, collate, prepare_batch
 from .evaluate import evaluate
 from .objective import TrainModule, aux_ramp
-from .runtime import (
+from .run_setup import (
     Dist,
     amp_dtype,
     bank_overrides,
@@ -98,8 +100,31 @@ def param_groups(module: TrainModule, cfg: TrainConfig) -> list[dict]:
     ]
 
 
-def fit(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False) -> dict:
-    d = Dist()
+@dataclass
+class Run:
+    """What ``setup`` builds for one training run and the loop reads (one rank of it)."""
+
+    cfg: TrainConfig
+    dist: Dist
+    device: torch.device
+    out: Path
+    net: torch.nn.Module  # the ICF network (what checkpoints hold)
+    module: TrainModule  # net + objective (+ auxiliary heads)
+    runner: torch.nn.Module  # module, DDP-wrapped when distributed
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None  # fp16 only
+    dtype: torch.dtype | None  # autocast dtype, None = fp32
+    val_set: torch.utils.data.Dataset | None
+    loader: torch.utils.data.DataLoader
+    start: int  # first step (after --resume, the step it stopped at)
+    best: float  # best validation mIoU so far
+    t0: float  # wall-clock start, shifted back by the time already trained before a resume
+    log: Any  # log.jsonl handle (main rank only)
+    bar: Any  # tqdm bar (main rank, not quiet)
+    last_val: dict = field(default_factory=dict)
+
+
+def setup_device(cfg: TrainConfig, d: Dist) -> torch.device:
     device = pick_device(cfg.device, d.local_rank)
     d.init(device)
     if device.type == "cuda":
@@ -113,67 +138,63 @@ def fit(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False) -> dict:
         torch.set_flush_denormal(True)  # subnormal floats make CPU kernels crawl late in training
     torch.manual_seed(cfg.seed + d.rank)
     random.seed(cfg.seed + d.rank)
-    out = Path(cfg.out_dir)
-    train_size = cfg.effective_train_size
-    total = cfg.steps * cfg.batch_size * d.world
-    train_set = build_dataset(
-        cfg.train_data,
-        split="train",
-        size=train_size,
-        frames=cfg.frames,
-        length=total,
-        bias=cfg.synth_bias,
-        flip=cfg.hflip,
-        seed=cfg.seed,
-    )
-    val_set = (
-        build_dataset(
-            cfg.val_data,
-            split="val",
-            size=train_size,
-            frames=cfg.frames,
-            length=cfg.val_clips,
-            bias=cfg.synth_bias,
-            seed=cfg.seed,
-        )
-        if cfg.val_data
-        else None
-    )
-    if d.main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    return device
+
+
+def build_datasets(cfg: TrainConfig, d: Dist) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset | None]:
+    common = dict(size=cfg.effective_train_size, frames=cfg.frames, bias=cfg.synth_bias, seed=cfg.seed)
+    train_set = build_dataset(cfg.train_data, split="train", length=cfg.steps * cfg.batch_size * d.world, flip=cfg.hflip, **common)
+    val_set = build_dataset(cfg.val_data, split="val", length=cfg.val_clips, **common) if cfg.val_data else None
+    return train_set, val_set
+
+
+def build_model(cfg: TrainConfig, d: Dist, device: torch.device, train_set, out: Path) -> tuple[torch.nn.Module, TrainModule]:
     extra = bank_overrides(cfg, getattr(train_set, "classes", None), out) if d.main else {}
     d.barrier()
     if d.enabled and not extra:
         extra = bank_overrides(cfg, getattr(train_set, "classes", None), out)  # the file exists now
-    net = build_network(cfg, size=train_size, extra=extra)
+    net = build_network(cfg, size=cfg.effective_train_size, extra=extra)
     module = TrainModule(net, cfg).to(device)
     if device.type == "cuda" and cfg.channels_last:
         module = module.to(memory_format=torch.channels_last)
-    groups = param_groups(module, cfg)
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), fused=device.type == "cuda")
+    return net, module
+
+
+def resume_from(out: Path, net, module: TrainModule, opt, scaler) -> tuple[int, float, float]:
+    """Loads last.safetensors + last.opt.pt into net / module / opt / scaler: (step, best, elapsed)."""
+    from model import load_weights_into
+
+    load_weights_into(net, out / "last.safetensors")
+    state = load_training_state(out / "last.opt.pt")
+    module.load_state_dict({**{f"net.{k}": v for k, v in net.state_dict().items()}, **state["aux"]})
+    opt.load_state_dict(state["optimizer"])
+    if scaler is not None and state["scaler"]:
+        scaler.load_state_dict(state["scaler"])
+    return int(state["step"]), float(state["best"]), float(state["elapsed"])
+
+
+def setup(cfg: TrainConfig, *, resume: bool, quiet: bool) -> Run:
+    """Device, data, network, optimiser, resume point, loader, log: everything before step one."""
+    d = Dist()
+    device = setup_device(cfg, d)
+    out = Path(cfg.out_dir)
+    train_set, val_set = build_datasets(cfg, d)
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    net, module = build_model(cfg, d, device, train_set, out)
+    opt = torch.optim.AdamW(param_groups(module, cfg), lr=cfg.lr, betas=(0.9, 0.999), fused=device.type == "cuda")
     dtype = amp_dtype(cfg, device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    start, best, elapsed0 = 0, -1.0, 0.0
-    if resume:
-        from model import load_weights_into
-
-        load_weights_into(net, out / "last.safetensors")
-        state = load_training_state(out / "last.opt.pt")
-        module.load_state_dict({**{f"net.{k}": v for k, v in net.state_dict().items()}, **state["aux"]})
-        opt.load_state_dict(state["optimizer"])
-        if scaler is not None and state["scaler"]:
-            scaler.load_state_dict(state["scaler"])
-        start, best, elapsed0 = int(state["step"]), float(state["best"]), float(state["elapsed"])
+    start, best, elapsed0 = resume_from(out, net, module, opt, scaler) if resume else (0, -1.0, 0.0)
     runner = (
         DDP(module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
         if d.enabled
         else module
     )
-    fresh = type(train_set).__name__ == "SynthDataset"
-    sampler = StepBatches(
-        len(train_set), batch=cfg.batch_size, rank=d.rank, world=d.world, start=start, steps=cfg.steps, seed=cfg.seed, fresh=fresh
-    )
+    # generated data (a dataset with generated = True makes every clip on demand) is never repeated
+    sampler = StepBatches(len(train_set), batch=cfg.batch_size, rank=d.rank, world=d.world, start=start, steps=cfg.steps,
+                          seed=cfg.seed, fresh=getattr(train_set, "generated", False))
     loader = torch.utils.data.DataLoader(
         train_set,
         batch_sampler=sampler,
@@ -189,88 +210,88 @@ def fit(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False) -> dict:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.steps, initial=start, desc=cfg.name, dynamic_ncols=True, mininterval=1.0)
+    return Run(cfg=cfg, dist=d, device=device, out=out, net=net, module=module, runner=runner, opt=opt, scaler=scaler,
+               dtype=dtype, val_set=val_set, loader=loader, start=start, best=best, t0=time.time() - elapsed0, log=log, bar=bar)
+
+
+def train_step(run: Run, batch: dict, progress: float) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    """One optimiser step under autocast (scaled for fp16, clipped): (loss, loss parts, grad norm)."""
+    with torch.autocast(device_type=run.device.type, dtype=run.dtype, enabled=run.dtype is not None):
+        loss, parts = run.runner(batch, aux_ramp(progress))
+    run.opt.zero_grad(set_to_none=True)
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        run.scaler.unscale_(run.opt)
+    else:
+        loss.backward()
+    clip = run.cfg.grad_clip
+    gnorm = torch.nn.utils.clip_grad_norm_(run.module.parameters(), clip) if clip > 0 else torch.zeros(())
+    if run.scaler is not None:
+        run.scaler.step(run.opt)
+        run.scaler.update()
+    else:
+        run.opt.step()
+    return loss, parts, gnorm
+
+
+def log_step(run: Run, step: int, loss: torch.Tensor, parts: dict, gnorm: torch.Tensor) -> None:
+    row = {"step": step, "loss": float(loss.detach()), "lr": run.opt.param_groups[0]["lr"], "grad_norm": float(gnorm),
+           "time": round(time.time() - run.t0, 1)}
+    row.update({name: round(float(v), 5) for name, v in parts.items()})
+    run.log.write(json.dumps(row) + "\n")
+    run.log.flush()
+    if run.bar is not None:
+        run.bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.1e}")
+
+
+def validate_and_checkpoint(run: Run, step: int) -> None:
+    """Main rank: validation (logged; a new best mIoU is saved as best.safetensors), then the
+    resume point (last.safetensors + last.opt.pt). Every rank waits for it."""
+    cfg, out = run.cfg, run.out
+    if run.dist.main:
+        if run.val_set is not None:
+            run.last_val = evaluate(run.net, run.val_set, device=run.device, batch_size=cfg.batch_size, workers=cfg.workers,
+                                    amp=run.dtype, max_clips=cfg.val_clips)
+            run.log.write(json.dumps({"step": step, "val": run.last_val, "time": round(time.time() - run.t0, 1)}) + "\n")
+            run.log.flush()
+            score = run.last_val.get("mIoU") or 0.0
+            if score > run.best:
+                run.best = score
+                save_weights(run.net, out / "best.safetensors", cfg.image_size,
+                             {"step": step, "val": run.last_val, "train_config": cfg.to_dict()})
+        save_weights(run.net, out / "last.safetensors", cfg.image_size, {"step": step, "train_config": cfg.to_dict()})
+        save_training_state(out / "last.opt.pt", step=step, optimizer=run.opt, module=run.module, scaler=run.scaler,
+                            best=run.best, elapsed=time.time() - run.t0)
+    run.dist.barrier()
+
+
+def fit(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False) -> dict:
+    run = setup(cfg, resume=resume, quiet=quiet)
     budget = cfg.max_minutes * 60.0
-    t0 = time.time() - elapsed0
-    step, last_val = start, {}
-    k = net.config.num_concepts
-
-    def validate_and_save(step: int) -> None:
-        nonlocal best, last_val
-        if d.main:
-            if val_set is not None:
-                last_val = evaluate(
-                    net,
-                    val_set,
-                    device=device,
-                    batch_size=cfg.batch_size,
-                    workers=cfg.workers,
-                    amp=dtype,
-                    max_clips=cfg.val_clips,
-                )
-                log.write(json.dumps({"step": step, "val": last_val, "time": round(time.time() - t0, 1)}) + "\n")
-                log.flush()
-                score = last_val.get("mIoU") or 0.0
-                if score > best:
-                    best = score
-                    save_weights(
-                        net,
-                        out / "best.safetensors",
-                        cfg.image_size,
-                        {"step": step, "val": last_val, "train_config": cfg.to_dict()},
-                    )
-            save_weights(net, out / "last.safetensors", cfg.image_size, {"step": step, "train_config": cfg.to_dict()})
-            save_training_state(
-                out / "last.opt.pt", step=step, optimizer=opt, module=module, scaler=scaler, best=best, elapsed=time.time() - t0
-            )
-        d.barrier()
-
-    for raw in loader:
-        elapsed = time.time() - t0
+    concepts = run.net.config.num_concepts
+    step = run.start
+    for raw in run.loader:
+        elapsed = time.time() - run.t0
+        # the schedule follows whichever runs out first, the steps or the time budget
         progress = max(step / cfg.steps, elapsed / budget if budget > 0 else 0.0)
-        if budget > 0 and _out_of_time(elapsed >= budget, d):
+        if budget > 0 and _out_of_time(elapsed >= budget, run.dist):
             break
-        for g in opt.param_groups:
+        for g in run.opt.param_groups:
             g["lr"] = cfg.lr * g["lr_scale"] * lr_factor(progress, step, cfg)
-        batch = prepare_batch(raw, device, k)
-        with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
-            loss, parts = runner(batch, aux_ramp(progress))
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-        else:
-            loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else torch.zeros(())
-        if scaler is not None:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
+        loss, parts, gnorm = train_step(run, prepare_batch(raw, run.device, concepts), progress)
         step += 1
-        if d.main and (step % cfg.log_every == 0 or step == cfg.steps):
-            row = {
-                "step": step,
-                "loss": float(loss.detach()),
-                "lr": opt.param_groups[0]["lr"],
-                "grad_norm": float(gnorm),
-                "time": round(time.time() - t0, 1),
-            }
-            row.update({k2: round(float(v), 5) for k2, v in parts.items()})
-            log.write(json.dumps(row) + "\n")
-            log.flush()
-            if bar is not None:
-                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.1e}")
-        if bar is not None:
-            bar.update(1)
-        if step % cfg.val_every == 0 or step % cfg.ckpt_every == 0:
-            if step < cfg.steps:
-                validate_and_save(step)
-    validate_and_save(step)
-    if bar is not None:
-        bar.close()
-    result = {"steps": step, "best_val_mIoU": best, "val": last_val, "minutes": round((time.time() - t0) / 60, 2)}
-    if d.main:
-        (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-        log.close()
-    d.close()
+        if run.dist.main and (step % cfg.log_every == 0 or step == cfg.steps):
+            log_step(run, step, loss, parts, gnorm)
+        if run.bar is not None:
+            run.bar.update(1)
+        if (step % cfg.val_every == 0 or step % cfg.ckpt_every == 0) and step < cfg.steps:
+            validate_and_checkpoint(run, step)
+    validate_and_checkpoint(run, step)
+    if run.bar is not None:
+        run.bar.close()
+    result = {"steps": step, "best_val_mIoU": run.best, "val": run.last_val, "minutes": round((time.time() - run.t0) / 60, 2)}
+    if run.dist.main:
+        (run.out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+        run.log.close()
+    run.dist.close()
     return result

@@ -43,7 +43,7 @@ def test_auto_on_gpu_without_tensorrt_uses_cudagraph(cuda, exports):
 
 
 def test_gpu_check_script(cuda, tmp_path):
-    from engine.gpu_check import main
+    from bench.gpu_check import main
 
     rc = main(["--out", str(tmp_path / "g.json"), "--models", "icf-tiny", "--iters", "20", "--warmup", "5"])
     doc = json.loads((tmp_path / "g.json").read_text())

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from engine import spec
-from engine.inputs import advance, blank_inputs, calibration_inputs, random_inputs, synthetic_sequence
+from engine.inputs import calibration_inputs, random_inputs, synthetic_sequence
+from engine.state import advance
 
 SPECS = spec.specs_from(spec.io_from_config({"name": "x", "image_size": [32, 48], "width": 8, "frame_ring": 4,
                                               "segment_ring": 3, "concepts": ["a", "b"], "semantic": False})[0])
@@ -59,19 +60,3 @@ def test_calibration_sources(tmp_path):
     assert len(frames) == 5 and frames[0]["image"].shape == SPECS["image"][0]
     with pytest.raises(ValueError, match="unknown calibration data"):
         calibration_inputs("nonsense", SPECS, 1)
-    with pytest.raises(ValueError, match="cannot be imported"):
-        calibration_inputs("no_such_module_xyz:f", SPECS, 1)
-
-
-def test_calibration_from_callable():
-    import sys
-    import types
-
-    mod = types.ModuleType("icf_test_calib_source")
-    mod.frames = lambda n, specs, seed: (blank_inputs(specs) for _ in range(n))
-    sys.modules["icf_test_calib_source"] = mod
-    try:
-        out = list(calibration_inputs("icf_test_calib_source:frames", SPECS, 3))
-    finally:
-        del sys.modules["icf_test_calib_source"]
-    assert len(out) == 3 and out[0]["image"].sum() == 0

@@ -27,6 +27,7 @@ def test_build_and_run_plan(trt, exports, tmp_path, precision):
     doc = spec.read_sidecar(plan)
     assert doc["kind"] == "tensorrt-plan" and doc["tensorrt"]["tensorrt_version"] == trt.__version__
     assert doc["tensorrt"]["onnx_sha256"] == spec.file_sha256(exports["icf-tiny"])
+    assert doc["tensorrt"]["tf32"] is (precision != "fp32")  # TF32 would break the 1e-4 fp32 rule
     b = runtime.load(plan)
     assert b.info()["backend"] == "tensorrt" and b.info()["cuda_graph"]
     out = b.infer(b.blank_inputs())
@@ -60,10 +61,11 @@ def test_auto_picks_tensorrt(trt, exports):
 
 def test_torch_tensorrt_program(trt, exports, tmp_path):
     pytest.importorskip("torch_tensorrt")
-    from engine import runtime
+    from engine import runtime, spec
     from engine.trt_torch import compile_torch_tensorrt
 
-    ep = compile_torch_tensorrt(exports["icf-tiny"], tmp_path / "tiny.ep", precision="fp16")
+    ep = compile_torch_tensorrt(exports["icf-tiny"], tmp_path / "tiny.ep", precision="fp16")  # BuildError if it fails check's rule
+    assert spec.read_sidecar(ep)["torch_tensorrt"]["parity"]["passed"]
     b = runtime.load(ep)
     assert b.info()["backend"] == "torch-tensorrt"
     assert np.isfinite(b.infer(b.blank_inputs())["mask_logits"]).all()

@@ -47,9 +47,11 @@ def test_backward_reaches_every_trainable_parameter(name):
     out = net.clip(images, audio, frames_per_segment=2)
     loss = out.mask_logits.float().pow(2).mean() + out.concept_logits.pow(2).mean()
     loss.backward()
-    missing = [n for n, p in net.named_parameters() if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
+    # the implicit-text tokens learn through the frozen text encoder (test_implicit_text.py)
+    trainable = [(n, p) for n, p in net.named_parameters() if p.requires_grad and not n.startswith("implicit.tokens_")]
+    missing = [n for n, p in trainable if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing
-    silent = [n for n, p in net.named_parameters() if p.requires_grad and p.grad.abs().sum() == 0]
+    silent = [n for n, p in trainable if p.grad.abs().sum() == 0]
     assert not silent, f"parameters with exactly zero gradient: {silent[:5]}"
 
 

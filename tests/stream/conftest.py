@@ -63,15 +63,15 @@ def tiny_onnx() -> str:
     """icf-tiny exported through the engine once and kept under out/test-engine (any valid
     icf-tiny works for these tests; a stale or broken one is re-exported)."""
     runtime = pytest.importorskip("engine.runtime")
-    from stream.backend import export_cached
+    from engine import cache as engine_cache
 
-    cache = ROOT / "out" / "test-engine"
+    root = ROOT / "out" / "test-engine"
     try:
-        path = export_cached(model="icf-tiny", cache_dir=str(cache))
+        path = engine_cache.onnx_for_model("icf-tiny", root=root)
         runtime.load(path, backend="onnxruntime").close()
     except Exception:  # noqa: BLE001 - stale export (engine format changed): make a fresh one
-        shutil.rmtree(cache / "icf-tiny-seed0", ignore_errors=True)
-        path = export_cached(model="icf-tiny", cache_dir=str(cache))
+        shutil.rmtree(root / "onnx" / "registry-icf-tiny-seed0", ignore_errors=True)
+        path = engine_cache.onnx_for_model("icf-tiny", root=root)
     return str(path)
 
 

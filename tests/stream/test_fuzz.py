@@ -13,8 +13,8 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stream.context_stage import ContextStage
 from stream.protocol import encode
-from stream.segmenter import ContextStage
 from stream.sink import SinkStage
 from stream.stage import StageEnv, run_stage
 from stream.transport import Endpoints, make_endpoints

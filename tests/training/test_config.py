@@ -4,28 +4,51 @@ from __future__ import annotations
 
 import pytest
 
+import model
 from training.config import CONFIG_DIR, TrainConfig, load_config, parse_overrides
 
 
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.json")), ids=lambda p: p.stem)
 def test_committed_configs_load(path):
     cfg = load_config(path)
-    assert cfg.model == "icf-lite" and tuple(cfg.image_size) == (224, 224)
+    assert cfg.model in model.list_models() and all(s % 32 == 0 for s in cfg.image_size)
+
+
+@pytest.mark.parametrize("name", ["s4", "ms3", "avss"])
+def test_avsbench_recipes_follow_the_paper(name):
+    cfg = load_config(name)  # ICF paper Sec. 4 (R50): 224x224, AdamW, batch 8, lr 1e-4, 60 epochs
+    assert (cfg.model, tuple(cfg.image_size), cfg.batch_size, cfg.lr) == ("icf-r50", (224, 224), 8, 1e-4)
+    assert cfg.sc and cfg.cdcl and cfg.frame_text and cfg.w_focal > 0
+    train_videos = {"s4": 3452, "ms3": 296, "avss": 8498}[name]
+    assert cfg.steps == 60 * -(-train_videos // 8)
 
 
 def test_ablation_switches():
     full = load_config("synthavs")
     assert full.sc and full.cdcl and full.frame_text and full.text_bridge and full.synth_bias == 0.8
+    assert full.w_focal > 0 and full.w_concept == 0 and "segment_frames=2" in full.train_data
     base = load_config("synthavs-baseline")
     assert not (base.sc or base.cdcl or base.frame_text or base.segment_text or base.video_text or base.text_bridge)
+    assert base.w_concept == 0 and base.w_focal == full.w_focal
+    concept = load_config("synthavs-baseline-concept")
+    assert concept.w_concept > 0 and not (concept.sc or concept.cdcl or concept.frame_text)
+    assert load_config("synthavs-cf-none").counterfactual_space == "none"
+    assert load_config("synthavs-cdcl-feature").cdcl_distance == "feature"
+    assert load_config("synthavs-cdcl-prototype").cdcl_distance == "prototype"
+    assert load_config("synthavs-no-ortho").w_ortho == 0
+    frame_only = load_config("synthavs-frame-only")
+    assert frame_only.frame_text and not (frame_only.segment_text or frame_only.video_text)
     assert not load_config("synthavs-no-sc").sc and load_config("synthavs-no-sc").cdcl
     assert not load_config("synthavs-no-cdcl").cdcl and load_config("synthavs-no-cdcl").sc
     no_mit = load_config("synthavs-no-mit")
     assert no_mit.sc and no_mit.cdcl and not (no_mit.frame_text or no_mit.text_bridge)
     # everything else equal to the full run, so the comparison is fair
-    for name in ("synthavs-baseline", "synthavs-no-mit", "synthavs-no-sc", "synthavs-no-cdcl"):
+    arms = [p.stem for p in CONFIG_DIR.glob("synthavs*.json") if p.stem not in ("synthavs", "synthavs-cpu", "synthavs-v2-baseline")]
+    assert len(arms) >= 10
+    for name in arms:
         other = load_config(name)
-        for f in ("steps", "lr", "batch_size", "train_data", "synth_bias", "model", "w_bce", "w_dice", "w_concept"):
+        fields = ("steps", "lr", "batch_size", "frames", "train_data", "val_data", "synth_bias", "model", "w_bce", "w_dice", "w_focal")
+        for f in fields + (() if name == "synthavs-baseline-concept" else ("w_concept",)):
             assert getattr(other, f) == getattr(full, f), (name, f)
 
 
@@ -58,6 +81,12 @@ def test_config_validation():
     with pytest.raises(ValueError, match="amp"):
         TrainConfig(amp="int8")
     with pytest.raises(ValueError, match="unknown pair"):
-        TrainConfig(cdcl_weights={"xx": 1.0})
+        TrainConfig(cdcl_weights={"fc": 1.0})
+    with pytest.raises(ValueError, match="cdcl_distance"):
+        TrainConfig(cdcl_distance="cosine")
+    with pytest.raises(ValueError, match="counterfactual_space"):
+        TrainConfig(counterfactual_space="discrete")
+    with pytest.raises(ValueError, match="sc_topk"):
+        TrainConfig(sc_samples=4, sc_topk=8)
     assert TrainConfig(train_size=(128, 128)).effective_train_size == (128, 128)
     assert TrainConfig().effective_train_size == (224, 224)

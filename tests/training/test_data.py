@@ -15,7 +15,7 @@ from synthavs.writers import write_avsbench, write_mp4, write_wav
 from training.data import DataError, build_dataset, collate, parse_spec, prepare_batch
 from training.data.avss import voc_palette
 from training.data.common import read_logmel, segment_windows
-from training.synth import save_logmel
+from training.synth_to_disk import save_logmel
 
 
 def test_parse_spec():

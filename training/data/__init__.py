@@ -74,7 +74,9 @@ def build_dataset(
     if s.kind == "synthavs":
         if s.target:
             options["mode"] = s.target
-        return synth_dataset(options, split=split, size=size, frames=frames, length=length, bias=bias, flip=flip, seed=seed)
+        k = int(options.pop("segment_frames", 1))
+        ds = synth_dataset(options, split=split, size=size, frames=frames, length=length, bias=bias, flip=flip, seed=seed)
+        return ds.set_segment_frames(k)
     if options:
         raise ValueError(f"data spec {s.kind}:{s.target} takes only ',split=NAME'; got {sorted(options)}")
     if s.kind == "avsbench-s4":
@@ -91,6 +93,8 @@ def collate(samples: list[dict]) -> dict:
     out = {"name": [s["name"] for s in samples]}
     for key in ("images", "audio", "masks", "semantic", "gt_valid", "labels", "label_valid"):
         out[key] = torch.from_numpy(np.stack([s[key] for s in samples]))
+    if all("frame_times" in s for s in samples):  # capture times (s): where segments close
+        out["frame_times"] = torch.from_numpy(np.stack([s["frame_times"] for s in samples]))
     return out
 
 
@@ -104,7 +108,9 @@ def prepare_batch(batch: dict, device: torch.device, num_concepts: int) -> dict[
     if labels.shape[-1] != num_concepts:
         labels = torch.zeros(*labels.shape[:2], num_concepts, device=device)
         label_valid = torch.zeros_like(label_valid)
+    extra = {"frame_times": batch["frame_times"].float()} if "frame_times" in batch else {}  # stays on the CPU
     return {
+        **extra,
         "images": images,
         "audio": batch["audio"].to(device, non_blocking=nb).float(),
         "masks": batch["masks"].to(device, non_blocking=nb).float(),

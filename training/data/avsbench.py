@@ -52,6 +52,8 @@ def read_meta(path: Path, need_cols: int) -> list[list[str]]:
 
 
 class S4Dataset(torch.utils.data.Dataset):
+    generated = False  # files on disk
+
     def __init__(self, root: str | Path, *, split: str, size: tuple[int, int], flip: float = 0.0) -> None:
         self.root = _root(root, "s4_meta_data.csv", "Single-source")
         rows = read_meta(self.root / "s4_meta_data.csv", 3)
@@ -86,6 +88,8 @@ class S4Dataset(torch.utils.data.Dataset):
 
 
 class MS3Dataset(torch.utils.data.Dataset):
+    generated = False  # files on disk
+
     def __init__(self, root: str | Path, *, split: str, size: tuple[int, int], flip: float = 0.0) -> None:
         self.root = _root(root, "ms3_meta_data.csv", "Multi-sources")
         rows = read_meta(self.root / "ms3_meta_data.csv", 1)

@@ -55,6 +55,8 @@ def colour_to_ids(rgb: np.ndarray, palette: np.ndarray, path: Path) -> np.ndarra
 
 
 class AVSSDataset(torch.utils.data.Dataset):
+    generated = False  # files on disk
+
     def __init__(self, root: str | Path, *, split: str, size: tuple[int, int], flip: float = 0.0) -> None:
         self.root = Path(root)
         meta = need(self.root / "metadata.csv", "AVSS metadata.csv")

@@ -51,6 +51,8 @@ def decode_video(path: Path) -> tuple[list[tuple[float, np.ndarray]], np.ndarray
 
 
 class FolderDataset(torch.utils.data.Dataset):
+    generated = False  # files on disk
+
     def __init__(self, root: str | Path, *, size: tuple[int, int], frames: int = 5, flip: float = 0.0) -> None:
         self.root = Path(root)
         vids = self.root / "videos"

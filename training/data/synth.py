@@ -18,6 +18,8 @@ SPLIT_SEED = {"train": 0, "val": 1000, "test": 2000}
 
 
 class SynthDataset(torch.utils.data.Dataset):
+    generated = True  # every clip is made on demand: the trainer never repeats an index
+
     def __init__(self, scene: SceneConfig, *, frames: int, length: int, flip: float = 0.0, split: str = "train") -> None:
         self.scene = scene
         self.frames = frames
@@ -26,6 +28,15 @@ class SynthDataset(torch.utils.data.Dataset):
         self.split = split
         self.classes = CLASS_NAMES[: scene.num_classes]
         self._gen: SceneGenerator | None = None  # built lazily in each worker
+        self.segment_frames = 1  # frames per 1 s segment (set_segment_frames)
+
+    def set_segment_frames(self, k: int) -> SynthDataset:
+        """k frames per second instead of one: frame j is the end of the j-th 1/k s slice, so the
+        model's segments hold k frames, as a live stream's do (spec option ``segment_frames``)."""
+        if k < 1 or self.scene.fps % k:
+            raise ValueError(f"segment_frames={k} must be >= 1 and divide the clip fps ({self.scene.fps}); try 1, 2 or 5")
+        self.segment_frames = k
+        return self
 
     def __len__(self) -> int:
         return self.length
@@ -33,10 +44,14 @@ class SynthDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         if self._gen is None:
             self._gen = SceneGenerator(self.scene)
-        fps = self.scene.fps
-        clip = self._gen.clip(int(index), seconds=self.frames, frame_indices=[(s + 1) * fps - 1 for s in range(self.frames)])
-        ends = (np.arange(self.frames) + 1) * SAMPLE_RATE
-        audio = np.stack([clip.audio[e - AUDIO_SAMPLES : e] for e in ends])
+        fps, k = self.scene.fps, self.segment_frames
+        idx = [(j + 1) * (fps // k) - 1 for j in range(self.frames)]  # the last frame of each 1/k s slice
+        seconds = -(-self.frames // k)
+        clip = self._gen.clip(int(index), seconds=seconds, frame_indices=idx)
+        ends = (np.asarray(idx) + 1) * SAMPLE_RATE // fps
+        padded = np.concatenate([np.zeros(AUDIO_SAMPLES, np.float32), clip.audio])  # silence before the start
+        audio = np.stack([padded[e : e + AUDIO_SAMPLES] for e in ends])
+        sounding = clip.sounding[np.asarray(idx) // fps]
         sample = {
             "name": f"synth{self.scene.seed}_{index:06d}",
             "images": clip.frames,
@@ -44,8 +59,9 @@ class SynthDataset(torch.utils.data.Dataset):
             "masks": clip.masks,
             "semantic": clip.semantic,
             "gt_valid": np.ones(self.frames, bool),
-            "labels": clip.sounding.astype(np.float32),
+            "labels": sounding.astype(np.float32),
             "label_valid": np.ones(self.frames, bool),
+            "frame_times": (np.asarray(idx) / fps).astype(np.float32),  # seconds: the model's segment rule reads them
         }
         if self.flip > 0 and np.random.default_rng([self.scene.seed, int(index), 17]).random() < self.flip:
             sample = hflip(sample)

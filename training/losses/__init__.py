@@ -1,22 +1,26 @@
 """Training losses: segmentation (segmentation.py), SC (sc.py), CDCL (cdcl.py, contrastive.py)."""
 
-from .cdcl import CDCL, pool_region
+from .cdcl import CDCL, diagonal_entropy, diagonal_gaussian, pool_region, w2_diagonal, w2_full
 from .contrastive import info_nce, negative_weights
-from .sc import SemanticCounterfactual, bhattacharyya, concept_distribution, factual_directions, sc_mask_term
-from .segmentation import bce_dice, ce_dice, concept_loss, dice_loss
+from .sc import Counterfactuals, SemanticCounterfactual, ZDenoiser, orthogonal_mix
+from .segmentation import bce_dice, ce_dice, concept_loss, dice_loss, focal_binary
 
 __all__ = [
     "CDCL",
+    "Counterfactuals",
     "SemanticCounterfactual",
+    "ZDenoiser",
     "bce_dice",
-    "bhattacharyya",
     "ce_dice",
-    "concept_distribution",
     "concept_loss",
+    "diagonal_entropy",
+    "diagonal_gaussian",
     "dice_loss",
-    "factual_directions",
+    "focal_binary",
     "info_nce",
     "negative_weights",
+    "orthogonal_mix",
     "pool_region",
-    "sc_mask_term",
+    "w2_diagonal",
+    "w2_full",
 ]

@@ -1,9 +1,9 @@
 """Stream benchmark: where a frame's time goes, measured on the real pipeline.
 
-    python -m stream.bench                      # both runs below, 10 s each, JSON to out/bench-stream/
-    python -m stream.bench --only overhead      # just the pipeline without a model
+    python -m bench.stream_runs                  # both runs below, 10 s each, JSON to out/bench-stream/
+    python -m bench.stream_runs --only overhead  # just the pipeline without a model
 
-1. ``overhead``: the pipeline with the model replaced by stream.backend.NullBackend (same shapes,
+1. ``overhead``: the pipeline with the model replaced by stream.models.NullBackend (same shapes,
    no compute): synthetic 640x480 at 30 fps over ipc. capture -> mask is then the pipeline's own
    cost: transport hops, (de)serialisation, audio window and context, resize + upsample.
 2. ``demo``: what ``icf-stream demo`` runs (shipped icf-lite weights on ONNX Runtime, recording,
@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .pipeline import PipelineConfig, run_pipeline
-from .report import format_summary, save_report
+from stream.pipeline import PipelineConfig, run_pipeline
+from stream.report import format_summary, save_report
 
 HOPS = ("to_context", "to_worker", "to_sink")
 IMAGE_WORK = ("preprocess", "postprocess")
@@ -58,11 +58,11 @@ def run_overhead(seconds: float, transport: str) -> dict:
 
 
 def run_demo(seconds: float, threads: int, out: Path) -> dict:
-    from .__main__ import SHIPPED_WEIGHTS
-    from .backend import export_cached
+    from stream.__main__ import SHIPPED_WEIGHTS
+    from stream.models import export_cached
 
     if not SHIPPED_WEIGHTS.is_file():
-        raise SystemExit(f"stream.bench: {SHIPPED_WEIGHTS} is missing; the demo run needs the shipped weights")
+        raise SystemExit(f"bench.stream_runs: {SHIPPED_WEIGHTS} is missing; the demo run needs the shipped weights")
     artifact = str(export_cached(weights=str(SHIPPED_WEIGHTS)))
     cfg = PipelineConfig(source={"kind": "synthetic", "seconds": seconds, "width": 640, "height": 480, "fps": 30},
                          backend={"kind": "engine", "artifact": artifact, "backend": "auto", "options": {"threads": threads}},
@@ -72,7 +72,7 @@ def run_demo(seconds: float, threads: int, out: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m stream.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m bench.stream_runs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each run (default 10)")
     ap.add_argument("--only", choices=("overhead", "demo"), help="run just one of the two")
     ap.add_argument("--transport", default="ipc", choices=("inproc", "ipc", "tcp"), help="for the overhead run (default ipc)")

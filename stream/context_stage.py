@@ -1,5 +1,6 @@
-"""The segmenter: one ContextStage (newest frame wins, audio window, text context) running the
-model itself (one worker: ``inline``, no hop) or feeding stateless WorkerStages (scale-out).
+"""The context stage, the heart of the ``segmenter`` node: newest frame wins, audio window, text
+context; it runs the model itself (one worker: ``inline``, no hop) or feeds stateless
+WorkerStages (scale-out).
 
 Why split: the text context is a chain (frame n's rings hold frame n-1's texts), so it must live
 in exactly one place. The context stage owns it and ships the ring state inside every job; a
@@ -13,15 +14,17 @@ WorkerCore itself (frames that arrive meanwhile wait in the SUB socket and the n
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 import numpy as np
 import zmq
 
 from .context import AudioRing, ContextKeeper
+from .dispatch import Dispatcher
 from .metrics import Gauge
+from .options import ContextOptions
 from .protocol import encode, forward, ints_ok, stamps
+from .shm_link import ShmReceiver
 from .stage import Stage, StageEnv, StageError
 from .transport import close_socket, open_socket, recv_packet, stamp
 from .worker import ResultSender, WorkerCore
@@ -34,50 +37,57 @@ class ContextStage(Stage):
     ``ready`` from workers (ROUTER on the jobs link, carrying the texts of their last job).
     Outputs: ``job`` messages (frame image + gt, the 15,600-sample audio window ending at the
     frame's pts, the four ring arrays) and a final ``eos`` per worker.
-    Options: workers (how many to expect), inline (a backend spec: run the model here instead,
-    results go straight to the sink), audio_wait_ms (how long a frame may wait for its audio to
-    arrive, default 30), job_timeout_s (a job whose worker never answers is given up, 5)."""
+    Options (stream.options.ContextOptions): workers (how many to expect), inline (a backend spec:
+    run the model here instead, results go straight to the sink), audio_wait_ms (how long a frame
+    may wait for its audio to arrive, default 30), job_timeout_s (a job whose worker never answers
+    is given up, 5). Which worker gets a job, and in which order answers count: stream.dispatch."""
 
     name = "context"
+    Options = ContextOptions
+    options: ContextOptions
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        o = self.options
+        # sockets and the inline worker are opened in open(); close() and report() run even if it failed
+        self.vsub = self.asub = self.router = self.sender = None
+        self.core: WorkerCore | None = None
+        self.shm: ShmReceiver | None = None
+        self.ring = AudioRing()
+        self.keeper: ContextKeeper | None = None
+        self.jobs = Dispatcher(o.workers, int(o.job_timeout_s * 1e9))
+        self.backlog, self.in_flight_gauge = Gauge(), Gauge()
 
     def open(self, ctx: zmq.Context, env: StageEnv) -> None:
         super().open(ctx, env)
+        o = self.options
         ep = env.endpoints
         self.vsub = open_socket(ctx, zmq.SUB, ep, "video", bind=False)
         self.asub = open_socket(ctx, zmq.SUB, ep, "audio", bind=False, hwm=1000, frames=False)
         for s in (self.vsub, self.asub):
             s.setsockopt(zmq.SUBSCRIBE, b"")
-        self.core = self.sender = self.router = None
+        self.shm = ShmReceiver() if ep.extra.get("shm") else None  # frames by shared memory (stream/shm_link.py)
         self.poller = zmq.Poller()
-        if self.options.get("inline"):
-            self.core = WorkerCore(self.options["inline"], 0, int(self.options.get("top_k", 3)))
-            self.sender = ResultSender(ctx, env, self.counters, bool(self.options.get("send_image", True)))
+        if o.inline:
+            self.core = WorkerCore(o.inline, 0, o.top_k)
+            self.sender = ResultSender(ctx, env, self.counters, o.send_image)
         else:
             self.router = open_socket(ctx, zmq.ROUTER, ep, "jobs", bind=True, frames=True)
             self.poller.register(self.router, zmq.POLLIN)
         for s in (self.vsub, self.asub):
             self.poller.register(s, zmq.POLLIN)
-        self.expected_workers = int(self.options.get("workers", 1))
-        self.audio_wait_ns = int(self.options.get("audio_wait_ms", 30) * 1e6)
-        self.job_timeout_ns = int(self.options.get("job_timeout_s", 5.0) * 1e9)
-        self.ring = AudioRing()
-        self.keeper: ContextKeeper | None = None
+        self.audio_wait_ns = int(o.audio_wait_ms * 1e6)
         self.geometry: dict[str, Any] | None = None
-        self.workers: set[bytes] = set()
-        self.idle: deque[bytes] = deque()
-        self.inflight: deque[list] = deque()  # [seq, pts, t_sent, texts or None, done] in dispatch order
         self.latest = None
         self.last_seq: int | None = None
         self.last_dispatched = -1
         self.eos_header: dict | None = None
-        self.eos_sent: set[bytes] = set()
         self.eos_deadline: int | None = None
         self.audio_seen = False
-        self.backlog, self.in_flight_gauge = Gauge(), Gauge()
         self.counters.update(received=0, transport_gaps=0, superseded=0, dispatched=0, audio_underruns=0, lost_jobs=0)
         if self.core is not None:
             self._register(b"inline", self.core.geometry())
-            self.idle.append(b"inline")
+            self.jobs.answered(b"inline", None, None)  # the inline worker's first credit
 
     # ---- inputs ----
     def _drain_audio(self) -> None:
@@ -104,6 +114,8 @@ class ContextStage(Stage):
                     continue
                 self.eos_header = self.eos_header or pkt.header
                 self.counters["eos_from_source"] = True
+                continue
+            if self.shm is not None and not self.shm.attach(pkt, self.counters):
                 continue
             image = pkt.arrays.get("image")
             if image is None or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape \
@@ -135,20 +147,14 @@ class ContextStage(Stage):
             if pkt is None or not env:
                 continue
             wid = env[0]
-            if wid not in self.workers:
+            if wid not in self.jobs.workers:
                 geo = pkt.header.get("geometry")
                 if not isinstance(geo, dict):
                     self.count("malformed")
                     continue
                 self._register(wid, geo)
-            seq = pkt.header.get("job")
-            for item in self.inflight:
-                if item[0] == seq and not item[4]:
-                    ok = pkt.header.get("ok") and "frame_text" in pkt.arrays and "segment_text" in pkt.arrays
-                    item[3] = (pkt.arrays["frame_text"], pkt.arrays["segment_text"]) if ok else None
-                    item[4] = True
-            if wid not in self.idle and wid not in self.eos_sent:
-                self.idle.append(wid)
+            ok = pkt.header.get("ok") and "frame_text" in pkt.arrays and "segment_text" in pkt.arrays
+            self.jobs.answered(wid, pkt.header.get("job"), (pkt.arrays["frame_text"], pkt.arrays["segment_text"]) if ok else None)
         self._apply_texts()
 
     def _register(self, wid: bytes, geo: dict) -> None:
@@ -160,22 +166,24 @@ class ContextStage(Stage):
             self.keeper = ContextKeeper(geo["width"], geo["frame_ring"], geo["segment_ring"])
         elif any(self.geometry[k] != geo[k] for k in keys):
             raise StageError(f"workers run different models: {self.geometry} vs {geo}")
-        self.workers.add(wid)
+        self.jobs.join(wid)
 
     def _apply_texts(self) -> None:
         """Results update the keeper strictly in dispatch order (see context.py for the rule)."""
-        now = stamp()
-        while self.inflight and (self.inflight[0][4] or now - self.inflight[0][2] > self.job_timeout_ns):
-            seq, pts, _, texts, done = self.inflight.popleft()
-            if not done:
+        for job, next_pts in self.jobs.settled(stamp()):
+            if not job.done:
                 self.counters["lost_jobs"] += 1
-            if texts is not None and self.keeper is not None:
-                nxt = self.inflight[0][1] if self.inflight else None
-                self.keeper.record(pts, texts[0], texts[1], next_pts_ns=nxt)
+            if job.texts is not None and self.keeper is not None:
+                self.keeper.record(job.pts_ns, job.texts[0], job.texts[1], next_pts_ns=next_pts)
 
     # ---- output ----
     def _dispatch(self) -> None:
         pkt = self.latest
+        forwarded = ("gt_mask",) if self.core is not None and not self.sender.send_image else ("gt_mask", "image")
+        if self.shm is not None and not self.shm.materialize(pkt, forwarded, self.counters):
+            self.latest = None  # its slot was reused: newer frames overwrote it (counted as superseded too)
+            self.counters["superseded"] += 1
+            return
         pts = pkt.header["pts_ns"]
         end = self.ring.sample_at(pts)
         if self.audio_seen and self.ring.end < end and stamp() - pkt.header["t"]["ctx_recv"] < self.audio_wait_ns:
@@ -195,15 +203,14 @@ class ContextStage(Stage):
         arrays = {"image": forward(pkt, "image"), **({"gt_mask": forward(pkt, "gt_mask")} if "gt_mask" in pkt.arrays else {}),
                   **arrays}
         msg = encode("job", dict(head, t=pkt.header["t"]), arrays)
-        while self.idle:
-            wid = self.idle.popleft()
+        while (wid := self.jobs.next_worker()) is not None:
             try:
                 self.router.send_multipart([wid, b"", *msg], copy=False)
             except zmq.ZMQError:  # that worker is gone (ROUTER_MANDATORY): try the next one
-                self.workers.discard(wid)
+                self.jobs.lose(wid)
                 self.count("workers_lost")
                 continue
-            self.inflight.append([pkt.seq, pts, stamp(), None, False])
+            self.jobs.sent(pkt.seq, pts, stamp())
             self._dispatched(pkt.seq)
             return
 
@@ -219,6 +226,8 @@ class ContextStage(Stage):
         arrays["image"] = pkt.arrays["image"]
         try:
             outcome = self.core.run(arrays, t)
+            if self.shm is not None and not self.shm.still_valid(pkt, self.counters):
+                raise RuntimeError("the frame's shared-memory slot was reused while the model read it")
             ft, st = outcome[2]
             self.keeper.record(head["pts_ns"], ft, st)
         except Exception as exc:  # noqa: BLE001 - a failing frame costs that frame, not the stream
@@ -231,7 +240,7 @@ class ContextStage(Stage):
     def _send_eos(self) -> bool:
         """After the source's EOS and the last dispatch: one eos per worker; True when all sent."""
         if self.eos_deadline is None:
-            self.eos_deadline = stamp() + int(self.options.get("eos_timeout_s", 10) * 1e9)
+            self.eos_deadline = stamp() + int(self.options.eos_timeout_s * 1e9)
         src = self.eos_header or {}
         last_seq = src.get("last_seq", self.last_seq if self.last_seq is not None else -1)
         tail = max(last_seq - max(self.last_dispatched, self.last_seq if self.last_seq is not None else -1), 0)
@@ -240,8 +249,7 @@ class ContextStage(Stage):
                 "frames_sent": src.get("frames_sent", last_seq + 1), "last_seq": last_seq,
                 "last_dispatched": self.last_dispatched, "dispatched": self.counters["dispatched"],
                 "tail_lost": tail, "context": {k: v for k, v in self.counters.items() if isinstance(v, int)}}
-        while self.idle:
-            wid = self.idle.popleft()
+        while (wid := self.jobs.next_worker()) is not None:
             try:
                 if self.core is not None:
                     self.sender.send(encode("eos", dict(head, worker=self.core.name)))
@@ -250,18 +258,17 @@ class ContextStage(Stage):
                 self.count("eos_sent")
             except zmq.ZMQError as exc:
                 self.counters["eos_error"] = str(exc)
-            self.eos_sent.add(wid)
-        done = len(self.eos_sent) >= max(self.expected_workers, len(self.workers)) and not self.inflight
-        return done or stamp() > self.eos_deadline
+            self.jobs.eos_to(wid)
+        return self.jobs.all_ended() or stamp() > self.eos_deadline
 
     def process(self) -> bool:
         self.poller.poll(5 if self.latest is not None else 50)
         self._drain_audio()
         self._drain_video()
         self._drain_router()
-        if self.latest is not None and self.idle and self.keeper is not None:
+        if self.latest is not None and self.jobs.has_credit() and self.keeper is not None:
             self._dispatch()
-        self.in_flight_gauge.set(len(self.inflight))
+        self.in_flight_gauge.set(len(self.jobs.in_flight))
         if self.eos_header is None and self.env.stop.is_set() and self.latest is None:
             # the source is gone without an EOS that reached us: end after a quiet second
             self.eos_deadline = self.eos_deadline or stamp() + 1_000_000_000
@@ -273,19 +280,21 @@ class ContextStage(Stage):
 
     def report(self) -> dict[str, Any]:
         rep = super().report()
-        rep["counters"].update(audio_gap_samples=self.ring.gap_samples, workers=len(self.workers),
+        rep["counters"].update(audio_gap_samples=self.ring.gap_samples, workers=len(self.jobs.workers),
                                segments_closed=self.keeper.segments_closed if self.keeper else 0)
         rep["queues"] = {"context_backlog": self.backlog.summary(), "jobs_in_flight": self.in_flight_gauge.summary()}
-        core = getattr(self, "core", None)
+        core = self.core
         if core is not None:  # the inline worker reports here
             rep["counters"]["jobs"] = core.jobs
             rep.update(worker="worker0", warmup_ms=round(core.warmup_ms, 1), model=core.model_id, backend=core.info)
         return rep
 
     def close(self) -> None:
-        for s in ("vsub", "asub", "router"):
-            close_socket(getattr(self, s, None), self.env.abort)
-        if getattr(self, "sender", None) is not None:
+        for sock in (self.vsub, self.asub, self.router):
+            close_socket(sock, self.env.abort)
+        if self.shm is not None:
+            self.shm.close()
+        if self.sender is not None:
             self.sender.close()
-        if getattr(self, "core", None) is not None:
+        if self.core is not None:
             self.core.close()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One prepared GPU run of bench/gpu.py (< 4 minutes on an H100 / H200), from the repo root:
-#   bash bench/gpu.sh [extra bench/gpu.py args]
+#   bash scripts/gpu.sh [extra bench/gpu.py args]
 # Installs the carried wheels (.whl/: the efficientnet packages icf-lite needs) into /tmp/site
 # when present, then writes gpu.json + gpu.md to $OUT (or out/bench/gpu). Prints as it goes.
 set -uo pipefail

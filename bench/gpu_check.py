@@ -1,6 +1,6 @@
 """GPU check: torch CUDA-graph backend vs eager, parity and latency (batch 1).
 
-    python -m engine.gpu_check --out gpu_check.json [--models icf-tiny icf-lite] [--iters 300]
+    python -m bench.gpu_check --out gpu_check.json [--models icf-tiny icf-lite] [--iters 300]
 
 For each model and precision (fp32, fp16) it runs TorchBackend eager, cudagraph and (fp16)
 cudagraph + channels_last on the same frames (synthetic scenes, rings rolled by the fp32
@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from .check import IoU, masks
-from .inputs import synthetic_sequence
-from .spec import INPUT_NAMES, LOGIT_NAMES, OUTPUT_NAMES
+from engine.check import IoU, masks
+from engine.inputs import synthetic_sequence
+from engine.spec import INPUT_NAMES, LOGIT_NAMES, OUTPUT_NAMES
 
 IOU_MIN = 0.99
 FP32_TOL = 1e-4
@@ -75,8 +75,7 @@ def run_model(name: str, *, iters: int, warmup: int, frames: int, weights: str |
     import torch
 
     import model
-
-    from .torch_backend import TorchBackend
+    from engine.torch_backend import TorchBackend
 
     torch.manual_seed(0)
     net = model.load_checkpoint(weights) if weights else model.build_model(name)
@@ -137,7 +136,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine.gpu_check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--models", nargs="+", default=["icf-tiny", "icf-lite"])
     p.add_argument("--weights", nargs="*", default=None, help="checkpoints to use instead of fresh registry models (one per --models entry)")

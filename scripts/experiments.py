@@ -1,7 +1,7 @@
 """All SynthAVS experiment runs in one go: train, evaluate, tabulate, ship the full-ICF weights.
 
-    python -m training.experiments --out $OUT            # GPU: 5 runs side by side, ~5.5 min on one H100
-    python -m training.experiments --out /tmp/x --smoke  # CPU: same code path, tiny steps (~2 min)
+    python scripts/experiments.py --out $OUT            # GPU: 5 runs side by side, ~5.5 min on one H100
+    python scripts/experiments.py --out /tmp/x --smoke  # CPU: same code path, tiny steps (~2 min)
 
 Runs (configs in training/configs, all trained with bias 0.8): full ICF, baseline (MIT, SC and
 CDCL off), and ICF with MIT / SC / CDCL off alone. They train concurrently on the one GPU (the
@@ -188,7 +188,7 @@ def join_parts(folder: Path, dest: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m training.experiments", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python scripts/experiments.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--out", help="results folder (on a device: $OUT)")
     p.add_argument("--work", default="/tmp/icf-experiments", help="run folders (checkpoints, logs); not returned")
@@ -232,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             results[r] = {"error": "training failed" if codes[r] != 0 else "evaluation failed", "log_tail": log}
             continue
         rows = json.loads((work / r / "test.json").read_text())
+        for row in rows:  # committed reports carry no absolute paths of the machine that made them
+            row["weights"] = os.path.relpath(row["weights"], work) if row.get("weights") else row.get("weights")
         results[r] = {name: row for name, row in zip(TESTS, rows)}
         results[r]["train"] = json.loads((work / r / "metrics.json").read_text())
     summary = {

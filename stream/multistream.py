@@ -1,0 +1,317 @@
+"""Many streams, one model: a segmenter that serves N sources with batched ``step`` calls.
+
+Each stream is a Lane: its own sockets (video / audio SUB, results PUSH to its own sink), its own
+audio ring and its own text context (ContextKeeper) — rings of two streams never meet: a lane's
+keeper is only ever fed the texts of that lane's rows. Every loop the segmenter drains all lanes
+(newest frame wins per lane), then cuts a batch from the lanes whose newest frame is ready: at
+once when every live lane has one (or ``max_batch`` are waiting), otherwise when the oldest ready
+frame has waited ``deadline_ms``, so a slow or silent stream never holds the others. Rows go
+through engine.batching.BatchedStep (static engines per batch size, padding to the nearest size).
+Frames arriving while the model runs wait in their lane's SUB socket, so after a busy step most
+lanes are ready together and batches fill by themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import zmq
+
+from engine.batching import BatchedStep
+
+from .context import AudioRing, ContextKeeper
+from .models import NullBackend, open_backend
+from .options import MultiOptions
+from .protocol import encode, ints_ok, stamps
+from .shm_link import ShmReceiver
+from .stage import Stage, StageEnv, StageError
+from .transport import close_socket, open_socket, recv_packet, stamp
+from .worker import ResultSender, WorkerCore
+
+SEQ_WINDOW = 64
+
+
+class RowNullBackend:
+    """NullBackend for a batch of B rows, row by row (so row i's frame text depends on row i's
+    audio only): the pipeline's own cost with batching, no model."""
+
+    def __init__(self, batch: int, **spec: Any) -> None:
+        self.one = NullBackend(**spec)
+        self.input_specs = {k: ((batch, *s[1:]), dt) for k, (s, dt) in self.one.input_specs.items()}
+        self.output_specs = {k: ((batch, *s[1:]), dt) for k, (s, dt) in self.one.output_specs.items()}
+        self.sidecar = self.one.sidecar
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = [self.one.infer({k: v[i:i + 1] for k, v in inputs.items()}) for i in range(inputs["image"].shape[0])]
+        return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+
+    def info(self) -> dict[str, Any]:
+        return self.one.info()
+
+    def close(self) -> None:
+        pass
+
+
+def open_batched(spec: dict[str, Any], core: WorkerCore) -> BatchedStep:
+    """{batch: backend}: ``spec["artifacts"]`` = {B: path} for engines (the batch-1 one is the
+    core's), or ``spec["batch_sizes"]`` for the null kind."""
+    backends: dict[int, Any] = {1: core.backend}
+    if spec.get("kind") == "null":
+        null = {k: v for k, v in spec.items() if k not in ("kind", "batch_sizes", "resize")}
+        backends.update({int(b): RowNullBackend(int(b), **null) for b in spec.get("batch_sizes", [1]) if int(b) > 1})
+    else:
+        for b, path in (spec.get("artifacts") or {}).items():
+            if int(b) > 1:
+                backends[int(b)] = open_backend({**spec, "artifact": path})
+    return BatchedStep(backends)
+
+
+class Lane:
+    """One stream inside the multi-stream segmenter (see module doc)."""
+
+    def __init__(self, ctx: zmq.Context, env: StageEnv, geo: dict[str, int], send_image: bool, audio_wait_ns: int) -> None:
+        self.env, self.sid = env, env.stream_id
+        ep = env.endpoints
+        self.vsub = open_socket(ctx, zmq.SUB, ep, "video", bind=False)
+        self.asub = open_socket(ctx, zmq.SUB, ep, "audio", bind=False, hwm=1000, frames=False)
+        for s in (self.vsub, self.asub):
+            s.setsockopt(zmq.SUBSCRIBE, b"")
+        self.shm = ShmReceiver() if ep.extra.get("shm") else None
+        self.counters: dict[str, Any] = dict(received=0, transport_gaps=0, superseded=0, dispatched=0, audio_underruns=0)
+        self.sender = ResultSender(ctx, env, self.counters, send_image)
+        self.ring = AudioRing()
+        self.keeper = ContextKeeper(geo["width"], geo["frame_ring"], geo["segment_ring"])
+        self.audio_samples = geo["audio_samples"]
+        self.audio_wait_ns = audio_wait_ns
+        self.latest = None
+        self.last_seq: int | None = None
+        self.last_dispatched = -1
+        self.eos_header: dict | None = None
+        self.eos_sent = False
+        self.audio_seen = False
+        self.forwarded = ("gt_mask", "image") if send_image else ("gt_mask",)
+
+    def count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    def drain(self) -> None:
+        while self.asub.poll(0):
+            _, pkt = recv_packet(self.asub, self.counters, max_bytes=self.env.endpoints.max_bytes, kinds=("audio", "eos"))
+            if pkt is None or pkt.kind == "eos":
+                continue
+            first = pkt.header.get("first_sample")
+            if not isinstance(first, int) or "samples" not in pkt.arrays or pkt.arrays["samples"].ndim != 1:
+                self.count("malformed")
+                continue
+            self.ring.write(first, pkt.arrays["samples"])
+            self.audio_seen = True
+        while self.vsub.poll(0):
+            _, pkt = recv_packet(self.vsub, self.counters, max_bytes=self.env.endpoints.max_bytes, kinds=("frame", "eos"))
+            if pkt is None:
+                continue
+            if pkt.kind == "eos":
+                if ints_ok(pkt.header):
+                    self.eos_header = self.eos_header or pkt.header
+                else:
+                    self.count("malformed")
+                continue
+            if self.shm is not None and not self.shm.attach(pkt, self.counters):
+                continue
+            image = pkt.arrays.get("image")
+            if image is None or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape \
+                    or not isinstance(pkt.header.get("pts_ns"), int) or pkt.header.get("stream") != self.sid:
+                self.count("malformed")  # a frame of another stream on this lane's link is refused too
+                continue
+            seq, expected = pkt.seq, 0 if self.last_seq is None else self.last_seq + 1
+            if expected - SEQ_WINDOW <= seq < expected:
+                self.count("stale")
+                continue
+            if seq < expected or seq - expected > SEQ_WINDOW * 1000:
+                self.count("seq_resets")
+            else:
+                self.counters["transport_gaps"] += seq - expected
+            self.last_seq = seq
+            self.counters["received"] += 1
+            if self.latest is not None:
+                self.counters["superseded"] += 1
+            stamps(pkt.header)["ctx_recv"] = stamp()
+            self.latest = pkt
+
+    def ready(self, now: int) -> bool:
+        """The newest frame may go: its audio is in, or it waited long enough for it."""
+        if self.latest is None:
+            return False
+        end = self.ring.sample_at(self.latest.header["pts_ns"])
+        return not self.audio_seen or self.ring.end >= end or now - self.latest.header["t"]["ctx_recv"] >= self.audio_wait_ns
+
+    def take(self, core: WorkerCore) -> tuple | None:
+        """The newest frame as a batch row: (pkt, head, arrays, step inputs), or None if its
+        shared-memory slot was reused meanwhile."""
+        pkt, self.latest = self.latest, None
+        if self.shm is not None and not self.shm.materialize(pkt, self.forwarded, self.counters):
+            self.counters["superseded"] += 1  # newer frames overwrote its slot
+            return None
+        pts = pkt.header["pts_ns"]
+        end = self.ring.sample_at(pts)
+        if self.audio_seen and self.ring.end < end:
+            self.counters["audio_underruns"] += 1
+        arrays: dict[str, Any] = {"audio": self.ring.window(end, self.audio_samples)[None],
+                                  **self.keeper.state_for(pts).as_inputs(), "image": pkt.arrays["image"]}
+        t = pkt.header["t"]
+        t["ctx_send"] = t["wrk_recv"] = stamp()
+        head = {"stream": self.sid, "seq": pkt.seq, "capture_ns": pkt.header["capture_ns"], "pts_ns": pts,
+                "prev_seq": self.last_dispatched, "dropped_before": pkt.seq - self.last_dispatched - 1}
+        self.last_dispatched = pkt.seq
+        self.counters["dispatched"] += 1
+        return pkt, head, arrays, core.prepare(arrays, t)
+
+    def done(self, core: WorkerCore, row: tuple, out: dict[str, np.ndarray] | Exception) -> None:
+        pkt, head, arrays, _ = row
+        t = pkt.header["t"]
+        outcome: Any = out
+        if not isinstance(out, Exception):
+            try:
+                if self.shm is not None and not self.shm.still_valid(pkt, self.counters):
+                    raise RuntimeError("the frame's shared-memory slot was reused while the model read it")
+                outcome = core.finish(arrays["image"].shape, out, t)
+                self.keeper.record(head["pts_ns"], *outcome[2])  # this lane's texts, into this lane's rings only
+            except Exception as exc:  # noqa: BLE001 - one bad row costs that frame
+                outcome = exc
+        if isinstance(outcome, Exception):
+            self.count("errors")
+            self.counters["last_error"] = f"{type(outcome).__name__}: {outcome}"[:300]
+        self.sender.result(core, head, pkt, t, outcome)
+
+    def finish(self) -> None:
+        """End of this stream: one eos to its sink with what the lane saw."""
+        src = self.eos_header or {}
+        last_seq = src.get("last_seq", self.last_seq if self.last_seq is not None else -1)
+        tail = max(last_seq - max(self.last_dispatched, self.last_seq if self.last_seq is not None else -1), 0)
+        self.counters["tail_lost"] = tail
+        head = {"stream": self.sid, "seq": max(last_seq + 1, 0), "capture_ns": stamp(), "frames_sent": src.get("frames_sent", last_seq + 1),
+                "last_seq": last_seq, "last_dispatched": self.last_dispatched, "dispatched": self.counters["dispatched"],
+                "tail_lost": tail, "context": {k: v for k, v in self.counters.items() if isinstance(v, int)}}
+        self.sender.send(encode("eos", dict(head, worker="multi")))
+        self.eos_sent = True
+
+    def context_levels(self) -> list[float]:
+        """The valid frame-ring entries' first feature: what this lane's context holds (tests read it)."""
+        st = self.keeper.state
+        return [round(float(v), 6) for v, ok in zip(st.frame_ring[0, :, 0], st.frame_valid[0]) if ok]
+
+    def close(self, abort) -> None:
+        for s in (self.vsub, self.asub):
+            close_socket(s, abort)
+        self.sender.close()
+        if self.shm is not None:
+            self.shm.close()
+
+
+class MultiSegmenterStage(Stage):
+    """Inputs: per stream, ``frame`` / ``audio`` / ``eos`` on that stream's video and audio links.
+    Outputs: per stream, ``result`` messages and a final ``eos`` to that stream's sink (its own
+    results link), exactly as the single-stream context stage sends them.
+    Options: streams (list of {"stream_id", "endpoints"}), backend (spec: {"kind": "engine",
+    "artifact": batch-1 path, "artifacts": {B: path}, ...} or {"kind": "null", "batch_sizes": [...]}),
+    max_batch (cap, default the largest size), deadline_ms (longest a ready frame waits for
+    others, 5), audio_wait_ms (30), send_image (False)."""
+
+    name = "multi"
+    Options = MultiOptions
+    options: MultiOptions
+
+    def open(self, ctx: zmq.Context, env: StageEnv) -> None:
+        super().open(ctx, env)
+        o = self.options
+        spec = dict(o.backend)
+        self.core = WorkerCore(spec, 0, o.top_k)
+        self.step = open_batched(spec, self.core)
+        self.max_batch = min(int(o.max_batch or self.step.max_batch), self.step.max_batch)
+        self.deadline_ns = int(o.deadline_ms * 1e6)
+        geo = self.core.geometry()
+        wait = int(o.audio_wait_ms * 1e6)
+        streams = o.streams or []
+        if not streams:
+            raise StageError("the multi-stream segmenter needs at least one stream")
+        if len({s["stream_id"] for s in streams}) != len(streams):
+            raise StageError("stream ids must be unique")
+        self.lanes = [Lane(ctx, dataclasses.replace(env, endpoints=s["endpoints"], stream_id=s["stream_id"]), geo,
+                           o.send_image, wait) for s in streams]
+        self.poller = zmq.Poller()
+        for lane in self.lanes:
+            self.poller.register(lane.vsub, zmq.POLLIN)
+            self.poller.register(lane.asub, zmq.POLLIN)
+        self.batch_sizes: list[int] = []
+        self.quiet_deadline: int | None = None
+        self.counters.update(batches=0, rows=0)
+
+    def _cut(self) -> list[Lane]:
+        now = stamp()
+        ready = [lane for lane in self.lanes if lane.ready(now)]
+        if not ready:
+            return []
+        live = [lane for lane in self.lanes if not lane.eos_sent and lane.eos_header is None]
+        oldest = min(lane.latest.header["t"]["ctx_recv"] for lane in ready)
+        if len(ready) >= min(self.max_batch, max(len(live), 1)) or now - oldest >= self.deadline_ns:
+            ready.sort(key=lambda lane: lane.latest.header["t"]["ctx_recv"])  # the longest-waiting first
+            return ready[: self.max_batch]
+        return []
+
+    def _run(self, lanes: list[Lane]) -> None:
+        rows = [(lane, row) for lane in lanes if (row := lane.take(self.core)) is not None]
+        if not rows:
+            return
+        try:
+            outs: list[Any] = self.step.run([row[3] for _, row in rows])
+        except Exception as exc:  # noqa: BLE001 - a failing call costs these frames, not the streams
+            outs = [exc] * len(rows)
+            self.count("errors")
+        now = stamp()
+        for _, row in rows:
+            row[0].header["t"]["infer_done"] = now
+        for (lane, row), out in zip(rows, outs):
+            lane.done(self.core, row, out)
+        self.counters["batches"] += 1
+        self.counters["rows"] += len(rows)
+        self.batch_sizes.append(len(rows))
+
+    def process(self) -> bool:
+        pending = any(lane.latest is not None for lane in self.lanes)
+        self.poller.poll(1 if pending else 50)
+        for lane in self.lanes:
+            lane.drain()
+        batch = self._cut()
+        if batch:
+            self._run(batch)
+        if self.env.stop.is_set() and not any(lane.latest is not None for lane in self.lanes):
+            self.quiet_deadline = self.quiet_deadline or stamp() + 1_000_000_000
+            if stamp() > self.quiet_deadline:  # sources gone without an EOS that reached us
+                for lane in self.lanes:
+                    lane.eos_header = lane.eos_header or {}
+        for lane in self.lanes:
+            if lane.eos_header is not None and lane.latest is None and not lane.eos_sent:
+                lane.finish()
+        return not all(lane.eos_sent for lane in self.lanes)
+
+    def report(self) -> dict[str, Any]:
+        rep = super().report()
+        sizes = np.asarray(self.batch_sizes or [0])
+        rep["batching"] = {"max_batch": getattr(self, "max_batch", None), "mean_rows": round(float(sizes.mean()), 3),
+                           "histogram": {str(k): int((sizes == k).sum()) for k in sorted(set(sizes.tolist())) if k},
+                           "step": self.step.info() if hasattr(self, "step") else None}
+        rep["streams"] = {lane.sid: {"counters": dict(lane.counters), "context_levels": lane.context_levels(),
+                                     "segments_closed": lane.keeper.segments_closed} for lane in getattr(self, "lanes", [])}
+        core = getattr(self, "core", None)
+        if core is not None:
+            rep.update(model=core.model_id, warmup_ms=round(core.warmup_ms, 1))
+        return rep
+
+    def close(self) -> None:
+        for lane in getattr(self, "lanes", []):
+            lane.close(self.env.abort)
+        if getattr(self, "step", None) is not None:
+            self.step.close()  # closes the core's backend too (it is the batch-1 entry)
+        elif getattr(self, "core", None) is not None:
+            self.core.close()

@@ -1,0 +1,141 @@
+"""``icf-stream serve``: many camera streams, one model (stream/multistream_serve.py).
+
+    icf-stream serve --streams 3 --seconds 20                 # 3 synthetic 640x480 scenes, shipped weights
+    icf-stream serve --video a.mp4 --video b.mp4 --publish tcp://127.0.0.1:5560   # every stream's masks, keyed by "stream"
+    icf-stream serve --streams 4 --model icf-lite --batch-sizes 1,2,4 --out out/serve
+
+The model is exported once per batch size (``python -m engine.batching``, cached under
+out/engine/), so every batch runs on a static-shape engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+try:
+    from weights import SHIPPED as SHIPPED_WEIGHTS  # package data: found from any directory
+except ImportError:
+    SHIPPED_WEIGHTS = Path("weights/icf-lite-synthavs.safetensors")
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    s = p.add_argument_group("streams")
+    s.add_argument("--streams", type=int, default=None, help="number of synthetic scenes (default 3; ignored with --video)")
+    s.add_argument("--video", action="append", default=[], metavar="FILE", help="a video file per stream (repeat)")
+    s.add_argument("--size", default="640x480", help="synthetic frame size WxH (default 640x480)")
+    s.add_argument("--fps", type=int, default=30)
+    s.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (default: 20 for synthetic)")
+    m = p.add_argument_group("model (one of; default: the shipped weights)")
+    g = m.add_mutually_exclusive_group()
+    g.add_argument("--weights", metavar="CKPT", help="ICF checkpoint (.safetensors)")
+    g.add_argument("--model", metavar="NAME", help="registry model with untrained weights (icf-tiny, icf-lite)")
+    g.add_argument("--null", action="store_true", help="no model: the pipeline's own cost")
+    m.add_argument("--batch-sizes", default=None, help="exported batch sizes, comma-separated (default 1..number of streams, at most 8)")
+    m.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="ONNX Runtime intra-op threads")
+    m.add_argument("--deadline-ms", type=float, default=5.0, help="longest a ready frame waits for other streams' (default 5)")
+    o = p.add_argument_group("pipeline and outputs")
+    o.add_argument("--transport", default="ipc", choices=("ipc", "tcp"))
+    o.add_argument("--shm", default="auto", choices=("auto", "on", "off"), help="frames by shared memory (auto: on for ipc)")
+    o.add_argument("--publish", metavar="ADDR", help="PUB address for every stream's masks (each header names its stream; docs/protocol.md)")
+    o.add_argument("--out", metavar="DIR", help="per-stream masks (<id>.npz) and metrics (<id>.jsonl)")
+    o.add_argument("--report", metavar="FILE", help="write the run report (JSON)")
+
+
+def batch_artifacts(sizes: list[int], *, weights: str | None = None, model: str | None = None, cache_dir: str = "out/engine") -> dict[int, str]:
+    """{B: onnx path}, exported once per checkpoint (sha256) / model and set of sizes, in a
+    subprocess so the stream's processes never import torch."""
+    from engine.batching import find_batches
+
+    if weights:
+        digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:12]
+        folder, args = Path(cache_dir) / f"{Path(weights).stem}-{digest}-batches", ["--weights", weights]
+    else:
+        folder, args = Path(cache_dir) / f"{model}-seed0-batches", ["--model", model]
+    found = find_batches(folder) if folder.is_dir() else {}
+    missing = sorted(set(sizes) - set(found))
+    if missing:
+        print(f"icf-stream: exporting batch sizes {missing} under {folder} (once; cached)", file=sys.stderr, flush=True)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]))
+        proc = subprocess.run([sys.executable, "-m", "engine.batching", *args, "--sizes", ",".join(map(str, missing)), "--out", str(folder)],
+                              capture_output=True, text=True, env=env)
+        found = find_batches(folder)
+        if proc.returncode != 0 or not set(sizes) <= set(found):
+            raise RuntimeError(f"batch export failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    return {b: str(found[b]) for b in sizes}
+
+
+def backend_spec(*, null: bool, weights: str | None, model: str | None, sizes: list[int], threads: int) -> dict:
+    if null:
+        return {"kind": "null", "image_size": [224, 224], "batch_sizes": sizes}
+    if not model and not weights:
+        weights = str(SHIPPED_WEIGHTS)
+    if weights and not Path(weights).is_file():
+        raise SystemExit(f"icf-stream: weights file {weights} not found")
+    arts = batch_artifacts(sorted(set(sizes) | {1}), weights=weights, model=model)
+    return {"kind": "engine", "artifact": arts[1], "artifacts": arts, "backend": "onnxruntime", "options": {"threads": threads}}
+
+
+def parse_sizes(text: str | None, n: int) -> list[int]:
+    if not text:
+        return list(range(1, min(max(n, 1), 8) + 1))
+    try:
+        sizes = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise SystemExit(f"icf-stream: --batch-sizes must be comma-separated integers, not {text!r}") from None
+    if not sizes or sizes[0] < 1:
+        raise SystemExit("icf-stream: --batch-sizes needs sizes >= 1")
+    return sizes
+
+
+def cmd_serve(args) -> int:
+    from .multistream_serve import ServeConfig, run_serve
+    from .pipeline import PipelineError
+    from .report import save_report
+
+    for v in args.video:
+        if not Path(v).is_file():
+            print(f"icf-stream: file '{v}' does not exist", file=sys.stderr)
+            return 2
+    try:
+        w, h = (int(x) for x in args.size.lower().split("x"))
+    except ValueError:
+        print(f"icf-stream: size '{args.size}' is not WxH (e.g. 640x480)", file=sys.stderr)
+        return 2
+    if args.video:
+        sources = [{"kind": "file", "video": v} for v in args.video]
+    else:
+        seconds = args.seconds or 20.0
+        sources = [{"kind": "synthetic", "width": w, "height": h, "fps": args.fps, "seed": i, "seconds": seconds}
+                   for i in range(args.streams or 3)]
+    spec = backend_spec(null=args.null, weights=args.weights, model=args.model, sizes=parse_sizes(args.batch_sizes, len(sources)),
+                        threads=args.threads)
+    cfg = ServeConfig(sources=sources, backend=spec, transport=args.transport, shm=args.shm, publish=args.publish,
+                      out_dir=args.out, seconds=args.seconds, deadline_ms=args.deadline_ms)
+    print(f"icf-stream serve: {len(sources)} streams, model {spec.get('artifact', 'null')}, batch sizes {spec.get('artifacts', spec.get('batch_sizes'))}")
+    try:
+        report = run_serve(cfg)
+    except PipelineError as exc:
+        print(f"icf-stream: {exc}", file=sys.stderr)
+        return 2
+    if args.report:
+        save_report(report, args.report)
+    print(summary(report))
+    for e in report["errors"]:
+        print(f"icf-stream: error: {e}", file=sys.stderr)
+    return 2 if report["errors"] else 0
+
+
+def summary(report: dict) -> str:
+    lines = [f"{'stream':10s} {'sent':>6s} {'processed':>10s} {'ratio':>7s} {'p50 ms':>8s} {'p99 ms':>8s} {'mIoU':>6s}"]
+    for sid, s in report["streams"].items():
+        c = s["capture_to_mask_ms"]
+        lines.append(f"{sid:10s} {s['sent'] or 0:6d} {s['processed']:10d} {s['processed_ratio'] or 0:7.3f} "
+                     f"{c.get('p50_ms', float('nan')):8.1f} {c.get('p99_ms', float('nan')):8.1f} {s['miou'] if s['miou'] is not None else '-':>6}")
+    b = report.get("batching") or {}
+    lines.append(f"batches: mean rows {b.get('mean_rows')}, histogram {b.get('histogram')}")
+    return "\n".join(lines)

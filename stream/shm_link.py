@@ -1,0 +1,111 @@
+"""The source -> segmenter hop through the shared-memory ring (stream/shm_ring.py).
+
+Turned on by the pipeline for links between processes of one host: ``Endpoints.extra["shm"] =
+{"slots": N}``. The source then writes each frame's parts into a ring slot and sends the header
+alone (``parts`` empty, ``shm`` = the slot descriptor); the context stage maps the slot and works
+on views. What it forwards (the ground truth to the sink, the image to a worker or for a
+recording) is copied out first, because ZeroMQ sends later, from another thread, and the slot is
+reused. A slot the source lapped before the context got to it (or after the model read it) costs
+that frame, counted as ``shm_stale``; it is never used torn.
+tcp links keep the payload path: a ring is only reachable on its own host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .protocol import Packet, ProtocolError, part
+from .shm_ring import RingReader, RingWriter, StaleSlot
+from .stage import warn
+
+DEFAULT_SLOTS = 16  # > both high-water marks + the frame being processed (see shm_ring)
+
+
+def wanted(mode: str, transport: str) -> bool:
+    """``mode`` on | off | auto (auto: on for ipc; inproc already passes references, tcp may
+    cross hosts)."""
+    if mode not in ("on", "off", "auto"):
+        raise ValueError(f"shm must be on, off or auto, not {mode!r}")
+    if mode == "on" and transport == "tcp":
+        raise ValueError("shared-memory frames need all stages on one host: use --transport ipc (or inproc), or --shm off")
+    return mode == "on" or (mode == "auto" and transport == "ipc")
+
+
+class ShmSender:
+    """Producer side, used by AVOutput.frame. If the ring cannot be made (no /dev/shm, or too
+    little room in it: a container's default is 64 MiB), it says so once and the stream goes on
+    with payloads; the receiver takes either."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.slots = int(options.get("slots", DEFAULT_SLOTS))
+        self.writer: RingWriter | None = None
+        self.failed: str | None = None
+
+    def pack(self, head: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(header, payload arrays) to send: the parts go into the next slot, or stay payload."""
+        if self.failed is None:
+            try:
+                self.writer = self.writer or RingWriter(slots=self.slots)
+                return dict(head, shm=self.writer.write(arrays)), {}
+            except (OSError, RuntimeError) as exc:
+                self.failed = str(exc)
+                warn(f"shared-memory frames are off for this stream ({exc}); sending frames as payload")
+                self.close()
+        return head, arrays
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class ShmReceiver:
+    """Consumer side, used by the context stage."""
+
+    def __init__(self) -> None:
+        self.reader = RingReader()
+
+    def attach(self, pkt: Packet, counters: dict[str, Any]) -> bool:
+        """Puts views of the slot into ``pkt.arrays``. False (and counted) if the frame is stale
+        or the descriptor malformed; packets without ``shm`` pass through untouched."""
+        desc = pkt.header.get("shm")
+        if desc is None:
+            return True
+        try:
+            pkt.arrays.update(self.reader.resolve(desc))
+            counters["shm_frames"] = counters.get("shm_frames", 0) + 1
+            return True
+        except StaleSlot:
+            counters["shm_stale"] = counters.get("shm_stale", 0) + 1
+        except ProtocolError as exc:
+            counters["malformed"] = counters.get("malformed", 0) + 1
+            counters["last_error"] = str(exc)[:200]
+        return False
+
+    def materialize(self, pkt: Packet, names: tuple[str, ...], counters: dict[str, Any]) -> bool:
+        """Copies parts out of the slot so they can be forwarded (``protocol.forward``); False
+        (counted) if the slot was reused meanwhile."""
+        desc = pkt.header.get("shm")
+        if desc is None:
+            return True
+        for name in names:
+            if name in pkt.arrays and name not in pkt.frames:
+                copy = np.array(pkt.arrays[name])
+                pkt.frames[name] = copy
+                pkt.header["parts"].append(part(name, copy))
+        return self.still_valid(pkt, counters)
+
+    def still_valid(self, pkt: Packet, counters: dict[str, Any]) -> bool:
+        desc = pkt.header.get("shm")
+        if desc is None or self.reader.valid(desc):
+            return True
+        counters["shm_stale"] = counters.get("shm_stale", 0) + 1
+        return False
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+__all__ = ["ShmSender", "ShmReceiver", "wanted", "DEFAULT_SLOTS"]

@@ -1,0 +1,260 @@
+"""Frames by shared memory between processes of one host: a ring of fixed slots in /dev/shm.
+
+The producer (a source) copies each frame's parts into the next slot and sends over ZeroMQ only
+the header with a ``shm`` descriptor ``{"ring", "slot", "gen", "parts": [{name, shape, dtype,
+offset}]}``; the consumer maps the same file and reads NumPy views of the slot, no copy.
+
+Slot rule (a seqlock per slot, no locks anywhere, so neither side can wedge the other):
+- the producer sets the slot's generation to an odd number, writes, then sets it to the next even
+  number, which travels in the header;
+- a consumer may use the slot while its generation still equals the header's: it checks before
+  reading (``resolve``) and again after its last read (``valid``). A different number means the
+  producer lapped the ring (the frame is stale, newer ones exist) or died mid-write (odd): the
+  frame is dropped and counted, never read torn.
+- slots are reused round-robin, so memory is fixed: slots x slot_bytes per producer.
+Lifecycle: the producer creates ``/dev/shm/icf-ring-<pid>-<random>`` and unlinks it on close; a
+producer that was killed (SIGKILL runs no cleanup) leaves its file, which the next ``sweep_stale``
+(run by every ``RingWriter``) removes because that pid is gone. A consumer that dies holds nothing
+the producer waits for. Mapped pages outlive the unlink until the last process unmaps them.
+Memory order: x86 keeps stores in order and loads in order, which is what the seqlock needs; the
+generation is an aligned 8-byte word (atomic on x86-64 and aarch64).
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .protocol import DTYPES, MAX_DIM, MAX_NDIM, ProtocolError
+
+SHM_DIR = "/dev/shm"
+MAGIC = b"ICFRING1"
+HEADER_BYTES = 4096  # magic, slot count, slot size, owner pid, then one uint64 generation per slot
+MAX_SLOTS = (HEADER_BYTES - 32) // 8
+ALIGN = 64  # every part starts on a cache line
+NAME_RE = re.compile(r"^icf-ring-(\d+)-[0-9a-f]{8,32}$")  # the only files a reader will open
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def sweep_stale(directory: str = SHM_DIR) -> list[str]:
+    """Unlinks rings whose producer process no longer exists; returns their names."""
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        m = NAME_RE.match(name)
+        if m and not Path(f"/proc/{m.group(1)}").exists():
+            try:
+                os.unlink(os.path.join(directory, name))
+                removed.append(name)
+            except OSError:
+                pass
+    return removed
+
+
+def layout(arrays: dict[str, np.ndarray]) -> tuple[list[dict[str, Any]], int]:
+    """Part descriptors (offsets within a slot) and the bytes a slot needs for these arrays."""
+    parts, offset = [], 0
+    for name, arr in arrays.items():
+        if arr.dtype.name not in DTYPES:
+            raise ValueError(f"part '{name}': dtype {arr.dtype} is not in the wire format")
+        parts.append({"name": name, "shape": list(arr.shape), "dtype": arr.dtype.name, "offset": offset})
+        offset = _align(offset + arr.nbytes)
+    return parts, max(offset, ALIGN)
+
+
+class _Mapping:
+    """One ring file mapped into this process: the generation words and the slot area."""
+
+    def __init__(self, path: str, *, create: bool, slots: int = 0, slot_bytes: int = 0) -> None:
+        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
+        fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            if create:
+                # allocate now: on a full tmpfs this fails here with ENOSPC instead of a SIGBUS on
+                # some later write into a sparse page
+                os.posix_fallocate(fd, 0, HEADER_BYTES + slots * slot_bytes)
+            size = os.fstat(fd).st_size
+            if size < HEADER_BYTES:
+                raise ProtocolError(f"shared-memory ring {path} is truncated ({size} bytes)")
+            self.mm = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)  # the mapping keeps the memory; the descriptor is not needed
+        head = np.frombuffer(self.mm, np.uint64, count=4, offset=0)
+        if create:
+            self.mm[:8] = MAGIC
+            head[1:4] = (slots, slot_bytes, os.getpid())
+        elif bytes(self.mm[:8]) != MAGIC:
+            self.close()
+            raise ProtocolError(f"{path} is not a frame ring (bad magic)")
+        self.slots, self.slot_bytes, self.owner = (int(v) for v in head[1:4])
+        if not (0 < self.slots <= MAX_SLOTS) or self.slot_bytes <= 0 or HEADER_BYTES + self.slots * self.slot_bytes > size:
+            self.close()
+            raise ProtocolError(f"{path}: ring header ({self.slots} slots x {self.slot_bytes} B) does not fit its {size} bytes")
+        self.gens = np.frombuffer(self.mm, np.uint64, count=self.slots, offset=32)
+        self.data = np.frombuffer(self.mm, np.uint8, count=self.slots * self.slot_bytes, offset=HEADER_BYTES)
+        self.path = path
+
+    def slot(self, i: int) -> np.ndarray:
+        return self.data[i * self.slot_bytes:(i + 1) * self.slot_bytes]
+
+    def close(self) -> None:
+        self.gens = self.data = None  # drop our views first so the mmap can close
+        try:
+            self.mm.close()
+        except BufferError:
+            pass  # a caller still holds a view of a slot: the mapping goes when that view does
+
+
+class RingWriter:
+    """The producer's end. ``write(arrays)`` -> the ``shm`` header descriptor. The ring is made on
+    the first write, sized for that frame; a larger frame later starts a new ring (the old file is
+    unlinked; readers that still map it keep their pages until they let go).
+    Options: slots (how many frames may be in flight: the sockets' high-water marks plus the one
+    being processed, with margin), directory (/dev/shm)."""
+
+    def __init__(self, *, slots: int = 16, directory: str = SHM_DIR) -> None:
+        if not 2 <= slots <= MAX_SLOTS:
+            raise ValueError(f"slots must be between 2 and {MAX_SLOTS}, not {slots}")
+        if not os.path.isdir(directory):
+            raise RuntimeError(f"shared-memory folder {directory} does not exist; run with shared memory off (--no-shm)")
+        self.slots, self.directory = slots, directory
+        self.ring: _Mapping | None = None
+        self.name: str | None = None
+        self.next = 0
+        self.rings_made = 0
+        self.swept = sweep_stale(directory)
+
+    def _open(self, slot_bytes: int) -> None:
+        self._unlink()
+        self.name = f"icf-ring-{os.getpid()}-{secrets.token_hex(8)}"
+        path = os.path.join(self.directory, self.name)
+        try:
+            self.ring = _Mapping(path, create=True, slots=self.slots, slot_bytes=slot_bytes)
+        except OSError:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            raise
+        self.next = 0
+        self.rings_made += 1
+
+    def write(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        arrays = {k: v.astype(v.dtype.newbyteorder("<")) if v.dtype.byteorder == ">" else v for k, v in arrays.items()}  # wire order
+        parts, need = layout(arrays)
+        if self.ring is None or need > self.ring.slot_bytes:
+            self._open(_align(need))
+        ring, i = self.ring, self.next
+        self.next = (i + 1) % ring.slots
+        gen = int(ring.gens[i]) + 1 | 1  # odd: being written
+        ring.gens[i] = gen
+        slot = ring.slot(i)
+        for desc, arr in zip(parts, arrays.values()):
+            slot[desc["offset"]:desc["offset"] + arr.nbytes] = arr.reshape(-1).view(np.uint8)
+        ring.gens[i] = gen + 1  # even: complete
+        return {"ring": self.name, "slot": i, "gen": gen + 1, "parts": parts}
+
+    def _unlink(self) -> None:
+        if self.ring is not None:
+            try:
+                os.unlink(self.ring.path)
+            except FileNotFoundError:
+                pass
+            self.ring.close()
+            self.ring = None
+
+    def close(self) -> None:
+        self._unlink()
+
+
+class RingReader:
+    """The consumer's end: maps rings named in headers (only ``icf-ring-*`` files in its folder)
+    and hands out read-only views. Keeps the ``max_rings`` most recently used mappings."""
+
+    def __init__(self, *, directory: str = SHM_DIR, max_rings: int = 4) -> None:
+        self.directory = directory
+        self.max_rings = max_rings
+        self.maps: dict[str, _Mapping] = {}
+
+    def _mapping(self, name: Any) -> _Mapping:
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise ProtocolError(f"shm ring name {name!r} is not an icf ring")
+        m = self.maps.pop(name, None)
+        if m is None:
+            try:
+                m = _Mapping(os.path.join(self.directory, name), create=False)
+            except (FileNotFoundError, PermissionError) as exc:
+                raise StaleSlot(f"ring {name} is gone ({exc.__class__.__name__})") from None
+            while len(self.maps) >= self.max_rings:
+                self.maps.pop(next(iter(self.maps))).close()
+        self.maps[name] = m  # most recent last
+        return m
+
+    def resolve(self, desc: Any) -> dict[str, np.ndarray]:
+        """Read-only views of the slot's parts. Raises ProtocolError for a malformed descriptor,
+        StaleSlot when the slot no longer holds that frame."""
+        if not isinstance(desc, dict) or not isinstance(desc.get("parts"), list):
+            raise ProtocolError("shm descriptor is not an object with parts")
+        slot, gen = desc.get("slot"), desc.get("gen")
+        if type(slot) is not int or type(gen) is not int or gen <= 0 or gen % 2:
+            raise ProtocolError("shm descriptor needs an int slot and an even positive gen")
+        m = self._mapping(desc.get("ring"))
+        if not 0 <= slot < m.slots:
+            raise ProtocolError(f"shm slot {slot} outside ring of {m.slots}")
+        if int(m.gens[slot]) != gen:
+            raise StaleSlot(f"slot {slot} holds generation {int(m.gens[slot])}, header says {gen}")
+        data = m.slot(slot)
+        out: dict[str, np.ndarray] = {}
+        for p in desc["parts"]:
+            name, shape, dtype, offset = _part(p)
+            if name in out:
+                raise ProtocolError(f"shm part '{name}' repeated")
+            n = math.prod(shape) * dtype.itemsize
+            if offset < 0 or offset + n > m.slot_bytes:
+                raise ProtocolError(f"shm part '{name}' ({n} B at {offset}) outside a {m.slot_bytes} B slot")
+            view = data[offset:offset + n].view(dtype).reshape(shape)
+            view.flags.writeable = False
+            out[name] = view
+        return out
+
+    def valid(self, desc: dict[str, Any]) -> bool:
+        """True while the slot still holds the frame of ``desc`` (call after the last read)."""
+        m = self.maps.get(desc.get("ring"))
+        return m is not None and int(m.gens[desc["slot"]]) == desc["gen"]
+
+    def close(self) -> None:
+        for m in self.maps.values():
+            m.close()
+        self.maps.clear()
+
+
+class StaleSlot(Exception):
+    """The slot was reused (or its ring is gone) before this reader got to it: drop the frame."""
+
+
+def _part(p: Any) -> tuple[str, list[int], np.dtype, int]:
+    if not isinstance(p, dict):
+        raise ProtocolError("shm part descriptor is not an object")
+    name, shape, dtype, offset = p.get("name"), p.get("shape"), DTYPES.get(p.get("dtype")), p.get("offset")
+    if not isinstance(name, str) or not name or dtype is None or type(offset) is not int:
+        raise ProtocolError(f"shm part descriptor {p!r} is malformed")
+    if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(type(d) is int and 0 <= d <= MAX_DIM for d in shape):
+        raise ProtocolError(f"shm part '{name}': bad shape {shape!r}")
+    return name, shape, dtype, offset
+
+
+__all__ = ["RingWriter", "RingReader", "StaleSlot", "sweep_stale", "layout", "SHM_DIR"]

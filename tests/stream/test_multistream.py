@@ -1,0 +1,172 @@
+"""Many streams, one model: real processes and sockets, one lane (text context) per stream."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stream.multistream_serve import ServeConfig, run_serve
+from stream.pipeline import PipelineError
+
+
+def test_each_stream_keeps_its_own_context_and_outputs(media, tmp_path):
+    """An audible synthetic stream and a silent file share one batched (null) model. The null
+    model's frame text is the row's audio level, so the silent stream's rings must hold exact
+    zeros and the audible one's only non-zero levels: any mixing of rows or rings shows."""
+    cfg = ServeConfig(sources=[{"kind": "synthetic", "seconds": 1.5, "width": 320, "height": 240, "stream_id": "loud"},
+                               {"kind": "file", "video": str(media["silent"]), "stream_id": "quiet"}],
+                      backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2]},
+                      out_dir=str(tmp_path), deadline_ms=20)
+    report = run_serve(cfg)
+    assert report["ok"], report["errors"]
+    loud, quiet = report["streams"]["loud"], report["streams"]["quiet"]
+    assert loud["lane"]["context_levels"] and min(loud["lane"]["context_levels"]) > 0.01
+    assert quiet["lane"]["context_levels"] and set(quiet["lane"]["context_levels"]) == {0.0}
+    batching = report["batching"]
+    assert sum(int(k) * v for k, v in batching["histogram"].items()) == sum(s["lane"]["counters"]["dispatched"] for s in (loud, quiet))
+    for sid, s in report["streams"].items():
+        assert s["processed"] > 10 and s["frames"]["accounted"], s["frames"]
+        lines = [json.loads(x) for x in (tmp_path / f"{sid}.jsonl").read_text().splitlines()]
+        assert len(lines) == s["processed"]
+        masks = np.load(tmp_path / f"{sid}.npz")
+        assert masks["masks"].shape[0] == s["processed"] and (np.diff(masks["seq"]) > 0).all()
+    assert np.load(tmp_path / "loud.npz")["masks"].shape[1:] == (240, 320)
+    assert np.load(tmp_path / "quiet.npz")["masks"].shape[1:] == (240, 320)  # the silent file is 320x240 too
+
+
+def test_masks_of_every_stream_on_one_pub_socket_keyed_by_stream():
+    import threading
+    import time
+
+    import zmq
+
+    from stream.transport import free_tcp_port
+
+    addr = f"tcp://127.0.0.1:{free_tcp_port()}"
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.connect(addr)
+    sub.setsockopt(zmq.SUBSCRIBE, b'{"kind":"mask"')
+    got: dict[str, int] = {}
+    done = threading.Event()
+
+    def listen() -> None:
+        while not done.is_set():
+            if sub.poll(100):
+                head = json.loads(sub.recv_multipart()[0])
+                got[head["stream"]] = got.get(head["stream"], 0) + 1
+
+    th = threading.Thread(target=listen)
+    th.start()
+    try:
+        report = run_serve(ServeConfig(sources=[{"kind": "synthetic", "seconds": 1.5, "width": 160, "height": 120, "seed": i} for i in range(2)],
+                                       backend={"kind": "null", "image_size": [64, 64]}, publish=addr))
+        time.sleep(0.3)
+    finally:
+        done.set()
+        th.join()
+        sub.close(0)
+        ctx.term()
+    assert report["ok"], report["errors"]
+    assert set(got) == {"cam0", "cam1"} and all(n > 5 for n in got.values()), got
+    assert report["published"] >= sum(got.values())
+
+
+@pytest.mark.parametrize("cfg, message", [
+    (dict(sources=[]), "at least one source"),
+    (dict(sources=[{"kind": "synthetic"}], transport="inproc"), "own process"),
+    (dict(sources=[{"kind": "synthetic", "stream_id": "a"}, {"kind": "synthetic", "stream_id": "a"}]), "unique"),
+    (dict(sources=[{"kind": "synthetic"}], transport="tcp", shm="on"), "one host"),
+])
+def test_bad_serve_configs_are_named(cfg, message):
+    with pytest.raises(PipelineError, match=message):
+        run_serve(ServeConfig(backend={"kind": "null"}, **cfg))
+
+
+def test_serve_cli_and_streams_bench_smoke(capsys, tmp_path):
+    from bench.__main__ import main as bench_main
+    from stream.__main__ import main
+
+    assert main(["serve", "--streams", "2", "--null", "--seconds", "1", "--size", "160x120", "--report", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "cam0" in out and "cam1" in out and "batches:" in out
+    assert json.loads((tmp_path / "r.json").read_text())["n_streams"] == 2
+    assert bench_main(["streams", "--smoke", "--counts", "1", "--seconds", "1", "--out", str(tmp_path), "--no-plots"]) == 0
+    doc = json.loads((tmp_path / "streams_320x240_null.json").read_text())
+    assert [r["n"] for r in doc["results"]] == [1] and doc["results"][0]["ok"]
+
+
+class _FakeLane:
+    def __init__(self, waited_ns: int | None, now: int, ended: bool = False) -> None:
+        from types import SimpleNamespace
+
+        self.latest = None if waited_ns is None else SimpleNamespace(header={"t": {"ctx_recv": now - waited_ns}})
+        self.eos_sent, self.eos_header = False, ({} if ended else None)
+
+    def ready(self, now: int) -> bool:
+        return self.latest is not None
+
+
+@pytest.mark.parametrize("waits_ms, max_batch, deadline_ms, expect", [
+    ([1, None, None], 4, 5, 0),  # one of three streams ready, fresh: wait for the others
+    ([6, None, None], 4, 5, 1),  # ... until the deadline: a slow stream never holds the rest
+    ([1, 2, 0], 4, 5, 3),  # every live stream ready: go at once
+    ([1, 2, 3], 2, 5, 2),  # capped at max_batch, the longest-waiting first
+])
+def test_batch_cut_rule(waits_ms, max_batch, deadline_ms, expect):
+    from stream.multistream import MultiSegmenterStage
+    from stream.transport import stamp
+
+    now = stamp()
+    stage = MultiSegmenterStage(streams=[], backend={})
+    stage.lanes = [_FakeLane(None if w is None else int(w * 1e6), now) for w in waits_ms]
+    stage.max_batch, stage.deadline_ns = max_batch, int(deadline_ms * 1e6)
+    cut = stage._cut()
+    assert len(cut) == expect
+    if expect == 2:
+        assert [lane.latest.header["t"]["ctx_recv"] for lane in cut] == sorted(lane.latest.header["t"]["ctx_recv"] for lane in stage.lanes)[:2]
+
+
+@pytest.mark.slow
+def test_serve_with_batched_onnx_engines(tmp_path):
+    """icf-tiny exported for batch 1 and 2 (ONNX Runtime): two streams end to end."""
+    from engine.batching import export_batches
+
+    arts = {b: str(p) for b, p in export_batches(tmp_path / "eng", [1, 2], model_name="icf-tiny").items()}
+    spec = {"kind": "engine", "artifact": arts[1], "artifacts": arts, "backend": "onnxruntime", "options": {"threads": 1}}
+    report = run_serve(ServeConfig(sources=[{"kind": "synthetic", "seconds": 1.5, "width": 320, "height": 240, "seed": i} for i in range(2)],
+                                   backend=spec, deadline_ms=20))
+    assert report["ok"], report["errors"]
+    assert report["model"].startswith("icf-tiny")
+    assert all(s["processed"] > 0 and s["frames"]["accounted"] for s in report["streams"].values())
+    assert set(report["batching"]["step"]["batch_sizes"]) == {1, 2}
+
+
+def test_a_killed_source_costs_only_its_own_stream():
+    import os
+    import signal
+    import threading
+    import time
+
+    from stream import multistream_serve
+
+    result: dict = {}
+    cfg = ServeConfig(sources=[{"kind": "synthetic", "seconds": 3.0, "width": 160, "height": 120, "seed": i} for i in range(2)],
+                      backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2]})
+    th = threading.Thread(target=lambda: result.update(run_serve(cfg)))
+    th.start()
+    deadline = time.monotonic() + 60
+    while "go" not in multistream_serve.RUNNING or "source-cam1" not in multistream_serve.RUNNING:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert multistream_serve.RUNNING["go"].wait(60)
+    time.sleep(1.0)  # the streams are running
+    os.kill(multistream_serve.RUNNING["source-cam1"].pid, signal.SIGKILL)
+    th.join(120)
+    assert not th.is_alive()
+    assert result["ok"], result["errors"]
+    assert result["lost_sources"] and "source-cam1" in result["lost_sources"][0]
+    assert result["streams"]["cam0"]["sent"] == 90 and result["streams"]["cam0"]["processed"] > 45  # the other stream ran to its end
+    assert 0 < result["streams"]["cam1"]["processed"] < 90
