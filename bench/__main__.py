@@ -6,6 +6,7 @@ versions; --smoke runs any of them end to end in seconds):
   baseline   the same frames through an AVSBench-style eager network vs our backends (ratios)
   transport  ZeroMQ inproc / ipc / tcp one-way latency and throughput, copy vs zero-copy
   pipeline   a paced end-to-end stream run with the stream's own per-stage metrics
+  soak       a long run (default 10 min): memory of every process and p99 latency per minute, flat?
   streams    N camera streams through one batched model: p99 and processed ratio against N
   plot       re-render Markdown + PNG from a JSON report (e.g. bench/gpu.py's from a GPU machine)
 
@@ -51,6 +52,14 @@ def add_pipeline(sub) -> None:
     p.set_defaults(func=pipeline.run)
 
 
+def add_soak(sub) -> None:
+    from . import soak
+
+    p = sub.add_parser("soak", help="long run: memory and p99 flat over --minutes", description=soak.__doc__, formatter_class=FMT)
+    soak.add_args(p)
+    p.set_defaults(func=soak.run)
+
+
 def add_streams(sub) -> None:
     from . import streams
 
@@ -69,7 +78,7 @@ def add_plot(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap, sub = make_parser("icf-bench", __doc__)
-    for add in (add_model, add_transport, add_pipeline, add_streams, add_plot):  # a new sub-command: an add_x(sub) + one entry here
+    for add in (add_model, add_transport, add_pipeline, add_soak, add_streams, add_plot):  # a new sub-command: an add_x(sub) + one entry here
         add(sub)
     return ap
 

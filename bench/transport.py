@@ -58,7 +58,7 @@ class Wire:
         return self.transport.open_socket(ctx, kind, eps, "video", bind=bind, address=address)
 
     def encode(self, seq: int, t_ns: int, frame: np.ndarray) -> list:
-        return self.protocol.encode("frame", {"stream": "bench", "seq": seq, "capture_ns": t_ns}, {"image": frame})
+        return self.protocol.encode("frame", {"stream": "bench", "seq": seq, "capture_ns": t_ns, "pts_ns": seq}, {"image": frame})
 
     def decode(self, parts: list) -> tuple[int, np.ndarray]:
         pkt = self.protocol.decode(parts, kinds=("frame",))

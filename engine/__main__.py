@@ -32,7 +32,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.weights and not Path(args.weights).is_file():
         raise UserError(f"weights file {args.weights} not found")
     if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UserError(f"--out {args.out} is a file, not a folder")
+        raise UserError(f"--out {args.out} is a file; give a folder (the export writes NAME.onnx + NAME.json into it)")
     kw = dict(opset=args.opset, exporter=args.exporter, tol=args.tol)
     if args.stem:
         kw["stem"] = args.stem
@@ -161,7 +161,9 @@ def _info(args: argparse.Namespace) -> int:
                     from .aoti_common import check_package_compatible
 
                     check_package_compatible(doc, str(path))
-            integrity = "OK (sha256 and I/O match the sidecar)"
+            integrity = ("OK (sha256 and I/O match the sidecar; the sidecar's content digest matches)" if spec.DIGEST_KEY in doc else
+                         "PARTIAL: sha256 and I/O match the sidecar, but the sidecar carries no content digest "
+                         "(exported before digests were recorded), so its names and normalisation are unverified; re-export")
         except spec.ArtifactError as exc:
             integrity = f"FAILED: {exc}"
     if args.json:
@@ -272,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
             except (ExportError, BuildError, AOTIBuildError) as exc:  # the tool ran and the result is not good enough
                 print(f"icf-engine {args.command}: FAILED: {exc}", file=sys.stderr)
                 return 1
+            except FileNotFoundError:
+                raise
+            except OSError as exc:  # a path that is a file where a folder is wanted, no permission, a full disk
+                raise UserError(f"{exc.strerror or exc}: {exc.filename or ''}") from None
         return call
 
     parser = build_parser()

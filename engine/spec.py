@@ -43,6 +43,24 @@ class ArtifactError(ValueError):
     """An artifact or its sidecar is missing, tampered with, or does not fit this runtime."""
 
 
+class DeviceUnavailable(RuntimeError, ValueError):
+    """The device asked for is not here (e.g. cuda on a CPU-only torch): a user error, reported
+    without a traceback (a RuntimeError for callers that already catch that)."""
+
+
+DIGEST_KEY = "sidecar_sha256"  # sha256 of the canonical sidecar without this key (see sidecar_digest)
+DTYPE_NAMES = ("float32", "float16", "int64", "int32", "uint8", "bool")
+
+
+def sidecar_digest(doc: dict[str, Any]) -> str:
+    """sha256 over the canonical JSON of a sidecar (sorted keys, no spaces, ASCII), without its own
+    digest: concept names, pixel normalisation, I/O and tool versions are all covered, so an
+    edited sidecar is refused like an edited artifact."""
+    body = json.loads(json.dumps({k: v for k, v in doc.items() if k != DIGEST_KEY}))
+    canon = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
 def sidecar_path(artifact: str | Path) -> Path:
     return Path(artifact).with_suffix(".json")
 
@@ -125,6 +143,8 @@ def base_sidecar(kind: str, config: dict[str, Any], mean: list[float], std: list
 
 def write_sidecar(artifact: str | Path, doc: dict[str, Any]) -> Path:
     path = sidecar_path(artifact)
+    doc = dict(doc)
+    doc[DIGEST_KEY] = sidecar_digest(doc)
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
 
@@ -139,8 +159,10 @@ def read_sidecar(artifact: str | Path) -> dict[str, Any]:
         )
     try:
         doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"sidecar {path} is not valid JSON ({exc}); re-export the artifact") from exc
+    if not isinstance(doc, dict):
+        raise ArtifactError(f"sidecar {path} holds a JSON {type(doc).__name__}, not an object; re-export the artifact")
     missing = [k for k in REQUIRED_KEYS if k not in doc]
     kind = doc.get("kind")
     if kind not in KIND_KEYS:
@@ -148,8 +170,14 @@ def read_sidecar(artifact: str | Path) -> dict[str, Any]:
     missing += [k for k in KIND_KEYS[kind] if k not in doc]
     if missing:
         raise ArtifactError(f"sidecar {path} is missing required key(s) {missing}; it is incomplete or from another tool; re-export")
+    if not isinstance(doc[KIND_KEYS[kind][0]] if KIND_KEYS[kind] else {}, dict):
+        raise ArtifactError(f"sidecar {path}: '{KIND_KEYS[kind][0]}' is not an object; re-export")
     if doc["format"] != SIDECAR_FORMAT:
         raise ArtifactError(f"sidecar {path} has format {doc['format']!r}, this runtime reads {SIDECAR_FORMAT!r}; re-export")
+    for side in ("inputs", "outputs"):
+        _check_entries(path, side, doc[side])
+    if not isinstance(doc["concepts"], list) or not all(isinstance(c, str) for c in doc["concepts"]):
+        raise ArtifactError(f"sidecar {path}: 'concepts' must be a list of names; re-export")
     names_in = [e.get("name") for e in doc["inputs"]]
     names_out = [e.get("name") for e in doc["outputs"]]
     if tuple(names_in) != INPUT_NAMES or tuple(names_out) != OUTPUT_NAMES:
@@ -157,7 +185,26 @@ def read_sidecar(artifact: str | Path) -> dict[str, Any]:
             f"sidecar {path} declares inputs {names_in} / outputs {names_out}; the step contract is "
             f"{list(INPUT_NAMES)} -> {list(OUTPUT_NAMES)}"
         )
+    recorded = doc.get(DIGEST_KEY)
+    if recorded is not None and recorded != sidecar_digest(doc):
+        raise ArtifactError(
+            f"sidecar {path} was edited after export: its content digest does not match the one recorded in it "
+            f"(concept names, pixel normalisation or I/O may have been changed). Re-export the artifact."
+        )
     return doc
+
+
+def _check_entries(path: Path, side: str, entries: Any) -> None:
+    """Every I/O entry is {"name": str, "shape": [positive ints], "dtype": known}: a bad one is
+    named with its file, never a bare int() error."""
+    if not isinstance(entries, list):
+        raise ArtifactError(f"sidecar {path}: '{side}' must be a list of tensor entries; re-export")
+    for e in entries:
+        ok = isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("shape"), list) \
+            and all(type(d) is int and d > 0 for d in e["shape"]) and e.get("dtype") in DTYPE_NAMES
+        if not ok:
+            raise ArtifactError(f"sidecar {path}: {side} entry {json.dumps(e)[:120]} needs a name, a shape of positive "
+                                f"integers and a dtype in {list(DTYPE_NAMES)}; re-export")
 
 
 def verify_sha(artifact: str | Path, expected: str, what: str) -> str:

@@ -29,6 +29,7 @@ from .spec import (
     INPUT_NAMES,
     OUTPUT_NAMES,
     ArtifactError,
+    DeviceUnavailable,
     base_sidecar,
     file_sha256,
     read_sidecar,
@@ -117,7 +118,7 @@ class TorchBackend(Backend):
             raise ValueError(f"torch backend precision must be one of {sorted(PRECISIONS)}, not {precision!r}")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"device={device!r} but torch sees no CUDA GPU (torch {torch.__version__}); use device='cpu'")
+            raise DeviceUnavailable(f"device={device!r} but torch sees no CUDA GPU (torch {torch.__version__}); use device='cpu'")
         if mode == "cudagraph" and not device.startswith("cuda"):
             raise RuntimeError(
                 "mode='cudagraph' needs a CUDA GPU (CUDA-graph capture is CUDA only); "

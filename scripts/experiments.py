@@ -40,6 +40,7 @@ TESTS = {
     "silence": "synthavs:silence,split=test",
     "offscreen": "synthavs:offscreen,split=test",
     "multi": "synthavs:multi,split=test,bias=0.8",
+    "prior-conflict": "synthavs:prior-conflict,split=test",  # SynthAVS v2 (issue 9): the class-prior shortcut
 }
 PART_BYTES = 15 * 1024 * 1024  # a device returns files up to 16 MiB
 WEIGHTS_NAME = "icf-lite-synthavs"
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16, help="clips per step (x5 frames)")
     p.add_argument("--workers", type=int, default=3, help="data workers per run")
     p.add_argument("--concurrent", type=int, default=5, help="runs training at once")
-    p.add_argument("--eval-clips", type=int, default=160, help="test clips per split")
+    p.add_argument("--eval-clips", type=int, default=200, help="test clips per split (>= 200 for experiment tables)")
     p.add_argument("--install", action="store_true", help="also copy the full-ICF weights into weights/")
     p.add_argument("--join", metavar="DIR", help="only rebuild weights/ from a results folder's .part files, then exit")
     a = p.parse_args(argv)

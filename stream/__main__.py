@@ -6,6 +6,7 @@ built-in synthetic scene, over a ZeroMQ pipeline (one process or many).
     icf-stream run --video clip.mp4 --publish tcp://127.0.0.1:5556 --record out/clip-overlay.mp4
     icf-stream predict photo.jpg clip.mp4 frames/ --out out/predict   # offline: PNG masks + overlays + JSON
     icf-stream devices
+    icf-stream keys --out keys/              # CURVE key files: then --curve-keys keys/ (docs/protocol.md)
     icf-stream serve --streams 3                 # many cameras, one batched model (stream/serve_cli.py)
     icf-stream node --graph graph.json --node segmenter     # one part of a graph spread over machines
 """
@@ -68,6 +69,7 @@ def _pipeline_args(p, *, display: bool = True) -> None:
     g.add_argument("--workers", type=positive_int, default=1, help="segmenter workers (default 1)")
     g.add_argument("--host", default="127.0.0.1", help="tcp bind/connect host (default loopback)")
     g.add_argument("--curve", action="store_true", help="encrypt tcp links with CURVE (ephemeral keys)")
+    g.add_argument("--curve-keys", metavar="DIR", help="encrypt tcp links and --publish with the keys made by `icf-stream keys`")
     g.add_argument("--hwm", type=positive_int, default=4, help="high-water mark (messages) of frame sockets (default 4)")
     g.add_argument("--seconds", type=positive_float, help="stop after this many seconds")
     o = p.add_argument_group("outputs (nothing is written unless asked)")
@@ -145,6 +147,13 @@ def add_devices(sub) -> None:
     sub.add_parser("devices", help="list cameras and microphones").set_defaults(func=cmd_devices)
 
 
+def add_keys(sub) -> None:
+    k = sub.add_parser("keys", help="make CURVE key files (for --curve-keys, graph files and subscribers)")
+    k.add_argument("--out", default="keys", metavar="DIR", help="folder for the key files (default keys/)")
+    k.add_argument("--force", action="store_true", help="replace keys already there")
+    k.set_defaults(func=cmd_keys)
+
+
 def add_serve(sub) -> None:
     from . import serve_cli
 
@@ -165,7 +174,7 @@ def add_node(sub) -> None:
 
 def build_parser():
     ap, sub = make_parser("icf-stream", __doc__)
-    for add in (add_demo, add_live, add_run, add_predict, add_devices, add_serve, add_node):  # a new sub-command: an add_x(sub) + one entry here
+    for add in (add_demo, add_live, add_run, add_predict, add_devices, add_keys, add_serve, add_node):  # a new sub-command: an add_x(sub) + one entry here
         add(sub)
     return ap
 
@@ -222,6 +231,16 @@ def _outputs(args) -> dict:
     return got
 
 
+def _check_outputs(outputs: dict, inputs: tuple) -> None:
+    """Every output path checked before the model is exported or a stage starts (never an input file)."""
+    from .outputs import check_output
+
+    for k in ("record", "masks", "metrics", "report"):
+        why = check_output(outputs[k], inputs) if outputs[k] else None
+        if why:
+            raise UserError(f"--{k}: {why}")
+
+
 def _run(cfg, report_path: str | None, quiet: bool = False) -> int:
     from .pipeline import PipelineError, run_pipeline
     from .report import format_summary, save_report
@@ -268,17 +287,20 @@ def cmd_demo(args) -> int:
 def _common_cfg(args, source: dict, cmd: str, outputs: dict, sink: dict | None = None):
     from .pipeline import PipelineConfig
 
+    if args.curve_keys and not Path(args.curve_keys).exists():
+        raise UserError(f"--curve-keys {args.curve_keys} not found (make the keys with `icf-stream keys --out DIR`)")
     spec = _backend_spec(args, cmd)
     for path in filter(None, outputs.values()):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     return PipelineConfig(source=source, backend=spec, workers=args.workers, transport=args.transport,
-                          host=args.host, curve=args.curve, hwm=args.hwm, seconds=args.seconds, publish=args.publish,
+                          host=args.host, curve=args.curve_keys or args.curve, hwm=args.hwm, seconds=args.seconds, publish=args.publish,
                           record=outputs["record"], masks=outputs["masks"], metrics=outputs["metrics"], sink=sink or {},
                           display=not args.no_display and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")))
 
 
 def cmd_live(args) -> int:
     outputs = _outputs(args)
+    _check_outputs(outputs, ())
     _check_model(args, "live")
     if args.mic != "none":
         from .live import import_sounddevice
@@ -300,7 +322,9 @@ def cmd_run(args) -> int:
     outputs = _outputs(args)
     for path in filter(None, (args.video, args.audio)):
         if not is_url(path) and not Path(path).is_file():
-            raise UserError(f"file '{path}' does not exist")
+            what = "is a folder, not a media file" if Path(path).is_dir() else "does not exist"
+            raise UserError(f"'{path}' {what}")
+    _check_outputs(outputs, (args.video, args.audio))
     _check_model(args, "run")
     # a network stream is live: read at the pace it arrives (never faster than its timestamps), never "fast"
     pace = "fast" if args.fast and not is_url(args.video) else "realtime"
@@ -328,6 +352,23 @@ def cmd_devices(args) -> int:
     else:
         why = f" ({found['microphone_error']})" if found["microphone_error"] else ""
         print(f"microphones: none found{why}")
+    return 0
+
+
+def cmd_keys(args) -> int:
+    from .transport import make_keys
+
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a file, not a folder")
+    try:
+        made = make_keys(args.out, args.force)
+    except RuntimeError as exc:
+        raise UserError(str(exc)) from None
+    for path, public in made.items():
+        print(f"{path}: public key {public}")
+    print(f"secret keys: {args.out}/server.key_secret, {args.out}/client.key_secret (keep them private)\n"
+          f"use: icf-stream run ... --transport tcp --publish tcp://HOST:5556 --curve-keys {args.out}\n"
+          f"a subscriber needs {args.out}/server.key and {args.out}/client.key_secret (docs/protocol.md)")
     return 0
 
 

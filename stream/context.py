@@ -64,6 +64,7 @@ class ContextKeeper:
         self.origin_ns = origin_ns
         self.pending: tuple[int, np.ndarray, np.ndarray] | None = None
         self.segments_closed = 0
+        self.rejected = 0  # frames whose texts were not finite: never stored (they would poison every later frame)
 
     def segment_of(self, pts_ns: int) -> int:
         return (pts_ns - self.origin_ns) // self.segment_ns
@@ -85,6 +86,9 @@ class ContextKeeper:
         after it, when already known (several workers); otherwise the next ``state_for`` says."""
         ft = np.array(frame_text, np.float32).reshape(1, -1)
         st = np.array(segment_text, np.float32).reshape(1, -1)
+        if not (np.isfinite(ft).all() and np.isfinite(st).all()):
+            self.rejected += 1  # the frame is treated as dropped: the rings never saw it
+            return
         if self.pending is not None:  # cannot happen in dispatch order; never lose a frame text
             self._advance(*self.pending, pts_ns)
         self.pending = None

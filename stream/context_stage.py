@@ -16,16 +16,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import zmq
 
 from .context import AudioRing, ContextKeeper
 from .dispatch import Dispatcher
 from .metrics import Gauge
 from .options import ContextOptions
-from .protocol import encode, forward, ints_ok, stamps
+from .protocol import RESYNC, History, encode, eos_ok, finite, forward, stamps
 from .shm_link import ShmReceiver
-from .stage import Stage, StageEnv, StageError
+from .stage import Stage, StageEnv
 from .transport import close_socket, open_socket, recv_packet, stamp
 from .worker import ResultSender, WorkerCore
 
@@ -54,6 +53,8 @@ class ContextStage(Stage):
         self.core: WorkerCore | None = None
         self.shm: ShmReceiver | None = None
         self.ring = AudioRing()
+        self.history = History()  # refuses a seq / pts far beyond the stream's own (protocol.History)
+        self.stale_run = 0  # frames in a row behind the newest seq
         self.keeper: ContextKeeper | None = None
         self.jobs = Dispatcher(o.workers, int(o.job_timeout_s * 1e9))
         self.backlog, self.in_flight_gauge = Gauge(), Gauge()
@@ -95,11 +96,11 @@ class ContextStage(Stage):
             _, pkt = recv_packet(self.asub, self.counters, max_bytes=self.env.endpoints.max_bytes, kinds=("audio", "eos"))
             if pkt is None or pkt.kind == "eos":
                 continue
-            first = pkt.header.get("first_sample")
-            if not isinstance(first, int) or "samples" not in pkt.arrays or pkt.arrays["samples"].ndim != 1:
-                self.count("malformed")
-                continue
-            self.ring.write(first, pkt.arrays["samples"])
+            first = pkt.header["first_sample"]
+            samples, bad = finite(pkt.arrays["samples"], -1.0, 1.0)  # NaN audio must not reach the model
+            if bad:
+                self.count("nonfinite_audio_samples", bad)
+            self.ring.write(first, samples)
             self.audio_seen = True
 
     def _drain_video(self) -> None:
@@ -109,26 +110,28 @@ class ContextStage(Stage):
             if pkt is None:
                 continue
             if pkt.kind == "eos":
-                if not ints_ok(pkt.header):
-                    self.count("malformed")
+                if not eos_ok(pkt.header, self.env.endpoints.token):
+                    self.count("forged_eos")
                     continue
                 self.eos_header = self.eos_header or pkt.header
                 self.counters["eos_from_source"] = True
                 continue
             if self.shm is not None and not self.shm.attach(pkt, self.counters):
-                continue
-            image = pkt.arrays.get("image")
-            if image is None or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape \
-                    or not isinstance(pkt.header.get("pts_ns"), int):
-                self.count("malformed")
-                continue
+                continue  # its slot was lapped (shm_stale) or its parts are malformed (protocol.validate)
             seq = pkt.seq
+            if not self.history.accept(seq, pkt.header["pts_ns"]):
+                self.count("refused_jumps")  # a seq / pts far beyond the stream's own history
+                continue
             expected = 0 if self.last_seq is None else self.last_seq + 1
             if expected - SEQ_WINDOW <= seq < expected:  # duplicate or late: never reorder the chain
-                self.count("stale")
-                continue
-            if seq < expected or seq - expected > SEQ_WINDOW * 1000:
-                self.count("seq_resets")  # a restarted source (or a wild number): start counting afresh
+                self.stale_run += 1
+                if self.stale_run < RESYNC:
+                    self.count("stale")
+                    continue
+                self.count("seq_resyncs")  # frames keep arriving behind a wild (forged) head: follow them
+            self.stale_run = 0
+            if seq < expected:
+                self.count("seq_resets")  # a restarted source: start counting afresh
             else:
                 self.counters["transport_gaps"] += seq - expected  # lost at a high-water mark on the way
             self.last_seq = seq
@@ -148,25 +151,27 @@ class ContextStage(Stage):
                 continue
             wid = env[0]
             if wid not in self.jobs.workers:
-                geo = pkt.header.get("geometry")
-                if not isinstance(geo, dict):
-                    self.count("malformed")
-                    continue
-                self._register(wid, geo)
+                if wid in self.jobs.refused or not self._register(wid, pkt.header.get("geometry")):
+                    continue  # never given work: the others keep the stream going
             ok = pkt.header.get("ok") and "frame_text" in pkt.arrays and "segment_text" in pkt.arrays
             self.jobs.answered(wid, pkt.header.get("job"), (pkt.arrays["frame_text"], pkt.arrays["segment_text"]) if ok else None)
         self._apply_texts()
 
-    def _register(self, wid: bytes, geo: dict) -> None:
+    def _register(self, wid: bytes, geo: dict | None) -> bool:
+        """A worker's first ``ready`` names its model's geometry (range-checked by protocol.py).
+        The first worker sets it; one that disagrees or names none is refused and never given
+        work, and the stream goes on with the others."""
         keys = ("width", "frame_ring", "segment_ring", "audio_samples")
-        if not all(isinstance(geo.get(k), int) and geo[k] > 0 for k in keys):
-            raise StageError(f"worker {wid!r} sent a bad geometry {geo}")
-        if self.geometry is None:
+        if geo is not None and self.geometry is None:
             self.geometry = {k: geo[k] for k in keys}
             self.keeper = ContextKeeper(geo["width"], geo["frame_ring"], geo["segment_ring"])
-        elif any(self.geometry[k] != geo[k] for k in keys):
-            raise StageError(f"workers run different models: {self.geometry} vs {geo}")
+        if geo is None or any(self.geometry[k] != geo[k] for k in keys):
+            self.jobs.refuse(wid)
+            self.count("workers_refused")
+            self.counters["last_error"] = f"worker {wid!r} refused: geometry {geo} (the stream's model: {self.geometry})"[:300]
+            return False
         self.jobs.join(wid)
+        return True
 
     def _apply_texts(self) -> None:
         """Results update the keeper strictly in dispatch order (see context.py for the rule)."""
@@ -248,7 +253,7 @@ class ContextStage(Stage):
         head = {"stream": self.env.stream_id, "seq": max(last_seq + 1, 0), "capture_ns": stamp(),
                 "frames_sent": src.get("frames_sent", last_seq + 1), "last_seq": last_seq,
                 "last_dispatched": self.last_dispatched, "dispatched": self.counters["dispatched"],
-                "tail_lost": tail, "context": {k: v for k, v in self.counters.items() if isinstance(v, int)}}
+                "tail_lost": tail, "token": self.env.endpoints.token, "context": {k: v for k, v in self.counters.items() if isinstance(v, int)}}
         while (wid := self.jobs.next_worker()) is not None:
             try:
                 if self.core is not None:
@@ -281,6 +286,7 @@ class ContextStage(Stage):
     def report(self) -> dict[str, Any]:
         rep = super().report()
         rep["counters"].update(audio_gap_samples=self.ring.gap_samples, workers=len(self.jobs.workers),
+                               rejected_texts=self.keeper.rejected if self.keeper else 0,
                                segments_closed=self.keeper.segments_closed if self.keeper else 0)
         rep["queues"] = {"context_backlog": self.backlog.summary(), "jobs_in_flight": self.in_flight_gauge.summary()}
         core = self.core

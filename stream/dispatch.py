@@ -36,12 +36,17 @@ class Dispatcher:
         self.expected_workers = expected_workers
         self.job_timeout_ns = job_timeout_ns
         self.workers: set[bytes] = set()  # every worker that has registered
+        self.refused: set[bytes] = set()  # workers whose model differs from the stream's: never given work
         self.idle: deque[bytes] = deque()  # workers with a credit, oldest first
         self.in_flight: deque[Job] = deque()  # dispatch order
         self.eos_sent: set[bytes] = set()
 
     def join(self, worker: bytes) -> None:
         self.workers.add(worker)
+
+    def refuse(self, worker: bytes) -> None:
+        """A worker whose ``ready`` names a different (or no) geometry: it never gets a job."""
+        self.refused.add(worker)
 
     def lose(self, worker: bytes) -> None:
         """A worker that cannot be reached any more."""

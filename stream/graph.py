@@ -6,6 +6,7 @@ both build on it, so neither reaches into the other.
 
 from __future__ import annotations
 
+import secrets
 import signal
 import threading
 import time
@@ -30,7 +31,7 @@ class PipelineConfig:
     transport: str = "ipc"  # inproc | ipc | tcp
     host: str = "127.0.0.1"  # tcp bind / connect host (loopback unless told otherwise)
     ports: dict[str, int] = field(default_factory=dict)  # fixed tcp ports per link (default: free ones)
-    curve: bool = False  # CURVE-encrypt tcp links (ephemeral keys for this run)
+    curve: bool | str = False  # CURVE-encrypt tcp links: True = one-run keys; a folder = keys made by `icf-stream keys`
     publish: str | None = None  # address of the mask PUB socket, e.g. tcp://127.0.0.1:5556
     record: str | None = None  # MP4 overlay + audio
     masks: str | None = None  # npz of every mask
@@ -76,6 +77,19 @@ def stage_specs(cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
     return specs
 
 
+
+def check_outputs(cfg: PipelineConfig) -> None:
+    """Every output path is checked before anything starts: never found at the first frame, and
+    never the input file (recording onto the input destroyed it)."""
+    from .outputs import check_output
+
+    inputs = (cfg.source.get("video"), cfg.source.get("audio"))
+    for what, path in (("--record", cfg.record), ("--masks", cfg.masks), ("--metrics", cfg.metrics)):
+        why = check_output(path, inputs) if path else None
+        if why:
+            raise PipelineError(f"{what}: {why}")
+
+
 def layout(cfg: PipelineConfig) -> list[tuple[str, list[str]]]:
     """Process groups: source | segmenter | sink. One worker runs inside the context stage (no
     hop); with several, worker0 shares the context's process and the others get one each."""
@@ -92,14 +106,18 @@ def endpoints_for(cfg: PipelineConfig, run_dir: str) -> Endpoints:
     addrs = make_endpoints(cfg.transport, host=cfg.host, ports=cfg.ports, run_dir=run_dir)
     if cfg.publish:
         addrs["masks"] = cfg.publish
-    security = Security.generate() if cfg.curve else None
-    if cfg.curve and cfg.transport != "tcp":
-        raise PipelineError("--curve applies to tcp links; use --transport tcp")
+    try:
+        security = (Security.load(cfg.curve) if isinstance(cfg.curve, str) else Security.generate()) if cfg.curve else None
+    except RuntimeError as exc:
+        raise PipelineError(str(exc)) from None
+    if cfg.curve and cfg.transport != "tcp" and not (cfg.publish or "").startswith("tcp://"):
+        raise PipelineError("--curve applies to tcp links; use --transport tcp or a tcp:// --publish address")
     try:
         extra = {"shm": {"slots": DEFAULT_SLOTS}} if shm_wanted(cfg.shm, cfg.transport) else {}
     except ValueError as exc:
         raise PipelineError(str(exc)) from None
-    return Endpoints(addresses=addrs, security=security, hwm=cfg.hwm, extra=extra)
+    # EOS token: shared by this run's stages, never published (a forged EOS cannot stop the run)
+    return Endpoints(addresses=addrs, security=security, hwm=cfg.hwm, extra=extra, token=secrets.token_hex(16))
 
 
 class Signals:

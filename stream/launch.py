@@ -21,12 +21,13 @@ subscribers. The end of the stream travels as EOS messages, so every node finish
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
 from typing import Any
 
-from .graph import PipelineConfig, PipelineError, Signals, layout, stage_specs, supervisor_clock
+from .graph import PipelineConfig, PipelineError, Signals, check_outputs, layout, stage_specs, supervisor_clock
 from .node import build_stage, run_stages
 from .transport import LINKS, Endpoints, Security
 
@@ -47,7 +48,9 @@ def load_graph(path: str | Path) -> tuple[PipelineConfig, Endpoints]:
     addrs = dict(doc["endpoints"])
     if cfg.publish:
         addrs["masks"] = cfg.publish
-    return cfg, Endpoints(addresses=addrs, bind=dict(doc.get("bind", {})), security=security, hwm=cfg.hwm)
+    # EOS token: the graph's own, or one derived from the CURVE secret every machine holds
+    token = doc.get("eos_token") or (hashlib.sha256(security.server_secret).hexdigest()[:32] if security else None)
+    return cfg, Endpoints(addresses=addrs, bind=dict(doc.get("bind", {})), security=security, hwm=cfg.hwm, token=token)
 
 
 def node_names(cfg: PipelineConfig) -> list[str]:
@@ -57,6 +60,7 @@ def node_names(cfg: PipelineConfig) -> list[str]:
 def run_node(path: str | Path, node: str) -> dict[str, Any]:
     """Runs the stages of ``node`` in this process until the stream ends; returns their reports."""
     cfg, endpoints = load_graph(path)
+    check_outputs(cfg)  # never record onto an input, never find a bad path at the first frame
     groups = dict(layout(cfg))
     if node not in groups:
         raise PipelineError(f"no node '{node}' in this graph; nodes: {list(groups)}")

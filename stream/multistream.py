@@ -24,7 +24,7 @@ from engine.batching import BatchedStep
 from .context import AudioRing, ContextKeeper
 from .models import NullBackend, open_backend
 from .options import MultiOptions
-from .protocol import encode, ints_ok, stamps
+from .protocol import RESYNC, History, encode, eos_ok, finite, stamps
 from .shm_link import ShmReceiver
 from .stage import Stage, StageEnv, StageError
 from .transport import close_socket, open_socket, recv_packet, stamp
@@ -87,6 +87,8 @@ class Lane:
         self.audio_wait_ns = audio_wait_ns
         self.latest = None
         self.last_seq: int | None = None
+        self.history = History()  # refuses a seq / pts far beyond the stream's own (protocol.History)
+        self.stale_run = 0  # frames in a row behind the newest seq
         self.last_dispatched = -1
         self.eos_header: dict | None = None
         self.eos_sent = False
@@ -101,34 +103,38 @@ class Lane:
             _, pkt = recv_packet(self.asub, self.counters, max_bytes=self.env.endpoints.max_bytes, kinds=("audio", "eos"))
             if pkt is None or pkt.kind == "eos":
                 continue
-            first = pkt.header.get("first_sample")
-            if not isinstance(first, int) or "samples" not in pkt.arrays or pkt.arrays["samples"].ndim != 1:
-                self.count("malformed")
-                continue
-            self.ring.write(first, pkt.arrays["samples"])
+            samples, bad = finite(pkt.arrays["samples"], -1.0, 1.0)  # parts checked by protocol.validate; NaN must not reach the model
+            if bad:
+                self.counters["nonfinite_audio_samples"] = self.counters.get("nonfinite_audio_samples", 0) + bad
+            self.ring.write(pkt.header["first_sample"], samples)
             self.audio_seen = True
         while self.vsub.poll(0):
             _, pkt = recv_packet(self.vsub, self.counters, max_bytes=self.env.endpoints.max_bytes, kinds=("frame", "eos"))
             if pkt is None:
                 continue
             if pkt.kind == "eos":
-                if ints_ok(pkt.header):
+                if eos_ok(pkt.header, self.env.endpoints.token):
                     self.eos_header = self.eos_header or pkt.header
                 else:
-                    self.count("malformed")
+                    self.count("forged_eos")
                 continue
             if self.shm is not None and not self.shm.attach(pkt, self.counters):
-                continue
-            image = pkt.arrays.get("image")
-            if image is None or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape \
-                    or not isinstance(pkt.header.get("pts_ns"), int) or pkt.header.get("stream") != self.sid:
+                continue  # lapped slot, or parts that fail protocol.validate
+            if pkt.header.get("stream") != self.sid:
                 self.count("malformed")  # a frame of another stream on this lane's link is refused too
                 continue
             seq, expected = pkt.seq, 0 if self.last_seq is None else self.last_seq + 1
-            if expected - SEQ_WINDOW <= seq < expected:
-                self.count("stale")
+            if not self.history.accept(seq, pkt.header["pts_ns"]):
+                self.count("refused_jumps")  # a seq / pts far beyond the stream's own history
                 continue
-            if seq < expected or seq - expected > SEQ_WINDOW * 1000:
+            if expected - SEQ_WINDOW <= seq < expected:  # duplicate or late: never reorder the chain
+                self.stale_run += 1
+                if self.stale_run < RESYNC:
+                    self.count("stale")
+                    continue
+                self.count("seq_resyncs")  # frames keep arriving behind a wild (forged) head: follow them
+            self.stale_run = 0
+            if seq < expected:
                 self.count("seq_resets")
             else:
                 self.counters["transport_gaps"] += seq - expected
@@ -192,7 +198,7 @@ class Lane:
         self.counters["tail_lost"] = tail
         head = {"stream": self.sid, "seq": max(last_seq + 1, 0), "capture_ns": stamp(), "frames_sent": src.get("frames_sent", last_seq + 1),
                 "last_seq": last_seq, "last_dispatched": self.last_dispatched, "dispatched": self.counters["dispatched"],
-                "tail_lost": tail, "context": {k: v for k, v in self.counters.items() if isinstance(v, int)}}
+                "tail_lost": tail, "token": self.env.endpoints.token, "context": {k: v for k, v in self.counters.items() if isinstance(v, int)}}
         self.sender.send(encode("eos", dict(head, worker="multi")))
         self.eos_sent = True
 

@@ -19,6 +19,7 @@ import copy
 import multiprocessing as mp
 import os
 import queue
+import secrets
 import shutil
 import tempfile
 import time
@@ -121,7 +122,8 @@ def _tables(cfg: ServeConfig, run_dir: str) -> dict[str, Endpoints]:
         folder = os.path.join(run_dir, str(i))
         os.makedirs(folder, exist_ok=True)
         addrs = make_endpoints(cfg.transport, host=cfg.host, run_dir=folder)  # masks: internal, see MaskForwarder
-        tables[sid] = Endpoints(addresses=addrs, hwm=cfg.hwm, extra=dict(extra))
+        # EOS token per stream: shared by its stages, never published (graph.endpoints_for does the same)
+        tables[sid] = Endpoints(addresses=addrs, hwm=cfg.hwm, extra=dict(extra), token=secrets.token_hex(16))
     return tables
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+import zipfile
+import zlib
+from array import array
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -46,43 +50,81 @@ def render_overlay(image: np.ndarray, mask: np.ndarray | None, lines: list[str])
     return out
 
 
+def check_output(path: str | Path, inputs: tuple[str | Path | None, ...] = ()) -> str | None:
+    """Why ``path`` cannot be an output (None if it can): checked before the run starts, so a bad
+    path is not found at the first frame, and an output can never overwrite an input."""
+    p = Path(path)
+    if p.is_dir():
+        return f"output '{p}' is a directory; give a file name"
+    for src in inputs:
+        if src and p.exists() and Path(src).exists() and os.path.samefile(p, src):
+            return f"output '{p}' is the input file '{src}'; writing it would destroy the input"
+    parent = p.parent if str(p.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create the folder of output '{p}': {exc.strerror or exc}"
+    if not os.access(parent, os.W_OK):
+        return f"cannot write output '{p}': folder '{parent}' is not writable"
+    return None
+
+
+def partial_path(path: Path) -> Path:
+    """Where an output is written until it is complete: overlay.mp4 -> overlay.partial.mp4."""
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
+
+
 class Recorder:
     """MP4 (H.264 + AAC) of the overlay with the source's original audio. Video frames keep their
     stream time (variable frame rate: dropped frames leave the previous picture on screen); audio
-    is written sample-exact from the audio chunks the source published."""
+    is written sample-exact from the audio chunks the source published.
 
-    def __init__(self, path: str | Path, sample_rate: int = 16_000, fps_hint: int = 30, source_audio: str | None = None) -> None:
+    Crash safety: the file is fragmented MP4 (a fragment per keyframe, one every 2 s), written as
+    ``NAME.partial.mp4`` and renamed to NAME when closed, so a killed sink leaves a playable
+    partial file and never a broken file under the final name. NaN / Inf audio is replaced by
+    silence; a frame of another size is scaled to the recording's size, odd or 1-pixel sizes padded."""
+
+    def __init__(self, path: str | Path, sample_rate: int = 16_000, fps_hint: int = 30,
+                 inputs: tuple[str | Path | None, ...] = (), source_audio: str | None = None) -> None:
         """``source_audio``: a media file whose audio track is copied in at its own rate and channels
         (a file source: the pipeline itself only carries 16 kHz mono for the model)."""
         import av
 
         self.av = av
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        why = check_output(self.path, inputs)
+        if why:
+            raise ValueError(why)
+        self.partial = partial_path(self.path)
         self.rate = sample_rate
         self.fps_hint = fps_hint
         self.container = None
         self.video = None
         self.audio = None
         self.fifo = None
+        self.size: tuple[int, int] | None = None  # (width, height) of the recording
         self.last_pts = -1
         self.audio_next = 0  # next sample index to encode (audio pts in samples)
         self.frames = 0
         self.pending_audio: list[tuple[int, np.ndarray]] = []
         self.audio_refused = 0
+        self.resized = 0
         self.source_audio = source_audio
         self.priming = AAC_PRIMING
         self.original = None  # (container, decoded-frame iterator, start seconds) when copying the source's track
 
     def _start(self, width: int, height: int) -> None:
         av = self.av
-        self.container = av.open(str(self.path), "w")
+        self.size = (width, height)
+        self.container = av.open(str(self.partial), "w", format="mp4",
+                                 options={"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"})
         self.video = self.container.add_stream("libx264", rate=self.fps_hint)
         self.video.width, self.video.height, self.video.pix_fmt = width, height, "yuv420p"
         self.video.time_base = Fraction(1, 1000)  # pts in ms of stream time
         self.video.codec_context.time_base = Fraction(1, 1000)
-        # ultrafast + zerolatency: the encoder shares two cores with the model
-        self.video.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "23"}
+        # ultrafast + zerolatency: the encoder shares two cores with the model; a keyframe (and so
+        # a fragment on disk) every 2 s bounds what a crash can lose
+        self.video.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "23", "g": str(2 * self.fps_hint)}
         self.fifo = av.AudioFifo()
         if self.source_audio and self._open_original():
             return
@@ -128,8 +170,9 @@ class Recorder:
     def add_audio(self, first: int, samples: np.ndarray) -> None:
         if self.source_audio and self.original is not None:
             return  # the source's own track is copied instead of the model's 16 kHz mono
+        samples = np.nan_to_num(np.asarray(samples, np.float32), nan=0.0, posinf=0.0, neginf=0.0)  # NaN stops AAC
         if self.container is None:  # the size of the picture is not known before the first frame
-            self.pending_audio.append((first, np.array(samples, np.float32)))
+            self.pending_audio.append((first, np.clip(samples, -1, 1)))
             while sum(a.size for _, a in self.pending_audio) > 10 * self.rate:  # bounded: 10 s at most
                 self.pending_audio.pop(0)
             return
@@ -142,7 +185,8 @@ class Recorder:
             samples = samples[self.audio_next - first:]
         if samples.size == 0:
             return
-        frame = self.av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, np.float32)[None], format="flt", layout="mono")
+        frame = self.av.AudioFrame.from_ndarray(np.ascontiguousarray(np.clip(samples, -1, 1), np.float32)[None],
+                                                format="flt", layout="mono")
         frame.sample_rate = self.rate
         frame.pts = self.audio_next
         self.audio_next += samples.size
@@ -161,14 +205,25 @@ class Recorder:
         for packet in self.audio.encode(frame):
             self.container.mux(packet)
 
-    def add_frame(self, image: np.ndarray, pts_ns: int) -> None:
+    def _fit(self, image: np.ndarray) -> np.ndarray:
+        """The picture at the recording's size: yuv420p needs even sides of at least 2 pixels."""
         h, w = image.shape[:2]
         if self.container is None:
-            self._start(w - w % 2, h - h % 2)
+            self._start(max(2, w + w % 2), max(2, h + h % 2))
+        width, height = self.size
+        if (w, h) == (width, height):
+            return np.ascontiguousarray(image)
+        if abs(w - width) <= 1 and abs(h - height) <= 1 and w <= width and h <= height:  # padding only
+            return cv2.copyMakeBorder(np.ascontiguousarray(image), 0, height - h, 0, width - w, cv2.BORDER_REPLICATE)
+        self.resized += 1  # the source changed size mid-stream
+        return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_AREA)
+
+    def add_frame(self, image: np.ndarray, pts_ns: int) -> None:
+        image = self._fit(image)
         pts = pts_ns // 1_000_000
         if pts <= self.last_pts:
             return  # two frames in one ms cannot both be shown
-        frame = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: h - h % 2, : w - w % 2]), format="rgb24")
+        frame = self.av.VideoFrame.from_ndarray(image, format="rgb24")
         frame.pts = pts
         frame.time_base = Fraction(1, 1000)
         for packet in self.video.encode(frame):
@@ -195,47 +250,98 @@ class Recorder:
         finally:
             self.container.close()
             self.container = None
+        os.replace(self.partial, self.path)  # only a complete recording gets the final name
+
+
+class _Spool:
+    """A temporary file of zlib-compressed uint8 arrays of one shape, written as they come and read
+    back one chunk at a time: what it holds costs disk (a few KB per mask), never memory."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        fd, self.path = tempfile.mkstemp(prefix=f".{name}.", suffix=".spool", dir=folder)
+        self.file = os.fdopen(fd, "wb")
+        self.z = zlib.compressobj(1)
+        self.count = 0
+
+    def add(self, array: np.ndarray) -> None:
+        self.file.write(self.z.compress(np.ascontiguousarray(array, np.uint8).tobytes()))
+        self.count += 1
+
+    def chunks(self, size: int = 1 << 20):
+        self.file.write(self.z.flush())
+        self.file.close()
+        d = zlib.decompressobj()
+        with open(self.path, "rb") as f:
+            while block := f.read(1 << 16):
+                while block:  # masks compress ~100x: bound what one read may expand to
+                    yield d.decompress(block, size)
+                    block = d.unconsumed_tail
+        yield d.flush()
+
+    def remove(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        Path(self.path).unlink(missing_ok=True)
 
 
 class MaskStore:
-    """Every delivered mask, kept bit-packed (8x smaller) and written as one compressed npz at the
-    end: masks uint8 [N,H,W], seq, pts_ns, capture_ns (and gt uint8 [N,H,W] when the source had it)."""
+    """Every delivered mask, written as it comes to a compressed spool beside the output, and at
+    the end streamed into one npz: masks uint8 [N,H,W], seq, pts_ns, capture_ns (and gt uint8
+    [N,H,W] when the source had it). Memory stays flat however long the run (the old store held
+    every mask and unpacked them all at shutdown: 4.9 GB after 4 minutes). The npz is written under
+    a temporary name and renamed when complete."""
 
     def __init__(self, path: str | Path, limit: int = 36_000) -> None:
         self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.limit = limit  # 20 min at 30 fps; beyond that masks are counted, not kept
-        self.packed: list[np.ndarray] = []
-        self.gt: list[np.ndarray] = []
-        self.meta: list[tuple[int, int, int]] = []
+        self.masks = _Spool(self.path.parent, self.path.name)
+        self.gt: _Spool | None = None
+        self.meta = array("q")  # seq, pts_ns, capture_ns per mask: 24 bytes each
         self.shape: tuple[int, int] | None = None
         self.overflow = 0
+        self.gt_missing = False
 
     def add(self, seq: int, pts_ns: int, capture_ns: int, mask: np.ndarray, gt: np.ndarray | None) -> None:
         if self.shape is None:
             self.shape = mask.shape
-        if len(self.packed) >= self.limit or mask.shape != self.shape:
+        if self.masks.count >= self.limit or mask.shape != self.shape:
             self.overflow += 1
             return
-        self.packed.append(np.packbits(mask > 0) if mask.max(initial=0) <= 1 else mask.copy())
-        if gt is not None:
-            self.gt.append(np.packbits(gt > 0))
-        self.meta.append((seq, pts_ns, capture_ns))
+        self.masks.add(mask)
+        if gt is not None and gt.shape == self.shape and not self.gt_missing:
+            if self.gt is None and self.masks.count == 1:
+                self.gt = _Spool(self.path.parent, self.path.name + ".gt")
+            if self.gt is not None:
+                self.gt.add(gt > 0)
+        else:
+            self.gt_missing = True  # ground truth only when every mask has it
+        self.meta.extend((seq, pts_ns, capture_ns))
 
     def close(self) -> None:
-        if not self.packed:
-            return
-        h, w = self.shape
-        n = h * w
+        try:
+            if self.masks.count:
+                self._write()
+        finally:
+            for spool in (self.masks, self.gt):
+                if spool is not None:
+                    spool.remove()
 
-        def unpack(items: list[np.ndarray]) -> np.ndarray:
-            return np.stack([np.unpackbits(p)[:n].reshape(h, w) if p.size != n else p.reshape(h, w) for p in items])
-
-        meta = np.array(self.meta, np.int64)
-        arrays = {"masks": unpack(self.packed), "seq": meta[:, 0], "pts_ns": meta[:, 1], "capture_ns": meta[:, 2]}
-        if len(self.gt) == len(self.packed):
-            arrays["gt"] = unpack(self.gt)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(self.path, **arrays)
+    def _write(self) -> None:
+        n, (h, w) = self.masks.count, self.shape
+        meta = np.frombuffer(self.meta, np.int64).reshape(n, 3)
+        tmp = self.path.with_name(f".{self.path.name}.partial")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+            members = [("masks", self.masks)] + ([("gt", self.gt)] if self.gt is not None and not self.gt_missing else [])
+            for name, spool in members:
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (n, h, w)})
+                    for chunk in spool.chunks():
+                        f.write(chunk)
+            for i, name in enumerate(("seq", "pts_ns", "capture_ns")):
+                with zf.open(f"{name}.npy", "w") as f:
+                    np.lib.format.write_array(f, np.ascontiguousarray(meta[:, i]))
+        os.replace(tmp, self.path)
 
 
 class MetricsLog:

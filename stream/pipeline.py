@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .graph import PipelineConfig, PipelineError, Signals, endpoints_for, layout, stage_specs, supervisor_clock
+from .graph import PipelineConfig, PipelineError, Signals, check_outputs, endpoints_for, layout, stage_specs, supervisor_clock
 from .node import build_stage, node_main, run_stages
 from .transport import Endpoints
 
-__all__ = ["PipelineConfig", "PipelineError", "run_pipeline"]
+__all__ = ["PipelineConfig", "PipelineError", "check_outputs", "run_pipeline"]
 
 
 def run_pipeline(config: PipelineConfig | dict[str, Any]) -> dict[str, Any]:
@@ -36,6 +36,7 @@ def run_pipeline(config: PipelineConfig | dict[str, Any]) -> dict[str, Any]:
     cfg = config if isinstance(config, PipelineConfig) else PipelineConfig(**config)
     if cfg.workers < 1:
         raise PipelineError("workers must be >= 1")
+    check_outputs(cfg)
     sweep_run_dirs()
     # short: ipc paths must fit sockaddr_un (~107 bytes); the pid lets a later run clean up after
     # a supervisor that was killed (SIGKILL runs no finally)
@@ -153,6 +154,8 @@ def _assemble(cfg: PipelineConfig, reports: dict[str, dict], errors: list[str], 
         frames["sent"] = sent
     fps_source = sent / src["elapsed_s"] if sent and src.get("elapsed_s") else None
     processed = frames.get("processed", 0)
+    if sent and not processed and not errors:  # never report success for a run that made no mask
+        errors = [f"no frame was processed ({sent} sent); see drops and each stage's counters in the report"]
     return {
         "ok": not errors and bool(sink),
         "errors": errors,
@@ -167,7 +170,7 @@ def _assemble(cfg: PipelineConfig, reports: dict[str, dict], errors: list[str], 
         "drops": {"context": {k: ctxr.get("counters", {}).get(k, 0) for k in
                               ("transport_gaps", "superseded", "stale", "seq_resets", "audio_underruns", "lost_jobs", "malformed", "oversized")},
                   "sink": frames.get("dropped_by"),
-                  "malformed_messages": sum(r.get("counters", {}).get(k, 0) for r in reports.values() for k in ("malformed", "oversized"))},
+                  "malformed_messages": sum(r.get("counters", {}).get(k, 0) for r in reports.values() for k in ("malformed", "oversized", "refused_jumps", "forged_eos"))},
         "queues": {**ctxr.get("queues", {}), **sink.get("queues", {})},
         "miou": sink.get("miou"),
         "stages": reports,

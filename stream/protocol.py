@@ -146,6 +146,7 @@ def decode(frames: list[Any], *, max_bytes: int = DEFAULT_MAX_BYTES, kinds: tupl
             raise ProtocolError(f"message exceeds {max_bytes} bytes")
         arrays[name] = arr
         kept[name] = frame
+    validate(kind, header, arrays)
     return Packet(header=header, arrays=arrays, frames=kept)
 
 
@@ -171,12 +172,170 @@ def _decode_part(desc: Any, frame: Any, seen: dict) -> tuple[str, np.ndarray]:
     return name, arr
 
 
-EOS_INTS = ("frames_sent", "last_seq", "last_dispatched", "dispatched", "tail_lost")
+def finite(array: np.ndarray, low: float | None = None, high: float | None = None) -> tuple[np.ndarray, int]:
+    """``array`` with every non-finite value (NaN, +-Inf) replaced by 0 and, when given, values
+    clipped to [low, high]; returns (clean array, how many values were non-finite). One NaN sample
+    must cost at most the frame it reaches: fed to the model it would poison the rolling text
+    context for good. The input is returned as is (no copy) when it is already clean."""
+    if array.dtype.kind != "f":
+        return array, 0
+    ok = np.isfinite(array)
+    bad = int(array.size - np.count_nonzero(ok))
+    out_of_range = (low is not None and bool((array[ok] < low).any())) or (high is not None and bool((array[ok] > high).any()))
+    if not bad and not out_of_range:
+        return array, 0
+    clean = np.where(ok, array, 0).astype(array.dtype, copy=False)
+    if low is not None or high is not None:
+        clean = np.clip(clean, low, high)
+    return clean, bad
 
 
-def ints_ok(header: dict[str, Any], names: tuple[str, ...] = EOS_INTS) -> bool:
-    """True when every one of ``names`` present in the header is an int (not a bool)."""
-    return all(type(header[n]) is int for n in names if n in header)
+# ---- per-kind validation: the one place that knows what every field may hold ----
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+MAX_POSITION = (1 << 53) - 1  # seq / pts / sample numbers: exact in every JSON parser (104 days of ns)
+MAX_TEXT = 256
+MAX_CONCEPTS = 64
+
+
+def _int(low: int, high: int):
+    def check(v: Any) -> bool:
+        return type(v) is int and low <= v <= high
+    return check
+
+
+def _str(v: Any) -> bool:
+    return isinstance(v, str) and len(v) <= MAX_TEXT
+
+
+def _concepts(v: Any) -> bool:
+    """[[name, probability], ...]: a name and a finite number in [0, 1]."""
+    return isinstance(v, list) and len(v) <= MAX_CONCEPTS and all(
+        isinstance(c, list) and len(c) == 2 and _str(c[0]) and type(c[1]) in (int, float) and 0.0 <= c[1] <= 1.0
+        for c in v)
+
+
+def _stamps(v: Any) -> bool:
+    return isinstance(v, dict) and len(v) <= 32 and all(_str(k) and _int(INT64_MIN, INT64_MAX)(x) for k, x in v.items())
+
+
+def _geometry(v: Any) -> bool:
+    limits = {"width": 1 << 16, "frame_ring": 1 << 12, "segment_ring": 1 << 12, "audio_samples": 16_000 * 60}
+    return isinstance(v, dict) and all(_int(1, hi)(v.get(k)) for k, hi in limits.items())
+
+
+POSITION = _int(0, MAX_POSITION)
+REF = _int(-1, MAX_POSITION)  # a seq, or -1 for "none"
+INT64 = _int(INT64_MIN, INT64_MAX)
+COUNT = _int(0, MAX_POSITION)
+COMMON = {"stream": _str, "seq": POSITION, "capture_ns": INT64, "t": _stamps, "pts_ns": POSITION, "model": _str,
+          "worker": _str, "concepts": _concepts, "mask_kind": lambda v: v in ("binary", "semantic")}
+# kind -> ({key: check} required, {key: check} optional)
+HEADERS: dict[str, tuple[dict, dict]] = {
+    "frame": ({"pts_ns": POSITION}, {"format": lambda v: v == "rgb24"}),
+    "audio": ({"first_sample": POSITION}, {"sample_rate": lambda v: v == 16_000}),
+    "job": ({"pts_ns": POSITION, "prev_seq": REF}, {"dropped_before": INT64}),
+    "ready": ({"job": REF, "ok": lambda v: type(v) is bool}, {"geometry": _geometry}),
+    "result": ({"pts_ns": POSITION, "prev_seq": REF, "t": _stamps}, {"dropped_before": INT64, "error": lambda v: isinstance(v, str)}),
+    "mask": ({"pts_ns": POSITION}, {}),
+    "eos": ({}, {"frames_sent": COUNT, "last_seq": REF, "last_dispatched": REF, "dispatched": COUNT, "tail_lost": COUNT,
+                 "audio_chunks": COUNT, "token": lambda v: v is None or _str(v), "context": lambda v: isinstance(v, dict), "reason": _str}),
+}
+# kind -> {part: (dtype, ndim, required)}; image-like parts also checked against each other below
+PARTS: dict[str, dict[str, tuple[str, int, bool]]] = {
+    "frame": {"image": ("uint8", 3, True), "gt_mask": ("uint8", 2, False)},
+    "audio": {"samples": ("float32", 1, True)},
+    "job": {"image": ("uint8", 3, True), "gt_mask": ("uint8", 2, False), "audio": ("float32", 2, True),
+            "frame_ring": ("float32", 3, True), "frame_valid": ("float32", 2, True),
+            "segment_ring": ("float32", 3, True), "segment_valid": ("float32", 2, True)},
+    "ready": {"frame_text": ("float32", 2, False), "segment_text": ("float32", 2, False)},
+    "result": {"mask": ("uint8", 2, False), "image": ("uint8", 3, False), "gt_mask": ("uint8", 2, False)},
+    "mask": {"mask": ("uint8", 2, True)},
+    "eos": {},
+}
+MIN_SIDE = 2  # a picture the model, the overlay and H.264 can all use (1-pixel frames crashed the recorder)
+
+
+def validate(kind: str, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Type and range of every header field this kind uses, and the name, dtype, rank and size of
+    every part. Unknown extra header keys are allowed (forward compatibility); unknown parts not."""
+    required, optional = HEADERS[kind]
+    for key in required:
+        if key not in header:
+            raise ProtocolError(f"{kind}: header has no '{key}'")
+    for key, value in header.items():
+        check = required.get(key) or optional.get(key) or COMMON.get(key)
+        if check is not None and not check(value):
+            raise ProtocolError(f"{kind}: header '{key}' = {str(value)[:60]!r} is out of type or range")
+    spec = PARTS[kind]
+    for name, arr in arrays.items():
+        if name not in spec:
+            raise ProtocolError(f"{kind}: unexpected part '{name}'")
+        dtype, ndim, _ = spec[name]
+        if arr.dtype.name != dtype or arr.ndim != ndim:
+            raise ProtocolError(f"{kind}: part '{name}' is {arr.dtype.name} rank {arr.ndim}, must be {dtype} rank {ndim}")
+    # a frame whose parts wait in a shared-memory slot (stream/shm_link.py) carries none yet: its
+    # parts are checked here again, once the receiver has mapped them
+    missing = [n for n, (_, _, req) in spec.items() if req and n not in arrays] if not (kind == "frame" and "shm" in header) else []
+    if missing:
+        raise ProtocolError(f"{kind}: parts {missing} missing")
+    image, mask, gt = arrays.get("image"), arrays.get("mask"), arrays.get("gt_mask")
+    if image is not None and (image.shape[2] != 3 or min(image.shape[:2]) < MIN_SIDE):
+        raise ProtocolError(f"{kind}: image {list(image.shape)} is not RGB of at least {MIN_SIDE}x{MIN_SIDE}")
+    size = image.shape[:2] if image is not None else mask.shape if mask is not None else None
+    for name, other in (("mask", mask), ("gt_mask", gt)):
+        if other is not None and size is not None and other.shape != size:
+            raise ProtocolError(f"{kind}: part '{name}' {list(other.shape)} does not match the frame {list(size)}")
+    if kind == "result" and "error" not in header and mask is None:
+        raise ProtocolError("result: neither a mask nor an error")
+    if kind == "ready" and header["ok"] and not ("frame_text" in arrays and "segment_text" in arrays):
+        raise ProtocolError("ready: ok without frame_text and segment_text")
+
+
+def eos_ok(header: dict[str, Any], token: str | None) -> bool:
+    """An end-of-stream message is obeyed only from the pipeline that owns the stream: it carries
+    the run's token (``Endpoints.token``, shared by the stages of one run and never published)."""
+    return token is None or header.get("token") == token
+
+
+MAX_SEQ_JUMP = 30 * 600  # 10 minutes of frames at 30 fps lost in a row: any bigger jump is forged
+MAX_PTS_JUMP_NS = 600 * 1_000_000_000  # 10 minutes of stream time
+RESYNC = 8  # consistent messages it takes to follow a stream that really jumped
+
+
+class History:
+    """A stream's own recent (seq, pts), against which the next message is judged. A message more
+    than MAX_SEQ_JUMP frames or MAX_PTS_JUMP_NS ahead is refused (one forged number must not
+    hijack ordering or freeze a recording); going back (a restarted source, reordered results) is
+    followed. A stream that really jumped is followed after RESYNC messages consistent with each
+    other, so a refusal can never become permanent."""
+
+    def __init__(self) -> None:
+        self.seq: int | None = None
+        self.pts: int | None = None
+        self.candidate: tuple[int, int] | None = None
+        self.votes = 0
+        self.refused = 0
+        self.resyncs = 0
+
+    @staticmethod
+    def _near(seq: int, pts: int, ref_seq: int, ref_pts: int) -> bool:
+        return seq - ref_seq <= MAX_SEQ_JUMP and pts - ref_pts <= MAX_PTS_JUMP_NS
+
+    def accept(self, seq: int, pts: int) -> bool:
+        if self.seq is None or self._near(seq, pts, self.seq, self.pts):
+            self.seq, self.pts, self.candidate, self.votes = seq, pts, None, 0
+            return True
+        if self.candidate is not None and self._near(seq, pts, *self.candidate) and seq >= self.candidate[0]:
+            self.votes += 1
+        else:
+            self.votes = 1
+        self.candidate = (seq, pts)
+        if self.votes >= RESYNC:
+            self.resyncs += 1
+            self.seq, self.pts, self.candidate, self.votes = seq, pts, None, 0
+            return True
+        self.refused += 1
+        return False
 
 
 def stamps(header: dict[str, Any]) -> dict[str, int]:
@@ -194,4 +353,5 @@ def forward(packet: Packet, name: str) -> tuple[Any, dict]:
     return packet.frames[name], desc
 
 
-__all__ = ["VERSION", "KINDS", "Packet", "ProtocolError", "encode", "decode", "forward", "part", "stamps"]
+__all__ = ["VERSION", "KINDS", "History", "Packet", "ProtocolError", "decode", "encode", "eos_ok", "finite", "forward", "part",
+           "stamps", "validate"]

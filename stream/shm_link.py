@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import Packet, ProtocolError, part
+from .protocol import Packet, ProtocolError, part, validate
 from .shm_ring import RingReader, RingWriter, StaleSlot
 from .stage import warn
 
@@ -75,6 +75,7 @@ class ShmReceiver:
             return True
         try:
             pkt.arrays.update(self.reader.resolve(desc))
+            validate(pkt.kind, {k: v for k, v in pkt.header.items() if k != "shm"}, pkt.arrays)  # the same rules as a payload frame
             counters["shm_frames"] = counters.get("shm_frames", 0) + 1
             return True
         except StaleSlot:

@@ -18,8 +18,8 @@ import zmq
 from .metrics import Gauge, Latencies, Rate
 from .options import SinkOptions
 from .outputs import Display, MaskStore, MetricsLog, Recorder, display_available, render_overlay
-from .protocol import encode, ints_ok
-from .stage import Stage, StageEnv, warn
+from .protocol import RESYNC, History, encode, eos_ok, finite
+from .stage import Stage, StageEnv, StageError, warn
 from .transport import close_socket, open_socket, recv_packet, stamp
 
 # (name, from stamp, to stamp): the per-stage latencies, in pipeline order
@@ -43,13 +43,25 @@ class ReorderBuffer:
         self.last = -1  # seq of the last released result (-1: the chain starts at prev_seq -1)
         self.breaks = 0  # links given up
         self.late = 0  # results that arrived after their place was given up
+        self.late_run = 0  # late results in a row
+        self.resyncs = 0
 
     def push(self, seq: int, prev: int, item: Any, now_ns: int) -> None:
         # The successor of the last release is accepted whatever its number (a restarted source
         # starts again at 0); anything else behind the chain's head is late.
-        if seq in self.items or (seq <= self.last and prev != self.last):
+        if seq in self.items:
             self.late += 1
             return
+        if seq <= self.last and prev != self.last:
+            self.late_run += 1
+            if self.late_run < RESYNC:
+                self.late += 1
+                return
+            # Results keep arriving behind the head: the head was a forged or wild number. Follow
+            # the results instead of discarding the rest of the stream.
+            self.resyncs += 1
+            self.last = prev
+        self.late_run = 0
         self.items[seq] = (now_ns, prev, item)
         self.by_prev[prev] = seq
 
@@ -107,7 +119,11 @@ class SinkStage(Stage):
         self.pull = open_socket(ctx, zmq.PULL, ep, "results", bind=True)
         self.poller = zmq.Poller()
         self.poller.register(self.pull, zmq.POLLIN)
-        self.recorder = Recorder(o.record, fps_hint=o.fps_hint, source_audio=o.record_audio_from) if o.record else None
+        try:  # the paths were checked before the run (graph.check_outputs); this names a late problem
+            self.recorder = Recorder(o.record, fps_hint=o.fps_hint, inputs=(o.record_audio_from,),
+                                     source_audio=o.record_audio_from) if o.record else None
+        except ValueError as exc:
+            raise StageError(f"cannot record: {exc}") from exc
         if self.recorder is not None:
             self.asub = open_socket(ctx, zmq.SUB, ep, "audio", bind=False, hwm=1000, frames=False)
             self.asub.setsockopt(zmq.SUBSCRIBE, b"")
@@ -121,6 +137,7 @@ class SinkStage(Stage):
                 warn(f"no window: {why}")
             else:
                 self.display = Display()
+        self.history = History()
         self.reorder = ReorderBuffer(o.reorder_size, o.reorder_timeout_ms)
         self.max_age_ns = int(o.max_age_ms * 1e6)
         self.delay_s = o.output_delay_ms / 1000
@@ -138,40 +155,28 @@ class SinkStage(Stage):
     def _drain(self) -> None:
         while self.asub is not None and self.asub.poll(0):
             _, pkt = recv_packet(self.asub, self.counters, max_bytes=self.env.endpoints.max_bytes, kinds=("audio", "eos"))
-            if pkt is not None and pkt.kind == "audio" and isinstance(pkt.header.get("first_sample"), int) \
-                    and pkt.arrays.get("samples") is not None and pkt.arrays["samples"].ndim == 1:
-                self.recorder.add_audio(pkt.header["first_sample"], pkt.arrays["samples"])
+            if pkt is not None and pkt.kind == "audio":
+                samples, bad = finite(pkt.arrays["samples"], -1.0, 1.0)  # NaN / Inf would stop the AAC encoder
+                if bad:
+                    self.count("nonfinite_audio_samples", bad)
+                self.recorder.add_audio(pkt.header["first_sample"], samples)
         while self.pull.poll(0):
             _, pkt = recv_packet(self.pull, self.counters, max_bytes=self.env.endpoints.max_bytes, kinds=("result", "eos"))
             if pkt is None:
                 continue
             if pkt.kind == "eos":
-                if not ints_ok(pkt.header):
-                    self.count("malformed")
+                if not eos_ok(pkt.header, self.env.endpoints.token):
+                    self.count("forged_eos")
                     continue
                 self.eos = self.eos or pkt.header
                 continue
-            if not self._valid(pkt):
-                self.count("malformed")
+            if not self.history.accept(pkt.seq, pkt.header["pts_ns"]):
+                self.count("refused_jumps")  # a seq / pts far beyond the stream's own history
                 continue
             self.received += 1
             pkt.header["t"]["sink_recv"] = stamp()
             self.reorder.push(pkt.seq, pkt.header["prev_seq"], pkt, stamp())
         self.depth.set(len(self.reorder.items))
-
-    @staticmethod
-    def _valid(pkt) -> bool:
-        h = pkt.header
-        if not isinstance(h.get("prev_seq"), int) or not isinstance(h.get("t"), dict) or not isinstance(h.get("pts_ns"), int):
-            return False
-        if not all(isinstance(v, int) for v in h["t"].values()) or not isinstance(h.get("dropped_before", 0), int):
-            return False
-        if "error" in h:
-            return True
-        m, img = pkt.arrays.get("mask"), pkt.arrays.get("image")
-        if m is None or m.ndim != 2 or m.dtype != np.uint8:
-            return False
-        return img is None or (img.ndim == 3 and img.shape[2] == 3 and m.shape == img.shape[:2] and img.dtype == np.uint8)
 
     def _deliver(self, pkt) -> None:
         h, t = pkt.header, pkt.header["t"]
@@ -257,7 +262,7 @@ class SinkStage(Stage):
             "dropped_by": {"context_or_transport": c["upstream_dropped"] + tail, "sink_skipped": c["skipped"],
                            "errors": c["errors"], "lost_in_flight": lost},
             "accounted": sent is not None and c["delivered"] + dropped == sent,
-            "reorder_breaks": self.reorder.breaks, "late_results": self.reorder.late,
+            "reorder_breaks": self.reorder.breaks, "late_results": self.reorder.late, "reorder_resyncs": self.reorder.resyncs,
         }
         rep["context"] = eos.get("context", {})
         rep["fps_processed"] = round(self.rate.per_second(), 2)

@@ -18,13 +18,31 @@ import zmq
 
 from engine.spec import SAMPLE_RATE
 
+from .metrics import Histogram
 from .options import FileOptions, SourceOptions, SyntheticOptions
-from .protocol import encode
+from .protocol import MAX_HEADER_BYTES, MIN_SIDE, encode
 from .shm_link import ShmSender
 from .stage import Stage, StageEnv, StageError, sleep_until, warn
 from .transport import close_socket, open_socket, stamp, wait_subscribers
 
 AUDIO_AHEAD_NS = 50_000_000  # recorded media: audio is published this far ahead of the frame just sent
+
+
+def _why(exc: Exception) -> str:
+    """FFmpeg's words without its raw error number ("[Errno 1094995529] ...") or a repeated path."""
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def frame_refusal(image: np.ndarray, max_bytes: int, extra_bytes: int = 0) -> str | None:
+    """Why a picture cannot travel (None if it can): say so at once instead of every frame being
+    dropped downstream while the run ends "successfully" having processed nothing."""
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        return f"frames of {w}x{h} pixels are too small (at least {MIN_SIDE}x{MIN_SIDE}); scale the video up"
+    if image.nbytes + extra_bytes + MAX_HEADER_BYTES > max_bytes:
+        return (f"frames of {w}x{h} are {image.nbytes / 2**20:.0f} MiB, over the {max_bytes >> 20} MiB message limit; "
+                f"scale the video down first (e.g. ffmpeg -i IN -vf scale=1920:-2 OUT)")
+    return None
 
 
 class AVOutput:
@@ -56,6 +74,9 @@ class AVOutput:
                     warn(f"only {got} of {n} subscribers joined {sock.getsockopt(zmq.LAST_ENDPOINT).decode()}")
 
     def frame(self, image: np.ndarray, *, pts_ns: int, capture_ns: int, extras: dict[str, np.ndarray] | None = None) -> int:
+        why = frame_refusal(image, self.env.endpoints.max_bytes, sum(a.nbytes for a in (extras or {}).values()))
+        if why:
+            raise StageError(why)
         seq = self.video_seq
         self.video_seq += 1
         arrays = {"image": image, **(extras or {})}
@@ -88,7 +109,8 @@ class AVOutput:
         """End of stream on both sockets, repeated a few times: PUB may drop a message at the HWM
         and everything downstream waits for this one. Receivers use the first copy."""
         head = {"stream": self.stream, "seq": self.video_seq, "capture_ns": stamp(), "frames_sent": self.video_seq,
-                "last_seq": self.video_seq - 1, "audio_chunks": self.audio_seq, "reason": reason}
+                "last_seq": self.video_seq - 1, "audio_chunks": self.audio_seq, "reason": reason,
+                "token": self.env.endpoints.token}
         msg = encode("eos", head)
         for _ in range(10):
             for sock in (self.video, self.audio):
@@ -112,7 +134,7 @@ class _PacedSource(Stage):
         super().__init__(**options)
         self.out: AVOutput | None = None  # set in open(); close() runs even when open() failed
         self.ended = False
-        self.lateness: list[float] = []
+        self.lateness = Histogram()  # bounded: a list grew by 2.6 million floats a day
 
     def _start(self, env: StageEnv, video_subs: int, audio_subs: int) -> None:
         self.out.wait_ready(video_subs, audio_subs, self.options.subscriber_timeout_s)
@@ -126,16 +148,15 @@ class _PacedSource(Stage):
             return None
         now = stamp()
         if self.realtime:
-            self.lateness.append((now - self.t0 - pts_ns) / 1e6)
+            self.lateness.add((now - self.t0 - pts_ns) / 1e6)
         return now
 
     def _finish(self, reason: str) -> bool:
         if not self.ended:
             self.ended = True
             self.counters.update(self.out.totals(reason, self.t0))
-            if self.lateness:
-                lat = np.asarray(self.lateness)
-                self.counters["late_ms"] = {"p50": round(float(np.percentile(lat, 50)), 3), "max": round(float(lat.max()), 3)}
+            if self.lateness.count:
+                self.counters["late_ms"] = {"p50": round(self.lateness.percentile(50), 3), "max": round(self.lateness.max, 3)}
             self.out.eos(reason)
         return False
 
@@ -241,12 +262,13 @@ class FileSource(_PacedSource):
             warn(f"'{audio_path}' has no audio track: running with silence")
         elif cont.streams.audio:
             self.acont = cont
-            self.aframes = cont.decode(audio=0)
+            self.aframes = self._audio_frames(cont)
             self.resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         else:
             cont.close()
             warn(f"'{audio_path}' has no audio track: running with silence")
         self.audio_next: int | None = None  # absolute index of the next sample to publish
+        self.audio_skip = 0  # samples of skipped (undecodable) packets not yet accounted for
         self.audio_done = self.acont is None and not (self.url and self.audio_queue is not None)
         self.out = AVOutput(ctx, env)
         self.pts0: float | None = None
@@ -263,14 +285,38 @@ class FileSource(_PacedSource):
         try:
             return self.av.open(str(path))
         except (self.av.error.FFmpegError, OSError, ValueError) as exc:
-            raise StageError(f"cannot read media file '{path}': {exc}") from exc
+            raise StageError(f"cannot read media file '{path}': {_why(exc)}") from exc
+
+    def _audio_frames(self, cont):
+        """Decoded audio frames. A packet FFmpeg cannot decode is skipped and counted, leaving a
+        hole of its duration (read as silence downstream), as ffmpeg itself decodes through it:
+        one corrupt packet used to end the whole run."""
+        for packet in cont.demux(audio=0):
+            try:
+                frames = packet.decode()
+            except self.av.error.FFmpegError:
+                self.count("corrupt_audio_packets")
+                if packet.duration and packet.time_base:
+                    self.audio_skip += int(round(float(packet.duration * packet.time_base) * SAMPLE_RATE))
+                continue
+            yield from frames
 
     def _demux_network(self):
         """Video frames of a network stream; its audio frames go to ``audio_queue`` as they arrive
         (a live stream cannot be read ahead: audio comes interleaved with the pictures)."""
         streams = [self.vcont.streams.video[0], *self.vcont.streams.audio[:1]]
         for packet in self.vcont.demux(*streams):
-            for frame in packet.decode():
+            if packet.stream.type == "audio":
+                try:
+                    frames = packet.decode()
+                except self.av.error.FFmpegError:  # a corrupt audio packet: a hole, as in _audio_frames
+                    self.count("corrupt_audio_packets")
+                    if packet.duration and packet.time_base:
+                        self.audio_skip += int(round(float(packet.duration * packet.time_base) * SAMPLE_RATE))
+                    continue
+            else:
+                frames = packet.decode()
+            for frame in frames:
                 if packet.stream.type == "audio":
                     self.audio_queue.append(frame)
                 else:
@@ -284,6 +330,8 @@ class FileSource(_PacedSource):
                 if self.audio_next is None:
                     t = float(frame.time) if frame.time is not None else 0.0
                     data, self.audio_next = _from_time_zero(data, t - (self.pts0 or 0.0))
+                self.audio_next += self.audio_skip
+                self.audio_skip = 0
                 self.out.audio_chunk(data, first_sample=self.audio_next, capture_ns=capture_ns)
                 self.audio_next += data.size
 
@@ -301,13 +349,15 @@ class FileSource(_PacedSource):
             try:
                 frame = next(self.aframes, None)
             except self.av.error.FFmpegError as exc:
-                raise StageError(f"cannot decode audio of '{self.path}': {exc}") from exc
+                raise StageError(f"cannot decode audio of '{self.path}': {_why(exc)}") from exc
             chunks = self.resampler.resample(frame)  # frame None flushes the resampler
             for chunk in chunks:
                 data = chunk.to_ndarray().reshape(-1).astype(np.float32, copy=False)
                 if self.audio_next is None:
                     t = float(frame.time) if frame is not None and frame.time is not None else 0.0
                     data, self.audio_next = _from_time_zero(data, t - (self.pts0 or 0.0))
+                self.audio_next += self.audio_skip  # after a skipped packet: a hole, not shifted audio
+                self.audio_skip = 0
                 self.out.audio_chunk(data, first_sample=self.audio_next, capture_ns=capture_ns)
                 self.audio_next += data.size
             if frame is None:
@@ -320,7 +370,7 @@ class FileSource(_PacedSource):
         try:
             frame = next(self.vframes, None)
         except self.av.error.FFmpegError as exc:
-            raise StageError(f"cannot decode video of '{self.path}': {exc}") from exc
+            raise StageError(f"cannot decode video of '{self.path}': {_why(exc)}") from exc
         if frame is None:
             return self._finish("end")
         t = float(frame.time) if frame.time is not None else self.out.video_seq / 30.0
@@ -330,6 +380,10 @@ class FileSource(_PacedSource):
         if self.limit_s is not None and pts_ns >= self.limit_s * 1e9:
             return self._finish("end")
         image = frame.to_ndarray(format="rgb24")
+        turn = int(round((getattr(frame, "rotation", 0) or 0) / 90)) % 4  # display matrix: degrees counterclockwise
+        if turn:  # a phone video held upright: the model sees it as a person would, like ffmpeg shows it
+            image = np.ascontiguousarray(np.rot90(image, turn))
+            self.counters["rotated_deg"] = turn * 90
         capture = self._release(pts_ns)
         if capture is None:
             return self._finish("stopped")

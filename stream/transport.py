@@ -23,6 +23,7 @@ from .protocol import ProtocolError, decode
 # Links of the graph: who binds, which socket types. Producers of frames bind (they are the stable
 # end); workers connect (they come and go).
 LINKS = ("video", "audio", "jobs", "results", "masks")
+MAX_SUBSCRIPTION_BYTES = 4096  # a subscription is a kind prefix; CURVE handshake commands (~300 bytes) must fit too
 
 
 @dataclass
@@ -62,6 +63,23 @@ class Security:
         (sp, ss), (cp, cs) = (zmq.auth.load_certificate(paths[w]) for w in ("server", "client"))
         return cls(sp, ss, cp, cs)
 
+    @classmethod
+    def load(cls, folder: str) -> Security:
+        """Keys made by ``icf-stream keys`` (never created here: a missing key is a mistake to report)."""
+        import zmq.auth
+
+        paths = [os.path.join(folder, f"{who}.key_secret") for who in ("server", "client")]
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+            raise RuntimeError(f"no CURVE keys {missing}; make them with: icf-stream keys --out {folder}")
+        try:
+            (sp, ss), (cp, cs) = (zmq.auth.load_certificate(p) for p in paths)
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(f"cannot read the CURVE keys in {folder}: {exc}") from exc
+        if ss is None or cs is None:
+            raise RuntimeError(f"the key files in {folder} hold no secret key; make them with: icf-stream keys --out {folder}")
+        return cls(sp, ss, cp, cs)
+
     def to_dict(self) -> dict[str, str]:
         return {k: getattr(self, k).decode() for k in ("server_public", "server_secret", "client_public", "client_secret")}
 
@@ -80,10 +98,36 @@ class Endpoints:
     hwm: int = 4  # messages per socket direction on frame links
     max_bytes: int = 32 * 1024 * 1024
     kernel_buffer: int = 2 * 1024 * 1024  # SO_SNDBUF / SO_RCVBUF on frame links (ipc / tcp)
+    send_timeout_ms: int = 10_000  # every send has a deadline: a blocking send to a dead peer raises zmq.Again
     extra: dict[str, Any] = field(default_factory=dict)
+    # Shared by the stages of one run, never published: an end-of-stream message must carry it, so
+    # a peer on the network cannot stop the pipeline with a forged EOS. None: not checked.
+    token: str | None = None
 
     def __getitem__(self, link: str) -> str:
         return self.addresses[link]
+
+
+def make_keys(folder: str, force: bool = False) -> dict[str, str]:
+    """CURVE key files for a pipeline and its subscribers (zmq.auth format, secret files 0600):
+    server.key / server.key_secret (the binding ends: publish / link sockets), client.key /
+    client.key_secret (connecting ends and external subscribers). Returns {file: public key}."""
+    import zmq.auth
+
+    if not zmq.has("curve"):
+        raise RuntimeError("this libzmq was built without CURVE")
+    names = [f"{who}.{ext}" for who in ("server", "client") for ext in ("key", "key_secret")]
+    existing = [n for n in names if os.path.exists(os.path.join(folder, n))]
+    if existing and not force:
+        raise RuntimeError(f"{folder} already holds {existing}; keep them, or replace them with --force "
+                           "(every machine and subscriber then needs the new files)")
+    os.makedirs(folder, exist_ok=True)
+    out = {}
+    for who in ("server", "client"):
+        public, secret = zmq.auth.create_certificates(folder, who)
+        os.chmod(secret, 0o600)
+        out[public] = zmq.auth.load_certificate(public)[0].decode()
+    return out
 
 
 def free_tcp_port(host: str = "127.0.0.1") -> int:
@@ -119,10 +163,15 @@ def open_socket(ctx: zmq.Context, kind: int, endpoints: Endpoints, link: str, *,
     if identity is not None:
         sock.setsockopt(zmq.ROUTING_ID, identity)
     sock.setsockopt(zmq.SNDHWM, hwm)
+    sock.setsockopt(zmq.SNDTIMEO, endpoints.send_timeout_ms)
     sock.setsockopt(zmq.RCVHWM, hwm)
     # Hard cap in libzmq (it disconnects a peer that exceeds it, so memory stays bounded); messages
     # between max_bytes and the cap are received, then dropped and counted as oversized.
     sock.setsockopt(zmq.MAXMSGSIZE, 2 * endpoints.max_bytes)
+    if kind in (zmq.PUB, zmq.XPUB):
+        # all a publisher ever receives is subscriptions and handshakes: 100 subscriptions of
+        # 1 MB took a source to 4.9 GB. A peer that sends more is disconnected by libzmq.
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION_BYTES)
     addr = address or (endpoints.bind.get(link) if bind else None) or endpoints[link]
     if frames and not addr.startswith("inproc://"):
         sock.setsockopt(zmq.SNDBUF, endpoints.kernel_buffer)

@@ -17,11 +17,13 @@ import zmq
 from .hearing import Hearing, silence_reference
 from .models import model_geometry, open_backend, warm_up
 from .options import WorkerOptions
-from .protocol import encode, forward, ints_ok, stamps
+from .protocol import encode, eos_ok, finite, forward, stamps
 from .resize import resize_frame
 from .stage import Stage, StageEnv, StageError
 from .transport import close_socket, open_socket, recv_packet, stamp
 
+SEND_TIMEOUT_S = 10.0  # a peer that takes nothing for this long is gone
+STARTUP_TIMEOUT_NS = 120 * 10**9
 STATE = ("audio", "frame_ring", "frame_valid", "segment_ring", "segment_valid")
 GEOMETRY_KEYS = ("width", "frame_ring", "segment_ring", "audio_samples")
 
@@ -53,6 +55,7 @@ class WorkerCore:
         self.hearing = Hearing(silence_reference(self.backend), self.names)  # "nothing" / "unsure" (stream/hearing.py)
         self.jobs = 0
         self.errors = 0
+        self.nonfinite = 0  # non-finite input values replaced by 0
 
     def geometry(self) -> dict[str, int]:
         return {k: self.geo[k] for k in GEOMETRY_KEYS}
@@ -79,7 +82,10 @@ class WorkerCore:
         h, w = self.geo["image_size"]
         small = resize_frame(arrays["image"], (w, h), self.resize)
         x = small.transpose(2, 0, 1)[None].astype(np.float32) * np.float32(1 / 255)
-        inputs = {"image": x, **{k: arrays[k] for k in STATE}}
+        inputs = {"image": x}
+        for k in STATE:  # a job from the wire may carry NaN / Inf: never let it reach the model
+            inputs[k], bad = finite(arrays[k])
+            self.nonfinite += bad
         t["pre_done"] = stamp()
         return inputs
 
@@ -111,19 +117,33 @@ class ResultSender:
     the worker, which then takes no new job, so frames are dropped at the context (newest wins)
     instead of queueing anywhere."""
 
-    def __init__(self, ctx: zmq.Context, env: StageEnv, counters: dict, send_image: bool = True) -> None:
+    def __init__(self, ctx: zmq.Context, env: StageEnv, counters: dict, send_image: bool = True,
+                 send_timeout_s: float = SEND_TIMEOUT_S) -> None:
         self.env, self.counters = env, counters
+        self.send_timeout_ns = int(send_timeout_s * 1e9)
+        self.sent_any = False
         self.send_image = send_image  # the frame goes back only when the sink draws on it (record / display)
         self.push = open_socket(ctx, zmq.PUSH, env.endpoints, "results", bind=False)
         self.push.setsockopt(zmq.SNDTIMEO, 200)
 
     def send(self, msg: list) -> None:
+        """Blocks while the sink is slow, never longer than the deadline: a sink that takes nothing
+        for ``send_timeout_s`` is gone, and this stage ends with an error naming it (a node
+        whose sink died used to retry forever)."""
+        # before the first result got through, the sink may simply not have started yet (nodes of
+        # a graph start in any order): wait as long as a source waits for its subscribers
+        wait_ns = self.send_timeout_ns if self.sent_any else max(self.send_timeout_ns, STARTUP_TIMEOUT_NS)
+        deadline = stamp() + wait_ns
         while not self.env.abort.is_set():
             try:
                 self.push.send_multipart(msg, copy=False)
+                self.sent_any = True
                 return
             except zmq.Again:
                 self.counters["result_send_waits"] = self.counters.get("result_send_waits", 0) + 1
+                if stamp() > deadline:
+                    raise StageError(f"the sink at {self.env.endpoints['results']} took no result for "
+                                     f"{wait_ns / 1e9:g} s: it is gone (start it, or check the address)") from None
 
     def result(self, core: WorkerCore, head: dict, pkt, t: dict, outcome) -> None:
         """The result message for a job: mask + the frame's image and gt forwarded untouched, or an
@@ -178,7 +198,10 @@ class WorkerStage(Stage):
         head = {"stream": self.env.stream_id, "seq": max(seq, 0), "capture_ns": stamp(), "job": seq, "ok": texts is not None,
                 "worker": self.name, "geometry": self.core.geometry()}
         arrays = {"frame_text": texts[0], "segment_text": texts[1]} if texts is not None else {}
-        self.dealer.send_multipart([b"", *encode("ready", head, arrays)])
+        try:
+            self.dealer.send_multipart([b"", *encode("ready", head, arrays)])
+        except zmq.Again:
+            raise StageError(f"the segmenter at {self.env.endpoints['jobs']} takes no message: it is gone") from None
 
     def process(self) -> bool:
         if not self.dealer.poll(100):
@@ -188,8 +211,8 @@ class WorkerStage(Stage):
             self._ready(-1, None)  # keep our credit: the context must not wait on a message it never sent
             return True
         if pkt.kind == "eos":
-            if not ints_ok(pkt.header):
-                self.count("malformed")
+            if not eos_ok(pkt.header, self.env.endpoints.token):
+                self.count("forged_eos")
                 self._ready(-1, None)
                 return True
             self.sender.send(encode("eos", dict(pkt.header, worker=self.name)))
@@ -199,8 +222,6 @@ class WorkerStage(Stage):
         t["wrk_recv"] = stamp()
         head = {k: pkt.header.get(k) for k in ("stream", "seq", "capture_ns", "pts_ns", "prev_seq", "dropped_before")}
         try:
-            if not isinstance(head["pts_ns"], int) or not isinstance(head["prev_seq"], int):
-                raise ValueError("job header lacks pts_ns / prev_seq")
             self.core.check(pkt.arrays)
             outcome = self.core.run(pkt.arrays, t)
         except Exception as exc:  # noqa: BLE001 - a bad job or a backend failure costs one frame, not the worker

@@ -13,7 +13,9 @@ from typing import Any
 
 CLASS_NAMES: list[str] = ["guitar", "dog", "siren", "piano", "bird", "drum", "car", "baby"]
 SAMPLE_RATE = 16_000  # Hz, mono; the model's front end (VGGish) expects exactly this
-MODES = ("single", "multi", "silence", "offscreen", "semantic", "mixed", "conflict")
+MODES = ("single", "multi", "silence", "offscreen", "semantic", "mixed", "conflict", "biased", "prior-conflict")
+# v2 modes: biased = mixed with class priors and no off-screen sound (the shortcut training stream);
+# prior-conflict = scenes where a usually-sounding class is in view and silent while another object sounds.
 
 
 @dataclass(frozen=True)
@@ -25,9 +27,17 @@ class SceneConfig:
     fps: int = 30  # frames per second of clips and of the live stream
     mode: str = "single"  # one of MODES: single (S4-like), multi (MS3-like), silence, offscreen,
     #   semantic (AVSS-like: single or multi per clip), mixed (training blend), conflict (= single, conflict=True)
-    bias: float = 0.5  # probability that the most salient (largest, front-most) object is the one sounding
+    bias: float = 0.5  # probability that the most salient (largest, front-most) object is the one sounding;
+    #   in multi mode each other visible object sounds with 1 - bias (0.5 at the default, as in v1);
+    #   with priors=True it is instead the chance a LOUD class sounds when in view (QUIET classes: 1 - bias)
+    priors: bool = False  # class-level priors (synthavs.priors): LOUD classes nearly always sound, QUIET ones rarely,
+    #   and a silent companion (a QUIET class) often shares the scene with a LOUD one; salience is then class-blind
+    companion_prob: float = 0.7  # priors: chance a scene with a LOUD class also shows its silent companion
+    offscreen: bool = True  # mixed / biased: False = no off-screen sound anywhere in the stream (silence events stay)
+    mix: float = 0.0  # frame mixing stressor: this fraction of clip() frames shows another clip's frame (exact over clips)
     conflict: bool = False  # bias-conflicting split: the salient object never sounds, a less salient one does
-    snr_db: tuple[float, float] = (10.0, 30.0)  # per-clip signal-to-noise ratio range of the added noise (dB)
+    snr_db: tuple[float, float] = (10.0, 30.0)  # per-clip SNR range (dB) of the added noise, measured against the
+    #   clip's own sounding samples (silent clips: against SOURCE_RMS); (inf, inf) = clean
     max_objects: int = 3  # at most this many class objects in view (1..4)
     min_objects: int = 1  # at least this many (conflict scenes always have >= 2)
     num_classes: int = 8  # K: classes used, the first K of CLASS_NAMES (1..8)
@@ -53,6 +63,12 @@ class SceneConfig:
             problems.append(f"frame {self.width}x{self.height} is too small (>= 32x32)")
         if self.fps < 1 or self.episode_seconds < 1:
             problems.append("fps and episode_seconds must be >= 1")
+        if not 0.0 <= self.mix < 1.0:
+            problems.append(f"mix {self.mix} must lie in [0, 1): the fraction of frames taken from other clips")
+        if not 0.0 <= self.companion_prob <= 1.0:
+            problems.append(f"companion_prob {self.companion_prob} must lie in [0, 1]")
+        if self.priors_on and self.num_classes != len(CLASS_NAMES):
+            problems.append(f"class priors need all {len(CLASS_NAMES)} classes (num_classes={self.num_classes})")
         if len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]:
             problems.append(f"snr_db {self.snr_db} must be (low, high)")
         if problems:
@@ -60,7 +76,15 @@ class SceneConfig:
 
     @property
     def conflicting(self) -> bool:
-        return self.conflict or self.mode == "conflict"
+        return self.conflict or self.mode in ("conflict", "prior-conflict")
+
+    @property
+    def priors_on(self) -> bool:
+        return self.priors or self.mode in ("biased", "prior-conflict")
+
+    @property
+    def offscreen_on(self) -> bool:
+        return self.offscreen and self.mode != "biased"
 
     @property
     def class_names(self) -> list[str]:

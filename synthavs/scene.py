@@ -13,16 +13,18 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from . import priors as class_priors
 from .config import SAMPLE_RATE, SceneConfig
 from .looks import background, instance_sprite
 from .render import render_frame
 from .sounds import SOURCE_RMS, _noise, class_sound, gate
 
 _MIXED_MODES = (("single", 0.45), ("multi", 0.3), ("silence", 0.125), ("offscreen", 0.125))
+_DONOR_BASE = 1_000_000_007  # frame mixing: clip i borrows frames from clip _DONOR_BASE + i (never a dataset clip)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class ScenePlan:
     background: np.ndarray  # uint8 [H, W, 3]
     noise_rms: float
     noise_seed: int
+    prior: int = -1  # class priors: the instance of the LOUD (usually sounding) class in view, else -1
 
 
 @dataclass
@@ -68,6 +71,13 @@ class Clip:
     mode: str  # the resolved mode of this clip
     classes_in_view: tuple[int, ...]  # visible classes, salient first
     offscreen: np.ndarray  # bool [seconds]: an off-screen source is heard and no visible one is
+    objects: np.ndarray | None = None  # uint8 [T, H, W]: instance index + 1 owning each pixel (0 = background,
+    #   and 0 everywhere on spliced frames); classes of instances in ``object_classes``
+    object_classes: tuple[int, ...] = ()  # class of every instance of the plan (off-screen ones too)
+    salient: int = 0  # instance index of the salient object
+    prior: int = -1  # instance index of the prior (LOUD-class) object, -1 without class priors
+    active: np.ndarray | None = None  # bool [n_instances, seconds]: the plan's sounding instances
+    spliced: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # bool [T]: frame from another clip
 
 
 @dataclass
@@ -107,26 +117,36 @@ class SceneGenerator:
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, index])
         conflict = cfg.conflicting
-        mode = "single" if cfg.mode == "conflict" else cfg.mode
+        priors = cfg.priors_on
+        mode = {"conflict": "single", "prior-conflict": "single", "biased": "mixed"}.get(cfg.mode, cfg.mode)
         events = mode == "mixed"
         if mode == "mixed":
-            names, probs = zip(*_MIXED_MODES)
-            mode = str(rng.choice(names, p=probs))
+            blend = [(m, p) for m, p in _MIXED_MODES if cfg.offscreen_on or m != "offscreen"]
+            names, probs = zip(*blend)
+            mode = str(rng.choice(names, p=np.asarray(probs) / sum(probs)))
         elif mode == "semantic":
             mode = str(rng.choice(["single", "multi"]))
         k = cfg.num_classes
-        lo = max(cfg.min_objects, 2 if conflict else 1)
+        # conflict scenes need a silent object and a sounding one; prior-conflict shows three (the prior
+        # object, its companion, one more) so a rule that paints the salient or every object scores low
+        lo = max(cfg.min_objects, 3 if cfg.mode == "prior-conflict" else 2 if conflict else 1)
         n_visible = int(rng.integers(min(lo, cfg.max_objects), cfg.max_objects + 1))
-        want_offscreen = mode == "offscreen" or events
+        want_offscreen = mode == "offscreen" or (events and cfg.offscreen_on)
         n_visible = min(n_visible, k - 1) if want_offscreen and k > 1 else min(n_visible, k)
         n_total = n_visible + (1 if want_offscreen and k > n_visible else 0)
-        classes = rng.choice(k, size=n_total, replace=False)
+        prior = -1
+        if priors:  # silence / off-screen scenes look like the rest of the stream
+            classes, prior = class_priors.choose_classes(
+                rng, n_visible, n_total, conflict=conflict, companion_prob=cfg.companion_prob
+            )
+        else:
+            classes = rng.choice(k, size=n_total, replace=False)
         h, w = cfg.height, cfg.width
         short = min(h, w)
         instances = []
         for i, c in enumerate(classes):
             visible = i < n_visible
-            side = short * (rng.uniform(0.4, 0.52) if i == 0 else rng.uniform(0.2, 0.3))
+            side = short * (rng.uniform(0.4, 0.52) if i == 0 else rng.uniform(0.2, 0.3))  # instance 0 = salient
             margin = side * 0.35  # centres stay this far inside: objects may clip the border a little
             instances.append(
                 Instance(
@@ -145,11 +165,12 @@ class SceneGenerator:
                     gain=float(rng.uniform(0.7, 1.2)),
                 )
             )
-        active = self._sounding(rng, mode, conflict, events, n_visible, n_total, seconds)
+        classes = np.asarray(classes)
+        active = self._sounding(rng, mode, conflict, events, n_visible, n_total, seconds, classes if priors else None, prior)
         n_distract = int(rng.integers(cfg.distractors[0], cfg.distractors[1] + 1))
         bg = np.clip(background(rng, h, w, n_distract), 0, 255).astype(np.uint8)
-        snr = float(rng.uniform(*cfg.snr_db))
-        return ScenePlan(
+        snr = float(cfg.snr_db[0]) if cfg.snr_db[0] == cfg.snr_db[1] else float(rng.uniform(*cfg.snr_db))
+        plan = ScenePlan(
             index=index,
             seconds=seconds,
             mode=mode,
@@ -157,11 +178,25 @@ class SceneGenerator:
             instances=tuple(instances),
             active=active,
             background=bg,
-            noise_rms=SOURCE_RMS * 10 ** (-snr / 20),
+            noise_rms=0.0,
             noise_seed=int(rng.integers(0, 2**31 - 1)),
+            prior=prior,
         )
+        return replace(plan, noise_rms=self._signal_rms(plan) * 10 ** (-snr / 20))
 
-    def _sounding(self, rng, mode: str, conflict: bool, events: bool, n_vis: int, n_total: int, seconds: int) -> np.ndarray:
+    def _signal_rms(self, plan: ScenePlan) -> float:
+        """RMS of the clean soundtrack over the segments where something sounds (SOURCE_RMS when none):
+        the reference the SNR knob is measured against, so ``snr=20`` is 20 dB on the generated audio."""
+        on = plan.active.any(axis=0)
+        if not on.any():
+            return SOURCE_RMS
+        clean = self.plan_audio(plan, 0, plan.seconds * SAMPLE_RATE, noise=False).astype(np.float64)
+        keep = np.repeat(on, SAMPLE_RATE)
+        return float(np.sqrt(np.mean(clean[keep] ** 2)))
+
+    def _sounding(
+        self, rng, mode: str, conflict: bool, events: bool, n_vis: int, n_total: int, seconds: int, classes, prior: int
+    ) -> np.ndarray:
         """active[i, s]: instance i sounds in segment s. Sticky: a choice is redrawn with switch_prob."""
         cfg = self.config
         active = np.zeros((n_total, seconds), bool)
@@ -170,12 +205,17 @@ class SceneGenerator:
         for s in range(seconds):
             if current is None or rng.random() < cfg.switch_prob:
                 pick = np.zeros(n_total, bool)
-                if mode == "single":
+                if classes is not None and mode in ("single", "multi"):
+                    pick = class_priors.pick_sounding(
+                        rng, mode=mode, conflict=conflict, classes=classes, prior=prior, n_vis=n_vis, n_total=n_total,
+                        bias=cfg.bias,
+                    )  # fmt: skip
+                elif mode == "single":
                     salient = n_vis == 1 or (not conflict and rng.random() < cfg.bias)
                     pick[0 if salient else int(rng.choice(others))] = True
                 elif mode == "multi":
                     pick[0] = (not conflict) and (n_vis == 1 or rng.random() < cfg.bias)
-                    pick[1:n_vis] = rng.random(n_vis - 1) < 0.5
+                    pick[1:n_vis] = rng.random(n_vis - 1) < (0.5 if conflict else 1.0 - cfg.bias)  # v1: always 0.5
                     if not pick.any():  # MS3 segments always have a source
                         pick[int(rng.choice(others)) if len(others) else 0] = True
                 elif mode == "offscreen" and n_total > n_vis:
@@ -184,7 +224,7 @@ class SceneGenerator:
             seg = current.copy()
             if events and mode in ("single", "multi") and rng.random() < cfg.event_prob:
                 seg[:] = False
-                if n_total > n_vis and rng.random() < 0.5:
+                if n_total > n_vis and cfg.offscreen_on and rng.random() < 0.5:
                     seg[n_vis] = True
             active[:, s] = seg
         return active
@@ -208,6 +248,10 @@ class SceneGenerator:
 
     def render(self, plan: ScenePlan, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(image uint8 [H, W, 3], mask uint8 [H, W], semantic uint8 [H, W]) at clip time t."""
+        return self.render_owner(plan, t)[:3]
+
+    def render_owner(self, plan: ScenePlan, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """render() plus owner int16 [H, W]: the instance index on top of each pixel, -1 background."""
         seg = min(int(t), plan.seconds - 1)
         geometry = self._geometry(plan, t)
         sprites = [plan.instances[i].sprite for i, *_ in geometry]
@@ -217,11 +261,12 @@ class SceneGenerator:
             if plan.active[i, seg] and inst.visible:
                 lut[i + 1] = inst.cls + 1
         semantic = lut[owner + 1]
-        return image, (semantic > 0).astype(np.uint8), semantic
+        return image, (semantic > 0).astype(np.uint8), semantic, owner
 
     # ---------------- audio ----------------
-    def plan_audio(self, plan: ScenePlan, start: int, n: int) -> np.ndarray:
-        """Samples [start, start + n) of the plan's soundtrack (outside the clip: noise only)."""
+    def plan_audio(self, plan: ScenePlan, start: int, n: int, *, noise: bool = True) -> np.ndarray:
+        """Samples [start, start + n) of the plan's soundtrack (outside the clip: noise only).
+        ``noise=False``: the clean sources alone (what the SNR is measured against)."""
         t = (start + np.arange(n)) / SAMPLE_RATE
         out = np.zeros(n, np.float64)
         for i, inst in enumerate(plan.instances):
@@ -232,7 +277,8 @@ class SceneGenerator:
             if len(on):
                 seed = plan.noise_seed + 7919 * (i + 1)
                 out[on] += inst.gain * g[on] * class_sound(inst.cls, t[on], pitch=inst.pitch, offset=inst.offset, seed=seed)
-        out += _noise(t, plan.noise_seed) * (np.sqrt(3.0) * plan.noise_rms)  # uniform noise with that RMS
+        if noise and plan.noise_rms > 0:
+            out += _noise(t, plan.noise_seed) * (np.sqrt(3.0) * plan.noise_rms)  # uniform noise with that RMS
         return np.clip(out, -1.0, 1.0).astype(np.float32)
 
     # ---------------- public API ----------------
@@ -249,8 +295,13 @@ class SceneGenerator:
         frames = np.empty((len(idx), cfg.height, cfg.width, 3), np.uint8)
         masks = np.empty((len(idx), cfg.height, cfg.width), np.uint8)
         semantic = np.empty_like(masks)
+        objects = np.empty_like(masks)
         for j, t in enumerate(times):
-            frames[j], masks[j], semantic[j] = self.render(plan, float(t))
+            frames[j], masks[j], semantic[j], owner = self.render_owner(plan, float(t))
+            objects[j] = (owner + 1).astype(np.uint8)
+        spliced = self.spliced_frames(index, len(idx))
+        if spliced.any():
+            self._splice(plan, index, times, spliced, frames, masks, semantic, objects)
         return Clip(
             frames=frames,
             audio=self.plan_audio(plan, 0, seconds * SAMPLE_RATE),
@@ -263,7 +314,42 @@ class SceneGenerator:
             mode=plan.mode,
             classes_in_view=tuple(inst.cls for inst in plan.instances if inst.visible),
             offscreen=self._offscreen(plan),
+            objects=objects,
+            object_classes=tuple(inst.cls for inst in plan.instances),
+            salient=0,
+            prior=plan.prior,
+            active=plan.active,
+            spliced=spliced,
         )
+
+    def spliced_frames(self, index: int, n_frames: int) -> np.ndarray:
+        """bool [n_frames]: which frames of clip ``index`` come from another clip (frame mixing).
+        Clip i gets floor(m n (i + 1)) - floor(m n i) of them (m = config.mix), so clips 0..N-1 hold
+        exactly floor(m n N) spliced frames: the ratio is exact whenever m n N is a whole number."""
+        mix = self.config.mix
+        out = np.zeros(n_frames, bool)
+        if mix <= 0 or n_frames == 0:
+            return out
+        count = int(np.floor(round(mix * n_frames * (index + 1), 9))) - int(np.floor(round(mix * n_frames * index, 9)))
+        rng = np.random.default_rng([self.config.seed, index, 0x5E1])
+        out[rng.choice(n_frames, size=count, replace=False)] = True
+        return out
+
+    def _splice(self, plan: ScenePlan, index: int, times, spliced, frames, masks, semantic, objects) -> None:
+        """Replace the spliced frames by the donor clip's frames at the same times. The soundtrack stays
+        the host's, so the ground truth there is the donor's objects of a class the host audio plays."""
+        donor = self.plan(_DONOR_BASE + index, plan.seconds)
+        heard = self._class_sounding(plan)
+        for j in np.flatnonzero(spliced):
+            t = float(times[j])
+            image, _, _, owner = self.render_owner(donor, t)
+            cls = np.array([inst.cls for inst in donor.instances] + [-1])[owner]  # owner -1 -> class -1
+            seg = min(int(t), plan.seconds - 1)
+            on = np.isin(cls, np.flatnonzero(heard[seg]))
+            frames[j] = image
+            masks[j] = on
+            semantic[j] = np.where(on, cls + 1, 0)
+            objects[j] = 0
 
     def _class_sounding(self, plan: ScenePlan) -> np.ndarray:
         out = np.zeros((plan.seconds, self.config.num_classes), bool)

@@ -3,6 +3,7 @@
     icf-train synth --out DIR --mode single --seed 0 --count 100 --format avsbench-s4
     icf-train fit [--config synthavs] [--key=value ...] [--resume]     # no --config on a CPU: the CPU recipe
     icf-train eval --data synthavs:conflict,split=test --weights weights/icf-lite-synthavs.safetensors --json out.json
+    icf-train eval --data synthavs:prior-conflict --compare A.safetensors B.safetensors
 
 Multi-GPU / multi-process: torchrun --nproc_per_node=N -m training fit --config ...
 """
@@ -82,10 +83,26 @@ def add_eval(sub) -> None:
     except ImportError:
         SHIPPED = "weights/icf-lite-synthavs.safetensors"  # noqa: N806 - an install older than weights/__init__.py
 
-    e = sub.add_parser("eval", help="evaluate a checkpoint",
-                       description="Evaluate a checkpoint: mIoU / F (official AVSBench definitions) and the empty rate.")
+    e = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint, or compare two",
+        description="Evaluate a checkpoint: mIoU / F (official AVSBench definitions) and the empty rate. "
+        "SynthAVS specs also print the listening rows (audio swap follow rate, salient capture, IoU by object size, "
+        "shuffled and silent audio, prior capture on conflict frames) and the reference rows of two models that "
+        "never listen (salient-only, all-objects), computed from ground truth.",
+    )
     e.add_argument("--data", required=True, action="append", help=DATA_HELP + "; repeat for several")
-    e.add_argument("--weights", default=str(SHIPPED), help="checkpoint .safetensors (default: the shipped weights)")
+    who = e.add_mutually_exclusive_group()
+    who.add_argument("--weights", default=str(SHIPPED), help="checkpoint .safetensors (default: the shipped weights)")
+    who.add_argument(
+        "--compare", nargs=2, metavar=("A", "B"),
+        help="two checkpoints on the same clips: paired bootstrap 95%% interval of A - B (mIoU, F, listening rates)",
+    )  # fmt: skip
+    e.add_argument(
+        "--listening", default=None, choices=["full", "basic", "off"],
+        help="SynthAVS listening rows: full (swap test, shuffled/silent audio, references; ~6 passes), basic (model + "
+        "reference rows, 1 pass), off. Default full, or basic with --compare",
+    )  # fmt: skip
     e.add_argument("--json", default="", help="write the results here")
     e.add_argument("--split", default="test", help="split for path specs (default test)")
     e.add_argument("--clips", type=non_negative_int, default=0, help="evaluate only the first N clips (SynthAVS default 200)")
@@ -208,15 +225,27 @@ def cmd_eval(args) -> int:
     from .evaluate import evaluate_spec, format_table, write_json
     from .run_setup import pick_device
 
-    if not Path(args.weights).is_file():
-        raise UserError(f"weights file {args.weights} not found")
+    for w in args.compare or [args.weights]:  # every checkpoint checked before a model or data loader is built
+        if not Path(w).is_file():
+            raise UserError(f"weights file {w} not found")
     device = pick_device(args.device)
-    rows = [
-        evaluate_spec(args.weights, spec, device=device, split=args.split, clips=args.clips, batch_size=args.batch_size,
-                      workers=args.workers, progress=not args.quiet)
-        for spec in args.data
-    ]
-    print(format_table(rows, title=f"{args.weights}"))
+    common = dict(device=device, split=args.split, clips=args.clips, batch_size=args.batch_size, workers=args.workers,
+                  progress=not args.quiet)
+    if args.compare:
+        from .evaluate import compare_specs, format_compare
+
+        rows = compare_specs(*args.compare, args.data, listening=args.listening or "basic", **common)
+        print(format_compare(rows))
+    else:
+        from .evaluate import format_listening
+
+        rows = [evaluate_spec(args.weights, spec, listening=args.listening or "full", **common) for spec in args.data]
+        print(format_table(rows, title=f"{args.weights}"))
+        listening = format_listening(rows)
+        if listening:
+            print("\nlistening (prior capture: conflict frames whose silent prior object is >= 50% painted; follow: "
+                  "swap-test frames with IoU > 0.5 to the played object)\n")  # fmt: skip
+            print(listening)
     if args.json:
         write_json(args.json, rows if len(rows) > 1 else rows[0])
     return 0

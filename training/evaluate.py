@@ -2,7 +2,8 @@
 
 One clip at a time goes into the meters, so binary numbers follow the official protocol (the
 test batch is one video). Used by ``icf-train eval``, by validation inside ``fit`` and by the
-experiment script.
+experiment script. SynthAVS specs also get the listening rows of training.listening (audio swap,
+shuffled / silent audio, ground-truth reference "models"); ``compare_specs`` pairs two weights.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import torch
 
 import model
 
-from .data import build_dataset, collate, prepare_batch
+from .data import SynthDataset, build_dataset, collate, prepare_batch
 from .metrics import BinaryMeter, SemanticMeter
+
+LISTENING = ("full", "basic", "off")  # eval --listening: every row, model + reference rows only, none
 
 
 @torch.no_grad()
@@ -28,8 +31,11 @@ def evaluate(
     workers: int = 2,
     amp: torch.dtype | None = None,
     max_clips: int = 0,
+    per_clip: bool = False,
     progress: bool = False,
 ) -> dict:
+    """Official numbers over the first ``max_clips`` clips; ``per_clip`` adds the per-clip mIoU / F
+    lists (binary data) that paired comparisons need."""
     was_training = net.training
     net.eval()
     semantic = net.config.semantic
@@ -58,6 +64,8 @@ def evaluate(
     net.train(was_training)
     result = meter.result()
     result["clips"] = n
+    if per_clip and not semantic:
+        result["per_clip"] = {"mIoU": list(meter.iou), "F": list(meter.f)}
     return result
 
 
@@ -70,16 +78,54 @@ def evaluate_spec(
     clips: int = 0,
     batch_size: int = 8,
     workers: int = 2,
+    listening: str = "full",
+    per_clip: bool = False,
     progress: bool = False,
 ) -> dict:
-    """Loads a checkpoint and evaluates it on a data spec at the checkpoint's image size."""
+    """Loads a checkpoint and evaluates it on a data spec at the checkpoint's image size. SynthAVS
+    specs add ``listening`` rows (training.listening) unless listening="off"; the data's seed is
+    recorded in the result."""
+    if listening not in LISTENING:
+        raise ValueError(f"listening '{listening}' must be one of {list(LISTENING)}")
     net = model.load_checkpoint(weights).to(device)
     size = tuple(net.config.image_size)
     frames = 5
     dataset = build_dataset(spec, split=split, size=size, frames=frames, length=clips or 200, bias=0.5)
     amp = torch.bfloat16 if device.type == "cuda" else None
-    result = evaluate(net, dataset, device=device, batch_size=batch_size, workers=workers, amp=amp, max_clips=clips, progress=progress)
+    if isinstance(dataset, SynthDataset) and listening != "off" and not net.config.semantic:
+        # the listening pass already runs every clip as generated: it feeds the official meter too
+        from synthavs import SceneGenerator
+
+        from .listening import listening_report
+
+        n = len(dataset) if clips <= 0 else min(clips, len(dataset))
+        meter = BinaryMeter()
+        net.eval()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n, desc="eval", unit="clip", dynamic_ncols=True, mininterval=1.0)
+        try:
+            report = listening_report(
+                net, SceneGenerator(dataset.scene), clips=n, frames=frames, device=device, batch_size=batch_size, amp=amp,
+                full=listening == "full", meter=meter, progress=bar.update if bar is not None else None,
+            )  # fmt: skip
+        finally:
+            if bar is not None:
+                bar.close()
+        result = meter.result()
+        result.update(clips=n, listening=report)
+        if per_clip:
+            result["per_clip"] = {"mIoU": list(meter.iou), "F": list(meter.f)}
+    else:
+        result = evaluate(
+            net, dataset, device=device, batch_size=batch_size, workers=workers, amp=amp, max_clips=clips, per_clip=per_clip,
+            progress=progress,
+        )
     result.update(data=spec, weights=str(weights), model=net.config.name, image_size=list(size))
+    if isinstance(dataset, SynthDataset):
+        result["data_seed"] = dataset.scene.seed
     return result
 
 
@@ -96,6 +142,74 @@ def format_table(rows: list[dict], title: str = "") -> str:
             f"| {r.get('data', '')} | {r.get('clips', '')} | {pct(r.get('mIoU'))} | {pct(r.get('F'))} | {pct(r.get('empty_rate'))} |"
         )
     return "\n".join(lines)
+
+
+LISTENING_ROWS = ("model", "shuffled", "silent", "salient-only", "all-objects")
+
+
+def format_listening(rows: list[dict]) -> str:
+    """Markdown table of the listening and reference rows of every result that has them."""
+
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.1f}"
+
+    lines = [
+        "| data | row | mIoU | F | prior capture (prior not salient) | follow | salient capture | IoU small / medium / large | empty rate |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        for name in LISTENING_ROWS:
+            row = r.get("listening", {}).get(name)
+            if row is None:
+                continue
+            bins = row.get("iou_by_size")
+            size = " / ".join(pct(v) for v in bins.values()) if bins else "-"
+            lines.append(
+                f"| {r.get('data', '')} | {name} | {pct(row.get('mIoU'))} | {pct(row.get('F'))} | {pct(row.get('prior_capture'))} ({pct(row.get('prior_capture_not_salient'))})"
+                f" | {pct(row.get('follow'))} | {pct(row.get('salient_capture'))} | {size} | {pct(row.get('empty_rate'))} |"
+            )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def compare_specs(
+    weights_a: str | Path, weights_b: str | Path, specs: list[str], *, device: torch.device, listening: str = "basic", **kw
+) -> list[dict]:
+    """Both weights on the same clips of each spec; paired bootstrap 95% interval of A - B for mIoU,
+    F and (SynthAVS) the listening rates (training.stats)."""
+    from .stats import paired_bootstrap, per_clip_metrics
+
+    out = []
+    for spec in specs:
+        ra = evaluate_spec(weights_a, spec, device=device, listening=listening, per_clip=True, **kw)
+        rb = evaluate_spec(weights_b, spec, device=device, listening=listening, per_clip=True, **kw)
+        if "per_clip" not in ra:
+            raise ValueError(f"--compare needs binary masks; {spec} is semantic (no per-clip numbers)")
+        la, lb = ra.get("listening", {}).get("per_clip"), rb.get("listening", {}).get("per_clip")
+        ma = per_clip_metrics(la) if la else per_clip_metrics(ra["per_clip"])
+        mb = per_clip_metrics(lb) if lb else per_clip_metrics(rb["per_clip"])
+        diffs = {k: paired_bootstrap(ma[k], mb[k]) for k in ma if k in mb and _has_frames(ma[k])}
+        out.append({"data": spec, "a": str(weights_a), "b": str(weights_b), "diff": diffs, "data_seed": ra.get("data_seed")})
+    return out
+
+
+def _has_frames(values: dict) -> bool:
+    return "mean" in values or float(sum(values["total"])) > 0
+
+
+def format_compare(rows: list[dict]) -> str:
+    lines = ["| data | metric | A | B | A - B | 95% interval (paired bootstrap) | clips |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for name, d in r["diff"].items():
+            lines.append(
+                f"| {r['data']} | {name} | {100 * d['a']:.1f} | {100 * d['b']:.1f} | {100 * d['diff']:+.1f} |"
+                f" [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] | {d['clips']} |"
+            )
+    if rows:
+        lines += ["", f"A = {rows[0]['a']}, B = {rows[0]['b']}; bootstrap {BOOT_NOTE}"]
+    return "\n".join(lines)
+
+
+BOOT_NOTE = "over clips, 2000 resamples, seed 0; rates are pooled over frames (sum of hits / sum of frames)"
 
 
 def write_json(path: str | Path, data) -> None:

@@ -12,10 +12,12 @@ from engine.trt_common import check_engine_compatible
 
 
 def _edit_sidecar(onnx_path, fn):
+    """An edited sidecar, re-signed (its content digest recomputed), so the checks behind the
+    digest are what is tested; an unsigned edit is refused first (test_engine_faults.py)."""
     side = spec.sidecar_path(onnx_path)
     doc = json.loads(side.read_text())
     fn(doc)
-    side.write_text(json.dumps(doc))
+    spec.write_sidecar(onnx_path, doc)
 
 
 def test_tampered_onnx_refused(tiny_copy):

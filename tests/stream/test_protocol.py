@@ -7,23 +7,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.protocol import ProtocolError, decode, encode
+from stream.protocol import MAX_SEQ_JUMP, RESYNC, History, ProtocolError, decode, encode
 
 
 def test_round_trip_keeps_header_and_arrays():
     img = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
-    audio = np.linspace(-1, 1, 7, dtype=np.float32)
-    parts = encode("frame", {"stream": "s", "seq": 5, "capture_ns": 123, "pts_ns": 9}, {"image": img, "audio": audio})
+    gt = np.ones((2, 3), np.uint8)
+    parts = encode("frame", {"stream": "s", "seq": 5, "capture_ns": 123, "pts_ns": 9}, {"image": img, "gt_mask": gt})
     assert parts[0].startswith(b'{"kind":"frame"')  # SUB prefix filtering relies on this
     pkt = decode(parts)
     assert pkt.kind == "frame" and pkt.seq == 5 and pkt.header["pts_ns"] == 9
     np.testing.assert_array_equal(pkt.arrays["image"], img)
-    np.testing.assert_array_equal(pkt.arrays["audio"], audio)
-    assert [p["name"] for p in pkt.header["parts"]] == ["image", "audio"]
+    np.testing.assert_array_equal(pkt.arrays["gt_mask"], gt)
+    assert [p["name"] for p in pkt.header["parts"]] == ["image", "gt_mask"]
 
 
 def _good():
-    return encode("mask", {"stream": "s", "seq": 1, "capture_ns": 1}, {"mask": np.zeros((4, 4), np.uint8)})
+    return encode("mask", {"stream": "s", "seq": 1, "capture_ns": 1, "pts_ns": 0}, {"mask": np.zeros((4, 4), np.uint8)})
 
 
 @pytest.mark.parametrize(
@@ -87,3 +87,91 @@ def test_fuzzed_bytes_never_crash(parts):
         decode(parts)
     except ProtocolError:
         pass
+
+
+# ---- per-kind validation (issue 14.6 / 14.7): well-formed messages with hostile values ----
+F32 = np.float32
+
+
+def valid_messages() -> dict[str, tuple[dict, dict]]:
+    """One valid (header, arrays) per kind of docs/protocol.md."""
+    img, m = np.zeros((6, 8, 3), np.uint8), np.zeros((6, 8), np.uint8)
+    base = {"stream": "s", "seq": 3, "capture_ns": 10, "t": {"capture": 10}}
+    return {
+        "frame": (dict(base, pts_ns=100, format="rgb24"), {"image": img, "gt_mask": m}),
+        "audio": (dict(base, first_sample=1600, sample_rate=16000), {"samples": np.zeros(64, F32)}),
+        "job": (dict(base, pts_ns=100, prev_seq=2, dropped_before=0),
+                {"image": img, "audio": np.zeros((1, 16), F32), "frame_ring": np.zeros((1, 3, 4), F32),
+                 "frame_valid": np.zeros((1, 3), F32), "segment_ring": np.zeros((1, 2, 4), F32), "segment_valid": np.zeros((1, 2), F32)}),
+        "ready": (dict(base, job=3, ok=True, worker="worker1",
+                       geometry={"width": 4, "frame_ring": 3, "segment_ring": 2, "audio_samples": 16}),
+                  {"frame_text": np.zeros((1, 4), F32), "segment_text": np.zeros((1, 4), F32)}),
+        "result": (dict(base, pts_ns=100, prev_seq=2, dropped_before=0, concepts=[["dog", 0.9]], mask_kind="binary", model="m"),
+                   {"mask": m, "image": img}),
+        "mask": (dict(base, pts_ns=100, concepts=[["dog", 0.5]], mask_kind="semantic"), {"mask": m}),
+        "eos": (dict(base, frames_sent=4, last_seq=3, dispatched=4, tail_lost=0, token="abc"), {}),
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(valid_messages()))
+def test_every_kind_round_trips(kind):
+    head, arrays = valid_messages()[kind]
+    pkt = decode(encode(kind, head, arrays), kinds=(kind,))
+    assert pkt.kind == kind and sorted(pkt.arrays) == sorted(arrays)
+
+
+HOSTILE = [  # (kind, header changes, arrays changes) each must be refused
+    ("result", {"concepts": "dog"}, {}),  # crashed the sink's readout (14.6)
+    ("result", {"concepts": [["dog", "high"]]}, {}),
+    ("result", {"concepts": [["dog", 7.5]]}, {}),
+    ("result", {"concepts": [[1, 0.5]]}, {}),
+    ("mask", {"concepts": [["a", 0.1, 3]]}, {}),
+    ("result", {"seq": 2**63}, {}),  # above int64 (14.7)
+    ("result", {"seq": 2**53}, {}),  # beyond an exact JSON integer
+    ("frame", {"pts_ns": 2**62}, {}),  # froze the recording (14.7)
+    ("result", {"prev_seq": -2}, {}),
+    ("result", {"capture_ns": 2**64}, {}),
+    ("result", {"t": {"capture": 2**70}}, {}),
+    ("result", {"t": [1, 2]}, {}),
+    ("result", {"mask_kind": "rainbow"}, {}),
+    ("result", {"pts_ns": 1.5}, {}),
+    ("result", {}, {"mask": None}),  # neither mask nor error
+    ("result", {}, {"mask": np.zeros((5, 8), np.uint8)}),  # mask does not fit the frame
+    ("frame", {}, {"image": np.zeros((1, 8, 3), np.uint8), "gt_mask": None}),  # 1-pixel-high frame (14.3)
+    ("frame", {}, {"image": np.zeros((6, 8, 4), np.uint8), "gt_mask": None}),
+    ("frame", {}, {"image": np.zeros((6, 8, 3), np.float32)}),
+    ("frame", {"format": "bgr24"}, {}),
+    ("audio", {"first_sample": -1}, {}),
+    ("audio", {"sample_rate": 44100}, {}),
+    ("audio", {}, {"samples": np.zeros((2, 3), F32)}),
+    ("job", {"prev_seq": "x"}, {}),
+    ("job", {}, {"frame_ring": None}),
+    ("ready", {"ok": 1}, {}),
+    ("ready", {"geometry": {"width": 0, "frame_ring": 3, "segment_ring": 2, "audio_samples": 16}}, {}),
+    ("ready", {"geometry": {"width": 2**40, "frame_ring": 3, "segment_ring": 2, "audio_samples": 16}}, {}),
+    ("ready", {}, {"frame_text": None}),  # ok without texts
+    ("eos", {"dispatched": -5}, {}),
+    ("eos", {"last_seq": "many"}, {}),
+    ("eos", {"frames_sent": 2**63}, {}),
+    ("eos", {}, {"extra": np.zeros(3, np.uint8)}),  # a part no kind has
+]
+
+
+@pytest.mark.parametrize("kind,head_changes,array_changes", HOSTILE)
+def test_hostile_values_are_refused(kind, head_changes, array_changes):
+    head, arrays = valid_messages()[kind]
+    head = dict(head, **head_changes)
+    arrays = {k: v for k, v in {**arrays, **array_changes}.items() if v is not None}
+    with pytest.raises(ProtocolError):
+        decode(encode(kind, head, arrays))
+
+
+def test_history_refuses_wild_jumps_and_follows_restarts():
+    h = History()
+    assert h.accept(0, 0) and h.accept(10, 333_000_000)
+    assert not h.accept(10 + MAX_SEQ_JUMP + 1, 400_000_000)  # one forged seq
+    assert not h.accept(11, 2**52)  # one forged pts
+    assert h.accept(11, 366_000_000)  # the stream goes on
+    assert h.accept(0, 0)  # a restarted source is followed
+    jumped = [h.accept(10**6 + i, 10**15 + i) for i in range(RESYNC)]  # a real jump: followed after RESYNC
+    assert jumped == [False] * (RESYNC - 1) + [True] and h.resyncs == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -154,16 +153,3 @@ def test_config_errors_name_the_problem():
         SceneConfig(bias=1.5)
     with pytest.raises(ValueError, match="num_classes"):
         SceneConfig(num_classes=9)
-
-
-def test_five_second_clip_is_fast():
-    gen = SceneGenerator(SceneConfig(mode="mixed", seed=0))
-    gen.clip(0)  # warm caches (sprites, sound RMS)
-    best = min(_timed(lambda i=i: gen.clip(i + 1, seconds=5)) for i in range(3))
-    assert best < 0.25, f"5 s 224x224 30 fps clip took {best * 1000:.0f} ms"  # ~60 ms idle; shared CI slack
-
-
-def _timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t

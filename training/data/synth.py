@@ -71,11 +71,14 @@ class SynthDataset(torch.utils.data.Dataset):
 def synth_dataset(
     options: dict, *, split: str, size: tuple[int, int], frames: int, length: int, bias: float, flip: float, seed: int
 ):
-    """Builds a SynthDataset from spec options (mode, bias, seed, split, clips, fps, snr, objects)."""
+    """Builds a SynthDataset from spec options (mode, bias, seed, split, clips, fps, snr, objects,
+    priors, companion, offscreen, mix). ``snr=clean`` (or inf) means no added noise."""
     split = options.pop("split", split)
     if split not in SPLIT_SEED:
         raise ValueError(f"synthavs split '{split}' must be one of {list(SPLIT_SEED)}")
     snr = options.pop("snr", None)
+    if snr is not None:
+        snr = float("inf") if str(snr).lower() in ("clean", "inf") else _float("snr", snr)
     scene = SceneConfig(
         width=size[1],
         height=size[0],
@@ -86,14 +89,26 @@ def synth_dataset(
         snr_db=(float(snr), float(snr)) if snr is not None else (10.0, 30.0),
         max_objects=int(options.pop("max_objects", 3)),
         min_objects=int(options.pop("min_objects", 1)),
+        priors=_bool(options.pop("priors", False)),
+        companion_prob=_float("companion", options.pop("companion", 0.7)),
+        offscreen=_bool(options.pop("offscreen", True)),
+        mix=_float("mix", options.pop("mix", 0.0)),
         seed=int(options.pop("seed", seed)) + SPLIT_SEED[split],
     )
     length = int(options.pop("clips", length))
     if options:
         raise ValueError(
-            f"unknown synthavs spec option(s) {sorted(options)}; known: mode, bias, conflict, seed, split, clips, fps, snr, max_objects, min_objects"
+            f"unknown synthavs spec option(s) {sorted(options)}; known: mode, bias, conflict, seed, split, clips, fps, snr, "
+            "max_objects, min_objects, priors, companion, offscreen, mix"
         )
     return SynthDataset(scene, frames=frames, length=length, flip=flip if split == "train" else 0.0, split=split)
+
+
+def _float(key: str, v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"synthavs spec option {key}={v!r} wants a number, e.g. {key}=0.25") from None
 
 
 def _bool(v) -> bool:
