@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint clean
+.PHONY: install demo test test-live test-all lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Real devices: a PulseAudio virtual microphone and an ffmpeg network camera (Debian: libportaudio2
+# pulseaudio pulseaudio-utils ffmpeg; .ci/run installs them). Tests skip what is missing, saying why.
+test-live: $(STAMP)
+	$(BIN)/python -m pytest -m live -rs
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m 'not gpu and not trt'

@@ -21,70 +21,93 @@ import json
 import sys
 from pathlib import Path
 
+from icfcli import UserError, make_parser, run
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import modelbench, pipeline, soak, transport
+FMT = argparse.RawDescriptionHelpFormatter
 
-    ap = argparse.ArgumentParser(prog="icf-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    fmt = argparse.RawDescriptionHelpFormatter
-    p = sub.add_parser("model", help="step latency per model x backend x resolution x precision", description=modelbench.__doc__, formatter_class=fmt)
-    modelbench.add_common(p)
-    p = sub.add_parser("baseline", help="AVSBench-style eager reference vs our best backend", description=modelbench.__doc__, formatter_class=fmt)
-    modelbench.add_common(p)
-    p = sub.add_parser("transport", help="ZeroMQ inproc/ipc/tcp latency and throughput", description=transport.__doc__, formatter_class=fmt)
+
+def add_model(sub) -> None:
+    from . import modelbench
+
+    for name, what in (("model", "step latency per model x backend x resolution x precision"),
+                       ("baseline", "AVSBench-style eager reference vs our best backend")):
+        p = sub.add_parser(name, help=what, description=modelbench.__doc__, formatter_class=FMT)
+        modelbench.add_common(p)
+        p.set_defaults(func=lambda args: modelbench.run(args, command=args.command))
+
+
+def add_transport(sub) -> None:
+    from . import transport
+
+    p = sub.add_parser("transport", help="ZeroMQ inproc/ipc/tcp latency and throughput", description=transport.__doc__, formatter_class=FMT)
     transport.add_args(p)
-    p = sub.add_parser("pipeline", help="paced end-to-end stream run, per-stage breakdown", description=pipeline.__doc__, formatter_class=fmt)
+    p.set_defaults(func=transport.run)
+
+
+def add_pipeline(sub) -> None:
+    from . import pipeline
+
+    p = sub.add_parser("pipeline", help="paced end-to-end stream run, per-stage breakdown", description=pipeline.__doc__, formatter_class=FMT)
     pipeline.add_args(p)
-    p = sub.add_parser("soak", help="long run: memory and p99 flat over --minutes", description=soak.__doc__, formatter_class=fmt)
+    p.set_defaults(func=pipeline.run)
+
+
+def add_soak(sub) -> None:
+    from . import soak
+
+    p = sub.add_parser("soak", help="long run: memory and p99 flat over --minutes", description=soak.__doc__, formatter_class=FMT)
     soak.add_args(p)
+    p.set_defaults(func=soak.run)
+
+
+def add_streams(sub) -> None:
     from . import streams
 
-    p = sub.add_parser("streams", help="many camera streams, one batched model: p99 and processed ratio vs N", description=streams.__doc__, formatter_class=fmt)
+    p = sub.add_parser("streams", help="many camera streams, one batched model: p99 and processed ratio vs N",
+                       description=streams.__doc__, formatter_class=FMT)
     streams.add_args(p)
-    p = sub.add_parser("plot", help="re-render Markdown + PNG from a JSON report")
-    p.add_argument("report", type=Path, help="a JSON written by icf-bench or bench/gpu.py")
-    p.add_argument("--out", type=Path, default=None, help="folder for the outputs (default: beside the JSON)")
+    p.set_defaults(func=streams.run)
+
+
+def add_plot(sub) -> None:
+    p = sub.add_parser("plot", help="re-render Markdown + PNG from a JSON report, or draw training curves (log.jsonl / curves.csv)")
+    p.add_argument("report", type=Path, help="a JSON written by icf-bench or bench/gpu.py; or a training run's log.jsonl / curves.csv / folder")
+    p.add_argument("--out", type=Path, default=None, help="folder for the outputs (default: beside the input)")
+    p.set_defaults(func=replot)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap, sub = make_parser("icf-bench", __doc__)
+    for add in (add_model, add_transport, add_pipeline, add_soak, add_streams, add_plot):  # a new sub-command: an add_x(sub) + one entry here
+        add(sub)
     return ap
 
 
-def replot(args: argparse.Namespace) -> dict:
+def replot(args: argparse.Namespace) -> int:
     from .plots import plot_report
 
-    doc = json.loads(args.report.read_text())
-    out = args.out or args.report.parent
-    out.mkdir(parents=True, exist_ok=True)
-    made = plot_report(doc, out, args.report.stem)
+    src = args.report
+    if not src.exists():
+        raise UserError(f"{src} not found")
+    if src.is_dir() or src.suffix in (".jsonl", ".csv"):
+        from .curves import plot_training
+
+        made = plot_training(src, args.out)
+    else:
+        try:
+            doc = json.loads(src.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{src} is not a JSON report ({exc}); training logs are read as log.jsonl / curves.csv") from None
+        out = args.out or src.parent
+        out.mkdir(parents=True, exist_ok=True)
+        made = plot_report(doc, out, src.stem)
     for p in made:
         print(p)
-    return doc
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command in ("model", "baseline"):
-        from .modelbench import run
-
-        run(args, command=args.command)
-    elif args.command == "transport":
-        from .transport import run
-
-        run(args)
-    elif args.command == "pipeline":
-        from .pipeline import run
-
-        run(args)
-    elif args.command == "soak":
-        from .soak import run
-
-        run(args)
-    elif args.command == "streams":
-        from .streams import run
-
-        run(args)
-    else:
-        replot(args)
-    return 0
+    return run(build_parser(), argv, errors=(FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

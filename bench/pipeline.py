@@ -47,7 +47,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--model", default=None, help="registry model exported through the engine (default icf-lite; smoke icf-tiny)")
-    p.add_argument("--artifact", type=Path, default=None, help="an exported artifact (.onnx / .plan / .safetensors) instead of --model")
+    p.add_argument("--weights", dest="artifact", type=Path, default=None, help="which model: a checkpoint or artifact (.safetensors / .onnx / .plan) instead of --model")
+    p.add_argument("--artifact", dest="artifact", type=Path, help=argparse.SUPPRESS)  # the old spelling
     p.add_argument("--backend", default="auto", help="engine backend: auto | onnxruntime | torch | tensorrt")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads of the backend")
     p.add_argument("--null", action="store_true", help="no model (stream.models.NullBackend): the pipeline's own cost")

@@ -163,8 +163,9 @@ def hop(width: int = 640, height: int = 480, n: int = 300, period_s: float = 1 /
 
 
 if __name__ == "__main__":
-    import sys
+    from icfcli import Parser, size_wh
 
-    sizes = [tuple(int(v) for v in s.split("x")) for s in (sys.argv[1:] or ["640x480"])]
-    for w, h in sizes:
+    ap = Parser(prog="python -m bench.shm_compare", description="the source -> segmenter hop alone: payload vs shared-memory frames")
+    ap.add_argument("sizes", nargs="*", type=size_wh, default=[(640, 480)], metavar="WxH", help="frame sizes (default 640x480)")
+    for w, h in ap.parse_args().sizes:
         print(json.dumps({"size": f"{w}x{h}", **hop(w, h)}), flush=True)

@@ -28,14 +28,16 @@ NODES = ("source", "segmenter", "sink")  # stream.pipeline's process layout with
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--minutes", type=float, default=10.0, help="length of the run (default 10)")
-    p.add_argument("--fps", type=int, default=30)
-    p.add_argument("--width", type=int, default=320)
-    p.add_argument("--height", type=int, default=240)
+    from icfcli import positive_float, positive_int
+
+    p.add_argument("--minutes", type=positive_float, default=10.0, help="length of the run (default 10)")
+    p.add_argument("--fps", type=positive_int, default=30)
+    p.add_argument("--width", type=positive_int, default=320)
+    p.add_argument("--height", type=positive_int, default=240)
     p.add_argument("--model", default="icf-tiny", help="registry model exported through the engine (default icf-tiny)")
     p.add_argument("--null", action="store_true", help="no model: the pipeline's own memory and latency")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads of the backend")
-    p.add_argument("--sample-s", type=float, default=5.0, help="seconds between memory samples")
+    p.add_argument("--threads", type=positive_int, default=1, help="intra-op threads of the backend")
+    p.add_argument("--sample-s", type=positive_float, default=5.0, help="seconds between memory samples")
     p.add_argument("--rss-slack-mb", type=float, default=20.0, help="RSS growth after minute 1 still called flat")
     p.add_argument("--p99-ratio", type=float, default=1.5, help="last-minute p99 / second-minute p99 still called flat")
     p.add_argument("--smoke", action="store_true", help="0.25 minutes, null model: checks the command end to end")

@@ -5,8 +5,9 @@
   icf-engine build --onnx out/engine/icf-lite.onnx --precision fp16 --out out/engine/icf-lite-fp16.plan
   icf-engine build --via torch-tensorrt --onnx out/engine/icf-lite.onnx --precision fp16 --out out/engine/icf-lite.ep
   icf-engine build --via aotinductor --weights ckpt.safetensors --device cpu --precision fp32 --out out/engine
-  icf-engine check --artifact out/engine/icf-lite.onnx --backend onnxruntime
-  icf-engine info out/engine/icf-lite.onnx
+  icf-engine check --weights out/engine/icf-lite.onnx --backend onnxruntime
+  icf-engine info --weights out/engine/icf-lite.onnx
+"Which model" is --weights everywhere: a checkpoint, or an artifact (.onnx, .plan, .ep, .pt2).
 Exit codes: 0 success, 1 a check failed, 2 bad input or a missing dependency (message says which).
 """
 
@@ -18,6 +19,8 @@ import logging
 import sys
 from pathlib import Path
 
+from icfcli import UserError, make_parser, non_negative_int, positive_float, positive_int, run
+
 from . import spec
 
 EPILOG = "Artifacts carry a sidecar JSON (same stem) that the runtime reads; see the Engine section of README.md."
@@ -26,8 +29,10 @@ EPILOG = "Artifacts carry a sidecar JSON (same stem) that the runtime reads; see
 def _export(args: argparse.Namespace) -> int:
     from .export import export_checkpoint, export_model
 
+    if args.weights and not Path(args.weights).is_file():
+        raise UserError(f"weights file {args.weights} not found")
     if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ValueError(f"--out {args.out} is a file; give a folder (the export writes NAME.onnx + NAME.json into it)")
+        raise UserError(f"--out {args.out} is a file; give a folder (the export writes NAME.onnx + NAME.json into it)")
     kw = dict(opset=args.opset, exporter=args.exporter, tol=args.tol)
     if args.stem:
         kw["stem"] = args.stem
@@ -40,8 +45,10 @@ def _export(args: argparse.Namespace) -> int:
     print(f"exported {path} ({doc['onnx']['bytes'] / 1e6:.1f} MB, opset {doc['onnx']['opset']}, {doc['onnx']['exporter']} exporter)")
     print(f"sidecar  {spec.sidecar_path(path)}")
     print(f"sha256   {doc['onnx']['sha256']}")
+    allowed = parity.get("allowed_logit_diff", parity["tolerance"])
     print(f"checked  onnx.checker OK; ONNX Runtime vs torch on {len(parity['frames'])} frames: "
-          f"max abs logit diff {parity['max_abs_logit_diff']:.2e} (<= {parity['tolerance']:g})")
+          f"max abs logit diff {parity['max_abs_logit_diff']:.2e} (<= {allowed:.2g}: {parity['tolerance']:g} x logit range "
+          f"{parity.get('logit_range', 0):.1f}), mask agreement {parity.get('mask_agreement', 1):.5f}")
     return 0
 
 
@@ -112,8 +119,15 @@ def _build(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from .check import check, format_report
 
+    # --weights is the artifact under test; the old spelling was --artifact A [--weights REFERENCE]
+    artifact, reference = (args.artifact, args.reference or args.weights) if args.artifact else (args.weights, args.reference)
+    if not artifact:
+        raise UserError("give the artifact to check: --weights FILE (.onnx, .plan, .ep, .pt2 or .safetensors)")
+    for path in filter(None, (artifact, reference)):
+        if not Path(path).is_file():
+            raise UserError(f"{path} not found")
     options = {k: v for k, v in dict(precision=args.precision, mode=args.mode, device=args.device, threads=args.threads).items() if v}
-    report = check(args.artifact, args.backend, weights=args.weights, random_frames=args.random_frames,
+    report = check(artifact, args.backend, weights=reference, random_frames=args.random_frames,
                    synthetic_frames=args.synthetic_frames, seed=args.seed, **options)
     print(format_report(report))
     if args.json:
@@ -122,7 +136,11 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    path = Path(args.artifact)
+    if bool(args.artifact) == bool(args.weights):
+        raise UserError("give one artifact: icf-engine info --weights FILE (or the file alone)")
+    path = Path(args.weights or args.artifact)
+    if not path.is_file():
+        raise UserError(f"{path} not found")
     if path.suffix == ".safetensors":
         import model
 
@@ -171,23 +189,31 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="icf-engine", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
+    p, sub = make_parser("icf-engine", __doc__, EPILOG)
+    for add in (add_export, add_build, add_check, add_info):  # a new sub-command: an add_x(sub) + one entry here
+        add(sub)
+    return p
 
+
+def add_export(sub) -> None:
     e = sub.add_parser("export", help="write step() as one static-shape ONNX file + sidecar JSON, verified against torch")
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", metavar="CKPT", help="ICF checkpoint (.safetensors) to export")
     src.add_argument("--model", metavar="NAME", help="registry model to build fresh (icf-tiny, icf-lite, icf-r50); its weights are saved beside")
     e.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     e.add_argument("--stem", help="file stem (default: the model name)")
-    e.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
+    e.add_argument("--opset", type=positive_int, default=17, help="ONNX opset, >= 17 (default 17)")
     e.add_argument("--exporter", choices=("auto", "torchscript", "dynamo"), default="auto",
                    help="auto: TorchScript exporter, falling back to dynamo if it fails (default)")
-    e.add_argument("--seed", type=int, default=0, help="init seed for --model (default 0)")
-    e.add_argument("--tol", type=float, default=1e-4, help="max abs diff allowed between ONNX Runtime and torch (default 1e-4)")
+    e.add_argument("--seed", type=non_negative_int, default=0, help="init seed for --model (default 0)")
+    e.add_argument("--tol", type=positive_float, default=1e-4,
+                   help="ONNX Runtime vs torch: max abs diff allowed per unit of the output's value range (default 1e-4), "
+                        "plus >= 99.9%% of mask pixels decided the same way")
     e.set_defaults(func=_export)
 
+
+
+def add_build(sub) -> None:
     b = sub.add_parser("build", help="build a TensorRT engine (.plan) or torch-tensorrt program (.ep) (TensorRT + CUDA), "
                                      "or an AOTInductor package (.pt2, CPU or CUDA, runs wherever this torch does)")
     b.add_argument("--onnx", metavar="FILE", help="exported ONNX (its sidecar must be beside it); --via aotinductor compiles the "
@@ -208,47 +234,57 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--timing-cache", metavar="FILE", help="TensorRT timing cache to read and update (speeds up rebuilds)")
     b.set_defaults(func=_build)
 
+
+def add_check(sub) -> None:
     c = sub.add_parser("check", help="compare a backend with the torch fp32 reference; non-zero exit on failure")
-    c.add_argument("--artifact", required=True, help=".onnx, .plan, .ep, .pt2 or .safetensors")
+    c.add_argument("--weights", metavar="FILE", help="the artifact to check: .onnx, .plan, .ep, .pt2 or .safetensors")
+    c.add_argument("--artifact", help=argparse.SUPPRESS)  # the old spelling (then --weights meant the reference)
     c.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt", "torch-tensorrt", "aotinductor"))
-    c.add_argument("--weights", metavar="CKPT", help="reference checkpoint (default: the one the sidecar records)")
+    c.add_argument("--reference", metavar="CKPT", help="reference checkpoint (default: the one the sidecar records)")
     c.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16", "int8"),
                    help="backend precision: torch fp32/tf32/fp16/bf16; tensorrt (built through the cache) fp32/fp16/bf16/int8")
     c.add_argument("--mode", choices=("eager", "compile", "cudagraph"), help="torch backend mode")
     c.add_argument("--device", help="cpu | cuda (torch), cpu | cuda | tensorrt (onnxruntime EP)")
-    c.add_argument("--threads", type=int, help="CPU threads (onnxruntime intra-op / torch)")
-    c.add_argument("--random-frames", type=int, default=3)
-    c.add_argument("--synthetic-frames", type=int, default=8)
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--threads", type=positive_int, help="CPU threads (onnxruntime intra-op / torch)")
+    c.add_argument("--random-frames", type=non_negative_int, default=3, help="frames of random pixels and audio")
+    c.add_argument("--synthetic-frames", type=non_negative_int, default=8, help="frames of SynthAVS scenes")
+    c.add_argument("--seed", type=non_negative_int, default=0, help="seed of the check's frames")
     c.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
     c.set_defaults(func=_check)
 
+
+def add_info(sub) -> None:
     i = sub.add_parser("info", help="say what an artifact is, and whether it matches its sidecar")
-    i.add_argument("artifact")
+    i.add_argument("--weights", metavar="FILE", help="the artifact (.onnx, .plan, .ep, .pt2) or checkpoint (.safetensors)")
+    i.add_argument("artifact", nargs="?", help=argparse.SUPPRESS)  # the old positional form still works
     i.add_argument("--json", action="store_true", help="print the sidecar (+ integrity) as JSON")
     i.set_defaults(func=_info)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="icf-engine: %(message)s")
     from .aoti_build import AOTIBuildError
     from .export import ExportError
     from .trt_build import BuildError
     from .trt_common import TensorRTUnavailable
 
-    try:
-        return args.func(args)
-    except (ExportError, BuildError, AOTIBuildError) as exc:  # the tool ran and the result is not good enough
-        print(f"icf-engine {args.command}: FAILED: {exc}", file=sys.stderr)
-        return 1
-    except (spec.ArtifactError, TensorRTUnavailable, FileNotFoundError, ValueError, KeyError) as exc:
-        print(f"icf-engine {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a path that is a file where a folder is wanted, no permission, a full disk
-        print(f"icf-engine {args.command}: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
-        return 2
+    def checked(func):
+        def call(args):
+            try:
+                return func(args)
+            except (ExportError, BuildError, AOTIBuildError) as exc:  # the tool ran and the result is not good enough
+                print(f"icf-engine {args.command}: FAILED: {exc}", file=sys.stderr)
+                return 1
+            except FileNotFoundError:
+                raise
+            except OSError as exc:  # a path that is a file where a folder is wanted, no permission, a full disk
+                raise UserError(f"{exc.strerror or exc}: {exc.filename or ''}") from None
+        return call
+
+    parser = build_parser()
+    for sp in parser._subparsers._group_actions[0].choices.values():  # exit 1 (not 2) when a check fails
+        sp.set_defaults(func=checked(sp.get_default("func")))
+    return run(parser, argv, errors=(spec.ArtifactError, TensorRTUnavailable, FileNotFoundError, ValueError, KeyError),
+               log_format="icf-engine: %(message)s", default_level=logging.INFO)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Build once, reuse: TensorRT engines and checkpoint exports in a cache folder.
 
-Folder: $ICF_ENGINE_CACHE, else ~/.cache/icf-avs/engines.
+Folder: $ICF_ENGINE_CACHE, else ``engines/`` in the user cache folder of this project (``user_cache_dir()``:
+$ICF_CACHE, else $XDG_CACHE_HOME/icf-avs, else ~/.cache/icf-avs). This module is the one place that rule lives.
 - engines: ``<onnx sha256[:16]>-<precision>-trt<version>-<gpu>/<model>.plan`` (+ .json); the key is
   (ONNX sha256, precision, TensorRT version, GPU name) because a plan is only valid for exactly that;
 - one timing cache per (TensorRT version, GPU) shared by all builds, so rebuilds are faster;
@@ -30,9 +31,32 @@ from .spec import ArtifactError
 log = logging.getLogger("icf.engine")
 
 
+def user_cache_dir() -> Path:
+    """This project's user cache: $ICF_CACHE, else $XDG_CACHE_HOME/icf-avs, else ~/.cache/icf-avs."""
+    if os.environ.get("ICF_CACHE"):
+        return Path(os.environ["ICF_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "icf-avs"
+
+
 def cache_dir() -> Path:
-    root = os.environ.get("ICF_ENGINE_CACHE") or Path.home() / ".cache" / "icf-avs" / "engines"
-    return Path(root)
+    """Engines, exports and packages: $ICF_ENGINE_CACHE, else user_cache_dir()/engines."""
+    root = os.environ.get("ICF_ENGINE_CACHE")
+    return Path(root) if root else user_cache_dir() / "engines"
+
+
+def _prune(folder: Path, base: Path) -> None:
+    """After a failed export: the entry's folder (its lock only) goes, and every cache folder that is
+    now empty with it, up to ``base`` (the default cache: up to the user cache folder), so a mistake
+    such as an unknown model name leaves nothing behind."""
+    (folder / ".lock").unlink(missing_ok=True)
+    top = user_cache_dir() if base == cache_dir() and user_cache_dir() in base.parents else base
+    for path in (folder, *folder.parents):
+        try:
+            path.rmdir()
+        except OSError:  # not empty (other entries) or not ours to remove
+            return
+        if path == top:
+            return
 
 
 @contextlib.contextmanager
@@ -96,27 +120,37 @@ def onnx_for_checkpoint(checkpoint: str | Path, *, root: str | Path | None = Non
     if not checkpoint.is_file():
         raise FileNotFoundError(f"weights file {checkpoint} not found")
     sha = spec.file_sha256(checkpoint)
-    folder = (Path(root) if root else cache_dir()) / "onnx" / sha[:16]
-    with _locked(folder):
-        for existing in sorted(folder.glob("*.onnx")):
-            if _valid(existing, ("onnx", "sha256")) and (spec.read_sidecar(existing).get("checkpoint") or {}).get("sha256") == sha:
-                log.info("ONNX cache hit: %s", existing)
-                return existing
-        log.info("ONNX cache miss: exporting %s into %s", checkpoint, folder)
-        return _export(["--weights", str(checkpoint)], folder, str(checkpoint))
+    base = Path(root) if root else cache_dir()
+    folder = base / "onnx" / sha[:16]
+    try:
+        with _locked(folder):
+            for existing in sorted(folder.glob("*.onnx")):
+                if _valid(existing, ("onnx", "sha256")) and (spec.read_sidecar(existing).get("checkpoint") or {}).get("sha256") == sha:
+                    log.info("ONNX cache hit: %s", existing)
+                    return existing
+            log.info("ONNX cache miss: exporting %s into %s", checkpoint, folder)
+            return _export(["--weights", str(checkpoint)], folder, str(checkpoint))
+    except ArtifactError:
+        _prune(folder, base)
+        raise
 
 
 def onnx_for_model(name: str, *, seed: int = 0, root: str | Path | None = None) -> Path:
     """An exported, verified ONNX of a registry model with seeded untrained weights (for trying a
     pipeline), exported on first use; the key is (name, seed) and its weights are saved beside."""
-    folder = (Path(root) if root else cache_dir()) / "onnx" / f"registry-{name}-seed{seed}"
-    with _locked(folder):
-        for existing in sorted(folder.glob("*.onnx")):
-            if _valid(existing, ("onnx", "sha256")):
-                log.info("ONNX cache hit: %s", existing)
-                return existing
-        log.info("ONNX cache miss: exporting registry model %s into %s", name, folder)
-        return _export(["--model", name, "--seed", str(seed)], folder, f"registry model {name}")
+    base = Path(root) if root else cache_dir()
+    folder = base / "onnx" / f"registry-{name}-seed{seed}"
+    try:
+        with _locked(folder):
+            for existing in sorted(folder.glob("*.onnx")):
+                if _valid(existing, ("onnx", "sha256")):
+                    log.info("ONNX cache hit: %s", existing)
+                    return existing
+            log.info("ONNX cache miss: exporting registry model %s into %s", name, folder)
+            return _export(["--model", name, "--seed", str(seed)], folder, f"registry model {name}")
+    except ArtifactError:
+        _prune(folder, base)
+        raise
 
 
 def _export(source: list[str], folder: Path, what: str) -> Path:

@@ -4,6 +4,7 @@ built-in synthetic scene, over a ZeroMQ pipeline (one process or many).
     icf-stream demo                          # synthetic 30 fps scene, 10 s, shipped weights -> out/demo/
     icf-stream live --camera 0 --mic default --weights weights/icf-lite-synthavs.safetensors
     icf-stream run --video clip.mp4 --publish tcp://127.0.0.1:5556 --record out/clip-overlay.mp4
+    icf-stream predict photo.jpg clip.mp4 frames/ --out out/predict   # offline: PNG masks + overlays + JSON
     icf-stream devices
     icf-stream keys --out keys/              # CURVE key files: then --curve-keys keys/ (docs/protocol.md)
     icf-stream serve --streams 3                 # many cameras, one batched model (stream/serve_cli.py)
@@ -12,20 +13,33 @@ built-in synthetic scene, over a ZeroMQ pipeline (one process or many).
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 
-SHIPPED_WEIGHTS = Path("weights/icf-lite-synthavs.safetensors")
+from engine.cache import cache_dir
+from icfcli import UserError, alias, make_parser, non_negative_int, positive_float, positive_int, run, size_wh
+
+
+def _shipped_weights() -> Path:
+    """The checkpoint that ships with the package (weights/ is package data): found from any directory."""
+    try:
+        from weights import SHIPPED
+    except ImportError:
+        return Path("weights/icf-lite-synthavs.safetensors")
+    return SHIPPED
+
+
+SHIPPED_WEIGHTS = _shipped_weights()
 NO_WEIGHTS = """the shipped weights {path} are not here.
-  They come with the repository (weights/icf-lite-synthavs.safetensors + .json: restore them from git,
-  e.g. `git checkout -- weights/`), or make them yourself (about 25 min on 2 CPU cores):
-      icf-train fit --config synthavs-cpu       (then copy the checkpoint it writes to {path})
+  They come with the package (weights/icf-lite-synthavs.safetensors + .json: in a clone, restore them with
+  `git checkout -- weights/`), or make them yourself (about 25 min on 2 CPU cores):
+      icf-train fit --config synthavs-cpu       (then pass the checkpoint it writes with --weights)
   Or run without trained weights, to see the pipeline work (masks will be meaningless):
       icf-stream {cmd} --model icf-lite"""
+ARTIFACT_SUFFIXES = (".safetensors", ".onnx", ".plan", ".engine", ".ep", ".pt2")
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 
 
 def default_threads() -> int:
@@ -34,30 +48,32 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model (one of; default: the shipped weights)")
-    m = g.add_mutually_exclusive_group()
-    m.add_argument("--weights", metavar="CKPT", help="ICF checkpoint (.safetensors); exported to ONNX once through the engine (cached under out/engine/)")
-    m.add_argument("--engine", metavar="ARTIFACT", help="an engine artifact: .onnx (+ .json sidecar), .plan, .pt2 (AOTInductor), or .safetensors")
-    m.add_argument("--model", metavar="NAME", help="registry model with untrained weights (icf-tiny, icf-lite): for trying the pipeline")
-    g.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"),
+def _model_args(p) -> None:
+    g = p.add_argument_group("model (default: the shipped weights, which know 8 SynthAVS classes only)")
+    g.add_argument("--weights", metavar="FILE",
+                   help="which model: an ICF checkpoint (.safetensors, exported to ONNX once and cached under "
+                        f"{cache_dir()}) or an engine artifact (.onnx with its .json sidecar, .plan, .pt2 AOTInductor, .ep)")
+    alias(g, "--engine", dest="weights")  # the old flag for artifacts
+    g.add_argument("--model", metavar="NAME", help="registry model with UNTRAINED weights (icf-tiny, icf-lite): to try the pipeline")
+    g.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="engine backend (default auto: TensorRT / CUDA when present, else ONNX Runtime on the CPU)")
-    g.add_argument("--threads", type=int, default=default_threads(),
+    g.add_argument("--threads", type=positive_int, default=default_threads(),
                    help="intra-op threads for the backend (default: CPU cores - 1, leaving one for capture, "
                         f"transport and outputs; here {default_threads()})")
 
 
-def _pipeline_args(p: argparse.ArgumentParser, *, display: bool = True) -> None:
+def _pipeline_args(p, *, display: bool = True) -> None:
     g = p.add_argument_group("pipeline")
     g.add_argument("--transport", default="ipc", choices=("inproc", "ipc", "tcp"),
                    help="inproc: one process, threads; ipc / tcp: one process per stage group (default ipc)")
-    g.add_argument("--workers", type=int, default=1, help="segmenter workers (default 1)")
+    g.add_argument("--workers", type=positive_int, default=1, help="segmenter workers (default 1)")
     g.add_argument("--host", default="127.0.0.1", help="tcp bind/connect host (default loopback)")
     g.add_argument("--curve", action="store_true", help="encrypt tcp links with CURVE (ephemeral keys)")
     g.add_argument("--curve-keys", metavar="DIR", help="encrypt tcp links and --publish with the keys made by `icf-stream keys`")
-    g.add_argument("--hwm", type=int, default=4, help="high-water mark (messages) of frame sockets (default 4)")
-    g.add_argument("--seconds", type=float, help="stop after this many seconds")
-    o = p.add_argument_group("outputs")
+    g.add_argument("--hwm", type=positive_int, default=4, help="high-water mark (messages) of frame sockets (default 4)")
+    g.add_argument("--seconds", type=positive_float, help="stop after this many seconds")
+    o = p.add_argument_group("outputs (nothing is written unless asked)")
+    o.add_argument("--out", metavar="DIR", help="write all of the outputs below into DIR (overlay.mp4, masks.npz, metrics.jsonl, report.json)")
     o.add_argument("--publish", metavar="ADDR", help="publish every mask on a PUB socket, e.g. tcp://127.0.0.1:5556 (docs/protocol.md)")
     o.add_argument("--record", metavar="FILE", help="record the overlay with the original audio to an MP4")
     o.add_argument("--masks", metavar="FILE", help="save every mask to an npz")
@@ -67,93 +83,170 @@ def _pipeline_args(p: argparse.ArgumentParser, *, display: bool = True) -> None:
         o.add_argument("--no-display", action="store_true", help="no window (there is none anyway without DISPLAY / WAYLAND_DISPLAY)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="icf-stream", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-v", "--verbose", action="store_true", help="log what the engine and stages decide")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def add_demo(sub) -> None:
+    from synthavs.config import MODES
 
     d = sub.add_parser("demo", help="synthetic audio-visual stream through the multi-process pipeline; writes out/demo/")
-    d.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    d.add_argument("--seconds", type=float, default=10.0, help="stream length (default 10)")
-    d.add_argument("--fps", type=int, default=30)
-    d.add_argument("--size", default="640x480", help="frame size WxH (default 640x480)")
-    d.add_argument("--mode", default="single", help="SynthAVS scene mode (default single)")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--transport", default="ipc", choices=("inproc", "ipc", "tcp"))
-    d.add_argument("--workers", type=int, default=1)
+    d.add_argument("--out", default="out/demo", metavar="DIR", help="output folder: every file the demo writes goes here (default out/demo)")
+    d.add_argument("--seconds", type=positive_float, default=10.0, help="stream length (default 10)")
+    d.add_argument("--fps", type=positive_int, default=30, help="frames per second (default 30)")
+    d.add_argument("--size", type=size_wh, default=(640, 480), metavar="WxH", help="frame size (default 640x480)")
+    d.add_argument("--mode", default="single", choices=MODES, help="SynthAVS scene mode (default single)")
+    d.add_argument("--seed", type=non_negative_int, default=0, help="scene seed")
+    d.add_argument("--transport", default="ipc", choices=("inproc", "ipc", "tcp"), help="inproc: threads; ipc / tcp: processes")
+    d.add_argument("--workers", type=positive_int, default=1, help="segmenter workers")
     d.add_argument("--publish", metavar="ADDR", help="also publish masks here")
     _model_args(d)
+    d.set_defaults(func=cmd_demo)
 
-    lv = sub.add_parser("live", help="camera + microphone")
-    lv.add_argument("--camera", default="0", help="camera index or device path / URL (default 0)")
-    lv.add_argument("--mic", default="default", help="microphone: default, an index or a name fragment; 'none' for silence")
-    lv.add_argument("--size", help="ask the camera for WxH")
-    lv.add_argument("--fps", type=int, help="ask the camera for this frame rate")
+
+def add_live(sub) -> None:
+    lv = sub.add_parser("live", help="camera + microphone (a device, or a network camera URL)")
+    lv.add_argument("--camera", default="0", help="camera index, device path, or network URL (rtsp://, http://, udp://) (default 0)")
+    lv.add_argument("--mic", default="default", help="microphone: default, an index or a name fragment (see `icf-stream devices`); 'none' for silence")
+    lv.add_argument("--size", type=size_wh, metavar="WxH", help="ask the camera for this size")
+    lv.add_argument("--fps", type=positive_int, help="ask the camera for this frame rate")
     _model_args(lv)
     _pipeline_args(lv)
+    lv.set_defaults(func=cmd_live)
 
-    r = sub.add_parser("run", help="a video file (its audio track, or --audio)")
-    r.add_argument("--video", required=True, metavar="FILE")
+
+def add_run(sub) -> None:
+    r = sub.add_parser("run", help="a video file or network stream with audio (its audio track, or --audio)")
+    r.add_argument("--video", required=True, metavar="FILE|URL", help="a video file, or a URL PyAV opens (http://, rtsp://, udp://)")
     r.add_argument("--audio", metavar="FILE", help="audio from another file (default: the video's own track)")
-    r.add_argument("--fast", action="store_true", help="read as fast as possible instead of at real time (frames the model cannot keep up with are dropped)")
+    r.add_argument("--fast", action="store_true", help="read a file as fast as possible instead of at real time (frames the model cannot keep up with are dropped)")
     _model_args(r)
     _pipeline_args(r)
+    r.set_defaults(func=cmd_run)
 
-    sub.add_parser("devices", help="list cameras and microphones")
 
+def add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="offline: images, videos or a folder in; PNG masks + overlays + predictions.json out")
+    p.add_argument("inputs", nargs="+", metavar="PATH", help="image (.png .jpg ...), video (.mp4 .mkv ...) or folder of them")
+    p.add_argument("--out", default="out/predict", metavar="DIR", help="output folder (default out/predict)")
+    _model_args(p)
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_predict(args) -> int:
+    from .predict import collect, predict
+
+    files = collect(args.inputs)  # every input checked before the model loads or a file is written
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    spec = _backend_spec(args, "predict")
+    out.mkdir(parents=True, exist_ok=True)
+    doc = predict(files, spec, out, progress=not args.quiet)
+    print(f"icf-stream predict: {len(doc['frames'])} frame(s) of {len(files)} file(s) -> {out}/ (masks, overlays, predictions.json)")
+    return 0
+
+
+def add_devices(sub) -> None:
+    sub.add_parser("devices", help="list cameras and microphones").set_defaults(func=cmd_devices)
+
+
+def add_keys(sub) -> None:
     k = sub.add_parser("keys", help="make CURVE key files (for --curve-keys, graph files and subscribers)")
     k.add_argument("--out", default="keys", metavar="DIR", help="folder for the key files (default keys/)")
     k.add_argument("--force", action="store_true", help="replace keys already there")
+    k.set_defaults(func=cmd_keys)
+
+
+def add_serve(sub) -> None:
     from . import serve_cli
 
     sv = sub.add_parser("serve", help="many camera streams, one batched model (per-stream reports and masks)",
-                        description=serve_cli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                        description=serve_cli.__doc__)
     serve_cli.add_args(sv)
+    sv.set_defaults(func=serve_cli.cmd_serve)
 
+
+def add_node(sub) -> None:
     n = sub.add_parser("node", help="run one node of a graph file (pipelines across machines; see stream/launch.py)")
     n.add_argument("--graph", required=True, metavar="FILE", help="graph JSON: pipeline config + endpoint of every link")
     n.add_argument("--node", help="which node to run here (source, segmenter, worker1.., sink)")
     n.add_argument("--list", action="store_true", help="list the graph's nodes and exit")
     n.add_argument("--report", metavar="FILE", help="write this node's report (JSON)")
+    n.set_defaults(func=cmd_node)
+
+
+def build_parser():
+    ap, sub = make_parser("icf-stream", __doc__)
+    for add in (add_demo, add_live, add_run, add_predict, add_devices, add_keys, add_serve, add_node):  # a new sub-command: an add_x(sub) + one entry here
+        add(sub)
     return ap
 
 
+# ---- validation (nothing opened or written) then the model ----
+def _check_model(args, cmd: str) -> None:
+    """Every model argument checked before anything is exported, opened or written."""
+    if args.weights and args.model:
+        raise UserError("give one of --weights FILE and --model NAME")
+    if args.model:
+        return
+    path = Path(args.weights) if args.weights else SHIPPED_WEIGHTS
+    if not path.is_file():
+        if args.weights:
+            raise UserError(f"weights file {path} not found")
+        raise UserError(NO_WEIGHTS.format(path=path, cmd=cmd))
+    if path.suffix not in ARTIFACT_SUFFIXES:
+        raise UserError(f"{path}: not a checkpoint or engine artifact (expected one of {', '.join(ARTIFACT_SUFFIXES)})")
+
+
 def _backend_spec(args, cmd: str) -> dict:
+    """The engine spec for the workers; exports a checkpoint (or a registry model) once, into the user cache."""
+    from engine.spec import ArtifactError
+
     from .models import export_cached
 
+    _check_model(args, cmd)
     # threads is an option of the CPU-capable backends; an explicit tensorrt backend refuses it
     options = {"threads": args.threads} if args.threads and args.backend in ("auto", "onnxruntime", "torch") else {}
-    if args.engine:
-        artifact = args.engine
-    elif args.model:
-        artifact = str(export_cached(model=args.model))
-    else:
-        artifact = args.weights or str(SHIPPED_WEIGHTS)
-        if not Path(artifact).is_file():
-            if args.weights:
-                raise SystemExit(f"icf-stream: weights file {artifact} not found")
-            raise SystemExit("icf-stream: " + NO_WEIGHTS.format(path=SHIPPED_WEIGHTS, cmd=cmd))
-        if args.backend in ("auto", "onnxruntime"):
-            artifact = str(export_cached(weights=artifact))  # once, before workers start: no export race
-    if not Path(artifact).is_file():
-        raise SystemExit(f"icf-stream: model artifact {artifact} not found")
+    try:
+        if args.model:
+            artifact = str(export_cached(model=args.model, cache_dir=None))  # None: the engine's cache (engine/cache.py)
+        else:
+            artifact = str(args.weights or SHIPPED_WEIGHTS)
+            if artifact.endswith(".safetensors") and args.backend in ("auto", "onnxruntime"):
+                artifact = str(export_cached(weights=artifact, cache_dir=None))  # once, before workers start
+    except (ArtifactError, RuntimeError) as exc:  # the export's own last line says what was wrong (e.g. an unknown model name)
+        last = [line for line in str(exc).splitlines() if line.strip()]
+        raise UserError(last[-1].removeprefix("icf-engine export: ") if last else str(exc)) from None
     return {"kind": "engine", "artifact": artifact, "backend": args.backend, "options": options}
 
 
-def _size(text: str | None) -> tuple[int, int] | None:
-    if not text:
-        return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SystemExit(f"icf-stream: size '{text}' is not WxH (e.g. 640x480)") from None
-    return w, h
+def _outputs(args) -> dict:
+    """--out DIR fills in every output not named on its own."""
+    names = {"record": "overlay.mp4", "masks": "masks.npz", "metrics": "metrics.jsonl", "report": "report.json"}
+    got = {k: getattr(args, k) for k in names}
+    if args.out:
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            raise UserError(f"--out {args.out} is a file, not a folder")
+        got = {k: v or str(Path(args.out) / names[k]) for k, v in got.items()}
+    for k, v in got.items():
+        if v and Path(v).is_dir():
+            raise UserError(f"--{k} {v} is a folder; give a file name")
+    return got
+
+
+def _check_outputs(outputs: dict, inputs: tuple) -> None:
+    """Every output path checked before the model is exported or a stage starts (never an input file)."""
+    from .outputs import check_output
+
+    for k in ("record", "masks", "metrics", "report"):
+        why = check_output(outputs[k], inputs) if outputs[k] else None
+        if why:
+            raise UserError(f"--{k}: {why}")
 
 
 def _run(cfg, report_path: str | None, quiet: bool = False) -> int:
     from .pipeline import PipelineError, run_pipeline
     from .report import format_summary, save_report
 
+    if report_path:
+        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
     try:
         report = run_pipeline(cfg)
     except PipelineError as exc:
@@ -174,9 +267,10 @@ def _run(cfg, report_path: str | None, quiet: bool = False) -> int:
 def cmd_demo(args) -> int:
     from .pipeline import PipelineConfig
 
-    w, h = _size(args.size)
-    spec = _backend_spec(args, "demo")
-    out = Path(args.out)
+    (w, h), out = args.size, Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    spec = _backend_spec(args, "demo")  # validated and exported before out/ is touched
     out.mkdir(parents=True, exist_ok=True)
     cfg = PipelineConfig(
         source={"kind": "synthetic", "width": w, "height": h, "fps": args.fps, "mode": args.mode, "seed": args.seed,
@@ -185,36 +279,60 @@ def cmd_demo(args) -> int:
         record=str(out / "overlay.mp4"), masks=str(out / "masks.npz"), metrics=str(out / "metrics.jsonl"))
     print(f"icf-stream demo: {args.seconds:g} s of SynthAVS '{args.mode}' at {args.fps} fps, {w}x{h}, "
           f"{args.transport} with {args.workers} worker(s), model {spec['artifact']}")
-    rc = _run(cfg, str(out / "report.json"))
+    rc = _run(cfg, str(out / "report.json"), quiet=args.quiet)
     print(f"outputs: {out / 'overlay.mp4'}, {out / 'masks.npz'}, {out / 'metrics.jsonl'}")
     return rc
 
 
-def _common_cfg(args, source: dict, cmd: str):
+def _common_cfg(args, source: dict, cmd: str, outputs: dict, sink: dict | None = None):
     from .pipeline import PipelineConfig
 
-    return PipelineConfig(source=source, backend=_backend_spec(args, cmd), workers=args.workers, transport=args.transport,
+    if args.curve_keys and not Path(args.curve_keys).exists():
+        raise UserError(f"--curve-keys {args.curve_keys} not found (make the keys with `icf-stream keys --out DIR`)")
+    spec = _backend_spec(args, cmd)
+    for path in filter(None, outputs.values()):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return PipelineConfig(source=source, backend=spec, workers=args.workers, transport=args.transport,
                           host=args.host, curve=args.curve_keys or args.curve, hwm=args.hwm, seconds=args.seconds, publish=args.publish,
-                          record=args.record, masks=args.masks, metrics=args.metrics,
+                          record=outputs["record"], masks=outputs["masks"], metrics=outputs["metrics"], sink=sink or {},
                           display=not args.no_display and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")))
 
 
 def cmd_live(args) -> int:
-    size = _size(args.size)
+    outputs = _outputs(args)
+    _check_outputs(outputs, ())
+    _check_model(args, "live")
+    if args.mic != "none":
+        from .live import import_sounddevice
+        from .stage import StageError
+
+        try:  # before any export or output: a missing library is a one-line answer, not a traceback
+            import_sounddevice()
+        except StageError as exc:
+            raise UserError(str(exc)) from None
     source = {"kind": "live", "camera": args.camera, "mic": None if args.mic == "none" else args.mic, "fps": args.fps}
-    if size:
-        source.update(width=size[0], height=size[1])
-    return _run(_common_cfg(args, source, "live"), args.report)
+    if args.size:
+        source.update(width=args.size[0], height=args.size[1])
+    return _run(_common_cfg(args, source, "live", outputs), outputs["report"], quiet=args.quiet)
 
 
 def cmd_run(args) -> int:
+    from .sources import is_url
+
+    outputs = _outputs(args)
     for path in filter(None, (args.video, args.audio)):
-        if not Path(path).is_file():
+        if not is_url(path) and not Path(path).is_file():
             what = "is a folder, not a media file" if Path(path).is_dir() else "does not exist"
-            print(f"icf-stream: '{path}' {what}", file=sys.stderr)
-            return 2
-    source = {"kind": "file", "video": args.video, "audio": args.audio, "pace": "fast" if args.fast else "realtime"}
-    return _run(_common_cfg(args, source, "run"), args.report)
+            raise UserError(f"'{path}' {what}")
+    _check_outputs(outputs, (args.video, args.audio))
+    _check_model(args, "run")
+    # a network stream is live: read at the pace it arrives (never faster than its timestamps), never "fast"
+    pace = "fast" if args.fast and not is_url(args.video) else "realtime"
+    source = {"kind": "file", "video": args.video, "audio": args.audio, "pace": pace}
+    audio_file = args.audio or args.video
+    # the recording carries the file's own audio track (its rate and channels), not the model's 16 kHz mono
+    sink = {"record_audio_from": audio_file} if outputs["record"] and not is_url(audio_file) else {}
+    return _run(_common_cfg(args, source, "run", outputs, sink), outputs["report"], quiet=args.quiet)
 
 
 def cmd_devices(args) -> int:
@@ -226,7 +344,7 @@ def cmd_devices(args) -> int:
         for c in found["cameras"]:
             print(f"  {c['index']}: {c['size']} ({c['backend']})   use --camera {c['index']}")
     else:
-        print("cameras: none found")
+        print("cameras: none found (a network camera works too: --camera rtsp://HOST/PATH)")
     if found["microphones"]:
         print("microphones:")
         for m in found["microphones"]:
@@ -240,11 +358,12 @@ def cmd_devices(args) -> int:
 def cmd_keys(args) -> int:
     from .transport import make_keys
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a file, not a folder")
     try:
         made = make_keys(args.out, args.force)
     except RuntimeError as exc:
-        print(f"icf-stream: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(str(exc)) from None
     for path, public in made.items():
         print(f"{path}: public key {public}")
     print(f"secret keys: {args.out}/server.key_secret, {args.out}/client.key_secret (keep them private)\n"
@@ -258,6 +377,8 @@ def cmd_node(args) -> int:
     from .pipeline import PipelineError
     from .report import save_report
 
+    if not Path(args.graph).is_file():
+        raise UserError(f"graph file {args.graph} not found")
     try:
         if args.list or not args.node:
             cfg, endpoints = load_graph(args.graph)
@@ -279,12 +400,7 @@ def cmd_node(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
-    from .serve_cli import cmd_serve
-
-    handlers = {"demo": cmd_demo, "live": cmd_live, "run": cmd_run, "devices": cmd_devices, "node": cmd_node, "serve": cmd_serve, "keys": cmd_keys}
-    return handlers[args.command](args)
+    return run(build_parser(), argv, errors=(FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -30,14 +31,15 @@ except AttributeError:
 
 class MicRing:
     """Written by the PortAudio callback thread, read by the stage: samples by absolute index.
-    The stream is timestamped once, at its first callback, against CLOCK_MONOTONIC (PortAudio's
-    ADC time of that buffer); sample n is then at anchor + n / rate."""
+    The stream is timestamped once, over its first SETTLE_CALLBACKS callbacks, against
+    CLOCK_MONOTONIC (PortAudio's ADC time of each buffer); sample n is then at anchor + n / rate."""
 
     def __init__(self, seconds: float = 4.0) -> None:
         self.buf = np.zeros(int(SAMPLE_RATE * seconds), np.float32)
         self.written = 0  # absolute count of samples received
         self.read = 0
         self.anchor_ns: int | None = None
+        self.estimates: list[int] = []  # of sample 0's time, one per callback until the anchor is set
         self.lock = threading.Lock()
         self.status_errors = 0
 
@@ -49,7 +51,11 @@ class MicRing:
                 ago = max(float(time_info.currentTime) - float(time_info.inputBufferAdcTime), 0.0)
             except (AttributeError, TypeError, ValueError):
                 ago = frames / SAMPLE_RATE
-            self.anchor_ns = stamp() - int(ago * 1e9)
+            # when sample 0 was taken, as this buffer tells it; the median over the first callbacks, because
+            # PortAudio's first ADC times can be off by 100+ ms (measured on ALSA's pulse device) or wild
+            self.estimates.append(stamp() - int(ago * 1e9) - self.written * 1_000_000_000 // SAMPLE_RATE)
+            if len(self.estimates) >= SETTLE_CALLBACKS:
+                self.anchor_ns = int(np.median(self.estimates))
         data = indata[:, 0]
         with self.lock:
             i = self.written % self.buf.size
@@ -66,6 +72,30 @@ class MicRing:
             out = self.buf[idx].copy()
             self.read = self.written
         return start, out
+
+
+PORTAUDIO_HINT = ("the microphone needs PortAudio, which is not installed: install the Debian package libportaudio2 "
+                  "(apt-get install libportaudio2), or run without a microphone: --mic none")
+
+
+def import_sounddevice():
+    """The sounddevice module, or a StageError saying what to install. Without PortAudio,
+    sounddevice raises OSError at import (not ImportError), so both are caught here, once."""
+    try:
+        import sounddevice
+    except (ImportError, OSError):
+        raise StageError(PORTAUDIO_HINT) from None
+    return sounddevice
+
+
+SETTLE_CALLBACKS = 25  # 0.5 s of 320-sample buffers: the microphone's time is fixed after these
+CATCH_UP_NS = 500_000_000  # a network camera's start-up backlog read at once, at most this much stream time
+FIRST_OPEN_BUDGET_S = 2.5  # how long start-up waits for a camera before it says so
+
+
+def _no_device_node(index: int) -> bool:
+    """Linux names every V4L2 camera /dev/videoN: without the node, index N cannot open."""
+    return sys.platform.startswith("linux") and os.path.isdir("/dev") and not os.path.exists(f"/dev/video{index}")
 
 
 def _backoff(attempt: int, base: float) -> float:
@@ -88,6 +118,9 @@ class LiveSource(Stage):
         self.retries = self.options.retries
         self.backoff = self.options.backoff_s
         self.cam_id = self.options.camera
+        self.network = "://" in str(self.cam_id)  # rtsp:// http:// udp://: paced by its timestamps
+        self.pace_anchor: tuple[int, int] | None = None  # (wall - stream clock now, its floor) in ns
+        self.pace_last_pts = 0
         self.out: AVOutput | None = None  # devices and sockets are opened in open(); close() runs even if it failed
         self.cap = self.mic = self.mic_stream = None
         self.ended = False
@@ -112,6 +145,10 @@ class LiveSource(Stage):
     # ---- devices ----
     def _open_camera(self, first: bool = False):
         cam = int(self.cam_id) if str(self.cam_id).isdigit() else self.cam_id
+        if first and isinstance(cam, int) and _no_device_node(cam):
+            # no device node: nothing to wait for at start-up (a camera that vanishes later is retried)
+            raise StageError(f"camera {self.cam_id} could not be opened: there is no /dev/video{cam} (see `icf-stream devices`)")
+        started = time.monotonic()
         for attempt in range(self.retries + 1):
             cap = cv2.VideoCapture(cam)
             if cap.isOpened():
@@ -126,13 +163,15 @@ class LiveSource(Stage):
                 break
             if attempt < self.retries:
                 wait = _backoff(attempt, self.backoff)
+                if first and time.monotonic() - started + wait > FIRST_OPEN_BUDGET_S:
+                    break  # at start-up a missing camera is an error in seconds, not after a minute of retries
                 warn(f"camera {self.cam_id} not available; retrying in {wait:.1f} s ({attempt + 1}/{self.retries})")
                 time.sleep(wait)
         what = "could not be opened" if first else "disappeared and did not come back"
-        raise StageError(f"camera {self.cam_id} {what} after {self.retries} retries (see `icf-stream devices`)")
+        raise StageError(f"camera {self.cam_id} {what} after {attempt + 1} attempt(s) (see `icf-stream devices`)")
 
     def _open_mic(self, first: bool = False) -> None:
-        import sounddevice as sd
+        sd = import_sounddevice()
 
         dev = self.options.mic
         dev = None if dev in ("default", "", None) else (int(dev) if str(dev).isdigit() else dev)
@@ -182,11 +221,14 @@ class LiveSource(Stage):
         if self.env.stop.is_set():
             return self._finish("stopped")
         ok, bgr = self.cap.read()
+        if ok and bgr is not None and self.network:
+            self._pace_network()
         now = stamp()
         if not ok or bgr is None:
             warn(f"camera {self.cam_id} returned no frame; reopening")
             self.cap.release()
             self.cap = self._open_camera()
+            self.pace_anchor = None
             return True
         limit = self.options.seconds
         if limit is not None and now - self.t0 > limit * 1e9:
@@ -198,12 +240,37 @@ class LiveSource(Stage):
         self._pump_audio(now)
         return True
 
+    def _pace_network(self) -> None:
+        """A network camera is never read faster than its own timestamps (beyond a one-off catch-up of
+        CATCH_UP_NS): a server that sends a file at full speed is held to real time, picture by picture."""
+        pos_ms = self.cap.get(cv2.CAP_PROP_POS_MSEC)
+        now = stamp()
+        if not pos_ms or pos_ms < 0:
+            return
+        pts = int(pos_ms * 1e6)
+        offset = now - pts  # wall clock minus stream clock for this picture
+        if self.pace_anchor is None or pts < self.pace_last_pts:  # first picture, or the stream restarted
+            self.pace_anchor = (offset, offset - CATCH_UP_NS)
+        elif offset - self.pace_anchor[0] > 1_000_000_000:  # > 1 s behind: the stream is slower than its clock
+            self.pace_anchor = (offset, offset - CATCH_UP_NS)
+        self.pace_last_pts = pts
+        # pictures that arrive early (the decoder's start-up backlog) may be taken at once, lowering the
+        # anchor, but only by CATCH_UP_NS in all: a sender faster than real time is then held to it
+        anchor = max(self.pace_anchor[1], min(self.pace_anchor[0], offset))
+        self.pace_anchor = (anchor, self.pace_anchor[1])
+        due = anchor + pts
+        if due > now:
+            self.counters["paced_waits"] = self.counters.get("paced_waits", 0) + 1
+            time.sleep((due - now) / 1e9)
+
     def _finish(self, reason: str) -> bool:
         if not self.ended:
             self.ended = True
             self.counters.update(self.out.totals(reason, self.t0))
             if self.mic is not None:
                 self.counters["mic_status_errors"] = self.mic.status_errors
+                if self.audio_origin is not None:  # where the microphone's first sample was put on the frames' clock
+                    self.counters["mic_sample0_ms"] = round(self.audio_origin * 1000 / SAMPLE_RATE, 2)
             self.out.eos(reason)
         return False
 
@@ -239,8 +306,7 @@ def list_devices() -> dict[str, Any]:
         cap.release()
     mics, mic_error = [], None
     try:
-        import sounddevice as sd
-
+        sd = import_sounddevice()
         for i, dev in enumerate(sd.query_devices()):
             if dev.get("max_input_channels", 0) > 0:
                 mics.append({"index": i, "name": dev["name"], "channels": dev["max_input_channels"],

@@ -119,8 +119,8 @@ class SyntheticOptions(SourceOptions):
 @dataclass(frozen=True)
 class FileOptions(SourceOptions):
     stage: ClassVar[str] = "source.file"
-    video: str = ""  # the media file (required)
-    audio: str | None = None  # audio from another file (default: the video's own track)
+    video: str = ""  # the media file or a network stream URL, rtsp:// http:// udp:// (required)
+    audio: str | None = None  # audio from another file or URL (default: the video's own track)
 
     def check(self) -> None:
         super().check()
@@ -189,6 +189,7 @@ class SinkOptions(StageOptions):
     reorder_timeout_ms: float = 500.0
     output_delay_ms: float = 0.0  # emulates a slow consumer (tests)
     fps_hint: int = 30  # recording frame rate
+    record_audio_from: str | None = None  # media file whose own audio track the recording copies (None: the stream's 16 kHz audio)
     eos_timeout_s: float = 10.0
 
     def check(self) -> None:

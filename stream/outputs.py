@@ -19,7 +19,10 @@ import numpy as np
 
 from .stage import warn
 
-TINT = np.array([0, 255, 120], np.uint8)  # mask colour (RGB)
+TINT = np.array([255, 0, 255], np.uint8)  # mask colour (RGB): magenta, far from every SynthAVS colour (green was one)
+
+
+AAC_PRIMING = 1024  # samples FFmpeg's AAC encoder emits before the first input sample (its initial_padding)
 
 
 @lru_cache(maxsize=4)
@@ -82,7 +85,9 @@ class Recorder:
     silence; a frame of another size is scaled to the recording's size, odd or 1-pixel sizes padded."""
 
     def __init__(self, path: str | Path, sample_rate: int = 16_000, fps_hint: int = 30,
-                 inputs: tuple[str | Path | None, ...] = ()) -> None:
+                 inputs: tuple[str | Path | None, ...] = (), source_audio: str | None = None) -> None:
+        """``source_audio``: a media file whose audio track is copied in at its own rate and channels
+        (a file source: the pipeline itself only carries 16 kHz mono for the model)."""
         import av
 
         self.av = av
@@ -104,6 +109,9 @@ class Recorder:
         self.pending_audio: list[tuple[int, np.ndarray]] = []
         self.audio_refused = 0
         self.resized = 0
+        self.source_audio = source_audio
+        self.priming = AAC_PRIMING
+        self.original = None  # (container, decoded-frame iterator, start seconds) when copying the source's track
 
     def _start(self, width: int, height: int) -> None:
         av = self.av
@@ -117,13 +125,51 @@ class Recorder:
         # ultrafast + zerolatency: the encoder shares two cores with the model; a keyframe (and so
         # a fragment on disk) every 2 s bounds what a crash can lose
         self.video.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "23", "g": str(2 * self.fps_hint)}
-        self.audio = self.container.add_stream("aac", rate=self.rate, layout="mono")
         self.fifo = av.AudioFifo()
+        if self.source_audio and self._open_original():
+            return
+        self.audio = self.container.add_stream("aac", rate=self.rate, layout="mono")
         for first, samples in self.pending_audio:
             self.add_audio(first, samples)
         self.pending_audio.clear()
 
+    def _open_original(self) -> bool:
+        """The source file's audio track at its own rate and layout; False if it has none."""
+        try:
+            src = self.av.open(str(self.source_audio))
+        except (self.av.FFmpegError, OSError):
+            return False
+        if not src.streams.audio:
+            src.close()
+            return False
+        a = src.streams.audio[0]
+        self.rate = a.codec_context.sample_rate
+        self.audio = self.container.add_stream("aac", rate=self.rate, layout=a.layout.name)
+        start = float(src.start_time or 0) / 1e6  # the file's time zero is the stream's time zero
+        self.original = (src, src.decode(a), start)
+        self.pending_audio.clear()
+        return True
+
+    def _pump_original(self, until_s: float | None) -> None:
+        """Encodes the source's audio up to ``until_s`` of stream time (None: to the end)."""
+        src, frames, start = self.original
+        while until_s is None or self.audio_next < (until_s + 0.2) * self.rate:
+            try:
+                frame = next(frames)
+            except (StopIteration, self.av.FFmpegError):
+                return
+            t = float(frame.pts * frame.time_base) - start if frame.pts is not None else self.audio_next / self.rate
+            if t + frame.samples / self.rate <= 0:
+                continue
+            frame.pts = self.audio_next
+            self.audio_next += frame.samples
+            self.fifo.write(frame)
+            while self.fifo.samples >= 1024:
+                self._encode_audio(self.fifo.read(1024))
+
     def add_audio(self, first: int, samples: np.ndarray) -> None:
+        if self.source_audio and self.original is not None:
+            return  # the source's own track is copied instead of the model's 16 kHz mono
         samples = np.nan_to_num(np.asarray(samples, np.float32), nan=0.0, posinf=0.0, neginf=0.0)  # NaN stops AAC
         if self.container is None:  # the size of the picture is not known before the first frame
             self.pending_audio.append((first, np.clip(samples, -1, 1)))
@@ -149,6 +195,12 @@ class Recorder:
             self._encode_audio(self.fifo.read(1024))
 
     def _encode_audio(self, frame) -> None:
+        if self.priming > 0:
+            # the AAC encoder puts 1024 samples of priming first, and this MP4 carries no edit list that
+            # would tell a player to skip them: dropping the first 1024 source samples instead keeps every
+            # later sample at its own time (measured: the sound was 64 ms late at 16 kHz without this)
+            self.priming -= frame.samples
+            return
         frame.sample_rate = self.rate
         for packet in self.audio.encode(frame):
             self.container.mux(packet)
@@ -178,6 +230,8 @@ class Recorder:
             self.container.mux(packet)
         self.last_pts = pts
         self.frames += 1
+        if self.original is not None:
+            self._pump_original(pts / 1000)
 
     def close(self) -> None:
         if self.container is None:
@@ -185,6 +239,9 @@ class Recorder:
         try:
             for packet in self.video.encode():
                 self.container.mux(packet)
+            if self.original is not None:  # the track up to the last picture shown (+ one frame)
+                self._pump_original(self.last_pts / 1000 + 1 / self.fps_hint - 0.2)
+                self.original[0].close()
             rest = self.fifo.read()
             if rest is not None and rest.samples:
                 self._encode_audio(rest)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SHIPPED_WEIGHTS = Path("weights/icf-lite-synthavs.safetensors")
+from weights import SHIPPED as SHIPPED_WEIGHTS  # package data: found from any directory
 
 
 def add_args(p: argparse.ArgumentParser) -> None:

@@ -100,7 +100,8 @@ class SinkStage(Stage):
     (``masks``), JSONL log (``metrics``), a window (``display``, only with a display).
     Options: record, masks, metrics (paths), publish (bool), display (bool), max_age_ms (a result
     older than this is skipped when a newer one waits: newest wins, default 500), reorder_size,
-    reorder_timeout_ms, output_delay_ms (emulates a slow consumer, for tests), fps_hint, eos_timeout_s."""
+    reorder_timeout_ms, output_delay_ms (emulates a slow consumer, for tests), fps_hint, eos_timeout_s,
+    record_audio_from (a media file whose own audio track the recording carries)."""
 
     name = "sink"
     Options = SinkOptions
@@ -119,7 +120,8 @@ class SinkStage(Stage):
         self.poller = zmq.Poller()
         self.poller.register(self.pull, zmq.POLLIN)
         try:  # the paths were checked before the run (graph.check_outputs); this names a late problem
-            self.recorder = Recorder(o.record, fps_hint=o.fps_hint) if o.record else None
+            self.recorder = Recorder(o.record, fps_hint=o.fps_hint, inputs=(o.record_audio_from,),
+                                     source_audio=o.record_audio_from) if o.record else None
         except ValueError as exc:
             raise StageError(f"cannot record: {exc}") from exc
         if self.recorder is not None:
@@ -221,7 +223,9 @@ class SinkStage(Stage):
                             "concepts": h.get("concepts"), "iou": score, "worker": h.get("worker"), "dropped_before": h.get("dropped_before")})
 
     def _readout(self, h: dict, t: dict) -> list[str]:
-        hears = ", ".join(f"{n} {p:.2f}" for n, p in (h.get("concepts") or [])[:2])
+        hears = h.get("hears")  # "nothing" / "unsure" by the worker's calibrated rule (stream/hearing.py)
+        if hears not in ("nothing", "unsure"):
+            hears = ", ".join(f"{n} {p:.2f}" for n, p in (h.get("concepts") or [])[:2])
         fps = (len(self.recent) - 1) * 1e9 / (self.recent[-1] - self.recent[0]) if len(self.recent) > 1 else 0.0
         return [f"hears: {hears}", f"{fps:4.1f} fps  capture->mask {(t['sink_out'] - t['capture']) / 1e6:5.1f} ms"]
 

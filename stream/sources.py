@@ -224,7 +224,7 @@ class FileSource(_PacedSource):
     file, decoded with PyAV. Each stream's time base is converted to seconds; audio is resampled
     to 16 kHz mono float. A file without audio runs with silence (and a warning).
 
-    Outputs: as SyntheticSource, without gt_mask. Options: video (path), audio (path, optional),
+    Outputs: as SyntheticSource, without gt_mask. Options: video (path or network URL), audio (path or URL, optional),
     pace (realtime | fast), seconds (stop after this much media time), video_subs, audio_subs."""
 
     name = "source.file"
@@ -240,15 +240,27 @@ class FileSource(_PacedSource):
 
         self.av = av
         o = self.options
-        self.path = Path(o.video)
+        self.url = is_url(o.video)
+        self.path = o.video if self.url else Path(o.video)
         self.vcont = self._open_container(self.path)
         if not self.vcont.streams.video:
             raise StageError(f"'{self.path}' has no video stream")
         self.vframes = self.vcont.decode(video=0)
         self.acont = None
-        audio_path = Path(o.audio) if o.audio else self.path
-        cont = self._open_container(audio_path)  # a second demuxer: audio is read ahead of video
-        if cont.streams.audio:
+        self.audio_queue: list | None = []  # a network stream: audio decoded on the way to the next picture
+        audio_path = o.audio if o.audio else self.path
+        if self.url and not o.audio:  # one connection, both tracks from one demuxer
+            cont = self.vcont
+            self.vframes = self._demux_network()
+        else:
+            cont = self._open_container(audio_path if is_url(str(audio_path)) else Path(audio_path))  # a second demuxer: audio is read ahead of video
+        if cont is self.vcont and cont.streams.audio:
+            self.resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            self.acont = None
+        elif cont is self.vcont:
+            self.audio_queue = None
+            warn(f"'{audio_path}' has no audio track: running with silence")
+        elif cont.streams.audio:
             self.acont = cont
             self.aframes = self._audio_frames(cont)
             self.resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
@@ -257,12 +269,17 @@ class FileSource(_PacedSource):
             warn(f"'{audio_path}' has no audio track: running with silence")
         self.audio_next: int | None = None  # absolute index of the next sample to publish
         self.audio_skip = 0  # samples of skipped (undecodable) packets not yet accounted for
-        self.audio_done = self.acont is None
+        self.audio_done = self.acont is None and not (self.url and self.audio_queue is not None)
         self.out = AVOutput(ctx, env)
         self.pts0: float | None = None
         self._start(env, o.video_subs, o.audio_subs)
 
-    def _open_container(self, path: Path):
+    def _open_container(self, path):
+        if isinstance(path, str):  # a network stream: a bounded wait for it, then a clear error
+            try:
+                return self.av.open(path, timeout=(5.0, 5.0))
+            except (self.av.error.FFmpegError, OSError, ValueError) as exc:
+                raise StageError(f"cannot open the network stream '{path}': {exc}") from exc
         if not path.is_file():
             raise StageError(f"video/audio file '{path}' does not exist")
         try:
@@ -284,8 +301,44 @@ class FileSource(_PacedSource):
                 continue
             yield from frames
 
+    def _demux_network(self):
+        """Video frames of a network stream; its audio frames go to ``audio_queue`` as they arrive
+        (a live stream cannot be read ahead: audio comes interleaved with the pictures)."""
+        streams = [self.vcont.streams.video[0], *self.vcont.streams.audio[:1]]
+        for packet in self.vcont.demux(*streams):
+            if packet.stream.type == "audio":
+                try:
+                    frames = packet.decode()
+                except self.av.error.FFmpegError:  # a corrupt audio packet: a hole, as in _audio_frames
+                    self.count("corrupt_audio_packets")
+                    if packet.duration and packet.time_base:
+                        self.audio_skip += int(round(float(packet.duration * packet.time_base) * SAMPLE_RATE))
+                    continue
+            else:
+                frames = packet.decode()
+            for frame in frames:
+                if packet.stream.type == "audio":
+                    self.audio_queue.append(frame)
+                else:
+                    yield frame
+
+    def _pump_network_audio(self, capture_ns: int) -> None:
+        while self.audio_queue:
+            frame = self.audio_queue.pop(0)
+            for chunk in self.resampler.resample(frame):
+                data = chunk.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                if self.audio_next is None:
+                    t = float(frame.time) if frame.time is not None else 0.0
+                    data, self.audio_next = _from_time_zero(data, t - (self.pts0 or 0.0))
+                self.audio_next += self.audio_skip
+                self.audio_skip = 0
+                self.out.audio_chunk(data, first_sample=self.audio_next, capture_ns=capture_ns)
+                self.audio_next += data.size
+
     def _pump_audio(self, until_sample: int, capture_ns: int) -> None:
         """Publishes audio up to ``until_sample`` (a little beyond: decoded frames are whole)."""
+        if self.url and self.audio_queue is not None and self.acont is None:
+            return self._pump_network_audio(capture_ns)
         if self.audio_done:
             start = self.audio_next or 0
             if until_sample > start:  # no (more) audio: silence keeps the ring aligned with video
@@ -302,7 +355,7 @@ class FileSource(_PacedSource):
                 data = chunk.to_ndarray().reshape(-1).astype(np.float32, copy=False)
                 if self.audio_next is None:
                     t = float(frame.time) if frame is not None and frame.time is not None else 0.0
-                    self.audio_next = max(int(round((t - (self.pts0 or 0.0)) * SAMPLE_RATE)), 0)
+                    data, self.audio_next = _from_time_zero(data, t - (self.pts0 or 0.0))
                 self.audio_next += self.audio_skip  # after a skipped packet: a hole, not shifted audio
                 self.audio_skip = 0
                 self.out.audio_chunk(data, first_sample=self.audio_next, capture_ns=capture_ns)
@@ -345,3 +398,16 @@ class FileSource(_PacedSource):
         for cont in (self.vcont, self.acont):
             if cont is not None:
                 cont.close()
+
+
+def _from_time_zero(data: np.ndarray, start_s: float) -> tuple[np.ndarray, int]:
+    """The first audio chunk placed on the stream's timeline (time zero = the first picture): audio
+    that starts before it loses its head instead of being shifted late (MPEG-TS audio typically
+    starts tens of ms before the video)."""
+    first = int(round(start_s * SAMPLE_RATE))
+    return (data[-first:], 0) if first < 0 else (data, first)
+
+
+def is_url(text: str) -> bool:
+    """A network stream (rtsp://, http://, udp://, ...) rather than a file path."""
+    return "://" in text and not text.startswith("file://")

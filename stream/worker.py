@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import zmq
 
+from .hearing import Hearing, silence_reference
 from .models import model_geometry, open_backend, warm_up
 from .options import WorkerOptions
 from .protocol import encode, eos_ok, finite, forward, stamps
@@ -51,6 +52,7 @@ class WorkerCore:
         self.model_id = f"{self.geo['model']}:{self.info.get('backend', '?')}"
         self.top_k = top_k
         self.names = self.geo["concepts"]
+        self.hearing = Hearing(silence_reference(self.backend), self.names)  # "nothing" / "unsure" (stream/hearing.py)
         self.jobs = 0
         self.errors = 0
         self.nonfinite = 0  # non-finite input values replaced by 0
@@ -101,7 +103,7 @@ class WorkerCore:
         top = np.argsort(-p)[: self.top_k]
         names = [self.names[i] if i < len(self.names) else f"concept{i}" for i in top]
         extra = {"concepts": [[n, round(float(p[i]), 4)] for n, i in zip(names, top)],
-                 "mask_kind": "binary" if logits.shape[0] == 1 else "semantic"}
+                 "mask_kind": "binary" if logits.shape[0] == 1 else "semantic", "hears": self.hearing.label(cl)}
         t["post_done"] = stamp()
         self.jobs += 1
         return extra, mask, (out["frame_text"], out["segment_text"])

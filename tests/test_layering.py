@@ -2,6 +2,8 @@
 
 - model/ imports nothing of ours; training/ never imports engine/, stream/ or bench/;
 - stream/ never imports training/, model/ or bench/; engine/ never imports training/, stream/ or bench/;
+- icfcli/ (the shared command-line language) and weights/ (package data) import nothing of ours, and
+  icfcli/ only the standard library, so every package's CLI may use it;
 - no package's modules import each other in a cycle, nor borrow each other's private names;
 - the ONNX Runtime path (engine.runtime + an .onnx) runs with torch, model/ and training/ blocked.
 """
@@ -16,8 +18,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-OURS = ("model", "training", "engine", "stream", "bench", "synthavs")
+OURS = ("model", "training", "engine", "stream", "bench", "synthavs", "icfcli", "weights")
 FORBIDDEN = {
+    "icfcli": set(OURS) - {"icfcli"},
+    "weights": set(OURS) - {"weights"},
     "model": {"training", "engine", "stream", "bench", "synthavs"},
     "training": {"engine", "stream", "bench"},
     "stream": {"training", "model", "bench"},
@@ -65,6 +69,12 @@ def violations(package: str, forbidden: set[str]) -> list[str]:
 def test_package_imports_only_what_its_layer_may(package):
     assert our_files(package), f"no sources found for {package}"
     assert violations(package, FORBIDDEN[package]) == []
+
+
+def test_icfcli_needs_only_the_standard_library():
+    outside = sorted({m for path in our_files("icfcli") for m in imports_of(path)
+                      if m.split(".")[0] not in sys.stdlib_module_names and m.split(".")[0] != "icfcli"})
+    assert outside == []
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

@@ -1,7 +1,7 @@
 """icf-train: make SynthAVS data, train ICF networks, evaluate checkpoints.
 
     icf-train synth --out DIR --mode single --seed 0 --count 100 --format avsbench-s4
-    icf-train fit --config synthavs [--key=value ...] [--resume]
+    icf-train fit [--config synthavs] [--key=value ...] [--resume]     # no --config on a CPU: the CPU recipe
     icf-train eval --data synthavs:conflict,split=test --weights weights/icf-lite-synthavs.safetensors --json out.json
     icf-train eval --data synthavs:prior-conflict --compare A.safetensors B.safetensors
 
@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from icfcli import UserError, make_parser, non_negative_int, positive_int, run
 from synthavs import MODES
 
 DATA_HELP = (
@@ -29,53 +31,69 @@ several GPUs / processes: torchrun --nproc_per_node=N -m training fit --config s
 """
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="icf-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
+def _config_keys() -> str:
+    from dataclasses import fields
 
-    s = sub.add_parser(
-        "synth",
-        help="write SynthAVS clips to disk",
-        description="Write SynthAVS clips (AVSBench S4/MS3 folders or MP4 + npz masks).",
-    )
+    from .config import TrainConfig
+
+    keys = [f"{f.name}={json.dumps(f.default) if not callable(f.default_factory) else '{}'}" for f in fields(TrainConfig)]
+    lines, line = [], " "
+    for k in keys:
+        if len(line) + len(k) > 110:
+            lines.append(line)
+            line = " "
+        line += " " + k
+    return "\n".join([*lines, line])
+
+
+def add_synth(sub) -> None:
+    s = sub.add_parser("synth", help="write SynthAVS clips to disk",
+                       description="Write SynthAVS clips (AVSBench S4/MS3 folders or MP4 + npz masks).")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--mode", default="single", choices=MODES, help="scene mode (default single)")
-    s.add_argument("--seed", type=int, default=0, help="base seed; clip i is deterministic in (seed, i)")
-    s.add_argument("--count", type=int, default=100, help="number of clips (default 100)")
-    s.add_argument("--start", type=int, default=0, help="first clip index (default 0)")
+    s.add_argument("--seed", type=non_negative_int, default=0, help="base seed; clip i is deterministic in (seed, i)")
+    s.add_argument("--count", type=positive_int, default=100, help="number of clips (default 100)")
+    s.add_argument("--start", type=non_negative_int, default=0, help="first clip index (default 0)")
     s.add_argument("--format", default="avsbench-s4", choices=["avsbench-s4", "avsbench-ms3", "mp4"], help="output layout")
     s.add_argument("--bias", type=float, default=0.5, help="chance the salient object is the sounding one")
-    s.add_argument(
-        "--split", default=None, choices=["train", "val", "test"], help="AVSBench split for every clip (default 80/10/10)"
-    )
-    s.add_argument("--width", type=int, default=640, help="mp4 frame width (AVSBench layouts are 224x224)")
-    s.add_argument("--height", type=int, default=480, help="mp4 frame height")
-    s.add_argument("--fps", type=int, default=30, help="frames per second")
-    s.add_argument("--seconds", type=int, default=5, help="mp4 clip length (AVSBench clips are 5 s)")
+    s.add_argument("--split", default=None, choices=["train", "val", "test"],
+                   help="AVSBench split for every clip (default 80/10/10; fewer than 10 clips: the last two are val and test)")
+    s.add_argument("--width", type=positive_int, default=640, help="mp4 frame width (AVSBench layouts are 224x224)")
+    s.add_argument("--height", type=positive_int, default=480, help="mp4 frame height")
+    s.add_argument("--fps", type=positive_int, default=30, help="frames per second")
+    s.add_argument("--seconds", type=positive_int, default=5, help="mp4 clip length (AVSBench clips are 5 s)")
+    s.set_defaults(func=cmd_synth)
 
-    f = sub.add_parser(
-        "fit",
-        help="train a network",
-        description="Train an ICF network. Unknown --key=value pairs override config fields (see training/config.py).",
-        epilog=FIT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    f.add_argument("--config", default="synthavs", help="config file or name in training/configs (default synthavs)")
+
+def add_fit(sub) -> None:
+    f = sub.add_parser("fit", help="train a network",
+                       description="Train an ICF network. --key=value (or --key value) pairs override config fields; "
+                                   "keys are the config's, written with - or _.",
+                       epilog=FIT_EPILOG + "\nconfig keys and their defaults (training/config.py says what each does):\n" + _config_keys())
+    f.add_argument("--config", default=None,
+                   help="config file or name in training/configs (default: synthavs with a CUDA GPU, synthavs-cpu without)")
     f.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.safetensors + last.opt.pt")
-    f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    f.set_defaults(func=cmd_fit)
+
+
+def add_eval(sub) -> None:
+    try:
+        from weights import SHIPPED  # package data: found from any directory
+    except ImportError:
+        SHIPPED = "weights/icf-lite-synthavs.safetensors"  # noqa: N806 - an install older than weights/__init__.py
 
     e = sub.add_parser(
         "eval",
-        help="evaluate a checkpoint",
+        help="evaluate a checkpoint, or compare two",
         description="Evaluate a checkpoint: mIoU / F (official AVSBench definitions) and the empty rate. "
         "SynthAVS specs also print the listening rows (audio swap follow rate, salient capture, IoU by object size, "
         "shuffled and silent audio, prior capture on conflict frames) and the reference rows of two models that "
         "never listen (salient-only, all-objects), computed from ground truth.",
     )
     e.add_argument("--data", required=True, action="append", help=DATA_HELP + "; repeat for several")
-    who = e.add_mutually_exclusive_group(required=True)
-    who.add_argument("--weights", help="checkpoint .safetensors")
+    who = e.add_mutually_exclusive_group()
+    who.add_argument("--weights", default=str(SHIPPED), help="checkpoint .safetensors (default: the shipped weights)")
     who.add_argument(
         "--compare", nargs=2, metavar=("A", "B"),
         help="two checkpoints on the same clips: paired bootstrap 95%% interval of A - B (mIoU, F, listening rates)",
@@ -87,64 +105,154 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     e.add_argument("--json", default="", help="write the results here")
     e.add_argument("--split", default="test", help="split for path specs (default test)")
-    e.add_argument("--clips", type=int, default=0, help="evaluate only the first N clips (SynthAVS default 200)")
-    e.add_argument("--batch-size", type=int, default=8)
-    e.add_argument("--workers", type=int, default=2)
-    e.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    e.add_argument("--clips", type=non_negative_int, default=0, help="evaluate only the first N clips (SynthAVS default 200)")
+    e.add_argument("--batch-size", type=positive_int, default=8, help="clips per batch")
+    e.add_argument("--workers", type=non_negative_int, default=2, help="DataLoader worker processes")
+    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run")
+    e.set_defaults(func=cmd_eval)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p, sub = make_parser("icf-train", __doc__)
+    for add in (add_synth, add_fit, add_eval):  # a new sub-command: an add_x(sub) + one entry here
+        add(sub)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args, extra = _parser().parse_known_args(argv)
-    if args.command != "fit" and extra:
-        _parser().error(f"unrecognised arguments: {' '.join(extra)}")
-    try:
-        if args.command == "synth":
-            from .synth_to_disk import run_synth
+def cmd_synth(args) -> int:
+    from .synth_to_disk import run_synth
 
-            root = run_synth(
-                args.out, fmt=args.format, mode=args.mode, seed=args.seed, count=args.count, bias=args.bias, width=args.width,
-                height=args.height, fps=args.fps, seconds=args.seconds, split=args.split, start=args.start,
-            )  # fmt: skip
-            print(f"wrote {args.count} clips to {root}")
-        elif args.command == "fit":
-            from .config import load_config
-
-            cfg = load_config(args.config, extra)
-            if args.print_config:
-                print(json.dumps(cfg.to_dict(), indent=2))
-                return 0
-            from .trainer import fit
-
-            result = fit(cfg, resume=args.resume, quiet=args.quiet)
-            print(json.dumps(result, indent=2))
-        else:
-            from .evaluate import evaluate_spec, format_table, write_json
-            from .run_setup import pick_device
-
-            device = pick_device(args.device)
-            common = dict(device=device, split=args.split, clips=args.clips, batch_size=args.batch_size, workers=args.workers)
-            if args.compare:
-                from .evaluate import compare_specs, format_compare
-
-                rows = compare_specs(*args.compare, args.data, listening=args.listening or "basic", **common)
-                print(format_compare(rows))
-            else:
-                from .evaluate import format_listening
-
-                rows = [evaluate_spec(args.weights, spec, listening=args.listening or "full", **common) for spec in args.data]
-                print(format_table(rows, title=f"{args.weights}"))
-                listening = format_listening(rows)
-                if listening:
-                    print("\nlistening (prior capture: conflict frames whose silent prior object is >= 50% painted; follow: "
-                          "swap-test frames with IoU > 0.5 to the played object)\n")  # fmt: skip
-                    print(listening)
-            if args.json:
-                write_json(args.json, rows if len(rows) > 1 else rows[0])
-    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
-        print(f"icf-train {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    kw = dict(fmt=args.format, mode=args.mode, seed=args.seed, bias=args.bias, width=args.width, height=args.height,
+              fps=args.fps, seconds=args.seconds)
+    if args.split or args.format == "mp4" or args.count >= 10 or args.count < 3:
+        root = run_synth(args.out, count=args.count, split=args.split, start=args.start, **kw)
+    else:  # too few clips for 80/10/10 by index: still one val and one test clip, so the default eval works
+        root = _synth_small(args, kw)
+    print(f"wrote {args.count} clips to {root}")
     return 0
+
+
+def _synth_small(args, kw: dict) -> Path:
+    from .synth_to_disk import run_synth
+
+    n_train, rows, root = args.count - 2, [], None
+    for split, start, count in (("train", args.start, n_train), ("val", args.start + n_train, 1), ("test", args.start + n_train + 1, 1)):
+        root = run_synth(args.out, count=count, split=split, start=start, **kw)
+        csv = next(root.glob("*_meta_data.csv"))  # each call writes the table of its own clips
+        lines = csv.read_text().splitlines()
+        rows += lines[1:]
+    csv.write_text("\n".join([lines[0], *rows]) + "\n")
+    return root
+
+
+def _device_type(name: str) -> str:
+    if name.startswith("cuda"):
+        return "cuda"
+    if name == "cpu":
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cmd_fit(args) -> int:
+    from .config import load_config, parse_overrides
+
+    extra = [_config_key(t) for t in args.extra]
+    device = _device_type(str(parse_overrides(extra).get("device", "auto")))  # unknown keys fail here, before any work
+    config = args.config
+    if config is None:
+        config = "synthavs" if device == "cuda" else "synthavs-cpu"
+        if device == "cpu":
+            print("icf-train fit: no CUDA GPU here: using the CPU recipe --config synthavs-cpu (about 25 min on 2 cores); "
+                  "--config synthavs is the GPU-sized run", file=sys.stderr)
+    cfg = load_config(config, extra)
+    if _device_type(cfg.device) == "cpu" and not str(config).endswith("-cpu") and not args.print_config:
+        print(f"icf-train fit: warning: config '{config}' is sized for a GPU ({cfg.steps} steps, batch {cfg.batch_size}) and "
+              "this runs on the CPU: expect many hours; --config synthavs-cpu is the CPU recipe", file=sys.stderr)
+    if args.print_config:
+        print(json.dumps(cfg.to_dict(), indent=2))
+        return 0
+    from .trainer import fit
+
+    result = fit(cfg, resume=args.resume, quiet=args.quiet)
+    out = Path(cfg.out_dir)
+    curves = _write_curves(out / "log.jsonl")
+    print(json.dumps(result, indent=2))
+    print(f"checkpoints: {out / 'best.safetensors'} (best validation), {out / 'last.safetensors'} (resume point)")
+    print(f"log: {out / 'log.jsonl'}" + (f", curves: {curves} (draw them: icf-bench plot {out})" if curves else ""))
+    print(f"use it: icf-stream demo --weights {out / 'best.safetensors'}")
+    return 0
+
+
+def _config_key(token: str) -> str:
+    """--batch-size=8 -> --batch_size=8 (flags are hyphenated; config keys have underscores)."""
+    if not token.startswith("--"):
+        return token
+    name, eq, value = token.partition("=")
+    return name.replace("-", "_").replace("__", "--", 1) + eq + value
+
+
+def _write_curves(log: Path) -> Path | None:
+    """curves.csv beside log.jsonl: one row per logged step, validation columns prefixed val_."""
+    import csv
+
+    if not log.is_file():
+        return None
+    rows = []
+    for line in log.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        flat = {}
+        for k, v in row.items():
+            if isinstance(v, dict):
+                flat.update({f"{k}_{k2}": v2 for k2, v2 in v.items() if isinstance(v2, int | float)})
+            elif isinstance(v, int | float):
+                flat[k] = v
+        rows.append(flat)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    path = log.with_name("curves.csv")
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import evaluate_spec, format_table, write_json
+    from .run_setup import pick_device
+
+    for w in args.compare or [args.weights]:  # every checkpoint checked before a model or data loader is built
+        if not Path(w).is_file():
+            raise UserError(f"weights file {w} not found")
+    device = pick_device(args.device)
+    common = dict(device=device, split=args.split, clips=args.clips, batch_size=args.batch_size, workers=args.workers,
+                  progress=not args.quiet)
+    if args.compare:
+        from .evaluate import compare_specs, format_compare
+
+        rows = compare_specs(*args.compare, args.data, listening=args.listening or "basic", **common)
+        print(format_compare(rows))
+    else:
+        from .evaluate import format_listening
+
+        rows = [evaluate_spec(args.weights, spec, listening=args.listening or "full", **common) for spec in args.data]
+        print(format_table(rows, title=f"{args.weights}"))
+        listening = format_listening(rows)
+        if listening:
+            print("\nlistening (prior capture: conflict frames whose silent prior object is >= 50% painted; follow: "
+                  "swap-test frames with IoU > 0.5 to the played object)\n")  # fmt: skip
+            print(listening)
+    if args.json:
+        write_json(args.json, rows if len(rows) > 1 else rows[0])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(_parser(), argv, errors=(ValueError, FileNotFoundError, ImportError, RuntimeError), extra_ok=("fit",))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ def evaluate(
     amp: torch.dtype | None = None,
     max_clips: int = 0,
     per_clip: bool = False,
+    progress: bool = False,
 ) -> dict:
     """Official numbers over the first ``max_clips`` clips; ``per_clip`` adds the per-clip mIoU / F
     lists (binary data) that paired comparisons need."""
@@ -44,6 +45,10 @@ def evaluate(
     loader = torch.utils.data.DataLoader(
         subset, batch_size=batch_size, num_workers=workers, collate_fn=collate, pin_memory=device.type == "cuda"
     )
+    if progress:
+        from tqdm import tqdm
+
+        loader = tqdm(loader, desc="eval", unit="batch", dynamic_ncols=True, mininterval=1.0)
     for raw in loader:
         batch = prepare_batch(raw, device, net.config.num_concepts)
         with torch.autocast(device_type=device.type, dtype=amp, enabled=amp is not None):
@@ -75,6 +80,7 @@ def evaluate_spec(
     workers: int = 2,
     listening: str = "full",
     per_clip: bool = False,
+    progress: bool = False,
 ) -> dict:
     """Loads a checkpoint and evaluates it on a data spec at the checkpoint's image size. SynthAVS
     specs add ``listening`` rows (training.listening) unless listening="off"; the data's seed is
@@ -95,17 +101,27 @@ def evaluate_spec(
         n = len(dataset) if clips <= 0 else min(clips, len(dataset))
         meter = BinaryMeter()
         net.eval()
-        report = listening_report(
-            net, SceneGenerator(dataset.scene), clips=n, frames=frames, device=device, batch_size=batch_size, amp=amp,
-            full=listening == "full", meter=meter,
-        )  # fmt: skip
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n, desc="eval", unit="clip", dynamic_ncols=True, mininterval=1.0)
+        try:
+            report = listening_report(
+                net, SceneGenerator(dataset.scene), clips=n, frames=frames, device=device, batch_size=batch_size, amp=amp,
+                full=listening == "full", meter=meter, progress=bar.update if bar is not None else None,
+            )  # fmt: skip
+        finally:
+            if bar is not None:
+                bar.close()
         result = meter.result()
         result.update(clips=n, listening=report)
         if per_clip:
             result["per_clip"] = {"mIoU": list(meter.iou), "F": list(meter.f)}
     else:
         result = evaluate(
-            net, dataset, device=device, batch_size=batch_size, workers=workers, amp=amp, max_clips=clips, per_clip=per_clip
+            net, dataset, device=device, batch_size=batch_size, workers=workers, amp=amp, max_clips=clips, per_clip=per_clip,
+            progress=progress,
         )
     result.update(data=spec, weights=str(weights), model=net.config.name, image_size=list(size))
     if isinstance(dataset, SynthDataset):

@@ -17,18 +17,28 @@ def test_export_info_check_round_trip(tmp_path, capsys):
     onnx_path = tmp_path / "tiny.onnx"
     assert (tmp_path / "tiny.json").is_file() and (tmp_path / "tiny-weights.safetensors").is_file()
 
-    assert main(["info", str(onnx_path)]) == 0
+    assert main(["info", "--weights", str(onnx_path)]) == 0
     out = capsys.readouterr().out
     assert "onnx artifact of model 'icf-tiny'" in out and "integrity : OK" in out
     assert "RGB float32 in [0,1], NCHW, mean/std applied inside the graph" in out
 
     report = tmp_path / "check.json"
-    assert main(["check", "--artifact", str(onnx_path), "--backend", "onnxruntime", "--threads", "2",
+    assert main(["check", "--weights", str(onnx_path), "--backend", "onnxruntime", "--threads", "2",
                  "--random-frames", "1", "--synthetic-frames", "2", "--json", str(report)]) == 0
     out = capsys.readouterr().out
     assert "PASS: max abs logit diff <= 0.0001" in out
     doc = json.loads(report.read_text())
     assert doc["passed"] and doc["max_abs_logit_diff"] <= 1e-4 and doc["mask_iou"]["pooled"] >= 0.99
+
+
+def test_bad_arguments_are_one_line_before_any_work(tmp_path, capsys):
+    assert main(["check", "--weights", str(tmp_path / "absent.onnx")]) == 2
+    assert main(["info"]) == 2
+    assert main(["export", "--weights", str(tmp_path / "absent.safetensors"), "--out", str(tmp_path / "o")]) == 2
+    assert main(["export", "--model", "icf-huge", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "absent.onnx not found" in err and "unknown model 'icf-huge'" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_info_reports_tampering(tiny_copy, capsys):

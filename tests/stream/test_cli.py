@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.__main__ import main
+from stream.__main__ import build_parser, main
 
 from .conftest import ROOT, children_of
 
@@ -40,10 +40,66 @@ def test_help_and_devices(capsys):
 
 def test_demo_without_weights_says_how_to_get_them(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr("stream.__main__.SHIPPED_WEIGHTS", tmp_path / "absent.safetensors")
-    with pytest.raises(SystemExit) as exc:
-        main(["demo", "--seconds", "1"])
-    msg = str(exc.value.code)
+    assert main(["demo", "--seconds", "1", "--out", str(tmp_path / "o")]) == 2
+    msg = capsys.readouterr().err
     assert "absent.safetensors" in msg and "icf-train" in msg and "--model" in msg
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["demo", "--mode", "foo"], "invalid choice: 'foo'"),
+    (["demo", "--size", "640by480"], "not WxH"),
+    (["demo", "--seconds", "-1"], "is not a number > 0"),
+    (["demo", "--workers", "0"], "is not a whole number > 0"),
+    (["demo", "--weights", "absent.safetensors"], "absent.safetensors not found"),
+    (["demo", "--weights", "README.md"], "not a checkpoint or engine artifact"),
+    (["demo", "--weights", "x.onnx", "--model", "icf-tiny"], "one of --weights"),
+    (["run", "--video", "absent.mp4", "--out", "o"], "absent.mp4' does not exist"),
+    (["live", "--size", "big", "--out", "o"], "not WxH"),
+    (["node", "--graph", "absent.json"], "absent.json not found"),
+])
+def test_bad_arguments_are_refused_before_anything_is_written(argv, says, tmp_path, monkeypatch, capsys):
+    """Validation before side effects: no output folder, no cache entry, one line, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "README.md").write_text("not a model")
+    (tmp_path / "out" / "demo").mkdir(parents=True)
+    (tmp_path / "out" / "demo" / "report.json").write_text("{}")  # an earlier run's report must survive
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse's own errors: usage + one error line, exit 2
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2 and says in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "out"]
+    assert [p.name for p in (tmp_path / "out").rglob("*")] == ["demo", "report.json"]
+    assert (tmp_path / "out" / "demo" / "report.json").read_text() == "{}"
+
+
+def test_unknown_model_is_one_line_and_leaves_no_cache_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cache").mkdir()  # the user's cache folder (~/.cache) exists; nothing may be left in it
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["demo", "--model", "icf-huge", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'icf-huge'" in err and "icf-tiny" in err and "Traceback" not in err
+    assert [p.name for p in tmp_path.rglob("*")] == ["cache"]
+
+
+def test_common_options_and_config_key_spelling(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and re.match(r"icf-stream \d", capsys.readouterr().out)
+    args = build_parser().parse_args(["run", "--video", "v.mp4", "--no_display", "-q", "--engine", "a.onnx"])
+    assert args.no_display and args.quiet and args.weights == "a.onnx"  # the old --engine is a hidden alias
+    assert "--engine" not in build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+
+
+def test_shipped_weights_resolve_from_any_directory(tmp_path):
+    """From another directory, with the package on the path: the default weights are found."""
+    code = "from stream.__main__ import SHIPPED_WEIGHTS as W; print(W.is_absolute() and W.is_file())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=ENV, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"
 
 
 def test_missing_video_file_is_named():
@@ -151,3 +207,65 @@ def test_graph_file_nodes_as_separate_processes_with_curve_keys(media, tmp_path)
     sink = json.loads((tmp_path / "sink.json").read_text())["stages"]["sink"]
     assert sink["frames"]["accounted"] and sink["frames"]["sent"] == 60 and sink["frames"]["processed"] > 30
     assert (tmp_path / "keys" / "server.key_secret").is_file()
+
+
+def _stereo_44k(path: Path, seconds: float = 1.5) -> Path:
+    """A 320x240 clip whose audio is 44.1 kHz stereo (left 440 Hz, right 880 Hz)."""
+    import av
+
+    rate, fps = 44100, 15
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = 320, 240, "yuv420p"
+        a = out.add_stream("aac", rate=rate, layout="stereo")
+        for i in range(int(seconds * fps)):
+            out.mux(v.encode(av.VideoFrame.from_ndarray(np.full((240, 320, 3), 8 * i % 255, np.uint8), format="rgb24")))
+        out.mux(v.encode())
+        t = np.arange(int(seconds * rate)) / rate
+        tone = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 880 * t)]).astype(np.float32) * 0.3
+        for pos in range(0, tone.shape[1], 1024):
+            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, pos : pos + 1024]), format="fltp", layout="stereo")
+            f.sample_rate, f.pts = rate, pos
+            out.mux(a.encode(f))
+        out.mux(a.encode())
+    return path
+
+
+def test_record_keeps_the_source_audio_rate_and_channels(tiny_onnx, tmp_path):
+    import av
+
+    clip = _stereo_44k(tmp_path / "stereo.mp4")
+    assert main(["run", "--video", str(clip), "--weights", tiny_onnx, "--backend", "onnxruntime", "--transport", "inproc",
+                 "--out", str(tmp_path / "o"), "-q"]) == 0
+    with av.open(str(tmp_path / "o" / "overlay.mp4")) as c:
+        a = c.streams.audio[0]
+        assert (a.codec_context.sample_rate, a.codec_context.channels) == (44100, 2)
+        pcm = np.concatenate([f.to_ndarray() for f in c.decode(audio=0)], axis=1)
+    assert pcm.shape[1] > 44100  # most of the 1.5 s are there
+    spectrum = np.abs(np.fft.rfft(pcm[:, 4096:4096 + 8192], axis=1))
+    freqs = np.fft.rfftfreq(8192, 1 / 44100)
+    assert abs(freqs[spectrum[0].argmax()] - 440) < 10 and abs(freqs[spectrum[1].argmax()] - 880) < 10  # channels kept apart
+
+
+def test_predict_writes_masks_overlays_and_json(media, tiny_onnx, tmp_path):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "still.png"), np.full((48, 64, 3), 90, np.uint8))
+    out = tmp_path / "p"
+    assert main(["predict", str(tmp_path / "still.png"), str(media["av"]), "--weights", tiny_onnx, "--backend", "onnxruntime",
+                 "--out", str(out), "-q"]) == 0
+    doc = json.loads((out / "predictions.json").read_text())
+    frames = [f for f in doc["frames"] if f["file"].endswith("av.mp4")]
+    assert len(frames) == 60 and [f["index"] for f in frames] == list(range(60))  # every frame, none dropped
+    assert frames[-1]["pts_ms"] > 1900 and all(f["hears"] for f in doc["frames"])
+    mask = cv2.imread(str(out / "av" / "000059_mask.png"), cv2.IMREAD_GRAYSCALE)
+    assert mask.shape == (240, 320) and set(np.unique(mask)) <= {0, 255}
+    assert cv2.imread(str(out / "still" / "000000_overlay.png")).shape == (48, 64, 3)
+
+
+def test_predict_refuses_bad_inputs_before_loading_anything(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("x")
+    assert main(["predict", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "p")]) == 2
+    assert main(["predict", str(tmp_path / "absent.png"), "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert "not an image" in err and "absent.png not found" in err and not (tmp_path / "p").exists()

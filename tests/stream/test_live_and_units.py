@@ -43,6 +43,7 @@ class FakeCamera:
 def test_camera_that_disappears_is_retried_then_a_clear_error(monkeypatch, capfd):
     FakeCamera.opened = 0
     monkeypatch.setattr("stream.live.cv2.VideoCapture", FakeCamera)
+    monkeypatch.setattr("stream.live._no_device_node", lambda index: False)  # the fake has no /dev node
     report = run_pipeline(PipelineConfig(source={"kind": "live", "camera": 3, "mic": None, "retries": 2, "backoff_s": 0.01},
                                          backend={"kind": "null"}, transport="inproc"))
     assert any("camera 3 disappeared" in e for e in report["errors"]), report["errors"]
@@ -57,21 +58,89 @@ def test_missing_camera_is_a_clear_error():
     assert any("camera 57 could not be opened" in e for e in report["errors"]), report["errors"]
 
 
+class _FakeSoundDevice:
+    """sounddevice stand-in whose every stream fails like a machine with PortAudio but no device:
+    the test must not depend on whether this machine has libportaudio2 (sounddevice raises OSError
+    at import without it, which importorskip does not skip)."""
+
+    class PortAudioError(Exception):
+        pass
+
+    @classmethod
+    def InputStream(cls, *a, **k):  # noqa: N802 - sounddevice's name
+        raise cls.PortAudioError("Error querying device -1")
+
+
+class _NoPortAudio:
+    """A meta-path finder that makes `import sounddevice` fail as it does without libportaudio2."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "sounddevice":
+            raise OSError("PortAudio library not found")
+        return None
+
+
+@pytest.fixture
+def no_portaudio(monkeypatch):
+    import sys
+
+    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_NoPortAudio(), *sys.meta_path])
+
+
 def test_missing_microphone_is_a_clear_error(monkeypatch):
-    sd = pytest.importorskip("sounddevice")
+    import sys
     import threading
 
     from stream.live import LiveSource
     from stream.stage import StageError
 
-    def no_device(*a, **k):
-        raise sd.PortAudioError("Error querying device -1")
-
-    monkeypatch.setattr(sd, "InputStream", no_device)  # also on machines that do have a sound card
+    monkeypatch.setitem(sys.modules, "sounddevice", _FakeSoundDevice)
     src = LiveSource(mic="default", retries=1, backoff_s=0.01)
     src.env = type("E", (), {"abort": threading.Event(), "stop": threading.Event()})()
     with pytest.raises(StageError, match="microphone 'default' could not be opened"):
         src._open_mic(first=True)
+
+
+def test_missing_portaudio_names_the_package_and_mic_none(no_portaudio, capsys, tmp_path, monkeypatch):
+    from stream.__main__ import main
+    from stream.live import import_sounddevice, list_devices
+    from stream.stage import StageError
+
+    with pytest.raises(StageError, match="libportaudio2.*--mic none"):
+        import_sounddevice()
+    assert "libportaudio2" in list_devices()["microphone_error"]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["live", "--mic", "default", "--model", "icf-tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "libportaudio2" in err and "--mic none" in err, err
+    assert list(tmp_path.iterdir()) == []  # refused before anything was exported or written
+
+
+def test_missing_camera_fails_fast_at_start_up(monkeypatch):
+    """No device node: an error at once, not after retries; a URL that never opens: within the budget."""
+    from stream import live
+
+    calls, clock = [], [0.0]  # a fake clock: the retry budget is logic, not wall time
+    monkeypatch.setattr(live, "time", type("T", (), {"monotonic": staticmethod(lambda: clock[0]),
+                                                     "sleep": staticmethod(lambda s: clock.__setitem__(0, clock[0] + s))}))
+
+    class NeverOpens(FakeCamera):
+        def __init__(self, *a):
+            calls.append(clock[0])
+
+        def isOpened(self):
+            return False
+
+    monkeypatch.setattr("stream.live.cv2.VideoCapture", NeverOpens)
+    report = run_pipeline(PipelineConfig(source={"kind": "live", "camera": 57, "mic": None}, backend={"kind": "null"}, transport="inproc"))
+    assert any("no /dev/video57" in e and "icf-stream devices" in e for e in report["errors"]), report["errors"]
+    assert calls == []
+    report = run_pipeline(PipelineConfig(source={"kind": "live", "camera": "rtsp://127.0.0.1:9/none", "mic": None},
+                                         backend={"kind": "null"}, transport="inproc"))
+    assert any("could not be opened" in e for e in report["errors"]), report["errors"]
+    assert len(calls) > 1 and calls[-1] <= live.FIRST_OPEN_BUDGET_S  # retried, within the start-up budget
 
 
 def test_reorder_buffer_releases_in_chain_order_and_is_bounded():

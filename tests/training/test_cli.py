@@ -85,6 +85,12 @@ def test_fit_resume_and_eval(tmp_path, capsys):
     assert net.config.name == "icf-tiny" and tuple(net.config.image_size) == (64, 64)
     state = torch.load(out / "last.opt.pt", weights_only=True)
     assert state["step"] == 2 and any(k.startswith("sc.") for k in state["aux"])
+    assert (out / "curves.csv").read_text().splitlines()[0].startswith("step,")
+    printed = capsys.readouterr().out
+    assert str(out / "best.safetensors") in printed and str(out / "last.safetensors") in printed
+    from bench.__main__ import main as bench_main
+
+    assert bench_main(["plot", str(out / "log.jsonl")]) == 0 and (out / "curves.png").stat().st_size > 5000
     assert main([*args[:5], "--steps=3", *args[6:], "--resume"]) == 0  # continues at step 2
     steps = [row["step"] for row in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "loss" in row]
     assert steps == [1, 2, 3]
@@ -112,6 +118,26 @@ def test_fit_resume_and_eval(tmp_path, capsys):
     assert "| synthavs:silence | 2 |" in table and "empty rate" in table
     rows = json.loads(report.read_text())
     assert rows[0]["empty_frames"] == 10 and rows[1]["mIoU"] is not None
+
+
+def test_synth_few_clips_still_has_val_and_test(tmp_path):
+    assert main(["synth", "--out", str(tmp_path), "--count", "4", "--fps", "2"]) == 0
+    rows = (tmp_path / "s4_meta_data.csv").read_text().splitlines()
+    assert [r.rsplit(",", 1)[1] for r in rows[1:]] == ["train", "train", "val", "test"]
+    assert {p.name for p in (tmp_path / "s4_data" / "gt_masks").iterdir()} == {"train", "val", "test"}
+
+
+def test_fit_defaults_to_the_cpu_recipe_on_a_cpu_and_takes_both_spellings(capsys, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert main(["fit", "--print-config", "--batch-size=3", "--val_clips", "5"]) == 0
+    captured = capsys.readouterr()
+    cfg = json.loads(captured.out)
+    assert cfg["name"] == "icf-synthavs-cpu" and cfg["batch_size"] == 3 and cfg["val_clips"] == 5
+    assert "CPU recipe" in captured.err
+    assert main(["fit", "--config", "synthavs", "--device=cpu", "--steps=1", "--print-config"]) == 0
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    assert "batch_size=8" in capsys.readouterr().out  # --help lists the config keys
 
 
 def test_fit_rejects_unknown_override(capsys):
