@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine import state as rings
+from engine.spec import SAMPLE_RATE
 
 SEGMENT_NS = 1_000_000_000
 
@@ -105,7 +106,7 @@ class AudioRing:
     counted). ``window(end, n)`` returns the n samples before ``end`` (exclusive); samples the
     ring never got (too old, or not arrived yet) read as zeros and are counted as underrun."""
 
-    def __init__(self, sample_rate: int = 16_000, seconds: float = 8.0) -> None:
+    def __init__(self, sample_rate: int = SAMPLE_RATE, seconds: float = 8.0) -> None:
         self.rate = sample_rate
         self.capacity = int(sample_rate * seconds)
         self.buf = np.zeros(self.capacity, np.float32)

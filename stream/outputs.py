@@ -17,6 +17,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from engine.spec import SAMPLE_RATE
+
 from .stage import warn
 
 TINT = np.array([255, 0, 255], np.uint8)  # mask colour (RGB): magenta, far from every SynthAVS colour (green was one)
@@ -84,7 +86,7 @@ class Recorder:
     partial file and never a broken file under the final name. NaN / Inf audio is replaced by
     silence; a frame of another size is scaled to the recording's size, odd or 1-pixel sizes padded."""
 
-    def __init__(self, path: str | Path, sample_rate: int = 16_000, fps_hint: int = 30,
+    def __init__(self, path: str | Path, sample_rate: int = SAMPLE_RATE, fps_hint: int = 30,
                  inputs: tuple[str | Path | None, ...] = (), source_audio: str | None = None) -> None:
         """``source_audio``: a media file whose audio track is copied in at its own rate and channels
         (a file source: the pipeline itself only carries 16 kHz mono for the model)."""

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.spec import SAMPLE_RATE
+
 VERSION = 1
 KINDS = ("frame", "audio", "job", "ready", "result", "mask", "eos")
 # Little-endian by definition, so a receiver in any language can map a part without guessing.
@@ -219,7 +221,7 @@ def _stamps(v: Any) -> bool:
 
 
 def _geometry(v: Any) -> bool:
-    limits = {"width": 1 << 16, "frame_ring": 1 << 12, "segment_ring": 1 << 12, "audio_samples": 16_000 * 60}
+    limits = {"width": 1 << 16, "frame_ring": 1 << 12, "segment_ring": 1 << 12, "audio_samples": SAMPLE_RATE * 60}
     return isinstance(v, dict) and all(_int(1, hi)(v.get(k)) for k, hi in limits.items())
 
 
@@ -232,7 +234,7 @@ COMMON = {"stream": _str, "seq": POSITION, "capture_ns": INT64, "t": _stamps, "p
 # kind -> ({key: check} required, {key: check} optional)
 HEADERS: dict[str, tuple[dict, dict]] = {
     "frame": ({"pts_ns": POSITION}, {"format": lambda v: v == "rgb24"}),
-    "audio": ({"first_sample": POSITION}, {"sample_rate": lambda v: v == 16_000}),
+    "audio": ({"first_sample": POSITION}, {"sample_rate": lambda v: v == SAMPLE_RATE}),
     "job": ({"pts_ns": POSITION, "prev_seq": REF}, {"dropped_before": INT64}),
     "ready": ({"job": REF, "ok": lambda v: type(v) is bool}, {"geometry": _geometry}),
     "result": ({"pts_ns": POSITION, "prev_seq": REF, "t": _stamps}, {"dropped_before": INT64, "error": lambda v: isinstance(v, str)}),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .config import SAMPLE_RATE
+
 SOURCE_RMS = 0.1  # every sounding source is scaled to this RMS (before its per-instance gain)
 
 
@@ -35,7 +37,7 @@ def _pulses(t: np.ndarray, period: float, decay: float, width: float | None = No
 
 def _noise(t: np.ndarray, seed: int) -> np.ndarray:
     """Deterministic noise indexed by absolute sample (so any time range gives the same samples)."""
-    idx = np.round(t * 16_000).astype(np.int64)
+    idx = np.round(t * SAMPLE_RATE).astype(np.int64)
     # integer hash -> uniform; cheap and stateless (a Generator could not be sliced by time)
     h = (idx * 2654435761 + seed * 40503) & 0xFFFFFFFF
     h = (h ^ (h >> 15)) * 2246822519 & 0xFFFFFFFF
@@ -77,7 +79,7 @@ _RMS_CACHE: dict[tuple[int, float], float] = {}
 def _reference_rms(k: int, pitch: float) -> float:
     key = (k, round(pitch, 4))
     if key not in _RMS_CACHE:
-        t = np.arange(16_000 * 2) / 16_000.0
+        t = np.arange(SAMPLE_RATE * 2) / float(SAMPLE_RATE)
         _RMS_CACHE[key] = float(np.sqrt(np.mean(_class_sound(k, t, pitch, 0) ** 2)) + 1e-9)
     return _RMS_CACHE[key]
 

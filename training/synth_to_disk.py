@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.config import AUDIO_SAMPLES
 from synthavs import SceneConfig, SceneGenerator
 from synthavs.writers import write_avsbench, write_mp4
 
 EXAMPLE_HOP = 15_360
-EXAMPLE_LEN = 15_600
+EXAMPLE_LEN = AUDIO_SAMPLES  # one VGGish example, the model's audio window
 
 
 def logmel_examples(audio: np.ndarray, segments: int = 5) -> torch.Tensor:

@@ -15,10 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.config import AUDIO_SAMPLES, SAMPLE_RATE  # noqa: F401  (the model owns the audio contract training uses)
 from synthavs import audio_window
 
-SAMPLE_RATE = 16_000
-AUDIO_SAMPLES = 15_600  # model.AUDIO_SAMPLES; repeated so workers need not import the model
 LOGMEL_SHAPE = (1, 96, 64)
 
 

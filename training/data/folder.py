@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch.utils.data
 
-from .common import DataError, empty_sample, hflip, read_binary_mask, segment_windows
+from .common import SAMPLE_RATE, DataError, empty_sample, hflip, read_binary_mask, segment_windows
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")
 
@@ -41,7 +41,7 @@ def decode_video(path: Path) -> tuple[list[tuple[float, np.ndarray]], np.ndarray
             if not c.streams.audio:
                 raise DataError(f"video {path} has no audio track; AVS needs the sound")
             # FFmpeg's resampler does format, channel mix-down and rate in one go
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=16_000)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
             chunks = [o.to_ndarray().reshape(-1) for f in c.decode(audio=0) for o in resampler.resample(f)]
             chunks += [o.to_ndarray().reshape(-1) for o in resampler.resample(None)]
     except av.FFmpegError as exc:
@@ -80,7 +80,7 @@ class FolderDataset(torch.utils.data.Dataset):
     def _decoded(self, path: Path):
         if path not in self._cache:
             frames, audio = decode_video(path)
-            seconds = max(int(len(audio) // 16_000), 1)
+            seconds = max(int(len(audio) // SAMPLE_RATE), 1)
             self._cache = {path: (frames, audio, seconds)}  # one video at a time keeps memory flat
         return self._cache[path]
 
