@@ -256,6 +256,10 @@ class SinkStage(Stage):
         sent = eos.get("frames_sent")
         lost = max(int(eos.get("dispatched", self.received)) - self.received, 0)
         tail = int(eos.get("tail_lost", 0))
+        if "last_seq" in eos and "last_dispatched" in eos:
+            # every frame after the last dispatched one never reaches a sink: lost on the way (tail_lost) or
+            # superseded / stale in the context after its last dispatch, which no result's dropped_before covers
+            tail = max(int(eos["last_seq"]) - int(eos["last_dispatched"]), 0)
         dropped = c["upstream_dropped"] + tail + c["skipped"] + c["errors"] + lost
         rep["frames"] = {
             "sent": sent, "processed": c["delivered"], "dropped": dropped,
