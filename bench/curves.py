@@ -14,19 +14,10 @@ from pathlib import Path
 
 import matplotlib
 
+from training.curves import flatten
+
 matplotlib.use("Agg")  # headless
 import matplotlib.pyplot as plt  # noqa: E402
-
-
-def flatten(row: dict) -> dict:
-    """{"step": 5, "val": {"mIoU": 0.4}} -> {"step": 5, "val_mIoU": 0.4} (numbers only)."""
-    out = {}
-    for k, v in row.items():
-        if isinstance(v, dict):
-            out.update({f"{k}_{k2}": v2 for k2, v2 in v.items() if isinstance(v2, int | float)})
-        elif isinstance(v, int | float):
-            out[k] = v
-    return out
 
 
 def read_rows(path: Path) -> list[dict]:

@@ -192,7 +192,9 @@ def cmd_fit(args) -> int:
 
     result = fit(cfg, resume=args.resume, quiet=args.quiet)
     out = Path(cfg.out_dir)
-    curves = _write_curves(out / "log.jsonl")
+    from .curves import write_curves
+
+    curves = write_curves(out / "log.jsonl")
     print(json.dumps(result, indent=2))
     print(f"checkpoints: {out / 'best.safetensors'} (best validation), {out / 'last.safetensors'} (resume point)")
     print(f"log: {out / 'log.jsonl'}" + (f", curves: {curves} (draw them: icf-bench plot {out})" if curves else ""))
@@ -206,34 +208,6 @@ def _config_key(token: str) -> str:
         return token
     name, eq, value = token.partition("=")
     return name.replace("-", "_").replace("__", "--", 1) + eq + value
-
-
-def _write_curves(log: Path) -> Path | None:
-    """curves.csv beside log.jsonl: one row per logged step, validation columns prefixed val_."""
-    import csv
-
-    if not log.is_file():
-        return None
-    rows = []
-    for line in log.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        flat = {}
-        for k, v in row.items():
-            if isinstance(v, dict):
-                flat.update({f"{k}_{k2}": v2 for k2, v2 in v.items() if isinstance(v2, int | float)})
-            elif isinstance(v, int | float):
-                flat[k] = v
-        rows.append(flat)
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    path = log.with_name("curves.csv")
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    return path
 
 
 def cmd_eval(args) -> int:
