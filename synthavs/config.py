@@ -35,6 +35,8 @@ class SceneConfig:
     companion_prob: float = 0.7  # priors: chance a scene with a LOUD class also shows its silent companion
     offscreen: bool = True  # mixed / biased: False = no off-screen sound anywhere in the stream (silence events stay)
     mix: float = 0.0  # frame mixing stressor: this fraction of clip() frames shows another clip's frame (exact over clips)
+    swap: float = 0.0  # swap augmentation (synthavs.swap): chance a one-source clip is re-sounded as another
+    #   in-view object (drawn uniformly); frames unchanged, masks / labels / audio follow the new source
     conflict: bool = False  # bias-conflicting split: the salient object never sounds, a less salient one does
     snr_db: tuple[float, float] = (10.0, 30.0)  # per-clip SNR range (dB) of the added noise, measured against the
     #   clip's own sounding samples (silent clips: against SOURCE_RMS); (inf, inf) = clean
@@ -65,6 +67,8 @@ class SceneConfig:
             problems.append("fps and episode_seconds must be >= 1")
         if not 0.0 <= self.mix < 1.0:
             problems.append(f"mix {self.mix} must lie in [0, 1): the fraction of frames taken from other clips")
+        if not 0.0 <= self.swap <= 1.0:
+            problems.append(f"swap {self.swap} must lie in [0, 1]: the chance a one-source clip is re-sounded as another object")
         if not 0.0 <= self.companion_prob <= 1.0:
             problems.append(f"companion_prob {self.companion_prob} must lie in [0, 1]")
         if self.priors_on and self.num_classes != len(CLASS_NAMES):

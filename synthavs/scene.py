@@ -22,6 +22,7 @@ from .config import SAMPLE_RATE, SceneConfig
 from .looks import background, instance_sprite
 from .render import render_frame
 from .sounds import SOURCE_RMS, _noise, class_sound, gate
+from .swap import SWAP_SALT, SwapChoice, apply_swap
 
 _MIXED_MODES = (("single", 0.45), ("multi", 0.3), ("silence", 0.125), ("offscreen", 0.125))
 _DONOR_BASE = 1_000_000_007  # frame mixing: clip i borrows frames from clip _DONOR_BASE + i (never a dataset clip)
@@ -56,6 +57,7 @@ class ScenePlan:
     noise_rms: float
     noise_seed: int
     prior: int = -1  # class priors: the instance of the LOUD (usually sounding) class in view, else -1
+    swap: SwapChoice | None = None  # swap augmentation (config.swap > 0): what synthavs.swap did, else None
 
 
 @dataclass
@@ -78,6 +80,7 @@ class Clip:
     prior: int = -1  # instance index of the prior (LOUD-class) object, -1 without class priors
     active: np.ndarray | None = None  # bool [n_instances, seconds]: the plan's sounding instances
     spliced: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # bool [T]: frame from another clip
+    swap: SwapChoice | None = None  # swap augmentation: the plan's choice (None when config.swap is 0)
 
 
 @dataclass
@@ -182,7 +185,9 @@ class SceneGenerator:
             noise_seed=int(rng.integers(0, 2**31 - 1)),
             prior=prior,
         )
-        return replace(plan, noise_rms=self._signal_rms(plan) * 10 ** (-snr / 20))
+        if cfg.swap > 0:  # own draws, so the scene is the same with and without the option
+            plan = apply_swap(plan, cfg.swap, np.random.default_rng([cfg.seed, index, SWAP_SALT]))
+        return replace(plan, noise_rms=self._signal_rms(plan) * 10 ** (-snr / 20))  # the SNR holds after a swap
 
     def _signal_rms(self, plan: ScenePlan) -> float:
         """RMS of the clean soundtrack over the segments where something sounds (SOURCE_RMS when none):
@@ -320,6 +325,7 @@ class SceneGenerator:
             prior=plan.prior,
             active=plan.active,
             spliced=spliced,
+            swap=plan.swap,
         )
 
     def spliced_frames(self, index: int, n_frames: int) -> np.ndarray:

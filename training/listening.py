@@ -25,12 +25,11 @@ Rates (frames counted over the split, then divided):
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import torch
 
 from synthavs import SceneGenerator
+from synthavs.swap import solo
 
 from .data.common import AUDIO_SAMPLES, SAMPLE_RATE
 from .metrics import f_score, mask_iou
@@ -113,11 +112,9 @@ class ClipCase:
         return self.windows(self.gen.plan_audio(self.gen.plan(index, self.frames), 0, self.frames * SAMPLE_RATE))
 
     def swap_audio(self, instance: int) -> np.ndarray:
-        """Audio windows with only ``instance`` sounding, in every segment (same noise)."""
-        active = np.zeros_like(self.plan.active)
-        active[instance] = True
-        plan = replace(self.plan, active=active)
-        return self.windows(self.gen.plan_audio(plan, 0, self.frames * SAMPLE_RATE))
+        """Audio windows with only ``instance`` sounding, in every segment (same noise): synthavs.swap.solo,
+        the owner the swap augmentation uses too."""
+        return self.windows(self.gen.plan_audio(solo(self.plan, instance), 0, self.frames * SAMPLE_RATE))
 
     def visible(self) -> list[int]:
         return [i for i in range(len(self.clip.object_classes)) if (self.clip.objects == i + 1).any()]

@@ -43,13 +43,21 @@ def test_ablation_switches():
     no_mit = load_config("synthavs-no-mit")
     assert no_mit.sc and no_mit.cdcl and not (no_mit.frame_text or no_mit.text_bridge)
     # everything else equal to the full run, so the comparison is fair
-    arms = [p.stem for p in CONFIG_DIR.glob("synthavs*.json") if p.stem not in ("synthavs", "synthavs-cpu", "synthavs-v2-baseline")]
+    skip = ("synthavs", "synthavs-cpu", "synthavs-v2-baseline", "synthavs-v2-swap")  # v2 arms: see the swap test below
+    arms = [p.stem for p in CONFIG_DIR.glob("synthavs*.json") if p.stem not in skip]
     assert len(arms) >= 10
     for name in arms:
         other = load_config(name)
         fields = ("steps", "lr", "batch_size", "frames", "train_data", "val_data", "synth_bias", "model", "w_bce", "w_dice", "w_focal")
         for f in fields + (() if name == "synthavs-baseline-concept" else ("w_concept",)):
             assert getattr(other, f) == getattr(full, f), (name, f)
+
+
+def test_swap_arm_is_the_v2_baseline_plus_the_swap_option():
+    base, swap = load_config("synthavs-v2-baseline"), load_config("synthavs-v2-swap")
+    assert swap.train_data == "synthavs:biased,segment_frames=2,swap=0.5"
+    differ = {f for f in TrainConfig.__dataclass_fields__ if getattr(base, f) != getattr(swap, f)}
+    assert differ == {"name", "out_dir", "train_data"}
 
 
 def test_overrides_parse_and_check():

@@ -1,7 +1,10 @@
 """Data specs and loaders: one function parses every spec.
 
     synthavs[:MODE][,key=value...]   on-the-fly SynthAVS (keys: bias, conflict, seed, split, clips, fps, snr,
-                                     max_objects, min_objects), e.g. synthavs:conflict,split=test,clips=200
+                                     max_objects, min_objects, priors, companion, offscreen, mix, segment_frames,
+                                     swap), e.g. synthavs:conflict,split=test,clips=200;
+                                     swap=P: audio-swap augmentation (synthavs.swap), e.g.
+                                     synthavs:biased,segment_frames=2,swap=0.5
     avsbench-s4:PATH                 AVSBench Single-source (training.data.avsbench)
     avsbench-ms3:PATH                AVSBench Multi-sources
     avss:PATH                        AVSBench-semantic (training.data.avss)

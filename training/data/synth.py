@@ -72,7 +72,8 @@ def synth_dataset(
     options: dict, *, split: str, size: tuple[int, int], frames: int, length: int, bias: float, flip: float, seed: int
 ):
     """Builds a SynthDataset from spec options (mode, bias, seed, split, clips, fps, snr, objects,
-    priors, companion, offscreen, mix). ``snr=clean`` (or inf) means no added noise."""
+    priors, companion, offscreen, mix, swap). ``snr=clean`` (or inf) means no added noise; ``swap=P`` is the
+    audio-swap augmentation (synthavs.swap), P in [0, 1]."""
     split = options.pop("split", split)
     if split not in SPLIT_SEED:
         raise ValueError(f"synthavs split '{split}' must be one of {list(SPLIT_SEED)}")
@@ -93,13 +94,14 @@ def synth_dataset(
         companion_prob=_float("companion", options.pop("companion", 0.7)),
         offscreen=_bool(options.pop("offscreen", True)),
         mix=_float("mix", options.pop("mix", 0.0)),
+        swap=_float("swap", options.pop("swap", 0.0)),
         seed=int(options.pop("seed", seed)) + SPLIT_SEED[split],
     )
     length = int(options.pop("clips", length))
     if options:
         raise ValueError(
             f"unknown synthavs spec option(s) {sorted(options)}; known: mode, bias, conflict, seed, split, clips, fps, snr, "
-            "max_objects, min_objects, priors, companion, offscreen, mix"
+            "max_objects, min_objects, priors, companion, offscreen, mix, swap, segment_frames"
         )
     return SynthDataset(scene, frames=frames, length=length, flip=flip if split == "train" else 0.0, split=split)
 
