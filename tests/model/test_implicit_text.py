@@ -4,6 +4,7 @@ checkpoints saved before paper MIT still load (legacy)."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -84,16 +85,25 @@ def test_old_checkpoint_configs_mean_legacy_mit():
         ICFConfig(mit_mode="clip")
 
 
-def test_shipped_weights_still_load_and_run():
-    path = ROOT / "weights" / "icf-lite-synthavs.safetensors"
-    if not path.is_file() or path.stat().st_size < 1000:
-        pytest.skip("shipped weights not present")
-    net = model.load_checkpoint(path)
-    assert net.config.mit_mode == "legacy"
-    state = net.initial_state(1)
+def test_checkpoints_saved_before_paper_mit_load_as_legacy_and_run(tmp_path):
+    """A checkpoint written before ``mit_mode`` existed (its stored config lacks the key, as the
+    first shipped weights' did) loads as legacy MIT and steps."""
+    from safetensors.torch import load_file, save_file
+
+    from model.weights import CONFIG_KEY
+
+    net = tiny(mit_mode="legacy")
+    path = model.save_checkpoint(net, tmp_path / "old.safetensors")
+    stored = net.config.to_dict()
+    del stored["mit_mode"]
+    save_file(load_file(str(path)), str(path), metadata={CONFIG_KEY: json.dumps(stored)})
+    path.with_suffix(".json").unlink()
+    old = model.load_checkpoint(path)
+    assert old.config.mit_mode == "legacy"
+    state = old.initial_state(1)
     with torch.no_grad():
-        mask, ft, st, concepts = net.step(torch.rand(1, 3, 224, 224), torch.zeros(1, AUDIO_SAMPLES), *state.as_inputs())
-    assert mask.shape == (1, 1, 224, 224) and torch.isfinite(mask).all() and ft.shape == (1, net.config.width)
+        mask, ft, st, concepts = old.step(torch.rand(1, 3, 64, 64), torch.zeros(1, AUDIO_SAMPLES), *state.as_inputs())
+    assert mask.shape == (1, 1, 64, 64) and torch.isfinite(mask).all() and ft.shape == (1, old.config.width)
 
 
 @pytest.mark.skipif(not text_encoder_available(), reason="needs the `text` extra (frozen sentence encoder)")
