@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 import model
 from model import AUDIO_SAMPLES, ICFConfig, clip_pushes, ring_pushes, segment_closes
@@ -88,3 +89,16 @@ def test_old_checkpoints_mean_rate_one(tmp_path):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="frame_ring_rate"):
             ICFConfig(frame_ring_rate=bad)
+
+
+def test_checkpoints_saved_before_the_field_take_their_training_data_rate(tmp_path):
+    """A checkpoint trained on 2 fps clips (segment_frames=2, every frame pushed) before the field
+    existed reads as rate 2 from its training config; one trained on plain specs as 1."""
+    net = tiny()
+    for data, rate in (("synthavs:biased,segment_frames=2", 2), ("synthavs:mixed", 1), ("avsbench-s4:/data", 1)):
+        path = model.save_checkpoint(net, tmp_path / f"{rate}.safetensors", extra={"train_config": {"train_data": data}})
+        stored = net.config.to_dict()
+        del stored["frame_ring_rate"]
+        save_file(load_file(str(path)), str(path), metadata={"icf_config": json.dumps(stored)})  # as an old save wrote it
+        assert model.read_checkpoint_config(path).frame_ring_rate == rate, data
+        assert model.load_checkpoint(path).config.frame_ring_rate == rate
