@@ -173,7 +173,8 @@ def _info(args: argparse.Namespace) -> int:
     print(f"{path}: {doc['kind']} artifact of model '{doc['model']['name']}'")
     print(f"  integrity : {integrity}")
     print(f"  network   : backbone {cfg['backbone']}, width {cfg['width']}, image {cfg['image_size']}, "
-          f"{'semantic' if cfg.get('semantic') else 'binary'} head, rings Nf={cfg['frame_ring']} Ns={cfg['segment_ring']}")
+          f"{'semantic' if cfg.get('semantic') else 'binary'} head, rings Nf={cfg['frame_ring']} Ns={cfg['segment_ring']}, "
+          f"frame ring {spec.frame_ring_rate(doc)}/s")
     for side in ("inputs", "outputs"):
         print(f"  {side:<10}: " + ", ".join(f"{e['name']} {e['shape']} {e['dtype']}" for e in doc[side]))
     pn = doc["pixel_normalisation"]

@@ -125,7 +125,10 @@ def onnx_for_checkpoint(checkpoint: str | Path, *, root: str | Path | None = Non
     try:
         with _locked(folder):
             for existing in sorted(folder.glob("*.onnx")):
-                if _valid(existing, ("onnx", "sha256")) and (spec.read_sidecar(existing).get("checkpoint") or {}).get("sha256") == sha:
+                # exports written before the sidecar named the frame ring's rate are re-made: the
+                # checkpoint's training data may say another rate than the old default (model.weights)
+                if (_valid(existing, ("onnx", "sha256")) and (spec.read_sidecar(existing).get("checkpoint") or {}).get("sha256") == sha
+                        and "frame_ring_rate" in (spec.read_sidecar(existing).get("state") or {})):
                     log.info("ONNX cache hit: %s", existing)
                     return existing
             log.info("ONNX cache miss: exporting %s into %s", checkpoint, folder)

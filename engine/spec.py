@@ -136,9 +136,24 @@ def base_sidecar(kind: str, config: dict[str, Any], mean: list[float], std: list
         "outputs": outputs,
         "pixel_normalisation": pixel_normalisation(mean, std),
         "audio": {"sample_rate": SAMPLE_RATE, "samples": AUDIO_SAMPLES, "range": [-1.0, 1.0]},
-        "state": {"frame_ring": int(config["frame_ring"]), "segment_ring": int(config["segment_ring"]), "width": int(config["width"])},
+        "state": {"frame_ring": int(config["frame_ring"]), "segment_ring": int(config["segment_ring"]), "width": int(config["width"]),
+                  "frame_ring_rate": int(config.get("frame_ring_rate", 1))},
         "tools": tool_versions(),
     }
+
+
+def frame_ring_rate(sidecar: dict[str, Any]) -> int:
+    """Frame-ring entries per second of stream the model was trained with (the stream's ring clock,
+    see model/context.py): the sidecar's state, else its model config; artifacts written before
+    the field existed mean 1 (their models were trained one frame per segment)."""
+    state = sidecar.get("state") if isinstance(sidecar.get("state"), dict) else {}
+    model = sidecar.get("model") if isinstance(sidecar.get("model"), dict) else {}
+    config = model.get("config") if isinstance(model.get("config"), dict) else {}
+    rate = state.get("frame_ring_rate", config.get("frame_ring_rate", 1))
+    if isinstance(rate, bool) or not isinstance(rate, int) or not 1 <= rate <= 1000:
+        raise ArtifactError(f"sidecar frame_ring_rate {rate!r} must be a whole number of frame-ring entries per second "
+                            f"in 1..1000; re-export the artifact")
+    return rate
 
 
 def write_sidecar(artifact: str | Path, doc: dict[str, Any]) -> Path:

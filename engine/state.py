@@ -5,9 +5,11 @@ training and the exported graph); tests compare the two. It imports NumPy alone,
 the engine's ONNX path never need torch or model/ to keep state.
 
 Rule (rings ordered oldest -> newest along axis 1):
-- after every frame, push its frame text into the frame ring (the oldest slot falls off, valid = 1);
+- when a frame closes its 1 / frame_ring_rate s slot (``push_frame``), push its frame text into
+  the frame ring (the oldest slot falls off, valid = 1): the frame ring is sampled in time;
 - when a segment closes, push that frame's segment text into the segment ring and clear the frame
-  ring's validity.
+  ring's validity. A segment close is always a slot close (it pushes the frame text too).
+Which frames push and close is the caller's clock (stream/context.py's keeper live).
 """
 
 from __future__ import annotations
@@ -33,9 +35,13 @@ def _push(ring: np.ndarray, valid: np.ndarray, item: np.ndarray) -> tuple[np.nda
     return ring, valid
 
 
-def advance(state: dict[str, np.ndarray], frame_text: np.ndarray, segment_text: np.ndarray, *, close_segment: bool) -> dict[str, np.ndarray]:
+def advance(
+    state: dict[str, np.ndarray], frame_text: np.ndarray, segment_text: np.ndarray, *, close_segment: bool, push_frame: bool = True
+) -> dict[str, np.ndarray]:
     """The state after one frame: ``state`` holds STATE_NAMES; texts are [B, D]."""
-    fr, fv = _push(state["frame_ring"], state["frame_valid"], frame_text)
+    fr, fv = state["frame_ring"], state["frame_valid"]
+    if push_frame or close_segment:
+        fr, fv = _push(fr, fv, frame_text)
     sr, sv = state["segment_ring"], state["segment_valid"]
     if close_segment:
         sr, sv = _push(sr, sv, segment_text)

@@ -59,12 +59,19 @@ class ICFConfig:
     text_bridge: bool = True  # audio token attends to the texts (a'); off: a' = a
     frame_ring: int = 30  # earlier frame descriptors kept for the segment level (a 30 fps segment)
     segment_ring: int = 4  # earlier segment descriptors kept for the video level (with the current: 5)
+    # Frame-ring entries per second of stream: a frame pushes its descriptor into the frame ring only
+    # when it closes its 1/frame_ring_rate s slot, so a 30 fps camera fills the ring as a clip at this
+    # many fps does. Training records its data's frames per second here (segment_frames=k -> k;
+    # AVSBench and plain specs 1); configs stored before the field existed mean 1.
+    frame_ring_rate: int = 1
     # --- fusion and decoder ---
     heads: int = 4  # attention heads in the coarse-level cross-attention
     semantic: bool = False  # head: False -> 1 binary mask channel; True -> K + 1 classes (AVSS)
     separable: bool = True  # depthwise-separable 3x3 convs in the FPN (cheap on CPU and GPU)
 
     def __post_init__(self) -> None:
+        if isinstance(self.frame_ring_rate, bool) or not isinstance(self.frame_ring_rate, int) or self.frame_ring_rate < 1:
+            raise ValueError(f"frame_ring_rate {self.frame_ring_rate!r} must be a whole number of frame-ring entries per second >= 1")
         if self.mit_mode not in ("paper", "legacy"):
             raise ValueError(f"mit_mode '{self.mit_mode}' must be 'paper' or 'legacy'")
         if self.mit_mode == "paper" and self.learned_prompts:

@@ -2,8 +2,8 @@
 
 - ``step(image, audio, frame_ring, frame_valid, segment_ring, segment_valid)``: one frame, state
   tensors in and out. This is what engines export and the stream runs (``forward`` is ``step``).
-- ``clip(images, audio, frames_per_segment | closes)``: B x T frames, causal, used in training. It
-  runs the heavy per-frame parts batched over B*T and the cheap temporal part frame by frame with
+- ``clip(images, audio, frames_per_segment | closes [, pushes])``: B x T frames, causal, used in
+  training. It runs the heavy per-frame parts batched over B*T and the cheap temporal part frame by frame with
   the same ring updates the stream's text-context keeper makes, so it equals T calls of ``step``.
 
 MIT (config.mit_mode): "paper" (model/implicit_text.py) puts each frame's channel-correlated
@@ -229,18 +229,23 @@ class ICFNet(nn.Module):
         *,
         frames_per_segment: int = 1,
         closes: Sequence[bool] | None = None,
+        pushes: Sequence[bool] | None = None,
         state: ContextState | None = None,
         text_vectors: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> ClipOutput:
         """images [B, T, 3, H, W], audio [B, T, S]. A segment closes after frame i when closes[i]
         (model.context.segment_closes gives them from frame times, the stream's rule), else after
-        every frames_per_segment frames. Causal: frame t sees only <= t. text_vectors: see
-        ``implicit_texts`` (training passes the encoder's output so the tokens learn)."""
+        every frames_per_segment frames. Frame i pushes its frame text into the frame ring when
+        pushes[i] (model.context.ring_pushes / clip_pushes give them from frame times and
+        config.frame_ring_rate, the stream's rule); None: every frame pushes (the clip's frames are
+        the ring's samples, as in training at frame_ring_rate fps). Causal: frame t sees only <= t.
+        text_vectors: see ``implicit_texts`` (training passes the encoder's output so the tokens learn)."""
         b, t = images.shape[:2]
         if closes is None:
             closes = [(i + 1) % frames_per_segment == 0 for i in range(t)]
-        if len(closes) != t:
-            raise ValueError(f"closes has {len(closes)} flags for a clip of {t} frames")
+        pushes = pushes if pushes is not None else [True] * t
+        if len(closes) != t or len(pushes) != t:
+            raise ValueError(f"closes / pushes have {len(closes)} / {len(pushes)} flags for a clip of {t} frames")
         feats = self.encode(images.flatten(0, 1), audio.flatten(0, 1))
         if self.paper:
             first = self.frame_descriptor(feats.levels)
@@ -261,7 +266,7 @@ class ICFNet(nn.Module):
                 x_s, x_v = self.temporal_text(first_bt[:, i], audio_bt[:, i], s.frame_ring, s.frame_valid, s.segment_ring, s.segment_valid)
             seg.append(x_s)
             vid.append(x_v)
-            state = advance(state, first_bt[:, i], x_s, close_segment=bool(closes[i]))
+            state = advance(state, first_bt[:, i], x_s, close_segment=bool(closes[i]), push_frame=bool(pushes[i]))
         x_s = torch.stack(seg, dim=1).flatten(0, 1)
         x_v = torch.stack(vid, dim=1).flatten(0, 1)
         if self.paper:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +51,28 @@ def read_checkpoint_config(path: str | Path) -> ICFConfig:
             meta = f.metadata() or {}
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise ValueError(f"checkpoint {path} is not a readable safetensors file ({exc})") from exc
-    if CONFIG_KEY in meta:
-        return ICFConfig.from_dict(json.loads(meta[CONFIG_KEY]))
     side = sidecar_path(path)
-    if side.is_file():
-        return ICFConfig.from_dict(json.loads(side.read_text())["config"])
+    try:
+        doc = json.loads(side.read_text()) if side.is_file() else {}
+    except (OSError, ValueError):
+        doc = {}  # the weights' own metadata still says what network they are
+    doc = doc if isinstance(doc, dict) else {}
+    stored = json.loads(meta[CONFIG_KEY]) if CONFIG_KEY in meta else doc.get("config")
+    if isinstance(stored, dict):
+        if "frame_ring_rate" not in stored:  # saved before the field: the rate its training data had
+            stored = {**stored, "frame_ring_rate": _trained_ring_rate(doc)}
+        return ICFConfig.from_dict(stored)
     raise ValueError(f"checkpoint {path} carries no ICF config (metadata '{CONFIG_KEY}' or {side.name}); is it an ICF checkpoint?")
+
+
+def _trained_ring_rate(doc: dict[str, Any]) -> int:
+    """Frame-ring rate of a checkpoint saved before ICFConfig.frame_ring_rate existed: its clips'
+    frames per second, from the training config in its JSON (``segment_frames=k`` in the data spec:
+    trained with k frames per second, every one pushed), else 1 (one frame per segment, e.g. the
+    shipped weights/icf-lite-synthavs)."""
+    train = doc.get("train_config") if isinstance(doc.get("train_config"), dict) else {}
+    found = re.search(r"(?:^|[:,])segment_frames=(\d+)", str(train.get("train_data", "")))
+    return max(int(found.group(1)), 1) if found else 1
 
 
 def load_checkpoint(path: str | Path, **overrides: Any) -> ICFNet:

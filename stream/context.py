@@ -1,18 +1,22 @@
 """The stream's state: the rolling text context (NumPy mirror of model/context.py) and audio ring.
 
 Text context rule (model/context.py, the contract between ``step`` and its caller):
-- after every frame, push its frame text into the frame ring (oldest slot falls off, valid = 1);
+- when a frame closes its ring slot, push its frame text into the frame ring (oldest slot falls
+  off, valid = 1);
 - when a segment closes, push that frame's segment text into the segment ring and clear the frame
   ring's validity. Rings are ordered oldest -> newest along axis 1.
 ``advance`` below applies engine.state's NumPy copy of that rule (tests compare it with torch).
 
-When does a segment close? Training closes after every ``frames_per_segment``-th frame. Live, a
-segment is 1 s of capture time (pts), so frame i closes its segment exactly when the NEXT
-processed frame lies in a later second. ContextKeeper therefore holds the last frame's texts until
-the next frame's time is known and only then applies ``advance`` with the right flag: on a steady
-30 fps stream that gives the same states as the clip form with frames_per_segment = 30. Dropped
-frames never enter the rings (the model only saw processed frames); a gap longer than a segment
-closes one segment (there is only one segment text to push).
+The clock (this module, live): a segment is 1 s of capture time (pts) and a ring slot is
+1 / ring_rate s of it, ring_rate being the model's ``frame_ring_rate`` (read from the artifact's
+sidecar by stream.models.model_geometry: the frames per second the model was trained at; 1 for
+models stored before the field). Frame i closes its slot (segment) exactly when the NEXT processed
+frame lies in a later slot (second). ContextKeeper therefore holds the last frame's texts until
+the next frame's time is known and only then applies ``advance`` with the right flags: on a
+steady 30 fps stream with ring_rate 2 the last frame of each half second pushes, so every frame
+sees the rings a 2 fps clip of those frames sees (model.context.ring_pushes / segment_closes are
+the same rule for clips). Dropped frames never enter the rings (the model only saw processed
+frames); a gap longer than a segment closes one segment (there is only one segment text to push).
 """
 
 from __future__ import annotations
@@ -47,33 +51,47 @@ def initial_state(batch: int, width: int, frame_ring: int, segment_ring: int, dt
     return ContextState(**rings.initial(batch, width, frame_ring, segment_ring, dtype))
 
 
-def advance(state: ContextState, frame_text: np.ndarray, segment_text: np.ndarray, *, close_segment: bool) -> ContextState:
-    """The keeper's update after one frame (``close_segment`` is decided by the caller's clock);
-    the ring rule itself is engine.state's, the one NumPy copy of model/context.py."""
-    return ContextState(**rings.advance(state.as_inputs(), frame_text, segment_text, close_segment=close_segment))
+def advance(
+    state: ContextState, frame_text: np.ndarray, segment_text: np.ndarray, *, close_segment: bool, push_frame: bool = True
+) -> ContextState:
+    """The keeper's update after one frame (``close_segment`` and ``push_frame`` are decided by the
+    caller's clock); the ring rule itself is engine.state's, the one NumPy copy of model/context.py."""
+    return ContextState(**rings.advance(state.as_inputs(), frame_text, segment_text, close_segment=close_segment, push_frame=push_frame))
 
 
 class ContextKeeper:
     """Clock-driven keeper for one stream. ``state_for(pts)`` -> rings for the frame at ``pts``;
     ``record(pts, frame_text, segment_text)`` after that frame ran, in processing order."""
 
-    def __init__(self, width: int, frame_ring: int, segment_ring: int, segment_ns: int = SEGMENT_NS, origin_ns: int = 0) -> None:
+    def __init__(
+        self, width: int, frame_ring: int, segment_ring: int, segment_ns: int = SEGMENT_NS, origin_ns: int = 0, ring_rate: int = 1
+    ) -> None:
+        if isinstance(ring_rate, bool) or not isinstance(ring_rate, (int, np.integer)) or ring_rate < 1:
+            raise ValueError(f"ring_rate {ring_rate!r} must be a whole number of frame-ring entries per second >= 1")
         self.state = initial_state(1, width, frame_ring, segment_ring)
         self.segment_ns = segment_ns
+        self.ring_rate = int(ring_rate)  # frame-ring slots per segment (the model's frame_ring_rate)
         # Segment k is [origin + k s, origin + (k + 1) s) of stream time. Sources start pts at 0, so
         # segments line up with the stream's own seconds even when the first frames are dropped.
         self.origin_ns = origin_ns
         self.pending: tuple[int, np.ndarray, np.ndarray] | None = None
         self.segments_closed = 0
+        self.frames_pushed = 0  # frame texts that entered the frame ring (one per closed slot)
         self.rejected = 0  # frames whose texts were not finite: never stored (they would poison every later frame)
 
     def segment_of(self, pts_ns: int) -> int:
         return (pts_ns - self.origin_ns) // self.segment_ns
 
+    def slot_of(self, pts_ns: int) -> int:
+        """The frame-ring slot [j / r s, (j + 1) / r s) holding ``pts_ns`` (integer ns: exact)."""
+        return (pts_ns - self.origin_ns) * self.ring_rate // self.segment_ns
+
     def _advance(self, pts_ns: int, ft: np.ndarray, st: np.ndarray, next_pts_ns: int) -> None:
         close = self.segment_of(next_pts_ns) > self.segment_of(pts_ns)
-        self.state = advance(self.state, ft, st, close_segment=close)
+        push = close or self.slot_of(next_pts_ns) > self.slot_of(pts_ns)
+        self.state = advance(self.state, ft, st, close_segment=close, push_frame=push)
         self.segments_closed += int(close)
+        self.frames_pushed += int(push)
 
     def state_for(self, pts_ns: int) -> ContextState:
         """The rings for the frame at ``pts_ns`` (the next frame in processing order)."""

@@ -161,10 +161,11 @@ class ContextStage(Stage):
         """A worker's first ``ready`` names its model's geometry (range-checked by protocol.py).
         The first worker sets it; one that disagrees or names none is refused and never given
         work, and the stream goes on with the others."""
-        keys = ("width", "frame_ring", "segment_ring", "audio_samples")
+        keys = ("width", "frame_ring", "segment_ring", "audio_samples", "ring_rate")
+        geo = None if geo is None else {"ring_rate": 1, **geo}  # a worker that names no ring clock means 1
         if geo is not None and self.geometry is None:
             self.geometry = {k: geo[k] for k in keys}
-            self.keeper = ContextKeeper(geo["width"], geo["frame_ring"], geo["segment_ring"])
+            self.keeper = ContextKeeper(geo["width"], geo["frame_ring"], geo["segment_ring"], ring_rate=geo["ring_rate"])
         if geo is None or any(self.geometry[k] != geo[k] for k in keys):
             self.jobs.refuse(wid)
             self.count("workers_refused")

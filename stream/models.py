@@ -18,7 +18,7 @@ import numpy as np
 
 from engine import cache
 from engine.backend import Backend
-from engine.spec import io_from_config, zeros
+from engine.spec import frame_ring_rate, io_from_config, zeros
 
 
 class NullBackend(Backend):
@@ -31,10 +31,10 @@ class NullBackend(Backend):
 
     def __init__(self, image_size=(224, 224), width: int = 32, frame_ring: int = 30, segment_ring: int = 4,
                  concepts: tuple[str, ...] = ("silence",), delay_ms: float = 0.0, jitter_ms: float = 0.0,
-                 seed: int = 0, **_: Any) -> None:
+                 seed: int = 0, frame_ring_rate: int = 1, **_: Any) -> None:
         h, w = (int(v) for v in image_size)
         config = {"name": "null", "image_size": [h, w], "width": int(width), "frame_ring": int(frame_ring),
-                  "segment_ring": int(segment_ring), "concepts": list(concepts)}
+                  "segment_ring": int(segment_ring), "concepts": list(concepts), "frame_ring_rate": int(frame_ring_rate)}
         inputs, outputs = io_from_config(config)
         sidecar = {"model": {"name": "null", "config": config}, "concepts": list(concepts), "config": config,
                    "inputs": inputs, "outputs": outputs}
@@ -69,7 +69,8 @@ def open_backend(spec: dict[str, Any]):
 
 
 def model_geometry(backend) -> dict[str, Any]:
-    """Sizes the stream needs, read from the backend's input specs (they are what the graph takes)."""
+    """Sizes the stream needs, read from the backend's input specs (they are what the graph takes),
+    and the frame ring's clock (``ring_rate``: entries per second, from the sidecar)."""
     specs = backend.input_specs
     _, _, h, w = specs["image"][0]
     _, nf, d = specs["frame_ring"][0]
@@ -81,7 +82,7 @@ def model_geometry(backend) -> dict[str, Any]:
     name = model.get("name") if isinstance(model, dict) else str(model)
     return {"image_size": (int(h), int(w)), "width": int(d), "frame_ring": int(nf), "segment_ring": int(ns),
             "concepts": concepts, "mask_channels": int(channels), "model": name or "unknown",
-            "audio_samples": int(specs["audio"][0][1])}
+            "audio_samples": int(specs["audio"][0][1]), "ring_rate": frame_ring_rate(backend.sidecar)}
 
 
 def warm_up(backend) -> float:

@@ -82,7 +82,7 @@ class Lane:
         self.counters: dict[str, Any] = dict(received=0, transport_gaps=0, superseded=0, dispatched=0, audio_underruns=0)
         self.sender = ResultSender(ctx, env, self.counters, send_image)
         self.ring = AudioRing()
-        self.keeper = ContextKeeper(geo["width"], geo["frame_ring"], geo["segment_ring"])
+        self.keeper = ContextKeeper(geo["width"], geo["frame_ring"], geo["segment_ring"], ring_rate=geo.get("ring_rate", 1))
         self.audio_samples = geo["audio_samples"]
         self.audio_wait_ns = audio_wait_ns
         self.latest = None

@@ -105,7 +105,7 @@ def predict(files: list[Path], spec: dict[str, Any], out: Path, *, progress: boo
     try:
         for path in files:
             frames, audio = _frames(path)
-            keeper = ContextKeeper(geo["width"], geo["frame_ring"], geo["segment_ring"])
+            keeper = ContextKeeper(geo["width"], geo["frame_ring"], geo["segment_ring"], ring_rate=geo["ring_rate"])
             folder = out / path.stem
             folder.mkdir(parents=True, exist_ok=True)
             for i, (pts, image) in enumerate(frames):

@@ -222,7 +222,9 @@ def _stamps(v: Any) -> bool:
 
 def _geometry(v: Any) -> bool:
     limits = {"width": 1 << 16, "frame_ring": 1 << 12, "segment_ring": 1 << 12, "audio_samples": SAMPLE_RATE * 60}
-    return isinstance(v, dict) and all(_int(1, hi)(v.get(k)) for k, hi in limits.items())
+    # ring_rate (frame-ring entries per second) is optional: absent means 1, as in older workers
+    return (isinstance(v, dict) and all(_int(1, hi)(v.get(k)) for k, hi in limits.items())
+            and ("ring_rate" not in v or _int(1, 1000)(v["ring_rate"])))
 
 
 POSITION = _int(0, MAX_POSITION)

@@ -25,7 +25,7 @@ from .transport import close_socket, open_socket, recv_packet, stamp
 SEND_TIMEOUT_S = 10.0  # a peer that takes nothing for this long is gone
 STARTUP_TIMEOUT_NS = 120 * 10**9
 STATE = ("audio", "frame_ring", "frame_valid", "segment_ring", "segment_valid")
-GEOMETRY_KEYS = ("width", "frame_ring", "segment_ring", "audio_samples")
+GEOMETRY_KEYS = ("width", "frame_ring", "segment_ring", "audio_samples", "ring_rate")  # ring_rate: the frame ring's clock
 
 
 class WorkerCore:

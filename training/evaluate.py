@@ -52,8 +52,10 @@ def evaluate(
     for raw in loader:
         batch = prepare_batch(raw, device, net.config.num_concepts)
         with torch.autocast(device_type=device.type, dtype=amp, enabled=amp is not None):
-            times = batch.get("frame_times")  # segments close by the stream rule; none: 1 frame each
-            out = net.clip(batch["images"], batch["audio"], closes=None if times is None else model.segment_closes(times[0].tolist()))
+            times = batch.get("frame_times")  # segments close and the frame ring samples by the stream rule; none: 1 frame each
+            times = None if times is None else times[0].tolist()
+            out = net.clip(batch["images"], batch["audio"], closes=None if times is None else model.segment_closes(times),
+                           pushes=None if times is None else model.ring_pushes(times, net.config.frame_ring_rate))
         logits = out.mask_logits.float()
         for i in range(logits.shape[0]):  # one video per meter batch, as the official test loop
             valid = batch["gt_valid"][i]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model import ICFNet, segment_closes
+from model import ICFNet, ring_pushes, segment_closes
 
 from .config import TrainConfig
 from .losses import CDCL, SemanticCounterfactual, bce_dice, ce_dice, concept_loss, pool_region
@@ -27,14 +27,26 @@ def aux_ramp(progress: float, start: float = 0.05, full: float = 0.25) -> float:
     return float(min(max((progress - start) / max(full - start, 1e-6), 0.0), 1.0))
 
 
-def batch_closes(batch: dict[str, torch.Tensor]) -> list[bool] | None:
-    """Segment-close flags of the batch's clips from their frame times (all clips share them)."""
+def _batch_times(batch: dict[str, torch.Tensor]) -> list[float] | None:
     times = batch.get("frame_times")
     if times is None:
         return None
     if not torch.equal(times, times[:1].expand_as(times)):
         raise ValueError("clips of one batch must share frame times (same segment_frames and fps)")
-    return segment_closes(times[0].tolist())
+    return times[0].tolist()
+
+
+def batch_closes(batch: dict[str, torch.Tensor]) -> list[bool] | None:
+    """Segment-close flags of the batch's clips from their frame times (all clips share them)."""
+    times = _batch_times(batch)
+    return None if times is None else segment_closes(times)
+
+
+def batch_pushes(batch: dict[str, torch.Tensor], ring_rate: int) -> list[bool] | None:
+    """Frame-ring push flags from the frame times at the network's frame_ring_rate (the stream's
+    rule, model.ring_pushes); None (every frame pushes) for clips without times (AVSBench, 1 fps)."""
+    times = _batch_times(batch)
+    return None if times is None else ring_pushes(times, ring_rate)
 
 
 class TrainModule(nn.Module):
@@ -86,7 +98,8 @@ class TrainModule(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor], ramp: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg, net = self.cfg, self.net
         b, t = batch["images"].shape[:2]
-        out = net.clip(batch["images"], batch["audio"], closes=batch_closes(batch), text_vectors=self.text_vectors())
+        out = net.clip(batch["images"], batch["audio"], closes=batch_closes(batch), pushes=batch_pushes(batch, net.config.frame_ring_rate),
+                       text_vectors=self.text_vectors())
         logits = out.mask_logits.flatten(0, 1)  # [N, C, H, W]
         masks = batch["masks"].flatten(0, 1)
         valid = batch["gt_valid"].flatten()

@@ -92,7 +92,7 @@ def build_network(cfg: TrainConfig, *, size: tuple[int, int], extra: dict[str, A
     else freshly built from the registry (pretrained backbone where the variant has one)."""
     kw = {**cfg.model_kwargs(size=size), **(extra or {})}
     if cfg.init:
-        keep = {k: v for k, v in kw.items() if k in ("frame_text", "segment_text", "video_text", "text_bridge", "image_size")}
+        keep = {k: v for k, v in kw.items() if k in ("frame_text", "segment_text", "video_text", "text_bridge", "image_size", "frame_ring_rate")}
         net = model.load_checkpoint(cfg.init, **keep)
         return net.train()
     return model.build_model(cfg.model, **kw).train()

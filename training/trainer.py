@@ -86,14 +86,29 @@ def lr_factor(progress: float, step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p))
 
 
+DECAYED_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose2d)
+
+
+def decayed_names(module: torch.nn.Module) -> set[str]:
+    """Parameters AdamW decays: the weight matrices / kernels of linear and conv layers, nothing
+    else. Biases, norms, and parameters a module holds itself (the textual-inversion token
+    embeddings, the weight query, correlation gammas: embedding-like, some zero-initialised) are
+    left alone; decay would pull them toward zero, away from the words they start from."""
+    return {
+        f"{mod_name}.weight" if mod_name else "weight"
+        for mod_name, mod in module.named_modules()
+        if isinstance(mod, DECAYED_LAYERS) and isinstance(getattr(mod, "weight", None), torch.nn.Parameter)
+    }
+
+
 def param_groups(module: TrainModule, cfg: TrainConfig) -> list[dict]:
     groups: dict[tuple[bool, bool], list] = {}
+    decayed = decayed_names(module)
     for name, p in module.named_parameters():
         if not p.requires_grad:
             continue
         backbone = name.startswith("net.backbone.")
-        decay = p.ndim > 1 and "basis" not in name  # no decay on norms, biases, the SC basis
-        groups.setdefault((backbone, decay), []).append(p)
+        groups.setdefault((backbone, name in decayed), []).append(p)
     return [
         {"params": ps, "lr_scale": cfg.backbone_lr_scale if bb else 1.0, "weight_decay": cfg.weight_decay if dec else 0.0}
         for (bb, dec), ps in groups.items()
@@ -148,11 +163,24 @@ def build_datasets(cfg: TrainConfig, d: Dist) -> tuple[torch.utils.data.Dataset,
     return train_set, val_set
 
 
+def data_ring_rate(dataset) -> int:
+    """Frames per second of the training clips: SynthAVS ``segment_frames=k`` -> k; AVSBench,
+    folders and plain specs (one frame per segment) -> 1. Stored as the model's frame_ring_rate, so
+    the stream samples its frame ring at the rate training filled it (model/context.py)."""
+    for ds in (dataset, getattr(dataset, "dataset", None), getattr(dataset, "base", None)):  # wrappers keep the clips' rate
+        k = getattr(ds, "segment_frames", None)
+        if isinstance(k, int) and k >= 1:
+            return k
+    return 1
+
+
 def build_model(cfg: TrainConfig, d: Dist, device: torch.device, train_set, out: Path) -> tuple[torch.nn.Module, TrainModule]:
     extra = bank_overrides(cfg, getattr(train_set, "classes", None), out) if d.main else {}
     d.barrier()
     if d.enabled and not extra:
         extra = bank_overrides(cfg, getattr(train_set, "classes", None), out)  # the file exists now
+    if "frame_ring_rate" not in cfg.model_overrides:  # an explicit override wins; else the data's rate
+        extra = {**extra, "frame_ring_rate": data_ring_rate(train_set)}
     net = build_network(cfg, size=cfg.effective_train_size, extra=extra)
     module = TrainModule(net, cfg).to(device)
     if device.type == "cuda" and cfg.channels_last:

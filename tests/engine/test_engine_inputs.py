@@ -14,7 +14,10 @@ SPECS = spec.specs_from(spec.io_from_config({"name": "x", "image_size": [32, 48]
                                               "segment_ring": 3, "concepts": ["a", "b"], "semantic": False})[0])
 
 
-def test_advance_matches_model_context():
+@pytest.mark.parametrize("rate", [None, 1, 2])
+def test_advance_matches_model_context(rate):
+    """Both copies of the ring rule, with the frame ring's push flag (None: the default, every frame
+    pushes; else pushes of a 6 fps clip sampled at ``rate`` entries per second)."""
     import model
     from model.context import ContextState
 
@@ -22,11 +25,14 @@ def test_advance_matches_model_context():
     state_t = model.initial_state(1, cfg)
     state_n = {k: v.numpy() for k, v in zip(("frame_ring", "frame_valid", "segment_ring", "segment_valid"), state_t.as_inputs())}
     rng = np.random.default_rng(0)
-    for t in range(11):
+    pushes = [True] * 13 if rate is None else model.clip_pushes(13, 6, rate)
+    assert sum(pushes) == (13 if rate is None else 2 * rate)  # slot ends of 13 frames at 6 fps
+    for t in range(13):
         ft, st = rng.standard_normal((1, 8)).astype(np.float32), rng.standard_normal((1, 8)).astype(np.float32)
-        close = (t + 1) % 3 == 0
-        state_t = model.advance(state_t, torch.from_numpy(ft), torch.from_numpy(st), close_segment=close)
-        state_n = advance(state_n, ft, st, close_segment=close)
+        close = (t + 1) % 6 == 0
+        kw = {} if rate is None else {"push_frame": pushes[t]}
+        state_t = model.advance(state_t, torch.from_numpy(ft), torch.from_numpy(st), close_segment=close, **kw)
+        state_n = advance(state_n, ft, st, close_segment=close, **kw)
         assert isinstance(state_t, ContextState)
         for k, v in zip(("frame_ring", "frame_valid", "segment_ring", "segment_valid"), state_t.as_inputs()):
             np.testing.assert_array_equal(state_n[k], v.numpy())
@@ -48,6 +54,14 @@ def test_synthetic_sequence_shapes_and_rings():
     assert seq[1]["frame_valid"].tolist() == [[0, 0, 0, 1]] and seq[1]["frame_ring"][0, -1, 0] == 1
     assert seq[2]["frame_valid"].sum() == 0 and seq[2]["segment_valid"].tolist() == [[0, 0, 1]]  # segment closed after 2
     assert seq[2]["segment_ring"][0, -1, 0] == -2
+
+
+def test_sidecar_carries_the_frame_ring_rate():
+    config = {"name": "x", "image_size": [32, 48], "width": 8, "frame_ring": 4, "segment_ring": 3, "concepts": ["a"]}
+    doc = spec.base_sidecar("onnx", {**config, "frame_ring_rate": 2}, [0.5] * 3, [0.25] * 3)
+    assert doc["state"]["frame_ring_rate"] == 2 and spec.frame_ring_rate(doc) == 2
+    assert spec.frame_ring_rate(spec.base_sidecar("onnx", config, [0.5] * 3, [0.25] * 3)) == 1  # configs before the field
+    assert spec.input_specs({**config, "frame_ring_rate": 2}) == spec.input_specs(config)  # the step I/O does not change
 
 
 def test_calibration_sources(tmp_path):

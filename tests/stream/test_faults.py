@@ -44,7 +44,7 @@ def test_finite_replaces_nan_and_inf_and_clips():
 
 
 def test_keeper_never_stores_a_nonfinite_text():
-    k = ContextKeeper(4, 3, 2)
+    k = ContextKeeper(4, 3, 2, ring_rate=60)  # a ring clock faster than the frames: every frame pushes
     k.state_for(0)
     k.record(0, np.ones(4), np.ones(4))
     k.state_for(33_000_000)

@@ -14,10 +14,11 @@ from stream.pipeline import PipelineError
 def test_each_stream_keeps_its_own_context_and_outputs(media, tmp_path):
     """An audible synthetic stream and a silent file share one batched (null) model. The null
     model's frame text is the row's audio level, so the silent stream's rings must hold exact
-    zeros and the audible one's only non-zero levels: any mixing of rows or rings shows."""
+    zeros and the audible one's only non-zero levels: any mixing of rows or rings shows. (The model
+    samples its frame ring 10 times a second, so the rings hold entries mid-segment.)"""
     cfg = ServeConfig(sources=[{"kind": "synthetic", "seconds": 1.5, "width": 320, "height": 240, "stream_id": "loud"},
                                {"kind": "file", "video": str(media["silent"]), "stream_id": "quiet"}],
-                      backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2]},
+                      backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2], "frame_ring_rate": 10},
                       out_dir=str(tmp_path), deadline_ms=20)
     report = run_serve(cfg)
     assert report["ok"], report["errors"]
