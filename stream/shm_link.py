@@ -8,6 +8,19 @@ recording) is copied out first, because ZeroMQ sends later, from another thread,
 reused. A slot the source lapped before the context got to it (or after the model read it) costs
 that frame, counted as ``shm_stale``; it is never used torn.
 tcp links keep the payload path: a ring is only reachable on its own host.
+
+The segmenter -> sink hop (``ResultRing`` / ``ResultTaker``) uses the same ring with handed-back
+slots (shm_ring: ``handback``), because results, unlike frames, must never be lapped: a slow sink
+has to slow the segmenter down, as the payload path's PUSH high-water mark does. Why per-slot
+hand-back words in the ring's own header rather than credits over a socket: a credit is a message
+that can be lost (a restarted sink, a full queue) and then leaks capacity for good; a hand-back
+word cannot be lost, needs no extra socket or thread, and the producer can take the words over
+when the consumer's pid is gone. The sink copies a result out of its slot and hands the slot back
+at once, on receipt: it holds results for a while (reorder buffer) and gives masks to outputs that
+keep them (the PUB socket sends later, from its own thread), and a copy of a few hundred KB costs
+tens of microseconds, so a slot is held for one receive only and the ring needs no more slots than
+ZeroMQ would have queued (``RESULT_SLOTS``). The producer waits for a free slot against the same
+deadline as a blocked send; a sink that never hands back is "gone" exactly as on the payload path.
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ from .shm_ring import RingReader, RingWriter, StaleSlot
 from .stage import warn
 
 DEFAULT_SLOTS = 16  # > both high-water marks + the frame being processed (see shm_ring)
+RESULT_SLOTS = 8  # results in flight to the sink: what the payload path's PUSH + PULL high-water marks (4 + 4) hold
 
 
 def wanted(mode: str, transport: str) -> bool:
@@ -109,4 +123,73 @@ class ShmReceiver:
         self.reader.close()
 
 
-__all__ = ["ShmSender", "ShmReceiver", "wanted", "DEFAULT_SLOTS"]
+class ResultRing:
+    """Segmenter side of the results hop (used by worker.ResultSender): a handback ring. ``free``
+    says whether a result can go into the ring now; ``pack`` puts its parts there. If the ring
+    cannot be made it says so once and results go on as payload (the sink takes either)."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.slots = int(options.get("result_slots", RESULT_SLOTS))
+        self.writer: RingWriter | None = None
+        self.failed: str | None = None
+
+    def free(self) -> bool:
+        return self.failed is not None or self.writer is None or self.writer.free()
+
+    def pack(self, head: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self.failed is None and arrays:
+            try:
+                self.writer = self.writer or RingWriter(slots=self.slots, handback=True)
+                return dict(head, shm=self.writer.write(arrays)), {}
+            except (OSError, RuntimeError) as exc:
+                self.failed = str(exc)
+                warn(f"shared-memory results are off for this stream ({exc}); sending results as payload")
+                self.close()
+        return head, arrays
+
+    @property
+    def reclaimed(self) -> int:
+        return self.writer.reclaimed if self.writer is not None else 0
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class ResultTaker:
+    """Sink side: copies a result's parts out of its slot and hands the slot back, in one step."""
+
+    def __init__(self) -> None:
+        self.reader = RingReader()
+
+    def take(self, pkt: Packet, counters: dict[str, Any]) -> bool:
+        """Puts copies of the slot's parts into ``pkt.arrays`` and releases the slot. False (and
+        counted) if the slot no longer holds the result (``shm_stale``: its producer took it back
+        from a sink before this one) or the descriptor or parts are malformed; packets without
+        ``shm`` pass through untouched."""
+        desc = pkt.header.get("shm")
+        if desc is None:
+            return True
+        try:
+            arrays = {k: np.array(v) for k, v in self.reader.resolve(desc).items()}
+            if not self.reader.valid(desc):
+                raise StaleSlot("slot reused while copying")
+            validate(pkt.kind, {k: v for k, v in pkt.header.items() if k != "shm"}, arrays)
+            pkt.arrays.update(arrays)
+            counters["shm_results"] = counters.get("shm_results", 0) + 1
+            return True
+        except StaleSlot:
+            counters["shm_stale"] = counters.get("shm_stale", 0) + 1
+        except ProtocolError as exc:
+            counters["malformed"] = counters.get("malformed", 0) + 1
+            counters["last_error"] = str(exc)[:200]
+        finally:
+            self.reader.release(desc)  # whatever became of it: the slot is the producer's again
+        return False
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+__all__ = ["ShmSender", "ShmReceiver", "ResultRing", "ResultTaker", "wanted", "DEFAULT_SLOTS", "RESULT_SLOTS"]
