@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .options import OptionsError, options_class
-from .shm_link import DEFAULT_SLOTS
+from .shm_link import DEFAULT_SLOTS, RESULT_SLOTS
 from .shm_link import wanted as shm_wanted
 from .transport import Endpoints, Security, make_endpoints
 
@@ -113,7 +113,7 @@ def endpoints_for(cfg: PipelineConfig, run_dir: str) -> Endpoints:
     if cfg.curve and cfg.transport != "tcp" and not (cfg.publish or "").startswith("tcp://"):
         raise PipelineError("--curve applies to tcp links; use --transport tcp or a tcp:// --publish address")
     try:
-        extra = {"shm": {"slots": DEFAULT_SLOTS}} if shm_wanted(cfg.shm, cfg.transport) else {}
+        extra = {"shm": {"slots": DEFAULT_SLOTS, "result_slots": RESULT_SLOTS}} if shm_wanted(cfg.shm, cfg.transport) else {}
     except ValueError as exc:
         raise PipelineError(str(exc)) from None
     # EOS token: shared by this run's stages, never published (a forged EOS cannot stop the run)
