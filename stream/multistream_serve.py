@@ -114,7 +114,8 @@ class MaskForwarder:
 
 def _tables(cfg: ServeConfig, run_dir: str) -> dict[str, Endpoints]:
     try:
-        extra = {"shm": {"slots": DEFAULT_SLOTS, "result_slots": RESULT_SLOTS}} if shm_wanted(cfg.shm, cfg.transport) else {}
+        shm = {"slots": DEFAULT_SLOTS, "result_slots": 0 if cfg.shm == "frames" else RESULT_SLOTS}  # frames: results stay payload
+        extra = {"shm": shm} if shm_wanted(cfg.shm, cfg.transport) else {}
     except ValueError as exc:
         raise PipelineError(str(exc)) from None
     tables = {}

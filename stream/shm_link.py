@@ -39,12 +39,13 @@ RESULT_SLOTS = 8  # results in flight to the sink: what the payload path's PUSH 
 
 def wanted(mode: str, transport: str) -> bool:
     """``mode`` on | off | auto (auto: on for ipc; inproc already passes references, tcp may
-    cross hosts)."""
-    if mode not in ("on", "off", "auto"):
+    cross hosts); ``frames``: on, but results stay payload (the path before the results ring, for
+    comparisons). On covers both hops: frames to the segmenter and results to the sink."""
+    if mode not in ("on", "off", "auto", "frames"):
         raise ValueError(f"shm must be on, off or auto, not {mode!r}")
-    if mode == "on" and transport == "tcp":
+    if mode in ("on", "frames") and transport == "tcp":
         raise ValueError("shared-memory frames need all stages on one host: use --transport ipc (or inproc), or --shm off")
-    return mode == "on" or (mode == "auto" and transport == "ipc")
+    return mode in ("on", "frames") or (mode == "auto" and transport == "ipc")
 
 
 class ShmSender:
@@ -132,6 +133,11 @@ class ResultRing:
         self.slots = int(options.get("result_slots", RESULT_SLOTS))
         self.writer: RingWriter | None = None
         self.failed: str | None = None
+
+    @staticmethod
+    def wanted(options: dict[str, Any] | None) -> bool:
+        """On for same-host links (``Endpoints.extra["shm"]``) unless ``result_slots`` is 0."""
+        return bool(options) and int(options.get("result_slots", RESULT_SLOTS)) > 0
 
     def free(self) -> bool:
         return self.failed is not None or self.writer is None or self.writer.free()

@@ -127,7 +127,7 @@ class ResultSender:
         self.sent_any = False
         self.send_image = send_image  # the frame goes back only when the sink draws on it (record / display)
         shm = env.endpoints.extra.get("shm")
-        self.ring = ResultRing(shm) if shm else None
+        self.ring = ResultRing(shm) if ResultRing.wanted(shm) else None
         self.push = open_socket(ctx, zmq.PUSH, env.endpoints, "results", bind=False)
         self.push.setsockopt(zmq.SNDTIMEO, 200)
 
