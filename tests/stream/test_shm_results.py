@@ -100,6 +100,23 @@ def test_taker_copies_out_and_hands_back_on_receipt(tmp_path):
         w.close()
 
 
+def test_copy_pool_reuses_an_array_only_when_nothing_else_holds_it():
+    from stream.shm_link import CopyPool
+
+    pool, src = CopyPool(per_shape=2), np.arange(12, dtype=np.uint8).reshape(3, 4)
+    first = pool.copy(src)
+    kept = first[1:]  # a view (or a ZeroMQ send with copy=False) keeps its base alive
+    first_id = id(first)
+    del first
+    second = pool.copy(src + 1)
+    assert id(second) != first_id and int(kept[0, 0]) == 4  # the held array was not overwritten
+    del kept
+    del second
+    again = pool.copy(src + 2)
+    assert id(again) == first_id and int(again[0, 0]) == 2  # free again: reused, no fresh allocation
+    assert sum(len(v) for v in pool.pool.values()) == 2
+
+
 CONSUMER = """
 import json, sys, time
 from stream.shm_ring import RingReader
