@@ -200,7 +200,7 @@ class ResultTaker:
     """Sink side: copies a result's parts out of its slot and hands the slot back, in one step."""
 
     def __init__(self) -> None:
-        self.reader = RingReader()
+        self.reader = RingReader(max_rings=16)  # one ring per worker that sends results here
         self.copies = CopyPool()
 
     def take(self, pkt: Packet, counters: dict[str, Any]) -> bool:
