@@ -186,6 +186,17 @@ class ResultRing:
                 self.close()
         return head, arrays
 
+    def unclaimed(self) -> bool:
+        """True while the ring is in use and no sink ever handed a slot back: the sink may not see
+        this host's /dev/shm (another container), or may still be starting."""
+        return self.failed is None and self.writer is not None and not self.writer.claimed()
+
+    def give_up(self, why: str) -> None:
+        """Results go as payload from now on. The file stays until close: results already in it
+        are still read by a sink that was only slow to start."""
+        self.failed = why
+        warn(f"shared-memory results are off for this stream ({why}); sending results as payload")
+
     @property
     def reclaimed(self) -> int:
         return self.writer.reclaimed if self.writer is not None else 0

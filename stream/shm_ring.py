@@ -178,6 +178,10 @@ class RingWriter:
             return True
         return False
 
+    def claimed(self) -> bool:
+        """True once a consumer handed back a slot of the current ring (it can map it)."""
+        return self.ring is not None and int(self.ring.head[4]) != 0
+
     def held(self) -> int:
         """Slots the consumer has not handed back yet (0 without handback)."""
         ring = self.ring

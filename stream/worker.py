@@ -24,6 +24,7 @@ from .stage import Stage, StageEnv, StageError
 from .transport import GRACEFUL_LINGER_MS, close_socket, open_socket, recv_packet, stamp
 
 SEND_TIMEOUT_S = 10.0  # a peer that takes nothing for this long is gone
+RING_UNCLAIMED_S = 5.0  # a full results ring no sink ever handed back: the sink cannot map it, go payload
 STARTUP_TIMEOUT_NS = 120 * 10**9
 STATE = ("audio", "frame_ring", "frame_valid", "segment_ring", "segment_valid")
 GEOMETRY_KEYS = ("width", "frame_ring", "segment_ring", "audio_samples")
@@ -159,7 +160,7 @@ class ResultSender:
     def _into_ring(self, head: dict, arrays: dict, deadline: tuple[int, int]) -> tuple[dict, dict]:
         """Waits (bounded by the send deadline) until the sink handed back the next slot, then
         moves the parts there: a slow sink back-pressures here, a result is never overwritten."""
-        pause = 50e-6
+        pause, start = 50e-6, stamp()
         if not self.ring.free():
             self.counters["result_slot_waits"] = self.counters.get("result_slot_waits", 0) + 1
             while not self.ring.free():
@@ -167,6 +168,10 @@ class ResultSender:
                     return head, arrays  # send() sees the abort too and sends nothing
                 if stamp() > deadline[0]:
                     raise self._gone(deadline[1])
+                if self.ring.unclaimed() and stamp() - start > RING_UNCLAIMED_S * 1e9:
+                    self.ring.give_up(f"the sink handed back none of {self.ring.slots} results in {RING_UNCLAIMED_S:g} s: "
+                                      "it cannot map this host's /dev/shm")
+                    break
                 time.sleep(pause)
                 pause = min(pause * 2, 0.002)
         arrays = {k: v if isinstance(v, np.ndarray) else np.frombuffer(_buffer(v[0]), v[1]["dtype"]).reshape(v[1]["shape"])

@@ -329,3 +329,40 @@ def test_a_slot_result_reaches_only_a_same_host_sink(tmp_path):
     finally:
         h.close()
         w.close()
+
+
+def test_a_sink_that_cannot_map_the_ring_gets_payload_results(tmp_path, monkeypatch, capsys):
+    """A sink that does not see the segmenter's /dev/shm (another container) hands back nothing:
+    the segmenter says so once and sends the rest as payload instead of ending as "sink gone";
+    the results lost in the ring are counted (shm_stale), the rest delivered."""
+    from stream import worker
+    from stream.sink import SinkStage
+
+    monkeypatch.setattr(worker, "RING_UNCLAIMED_S", 0.3)
+    h = Harness(tmp_path, SinkStage(reorder_timeout_ms=100))
+    h.ep.extra["shm"] = {"result_slots": 2}
+    elsewhere = tmp_path / "other-shm"
+    elsewhere.mkdir()
+    try:
+        h.start()
+        assert _wait(lambda: getattr(h.stage, "taker", None) is not None)
+        h.stage.taker.reader.directory = str(elsewhere)  # the sink's /dev/shm is another one
+        counters: dict = {}
+        sender = worker.ResultSender(h.ctx, h.env, counters, send_image=False, send_timeout_s=5.0)
+        core = SimpleNamespace(model_id="null:null", name="worker0")
+        for seq in range(6):
+            head = {"stream": "s", "seq": seq, "capture_ns": time.monotonic_ns(), "pts_ns": seq, "prev_seq": seq - 1, "dropped_before": 0}
+            sender.result(core, head, Packet(header={}, arrays={}), {"capture": time.monotonic_ns()}, ({}, mask(seq)["mask"], None))
+        assert _wait(lambda: h.stage.counters["delivered"] == 4)
+        assert h.stage.counters["shm_stale"] == 2 and sender.ring.failed
+        assert capsys.readouterr().err.count("shared-memory results are off") == 1
+        sender.close()
+    finally:
+        h.close()
+
+
+def _wait(cond, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return cond()
