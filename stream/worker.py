@@ -170,7 +170,7 @@ class ResultSender:
                     raise self._gone(deadline[1])
                 if self.ring.unclaimed() and stamp() - start > RING_UNCLAIMED_S * 1e9:
                     self.ring.give_up(f"the sink handed back none of {self.ring.slots} results in {RING_UNCLAIMED_S:g} s: "
-                                      "it cannot map this host's /dev/shm")
+                                      "it cannot map this host's /dev/shm, or has not started reading")
                     break
                 time.sleep(pause)
                 pause = min(pause * 2, 0.002)
