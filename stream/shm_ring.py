@@ -169,8 +169,11 @@ class RingWriter:
             self.consumer, self.consumer_seen = pid, Path(f"/proc/{pid}").exists()
             if replaced:  # the old consumer's slots will never come back
                 self._reclaim()
-        i = self.next
-        if ring.released[i] == ring.gens[i]:
+        # the lowest handed-back slot, not the next in turn: a sink that keeps up gets the same one
+        # or two slots back again and again, warm in the caches and TLBs of both processes
+        handed = np.flatnonzero(ring.released == ring.gens)
+        if handed.size:
+            self.next = int(handed[0])
             return True
         if self.consumer_seen and not Path(f"/proc/{self.consumer}").exists():
             self.consumer_seen = False  # seen alive, now gone (SIGKILL hands nothing back)
