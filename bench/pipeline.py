@@ -58,7 +58,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--shm", choices=("auto", "on", "off"), default="auto", help="frames source -> segmenter by shared memory (auto: on for ipc)")
     p.add_argument("--resize", choices=("fast", "area", "linear"), default="fast", help="frame -> model size (stream/resize.py)")
-    p.add_argument("--compare", action="store_true", help="with --null: payload vs shared-memory frames and area vs fast resize, "
+    p.add_argument("--compare", action="store_true", help="with --null: payload vs shared-memory frames (and results) and area vs fast resize, "
                    "interleaved in one run (bench/shm_compare.py)")
     p.add_argument("--repeats", type=int, default=2, help="--compare: runs per variant")
     p.add_argument("--out", type=Path, default=Path("out/bench"), help="output folder (default out/bench)")

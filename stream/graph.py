@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .options import OptionsError, options_class
-from .shm_link import DEFAULT_SLOTS
+from .shm_link import DEFAULT_SLOTS, RESULT_SLOTS
 from .shm_link import wanted as shm_wanted
 from .transport import Endpoints, Security, make_endpoints
 
@@ -39,7 +39,9 @@ class PipelineConfig:
     display: bool = False
     seconds: float | None = None  # graceful stop after this long (None: until the source ends)
     hwm: int = 4
-    shm: str = "auto"  # frames source -> segmenter by shared memory: on | off | auto (on for ipc)
+    # frames source -> segmenter and results -> sink by shared memory: on | off | auto (on for ipc);
+    # frames: the frame ring only, results as payload (for comparisons)
+    shm: str = "auto"
     stream_id: str = "cam0"
     sink: dict[str, Any] = field(default_factory=dict)  # extra SinkStage options
     context: dict[str, Any] = field(default_factory=dict)  # extra ContextStage options
@@ -113,7 +115,8 @@ def endpoints_for(cfg: PipelineConfig, run_dir: str) -> Endpoints:
     if cfg.curve and cfg.transport != "tcp" and not (cfg.publish or "").startswith("tcp://"):
         raise PipelineError("--curve applies to tcp links; use --transport tcp or a tcp:// --publish address")
     try:
-        extra = {"shm": {"slots": DEFAULT_SLOTS}} if shm_wanted(cfg.shm, cfg.transport) else {}
+        shm = {"slots": DEFAULT_SLOTS, "result_slots": 0 if cfg.shm == "frames" else RESULT_SLOTS}  # frames: results stay payload
+        extra = {"shm": shm} if shm_wanted(cfg.shm, cfg.transport) else {}
     except ValueError as exc:
         raise PipelineError(str(exc)) from None
     # EOS token: shared by this run's stages, never published (a forged EOS cannot stop the run)

@@ -30,7 +30,7 @@ from typing import Any
 from .graph import PipelineError, Signals, supervisor_clock
 from .node import node_main
 from .pipeline import reap, sweep_run_dirs
-from .shm_link import DEFAULT_SLOTS
+from .shm_link import DEFAULT_SLOTS, RESULT_SLOTS
 from .shm_link import wanted as shm_wanted
 from .transport import Endpoints, make_endpoints
 
@@ -114,7 +114,8 @@ class MaskForwarder:
 
 def _tables(cfg: ServeConfig, run_dir: str) -> dict[str, Endpoints]:
     try:
-        extra = {"shm": {"slots": DEFAULT_SLOTS}} if shm_wanted(cfg.shm, cfg.transport) else {}
+        shm = {"slots": DEFAULT_SLOTS, "result_slots": 0 if cfg.shm == "frames" else RESULT_SLOTS}  # frames: results stay payload
+        extra = {"shm": shm} if shm_wanted(cfg.shm, cfg.transport) else {}
     except ValueError as exc:
         raise PipelineError(str(exc)) from None
     tables = {}

@@ -227,6 +227,11 @@ def _geometry(v: Any) -> bool:
             and ("ring_rate" not in v or _int(1, 1000)(v["ring_rate"])))
 
 
+def _slot(v: Any) -> bool:
+    """A shared-memory slot descriptor (stream/shm_ring.py checks its fields when it maps it)."""
+    return isinstance(v, dict) and isinstance(v.get("parts"), list)
+
+
 POSITION = _int(0, MAX_POSITION)
 REF = _int(-1, MAX_POSITION)  # a seq, or -1 for "none"
 INT64 = _int(INT64_MIN, INT64_MAX)
@@ -235,11 +240,12 @@ COMMON = {"stream": _str, "seq": POSITION, "capture_ns": INT64, "t": _stamps, "p
           "worker": _str, "concepts": _concepts, "mask_kind": lambda v: v in ("binary", "semantic")}
 # kind -> ({key: check} required, {key: check} optional)
 HEADERS: dict[str, tuple[dict, dict]] = {
-    "frame": ({"pts_ns": POSITION}, {"format": lambda v: v == "rgb24"}),
+    "frame": ({"pts_ns": POSITION}, {"format": lambda v: v == "rgb24", "shm": _slot}),
     "audio": ({"first_sample": POSITION}, {"sample_rate": lambda v: v == SAMPLE_RATE}),
     "job": ({"pts_ns": POSITION, "prev_seq": REF}, {"dropped_before": INT64}),
     "ready": ({"job": REF, "ok": lambda v: type(v) is bool}, {"geometry": _geometry}),
-    "result": ({"pts_ns": POSITION, "prev_seq": REF, "t": _stamps}, {"dropped_before": INT64, "error": lambda v: isinstance(v, str)}),
+    "result": ({"pts_ns": POSITION, "prev_seq": REF, "t": _stamps}, {"dropped_before": INT64, "error": lambda v: isinstance(v, str),
+                                                                   "shm": _slot}),
     "mask": ({"pts_ns": POSITION}, {}),
     "eos": ({}, {"frames_sent": COUNT, "last_seq": REF, "last_dispatched": REF, "dispatched": COUNT, "tail_lost": COUNT,
                  "audio_chunks": COUNT, "token": lambda v: v is None or _str(v), "context": lambda v: isinstance(v, dict), "reason": _str}),
@@ -277,9 +283,10 @@ def validate(kind: str, header: dict[str, Any], arrays: dict[str, np.ndarray]) -
         dtype, ndim, _ = spec[name]
         if arr.dtype.name != dtype or arr.ndim != ndim:
             raise ProtocolError(f"{kind}: part '{name}' is {arr.dtype.name} rank {arr.ndim}, must be {dtype} rank {ndim}")
-    # a frame whose parts wait in a shared-memory slot (stream/shm_link.py) carries none yet: its
-    # parts are checked here again, once the receiver has mapped them
-    missing = [n for n, (_, _, req) in spec.items() if req and n not in arrays] if not (kind == "frame" and "shm" in header) else []
+    # a frame or result whose parts wait in a shared-memory slot (stream/shm_link.py) carries none
+    # yet: its parts are checked here again, once the receiver has mapped them
+    in_slot = kind in ("frame", "result") and "shm" in header
+    missing = [n for n, (_, _, req) in spec.items() if req and n not in arrays] if not in_slot else []
     if missing:
         raise ProtocolError(f"{kind}: parts {missing} missing")
     image, mask, gt = arrays.get("image"), arrays.get("mask"), arrays.get("gt_mask")
@@ -289,7 +296,7 @@ def validate(kind: str, header: dict[str, Any], arrays: dict[str, np.ndarray]) -
     for name, other in (("mask", mask), ("gt_mask", gt)):
         if other is not None and size is not None and other.shape != size:
             raise ProtocolError(f"{kind}: part '{name}' {list(other.shape)} does not match the frame {list(size)}")
-    if kind == "result" and "error" not in header and mask is None:
+    if kind == "result" and "error" not in header and mask is None and not in_slot:
         raise ProtocolError("result: neither a mask nor an error")
     if kind == "ready" and header["ok"] and not ("frame_text" in arrays and "segment_text" in arrays):
         raise ProtocolError("ready: ok without frame_text and segment_text")

@@ -12,6 +12,15 @@ Slot rule (a seqlock per slot, no locks anywhere, so neither side can wedge the 
   producer lapped the ring (the frame is stale, newer ones exist) or died mid-write (odd): the
   frame is dropped and counted, never read torn.
 - slots are reused round-robin, so memory is fixed: slots x slot_bytes per producer.
+Handed-back slots (``RingWriter(handback=True)``, the segmenter -> sink results): the one
+consumer also writes, per slot, the generation it is done with (``release``), and the producer
+writes a slot only once it was handed back (``free``). Each word has one writer (generations:
+the producer; handed-back generations and the consumer pid: the consumer), so this needs no lock
+either, and nothing is ever lapped: a slow consumer back-pressures the producer, which waits
+(with its own deadline) exactly where a ZeroMQ send would block at its high-water mark. A
+consumer that died (its pid, seen alive before, is gone) or was replaced (another pid claimed the
+ring) hands back nothing more: the producer takes its slots back (``reclaimed``); a message still
+on its way to a new consumer then meets a newer generation and is dropped as stale, never torn.
 Lifecycle: the producer creates ``/dev/shm/icf-ring-<pid>-<random>`` and unlinks it on close; a
 producer that was killed (SIGKILL runs no cleanup) leaves its file, which the next ``sweep_stale``
 (run by every ``RingWriter``) removes because that pid is gone. A consumer that dies holds nothing
@@ -35,9 +44,15 @@ import numpy as np
 from .protocol import DTYPES, MAX_DIM, MAX_NDIM, ProtocolError
 
 SHM_DIR = "/dev/shm"
-MAGIC = b"ICFRING1"
-HEADER_BYTES = 4096  # magic, slot count, slot size, owner pid, then one uint64 generation per slot
-MAX_SLOTS = (HEADER_BYTES - 32) // 8
+MAGIC = b"ICFRING2"
+# 8 uint64 words: magic, slot count, slot size, owner pid, consumer pid, flags, 2 reserved; then one
+# generation per slot at GENS_AT and one handed-back generation per slot at RELEASED_AT
+HEADER_BYTES = 4096
+HEAD_WORDS = 8
+MAX_SLOTS = (HEADER_BYTES - HEAD_WORDS * 8) // 16
+GENS_AT = HEAD_WORDS * 8
+RELEASED_AT = GENS_AT + MAX_SLOTS * 8
+HANDBACK = 1  # flags bit: the consumer hands slots back and the producer waits for them
 ALIGN = 64  # every part starts on a cache line
 NAME_RE = re.compile(r"^icf-ring-(\d+)-[0-9a-f]{8,32}$")  # the only files a reader will open
 
@@ -78,9 +93,9 @@ def layout(arrays: dict[str, np.ndarray]) -> tuple[list[dict[str, Any]], int]:
 class _Mapping:
     """One ring file mapped into this process: the generation words and the slot area."""
 
-    def __init__(self, path: str, *, create: bool, slots: int = 0, slot_bytes: int = 0) -> None:
-        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
-        fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    def __init__(self, path: str, *, create: bool, slots: int = 0, slot_bytes: int = 0, flags: int = 0) -> None:
+        open_flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
+        fd = os.open(path, open_flags | getattr(os, "O_NOFOLLOW", 0), 0o600)
         try:
             if create:
                 # allocate now: on a full tmpfs this fails here with ENOSPC instead of a SIGBUS on
@@ -92,18 +107,20 @@ class _Mapping:
             self.mm = mmap.mmap(fd, size)
         finally:
             os.close(fd)  # the mapping keeps the memory; the descriptor is not needed
-        head = np.frombuffer(self.mm, np.uint64, count=4, offset=0)
+        head = self.head = np.frombuffer(self.mm, np.uint64, count=HEAD_WORDS, offset=0)
         if create:
             self.mm[:8] = MAGIC
             head[1:4] = (slots, slot_bytes, os.getpid())
+            head[5] = flags
         elif bytes(self.mm[:8]) != MAGIC:
             self.close()
             raise ProtocolError(f"{path} is not a frame ring (bad magic)")
-        self.slots, self.slot_bytes, self.owner = (int(v) for v in head[1:4])
+        self.slots, self.slot_bytes, self.owner, self.flags = (int(v) for v in (*head[1:4], head[5]))
         if not (0 < self.slots <= MAX_SLOTS) or self.slot_bytes <= 0 or HEADER_BYTES + self.slots * self.slot_bytes > size:
             self.close()
             raise ProtocolError(f"{path}: ring header ({self.slots} slots x {self.slot_bytes} B) does not fit its {size} bytes")
-        self.gens = np.frombuffer(self.mm, np.uint64, count=self.slots, offset=32)
+        self.gens = np.frombuffer(self.mm, np.uint64, count=self.slots, offset=GENS_AT)
+        self.released = np.frombuffer(self.mm, np.uint64, count=self.slots, offset=RELEASED_AT)
         self.data = np.frombuffer(self.mm, np.uint8, count=self.slots * self.slot_bytes, offset=HEADER_BYTES)
         self.path = path
 
@@ -111,7 +128,7 @@ class _Mapping:
         return self.data[i * self.slot_bytes:(i + 1) * self.slot_bytes]
 
     def close(self) -> None:
-        self.gens = self.data = None  # drop our views first so the mmap can close
+        self.head = self.gens = self.released = self.data = None  # drop our views first so the mmap can close
         try:
             self.mm.close()
         except BufferError:
@@ -123,26 +140,68 @@ class RingWriter:
     the first write, sized for that frame; a larger frame later starts a new ring (the old file is
     unlinked; readers that still map it keep their pages until they let go).
     Options: slots (how many frames may be in flight: the sockets' high-water marks plus the one
-    being processed, with margin), directory (/dev/shm)."""
+    being processed, with margin), directory (/dev/shm), handback (the consumer hands slots back
+    and ``write`` only fills a slot that is ``free``: see the module docstring)."""
 
-    def __init__(self, *, slots: int = 16, directory: str = SHM_DIR) -> None:
+    def __init__(self, *, slots: int = 16, directory: str = SHM_DIR, handback: bool = False) -> None:
         if not 2 <= slots <= MAX_SLOTS:
             raise ValueError(f"slots must be between 2 and {MAX_SLOTS}, not {slots}")
         if not os.path.isdir(directory):
             raise RuntimeError(f"shared-memory folder {directory} does not exist; run with shared memory off (--no-shm)")
-        self.slots, self.directory = slots, directory
+        self.slots, self.directory, self.handback = slots, directory, handback
         self.ring: _Mapping | None = None
         self.name: str | None = None
         self.next = 0
         self.rings_made = 0
+        self.reclaimed = 0  # slots taken back from a consumer that died or was replaced
+        self.consumer = 0  # the pid that claimed the ring, and whether /proc showed it alive
+        self.consumer_seen = False
         self.swept = sweep_stale(directory)
+
+    def free(self) -> bool:
+        """True when ``write`` may fill the next slot now (always, without handback)."""
+        ring = self.ring
+        if not self.handback or ring is None:
+            return True
+        pid = int(ring.head[4])
+        if pid != self.consumer:  # a consumer claimed the ring: one stat per new consumer, not per frame
+            replaced = self.consumer != 0
+            self.consumer, self.consumer_seen = pid, Path(f"/proc/{pid}").exists()
+            if replaced:  # the old consumer's slots will never come back
+                self._reclaim()
+        # the lowest handed-back slot, not the next in turn: a sink that keeps up gets the same one
+        # or two slots back again and again, warm in the caches and TLBs of both processes
+        handed = np.flatnonzero(ring.released == ring.gens)
+        if handed.size:
+            self.next = int(handed[0])
+            return True
+        if self.consumer_seen and not Path(f"/proc/{self.consumer}").exists():
+            self.consumer_seen = False  # seen alive, now gone (SIGKILL hands nothing back)
+            self._reclaim()
+            return True
+        return False
+
+    def claimed(self) -> bool:
+        """True once a consumer handed back a slot of the current ring (it can map it)."""
+        return self.ring is not None and int(self.ring.head[4]) != 0
+
+    def held(self) -> int:
+        """Slots the consumer has not handed back yet (0 without handback)."""
+        ring = self.ring
+        return 0 if not self.handback or ring is None else int(np.count_nonzero(ring.released != ring.gens))
+
+    def _reclaim(self) -> None:
+        ring = self.ring
+        held = ring.released != ring.gens
+        self.reclaimed += int(np.count_nonzero(held))
+        ring.released[held] = ring.gens[held]  # the consumer is gone: its words are ours now
 
     def _open(self, slot_bytes: int) -> None:
         self._unlink()
         self.name = f"icf-ring-{os.getpid()}-{secrets.token_hex(8)}"
         path = os.path.join(self.directory, self.name)
         try:
-            self.ring = _Mapping(path, create=True, slots=self.slots, slot_bytes=slot_bytes)
+            self.ring = _Mapping(path, create=True, slots=self.slots, slot_bytes=slot_bytes, flags=HANDBACK if self.handback else 0)
         except OSError:
             try:
                 os.unlink(path)
@@ -151,6 +210,7 @@ class RingWriter:
             raise
         self.next = 0
         self.rings_made += 1
+        self.consumer, self.consumer_seen = 0, False
 
     def write(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
@@ -158,6 +218,8 @@ class RingWriter:
         parts, need = layout(arrays)
         if self.ring is None or need > self.ring.slot_bytes:
             self._open(_align(need))
+        if not self.free():
+            raise RingFull(f"slot {self.next} of {self.name} was not handed back yet")
         ring, i = self.ring, self.next
         self.next = (i + 1) % ring.slots
         gen = int(ring.gens[i]) + 1 | 1  # odd: being written
@@ -236,6 +298,23 @@ class RingReader:
         m = self.maps.get(desc.get("ring"))
         return m is not None and int(m.gens[desc["slot"]]) == desc["gen"]
 
+    def release(self, desc: Any) -> bool:
+        """Hands the slot of ``desc`` back to its producer (handback rings; a no-op otherwise).
+        Only while the slot still holds that generation: a newer one belongs to a newer message.
+        Never maps a ring (a ring this reader never resolved holds nothing of ours). Also names
+        this process the ring's consumer, whose disappearance gives the producer its slots back."""
+        m = self.maps.get(desc.get("ring")) if isinstance(desc, dict) else None
+        slot, gen = (desc.get("slot"), desc.get("gen")) if m is not None else (None, None)
+        if m is None or not m.flags & HANDBACK or type(slot) is not int or type(gen) is not int or not 0 <= slot < m.slots:
+            return False
+        pid = os.getpid()
+        if m.head[4] != pid:
+            m.head[4] = pid
+        if int(m.gens[slot]) != gen:
+            return False
+        m.released[slot] = gen
+        return True
+
     def close(self) -> None:
         for m in self.maps.values():
             m.close()
@@ -244,6 +323,10 @@ class RingReader:
 
 class StaleSlot(Exception):
     """The slot was reused (or its ring is gone) before this reader got to it: drop the frame."""
+
+
+class RingFull(Exception):
+    """A handback ring's next slot is still held by its consumer: wait (``RingWriter.free``)."""
 
 
 def _part(p: Any) -> tuple[str, list[int], np.dtype, int]:
@@ -257,4 +340,4 @@ def _part(p: Any) -> tuple[str, list[int], np.dtype, int]:
     return name, shape, dtype, offset
 
 
-__all__ = ["RingWriter", "RingReader", "StaleSlot", "sweep_stale", "layout", "SHM_DIR"]
+__all__ = ["RingWriter", "RingReader", "StaleSlot", "RingFull", "sweep_stale", "layout", "SHM_DIR"]

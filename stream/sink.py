@@ -19,6 +19,7 @@ from .metrics import Gauge, Latencies, Rate
 from .options import SinkOptions
 from .outputs import Display, MaskStore, MetricsLog, Recorder, display_available, render_overlay
 from .protocol import RESYNC, History, encode, eos_ok, finite
+from .shm_link import ResultTaker
 from .stage import Stage, StageEnv, StageError, warn
 from .transport import close_socket, open_socket, recv_packet, stamp
 
@@ -110,6 +111,7 @@ class SinkStage(Stage):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.pull = self.asub = self.pub = None  # sockets and outputs are opened in open(); close() runs even if it failed
+        self.taker: ResultTaker | None = None
         self.recorder = self.store = self.log = self.display = None
 
     def open(self, ctx: zmq.Context, env: StageEnv) -> None:
@@ -117,6 +119,7 @@ class SinkStage(Stage):
         o = self.options
         ep = env.endpoints
         self.pull = open_socket(ctx, zmq.PULL, ep, "results", bind=True)
+        self.taker = ResultTaker() if ep.extra.get("shm") else None  # same host: results through a ring (stream/shm_link.py)
         self.poller = zmq.Poller()
         self.poller.register(self.pull, zmq.POLLIN)
         try:  # the paths were checked before the run (graph.check_outputs); this names a late problem
@@ -164,6 +167,10 @@ class SinkStage(Stage):
             _, pkt = recv_packet(self.pull, self.counters, max_bytes=self.env.endpoints.max_bytes, kinds=("result", "eos"))
             if pkt is None:
                 continue
+            if "shm" in pkt.header and (self.taker is None or not self.taker.take(pkt, self.counters)):
+                if self.taker is None:  # a slot descriptor on a link that is not same-host: nothing to map
+                    self.count("malformed")
+                continue  # stale (counted: shm_stale; the result is lost in flight) or malformed
             if pkt.kind == "eos":
                 if not eos_ok(pkt.header, self.env.endpoints.token):
                     self.count("forged_eos")
@@ -290,3 +297,5 @@ class SinkStage(Stage):
                     warn(f"closing {type(out).__name__} failed: {exc}")
         for s in (self.pull, self.asub, self.pub):
             close_socket(s, self.env.abort)
+        if self.taker is not None:
+            self.taker.close()

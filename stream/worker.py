@@ -19,10 +19,12 @@ from .models import model_geometry, open_backend, warm_up
 from .options import WorkerOptions
 from .protocol import encode, eos_ok, finite, forward, stamps
 from .resize import resize_frame
+from .shm_link import ResultRing
 from .stage import Stage, StageEnv, StageError
-from .transport import close_socket, open_socket, recv_packet, stamp
+from .transport import GRACEFUL_LINGER_MS, close_socket, open_socket, recv_packet, stamp
 
 SEND_TIMEOUT_S = 10.0  # a peer that takes nothing for this long is gone
+RING_UNCLAIMED_S = 5.0  # a full results ring no sink ever handed back: the sink cannot map it, go payload
 STARTUP_TIMEOUT_NS = 120 * 10**9
 STATE = ("audio", "frame_ring", "frame_valid", "segment_ring", "segment_valid")
 GEOMETRY_KEYS = ("width", "frame_ring", "segment_ring", "audio_samples", "ring_rate")  # ring_rate: the frame ring's clock
@@ -115,7 +117,9 @@ class WorkerCore:
 class ResultSender:
     """PUSH to the sink. Sends block (in short slices, so an abort is noticed): a slow sink slows
     the worker, which then takes no new job, so frames are dropped at the context (newest wins)
-    instead of queueing anywhere."""
+    instead of queueing anywhere. On same-host links (``Endpoints.extra["shm"]``) a result's parts
+    go through a shared-memory ring whose slots the sink hands back (stream/shm_link.ResultRing):
+    a slow sink then blocks the wait for a free slot instead of the send, under the same deadline."""
 
     def __init__(self, ctx: zmq.Context, env: StageEnv, counters: dict, send_image: bool = True,
                  send_timeout_s: float = SEND_TIMEOUT_S) -> None:
@@ -123,17 +127,26 @@ class ResultSender:
         self.send_timeout_ns = int(send_timeout_s * 1e9)
         self.sent_any = False
         self.send_image = send_image  # the frame goes back only when the sink draws on it (record / display)
+        shm = env.endpoints.extra.get("shm")
+        self.ring = ResultRing(shm) if ResultRing.wanted(shm) else None
         self.push = open_socket(ctx, zmq.PUSH, env.endpoints, "results", bind=False)
         self.push.setsockopt(zmq.SNDTIMEO, 200)
 
-    def send(self, msg: list) -> None:
-        """Blocks while the sink is slow, never longer than the deadline: a sink that takes nothing
-        for ``send_timeout_s`` is gone, and this stage ends with an error naming it (a node
-        whose sink died used to retry forever)."""
+    def _deadline(self) -> tuple[int, int]:
         # before the first result got through, the sink may simply not have started yet (nodes of
         # a graph start in any order): wait as long as a source waits for its subscribers
         wait_ns = self.send_timeout_ns if self.sent_any else max(self.send_timeout_ns, STARTUP_TIMEOUT_NS)
-        deadline = stamp() + wait_ns
+        return stamp() + wait_ns, wait_ns
+
+    def _gone(self, wait_ns: int) -> StageError:
+        return StageError(f"the sink at {self.env.endpoints['results']} took no result for "
+                          f"{wait_ns / 1e9:g} s: it is gone (start it, or check the address)")
+
+    def send(self, msg: list, deadline: tuple[int, int] | None = None) -> None:
+        """Blocks while the sink is slow, never longer than the deadline: a sink that takes nothing
+        for ``send_timeout_s`` is gone, and this stage ends with an error naming it (a node
+        whose sink died used to retry forever)."""
+        deadline, wait_ns = deadline or self._deadline()
         while not self.env.abort.is_set():
             try:
                 self.push.send_multipart(msg, copy=False)
@@ -142,8 +155,31 @@ class ResultSender:
             except zmq.Again:
                 self.counters["result_send_waits"] = self.counters.get("result_send_waits", 0) + 1
                 if stamp() > deadline:
-                    raise StageError(f"the sink at {self.env.endpoints['results']} took no result for "
-                                     f"{wait_ns / 1e9:g} s: it is gone (start it, or check the address)") from None
+                    raise self._gone(wait_ns) from None
+
+    def _into_ring(self, head: dict, arrays: dict, deadline: tuple[int, int]) -> tuple[dict, dict]:
+        """Waits (bounded by the send deadline) until the sink handed back the next slot, then
+        moves the parts there: a slow sink back-pressures here, a result is never overwritten."""
+        pause, start = 50e-6, stamp()
+        if not self.ring.free():
+            self.counters["result_slot_waits"] = self.counters.get("result_slot_waits", 0) + 1
+            while not self.ring.free():
+                if self.env.abort.is_set():
+                    return head, arrays  # send() sees the abort too and sends nothing
+                if stamp() > deadline[0]:
+                    raise self._gone(deadline[1])
+                if self.ring.unclaimed() and stamp() - start > RING_UNCLAIMED_S * 1e9:
+                    self.ring.give_up(f"the sink handed back none of {self.ring.slots} results in {RING_UNCLAIMED_S:g} s: "
+                                      "it cannot map this host's /dev/shm, or has not started reading")
+                    break
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
+        arrays = {k: v if isinstance(v, np.ndarray) else np.frombuffer(_buffer(v[0]), v[1]["dtype"]).reshape(v[1]["shape"])
+                  for k, v in arrays.items()}
+        head, arrays = self.ring.pack(head, arrays)
+        if self.ring.reclaimed:
+            self.counters["result_slots_reclaimed"] = self.ring.reclaimed
+        return head, arrays
 
     def result(self, core: WorkerCore, head: dict, pkt, t: dict, outcome) -> None:
         """The result message for a job: mask + the frame's image and gt forwarded untouched, or an
@@ -161,10 +197,26 @@ class ResultSender:
             arrays["image"] = forward(pkt, "image")
         if "gt_mask" in pkt.arrays:
             arrays["gt_mask"] = forward(pkt, "gt_mask")
-        self.send(encode("result", head, arrays))
+        deadline = self._deadline()
+        if self.ring is not None:
+            head, arrays = self._into_ring(head, arrays, deadline)
+        self.send(encode("result", head, arrays), deadline)
 
     def close(self) -> None:
+        if self.ring is not None and self.ring.writer is not None and not self.env.abort.is_set():
+            # the last results may still be on their way: unlink once the sink handed them back
+            # (bounded like the socket's linger), so a sink that maps the ring late still finds it
+            end = stamp() + GRACEFUL_LINGER_MS * 1_000_000
+            while self.ring.writer.held() and stamp() < end and not self.env.abort.is_set():
+                time.sleep(0.002)
         close_socket(self.push, self.env.abort)
+        if self.ring is not None:
+            self.ring.close()
+
+
+def _buffer(part) -> memoryview:
+    """The bytes of a forwarded part (a received zmq.Frame, or an array copied out of a slot)."""
+    return part if isinstance(part, np.ndarray) else part.buffer
 
 
 class WorkerStage(Stage):
