@@ -87,6 +87,9 @@ class ShmSender:
     little room in it: a container's default is 64 MiB), it says so once and the stream goes on
     with payloads; the receiver takes either."""
 
+    WHAT = "frames"  # named in the warning
+    HANDBACK = False  # frames may be lapped; results (ResultRing) may not
+
     def __init__(self, options: dict[str, Any]) -> None:
         self.slots = int(options.get("slots", DEFAULT_SLOTS))
         self.writer: RingWriter | None = None
@@ -94,13 +97,13 @@ class ShmSender:
 
     def pack(self, head: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, Any]]:
         """(header, payload arrays) to send: the parts go into the next slot, or stay payload."""
-        if self.failed is None:
+        if self.failed is None and arrays:
             try:
-                self.writer = self.writer or RingWriter(slots=self.slots)
+                self.writer = self.writer or RingWriter(slots=self.slots, handback=self.HANDBACK)
                 return dict(head, shm=self.writer.write(arrays)), {}
             except (OSError, RuntimeError) as exc:
                 self.failed = str(exc)
-                warn(f"shared-memory frames are off for this stream ({exc}); sending frames as payload")
+                warn(f"shared-memory {self.WHAT} are off for this stream ({exc}); sending {self.WHAT} as payload")
                 self.close()
         return head, arrays
 
@@ -108,6 +111,15 @@ class ShmSender:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def _count_bad(counters: dict[str, Any], exc: Exception) -> None:
+    """A slot the producer reused (stale) or a descriptor / parts that break the wire rules."""
+    if isinstance(exc, StaleSlot):
+        counters["shm_stale"] = counters.get("shm_stale", 0) + 1
+    else:
+        counters["malformed"] = counters.get("malformed", 0) + 1
+        counters["last_error"] = str(exc)[:200]
 
 
 class ShmReceiver:
@@ -128,11 +140,8 @@ class ShmReceiver:
             validate(pkt.kind, {k: v for k, v in pkt.header.items() if k != "shm"}, pkt.arrays)  # the same rules as a payload frame
             counters["shm_frames"] = counters.get("shm_frames", 0) + 1
             return True
-        except StaleSlot:
-            counters["shm_stale"] = counters.get("shm_stale", 0) + 1
-        except ProtocolError as exc:
-            counters["malformed"] = counters.get("malformed", 0) + 1
-            counters["last_error"] = str(exc)[:200]
+        except (StaleSlot, ProtocolError) as exc:
+            _count_bad(counters, exc)
         return False
 
     def materialize(self, pkt: Packet, names: tuple[str, ...], counters: dict[str, Any]) -> bool:
@@ -159,15 +168,17 @@ class ShmReceiver:
         self.reader.close()
 
 
-class ResultRing:
+class ResultRing(ShmSender):
     """Segmenter side of the results hop (used by worker.ResultSender): a handback ring. ``free``
     says whether a result can go into the ring now; ``pack`` puts its parts there. If the ring
     cannot be made it says so once and results go on as payload (the sink takes either)."""
 
+    WHAT = "results"
+    HANDBACK = True
+
     def __init__(self, options: dict[str, Any]) -> None:
+        super().__init__(options)
         self.slots = int(options.get("result_slots", RESULT_SLOTS))
-        self.writer: RingWriter | None = None
-        self.failed: str | None = None
 
     @staticmethod
     def wanted(options: dict[str, Any] | None) -> bool:
@@ -176,17 +187,6 @@ class ResultRing:
 
     def free(self) -> bool:
         return self.failed is not None or self.writer is None or self.writer.free()
-
-    def pack(self, head: dict[str, Any], arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, Any]]:
-        if self.failed is None and arrays:
-            try:
-                self.writer = self.writer or RingWriter(slots=self.slots, handback=True)
-                return dict(head, shm=self.writer.write(arrays)), {}
-            except (OSError, RuntimeError) as exc:
-                self.failed = str(exc)
-                warn(f"shared-memory results are off for this stream ({exc}); sending results as payload")
-                self.close()
-        return head, arrays
 
     def unclaimed(self) -> bool:
         """True while the ring is in use and no sink ever handed a slot back: the sink may not see
@@ -202,11 +202,6 @@ class ResultRing:
     @property
     def reclaimed(self) -> int:
         return self.writer.reclaimed if self.writer is not None else 0
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
 
 
 class ResultTaker:
@@ -232,11 +227,8 @@ class ResultTaker:
             pkt.arrays.update(arrays)
             counters["shm_results"] = counters.get("shm_results", 0) + 1
             return True
-        except StaleSlot:
-            counters["shm_stale"] = counters.get("shm_stale", 0) + 1
-        except ProtocolError as exc:
-            counters["malformed"] = counters.get("malformed", 0) + 1
-            counters["last_error"] = str(exc)[:200]
+        except (StaleSlot, ProtocolError) as exc:
+            _count_bad(counters, exc)
         finally:
             self.reader.release(desc)  # whatever became of it: the slot is the producer's again
         return False
