@@ -253,8 +253,9 @@ class MultiSegmenterStage(Stage):
         self.quiet_deadline: int | None = None
         self.counters.update(batches=0, rows=0)
 
-    def _cut(self) -> list[Lane]:
-        now = stamp()
+    def _cut(self, now: int | None = None) -> list[Lane]:
+        """The lanes to run now (``now``: a stamp; the clock when None)."""
+        now = stamp() if now is None else now
         ready = [lane for lane in self.lanes if lane.ready(now)]
         if not ready:
             return []

@@ -124,7 +124,7 @@ def test_batch_cut_rule(waits_ms, max_batch, deadline_ms, expect):
     stage = MultiSegmenterStage(streams=[], backend={})
     stage.lanes = [_FakeLane(None if w is None else int(w * 1e6), now) for w in waits_ms]
     stage.max_batch, stage.deadline_ns = max_batch, int(deadline_ms * 1e6)
-    cut = stage._cut()
+    cut = stage._cut(now)  # the rule at one instant: no wall-clock time passes inside the test
     assert len(cut) == expect
     if expect == 2:
         assert [lane.latest.header["t"]["ctx_recv"] for lane in cut] == sorted(lane.latest.header["t"]["ctx_recv"] for lane in stage.lanes)[:2]
