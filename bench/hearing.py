@@ -52,17 +52,20 @@ def measure(weights: str, clips: int, sets=SETS, seed: int = 0) -> dict[str, dic
     for name in sets:
         mode = name if name in ("single", "silence", "offscreen") else "single"
         ds = build_dataset(f"synthavs:{mode},split=test", split="test", size=(h, w), frames=5, length=clips, bias=0.8)
-        logits = []
+        logits, shares = [], []
         for i in range(clips):
             item = dict(ds[i])
             if name != mode:
                 item["audio"] = _sound(name, tuple(item["audio"].shape), rng)
             b = prepare_batch(collate([item]), torch.device("cpu"), net.config.num_concepts)
-            logits.append(net.clip(b["images"], b["audio"], frames_per_segment=1).concept_logits[0].numpy())
+            run = net.clip(b["images"], b["audio"], frames_per_segment=1)
+            logits.append(run.concept_logits[0].numpy())
+            shares.append((run.mask_logits[0, :, 0] > 0).float().mean((-1, -2)).numpy())  # binary models: [T]
         cl = np.concatenate(logits).astype(np.float64)
+        share = np.concatenate(shares).astype(np.float64)
         top2 = np.sort(cl, 1)[:, -2:]
         out[name] = {"distance": np.linalg.norm(cl - ref, axis=1), "margin": top2[:, 1] - top2[:, 0],
-                     "label": np.array([hearing.label(x) for x in cl])}
+                     "mask_share": share, "label": np.array([hearing.label(x, m) for x, m in zip(cl, share)])}
     return out
 
 
@@ -75,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     res = measure(args.weights, args.clips)
-    print("| set | frames | distance min / p50 / max | margin < 1.5 | says nothing | says unsure |\n|---|---|---|---|---|---|")
+    print("| set | frames | distance min / p50 / max | margin < 1.5 | mask < 0.5% | says nothing | says unsure |\n|---|---|---|---|---|---|---|")
     for name, r in res.items():
         d = r["distance"]
         print(f"| {name} | {d.size} | {d.min():.2f} / {np.median(d):.2f} / {d.max():.2f} | {100 * (r['margin'] < 1.5).mean():.1f}% "
-              f"| {100 * (r['label'] == 'nothing').mean():.1f}% | {100 * (r['label'] == 'unsure').mean():.1f}% |")
+              f"| {100 * (r['mask_share'] < 0.005).mean():.1f}% | {100 * (r['label'] == 'nothing').mean():.1f}% | {100 * (r['label'] == 'unsure').mean():.1f}% |")
     return 0
 
 

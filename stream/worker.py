@@ -105,7 +105,7 @@ class WorkerCore:
         top = np.argsort(-p)[: self.top_k]
         names = [self.names[i] if i < len(self.names) else f"concept{i}" for i in top]
         extra = {"concepts": [[n, round(float(p[i]), 4)] for n, i in zip(names, top)],
-                 "mask_kind": "binary" if logits.shape[0] == 1 else "semantic", "hears": self.hearing.label(cl)}
+                 "mask_kind": "binary" if logits.shape[0] == 1 else "semantic", "hears": self.hearing.label(cl, float(np.count_nonzero(mask)) / mask.size)}
         t["post_done"] = stamp()
         self.jobs += 1
         return extra, mask, (out["frame_text"], out["segment_text"])

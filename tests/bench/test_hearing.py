@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.hearing import NOTHING_DISTANCE, UNSURE_MARGIN, Hearing
+from stream.hearing import MASK_EMPTY, NOTHING_DISTANCE, UNSURE_MARGIN, Hearing
 
 
 def test_rule_on_hand_made_logits():
@@ -17,6 +17,17 @@ def test_rule_on_hand_made_logits():
     assert h.label(np.array([9.0, 0.0, 0.0])) == "a"
     assert np.linalg.norm(np.array([9.0, 0.0, 0.0]) - [0, 0, 5]) > NOTHING_DISTANCE
     assert Hearing(None, names).label(np.array([0.0, 0.0, 5.0])) == "c"  # no reference: never "nothing"
+
+
+def test_a_painted_mask_is_never_nothing():
+    """The concept head never learns silence, so its zero-audio answer can equal a real class's
+    (the shipped weights: drum). A frame whose mask covers part of the picture is not "nothing"."""
+    h = Hearing(np.array([0.0, 0.0, 5.0]), ["a", "b", "c"])
+    silent_looking = np.array([0.1, 0.0, 5.0])
+    assert h.label(silent_looking, mask_share=0.0) == "nothing"
+    assert h.label(silent_looking, mask_share=MASK_EMPTY / 2) == "nothing"
+    assert h.label(silent_looking, mask_share=0.08) == "c"  # painted: the class the logits name
+    assert h.label(silent_looking) == "nothing"  # mask unknown: the logits alone decide
 
 
 @pytest.mark.slow  # ~15 s: loads the shipped weights, two clips through torch
