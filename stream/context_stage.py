@@ -22,13 +22,11 @@ from .context import AudioRing, ContextKeeper
 from .dispatch import Dispatcher
 from .metrics import Gauge
 from .options import ContextOptions
-from .protocol import RESYNC, History, encode, eos_ok, finite, forward, stamps
+from .protocol import SeqChain, encode, eos_ok, finite, forward, stamps
 from .shm_link import ShmReceiver
 from .stage import Stage, StageEnv
 from .transport import close_socket, open_socket, recv_packet, stamp
 from .worker import ResultSender, WorkerCore
-
-SEQ_WINDOW = 64  # a frame up to this far behind the newest is a duplicate; further back, a restart
 
 
 class ContextStage(Stage):
@@ -53,11 +51,15 @@ class ContextStage(Stage):
         self.core: WorkerCore | None = None
         self.shm: ShmReceiver | None = None
         self.ring = AudioRing()
-        self.history = History()  # refuses a seq / pts far beyond the stream's own (protocol.History)
-        self.stale_run = 0  # frames in a row behind the newest seq
+        self.chain = SeqChain()  # the stream's frame order: refused jumps, duplicates, restarts, gaps
         self.keeper: ContextKeeper | None = None
         self.jobs = Dispatcher(o.workers, int(o.job_timeout_s * 1e9))
         self.backlog, self.in_flight_gauge = Gauge(), Gauge()
+
+    @property
+    def last_seq(self) -> int | None:
+        """The newest seq admitted into the chain (None before the first frame)."""
+        return self.chain.last_seq
 
     def open(self, ctx: zmq.Context, env: StageEnv) -> None:
         super().open(ctx, env)
@@ -80,7 +82,6 @@ class ContextStage(Stage):
         self.audio_wait_ns = int(o.audio_wait_ms * 1e6)
         self.geometry: dict[str, Any] | None = None
         self.latest = None
-        self.last_seq: int | None = None
         self.last_dispatched = -1
         self.eos_header: dict | None = None
         self.eos_deadline: int | None = None
@@ -118,23 +119,8 @@ class ContextStage(Stage):
                 continue
             if self.shm is not None and not self.shm.attach(pkt, self.counters):
                 continue  # its slot was lapped (shm_stale) or its parts are malformed (protocol.validate)
-            seq = pkt.seq
-            if not self.history.accept(seq, pkt.header["pts_ns"]):
-                self.count("refused_jumps")  # a seq / pts far beyond the stream's own history
-                continue
-            expected = 0 if self.last_seq is None else self.last_seq + 1
-            if expected - SEQ_WINDOW <= seq < expected:  # duplicate or late: never reorder the chain
-                self.stale_run += 1
-                if self.stale_run < RESYNC:
-                    self.count("stale")
-                    continue
-                self.count("seq_resyncs")  # frames keep arriving behind a wild (forged) head: follow them
-            self.stale_run = 0
-            if seq < expected:
-                self.count("seq_resets")  # a restarted source: start counting afresh
-            else:
-                self.counters["transport_gaps"] += seq - expected  # lost at a high-water mark on the way
-            self.last_seq = seq
+            if not self.chain.admit(pkt.seq, pkt.header["pts_ns"], self.counters):
+                continue  # refused jump, duplicate or late (protocol.SeqChain)
             n += 1
             self.counters["received"] += 1
             if self.latest is not None:

@@ -24,13 +24,11 @@ from engine.batching import BatchedStep
 from .context import AudioRing, ContextKeeper
 from .models import NullBackend, open_backend
 from .options import MultiOptions
-from .protocol import RESYNC, History, encode, eos_ok, finite, stamps
+from .protocol import SeqChain, encode, eos_ok, finite, stamps
 from .shm_link import ShmReceiver
 from .stage import Stage, StageEnv, StageError
 from .transport import close_socket, open_socket, recv_packet, stamp
 from .worker import ResultSender, WorkerCore
-
-SEQ_WINDOW = 64
 
 
 class RowNullBackend:
@@ -86,14 +84,17 @@ class Lane:
         self.audio_samples = geo["audio_samples"]
         self.audio_wait_ns = audio_wait_ns
         self.latest = None
-        self.last_seq: int | None = None
-        self.history = History()  # refuses a seq / pts far beyond the stream's own (protocol.History)
-        self.stale_run = 0  # frames in a row behind the newest seq
+        self.chain = SeqChain()  # the stream's frame order: refused jumps, duplicates, restarts, gaps
         self.last_dispatched = -1
         self.eos_header: dict | None = None
         self.eos_sent = False
         self.audio_seen = False
         self.forwarded = ("gt_mask", "image") if send_image else ("gt_mask",)
+
+    @property
+    def last_seq(self) -> int | None:
+        """The newest seq admitted into the chain (None before the first frame)."""
+        return self.chain.last_seq
 
     def count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
@@ -123,22 +124,8 @@ class Lane:
             if pkt.header.get("stream") != self.sid:
                 self.count("malformed")  # a frame of another stream on this lane's link is refused too
                 continue
-            seq, expected = pkt.seq, 0 if self.last_seq is None else self.last_seq + 1
-            if not self.history.accept(seq, pkt.header["pts_ns"]):
-                self.count("refused_jumps")  # a seq / pts far beyond the stream's own history
-                continue
-            if expected - SEQ_WINDOW <= seq < expected:  # duplicate or late: never reorder the chain
-                self.stale_run += 1
-                if self.stale_run < RESYNC:
-                    self.count("stale")
-                    continue
-                self.count("seq_resyncs")  # frames keep arriving behind a wild (forged) head: follow them
-            self.stale_run = 0
-            if seq < expected:
-                self.count("seq_resets")
-            else:
-                self.counters["transport_gaps"] += seq - expected
-            self.last_seq = seq
+            if not self.chain.admit(pkt.seq, pkt.header["pts_ns"], self.counters):
+                continue  # refused jump, duplicate or late (protocol.SeqChain)
             self.counters["received"] += 1
             if self.latest is not None:
                 self.counters["superseded"] += 1

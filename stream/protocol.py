@@ -349,6 +349,45 @@ class History:
         return False
 
 
+SEQ_WINDOW = 64  # a frame up to this far behind the newest is a duplicate; further back, a restart
+
+
+class SeqChain:
+    """One stream's frame order at the segmenter (the context stage and every multi-stream lane).
+    ``admit`` says whether a frame joins the chain, counting why not into ``counters``: a seq / pts
+    far beyond the stream's own history is refused (``History``); one up to SEQ_WINDOW behind the
+    newest is a duplicate or late (never reordered), unless RESYNC of them arrive in a row, then the
+    chain follows them (a wild, forged head must not freeze it); one further back is a restarted
+    source; a gap ahead counts the frames lost on the way."""
+
+    def __init__(self) -> None:
+        self.history = History()
+        self.last_seq: int | None = None
+        self.stale_run = 0  # frames in a row behind the newest seq
+
+    def admit(self, seq: int, pts_ns: int, counters: dict[str, Any]) -> bool:
+        def count(key: str, n: int = 1) -> None:
+            counters[key] = counters.get(key, 0) + n
+
+        if not self.history.accept(seq, pts_ns):
+            count("refused_jumps")
+            return False
+        expected = 0 if self.last_seq is None else self.last_seq + 1
+        if expected - SEQ_WINDOW <= seq < expected:
+            self.stale_run += 1
+            if self.stale_run < RESYNC:
+                count("stale")
+                return False
+            count("seq_resyncs")
+        self.stale_run = 0
+        if seq < expected:
+            count("seq_resets")
+        else:
+            count("transport_gaps", seq - expected)
+        self.last_seq = seq
+        return True
+
+
 def stamps(header: dict[str, Any]) -> dict[str, int]:
     """The header's ``t`` (stage name -> CLOCK_MONOTONIC ns), keeping only well-formed entries, set
     back into the header so later stages add to a clean dict."""
@@ -364,5 +403,5 @@ def forward(packet: Packet, name: str) -> tuple[Any, dict]:
     return packet.frames[name], desc
 
 
-__all__ = ["VERSION", "KINDS", "History", "Packet", "ProtocolError", "decode", "encode", "eos_ok", "finite", "forward", "part",
+__all__ = ["VERSION", "KINDS", "History", "Packet", "ProtocolError", "SeqChain", "decode", "encode", "eos_ok", "finite", "forward", "part",
            "stamps", "validate"]
