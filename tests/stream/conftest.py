@@ -89,3 +89,19 @@ def children_of(pid: int) -> list[int]:
         if int(fields[1]) == pid and fields[0] != "Z":
             kids.append(int(entry.name))
     return kids
+
+
+@pytest.fixture
+def harness(tmp_path):
+    """``harness(stage)`` -> a started-on-demand stage_harness.Harness, closed after the test."""
+    from .stage_harness import Harness
+
+    made = []
+
+    def make(stage):
+        made.append(Harness(tmp_path, stage))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.close()

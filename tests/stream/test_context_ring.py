@@ -13,7 +13,7 @@ from stream.context_stage import ContextStage
 from stream.protocol import ProtocolError, encode, validate
 from stream.worker import WorkerCore
 
-from .test_fuzz import Harness
+from .stage_harness import Harness
 
 GOOD = {"width": 32, "frame_ring": 30, "segment_ring": 4, "audio_samples": 15600}
 

@@ -7,27 +7,13 @@ import json
 import time
 
 import numpy as np
-import pytest
 import zmq
 
 from stream.context import ContextKeeper
 from stream.context_stage import ContextStage
 from stream.protocol import RESYNC, encode, finite
 
-from .test_fuzz import Harness, frame
-
-
-@pytest.fixture
-def harness(tmp_path):
-    made = []
-
-    def make(stage):
-        made.append(Harness(tmp_path, stage))
-        return made[-1]
-
-    yield make
-    for h in made:
-        h.close()
+from .stage_harness import frame
 
 
 def audio(first: int, samples: np.ndarray, seq: int = 0) -> list:

@@ -4,11 +4,9 @@ stage keeps working (it still processes a valid message afterwards)."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import numpy as np
-import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,9 +14,9 @@ from hypothesis import strategies as st
 from stream.context_stage import ContextStage
 from stream.protocol import encode
 from stream.sink import SinkStage
-from stream.stage import StageEnv, run_stage
-from stream.transport import Endpoints, make_endpoints
 from stream.worker import WorkerStage
+
+from .stage_harness import frame
 
 JSONV = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=6),
                      lambda x: st.lists(x, max_size=3) | st.dictionaries(st.text(max_size=5), x, max_size=3), max_leaves=8)
@@ -49,54 +47,6 @@ def mutate(data, parts: list) -> list:
             header["parts"][0]["shape"] = [65536, 65536, 3]
     return [json.dumps(header).encode(), *parts[1:]]
 
-
-class Harness:
-    """Runs one stage in a thread with real ipc sockets; the test plays its neighbours."""
-
-    def __init__(self, tmp_path, stage) -> None:
-        self.ctx = zmq.Context()
-        self.ep = Endpoints(make_endpoints("ipc", run_dir=str(tmp_path)))
-        self.stop, self.abort, self.go = threading.Event(), threading.Event(), threading.Event()
-        self.go.set()
-        self.stage = stage
-        self.env = StageEnv(self.ep, self.stop, self.abort, self.go)
-        self.report = None
-
-    def start(self) -> None:
-        def run():
-            self.report = run_stage(self.stage, self.ctx, self.env)
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def sock(self, kind, link, bind, **opts):
-        s = self.ctx.socket(kind)
-        s.setsockopt(zmq.LINGER, 0)
-        for k, v in opts.items():
-            s.setsockopt(k, v)
-        (s.bind if bind else s.connect)(self.ep[link])
-        return s
-
-    def close(self) -> None:
-        self.abort.set()
-        if hasattr(self, "thread"):
-            self.thread.join(10)
-        self.ctx.destroy(linger=0)  # also on failure: an open socket would hang interpreter exit
-        assert not hasattr(self, "thread") or not self.thread.is_alive()
-
-
-@pytest.fixture
-def harness(tmp_path):
-    made = []
-
-    def make(stage):
-        made.append(Harness(tmp_path, stage))
-        return made[-1]
-
-    yield make
-    for h in made:
-        h.close()
-    
 
 def job(seq: int, prev: int) -> list:
     arrays = {"image": np.full((16, 20, 3), 100, np.uint8), "audio": np.zeros((1, 15600), np.float32),
@@ -134,9 +84,6 @@ def test_worker_survives_fuzzed_jobs(harness):
     assert h.stage.counters["malformed"] + h.stage.counters["errors"] > 0
 
 
-def frame(seq: int) -> list:
-    return encode("frame", {"stream": "s", "seq": seq, "capture_ns": time.monotonic_ns(), "pts_ns": seq * 33_333_333,
-                            "t": {"capture": time.monotonic_ns()}}, {"image": np.zeros((16, 20, 3), np.uint8)})
 
 
 def test_context_survives_fuzzed_frames_audio_and_ready(harness):

@@ -25,7 +25,7 @@ from stream.shm_ring import RingFull, RingReader, RingWriter, StaleSlot
 from stream.stage import StageEnv, StageError
 from stream.transport import Endpoints, make_endpoints
 
-from .test_fuzz import Harness
+from .stage_harness import Harness
 
 ROOT = Path(__file__).resolve().parents[2]
 
