@@ -1,6 +1,6 @@
 """``icf-stream serve``: N sources, one model. Processes: one per source, the multi-stream
 segmenter (stream/multistream.py), one sink per stream (masks, metrics, PUB keyed by stream id),
-supervised like the single-stream pipeline (stream/pipeline.py: spawn, go, stop, abort, reap).
+supervised by the same rules as the single-stream pipeline (stream/supervise.py: spawn, go, stop, abort, reap).
 
     report = run_serve(ServeConfig(sources=[{"kind": "synthetic", "seed": i} for i in range(3)],
                                    backend={"kind": "engine", "artifact": "b/icf-lite-b1.onnx",
@@ -15,10 +15,7 @@ at ``publish``) merges them, passing subscriptions upstream.
 
 from __future__ import annotations
 
-import copy
-import multiprocessing as mp
 import os
-import queue
 import secrets
 import shutil
 import tempfile
@@ -27,11 +24,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .graph import PipelineError, Signals, supervisor_clock
-from .node import node_main
-from .pipeline import reap, sweep_run_dirs
+from .graph import PipelineError
+from .pipeline import sweep_run_dirs
 from .shm_link import DEFAULT_SLOTS, RESULT_SLOTS
 from .shm_link import wanted as shm_wanted
+from .supervise import supervise_nodes
 from .transport import Endpoints, make_endpoints
 
 
@@ -182,71 +179,10 @@ RUNNING: dict[str, Any] = {}  # node -> its process, and "go", while a serve run
 
 
 def _supervise(cfg: ServeConfig, nodes: list) -> tuple[dict[str, dict], list[str], list[str]]:
-    """Like the single-stream supervisor, with one difference: once the streams run, a source that
-    fails or dies costs its own stream only (recorded in ``lost``), not the others."""
-    ctx = mp.get_context("spawn")
-    stop, abort, go = ctx.Event(), ctx.Event(), ctx.Event()
-    inbox = ctx.Queue()
-    procs: dict[str, Any] = {}
-    reports: dict[str, dict] = {}
-    errors: list[str] = []
-    opened: set[str] = set()
-    finished: set[str] = set()
-    lost: list[str] = []
-    tick = supervisor_clock(cfg, stop, abort)  # reads .seconds and .grace_s only
-    with Signals(stop, abort):
-        try:
-            for node, sid, endpoints, specs in nodes:
-                p = ctx.Process(target=node_main, name=f"icf-{node}", daemon=True,
-                                args=(node, copy.deepcopy(specs), endpoints, sid, stop, abort, go, inbox, os.getpid()))
-                p.start()
-                procs[node] = RUNNING[node] = p
-            RUNNING["go"] = go
-            deadline = time.monotonic() + cfg.startup_timeout_s
-            while len(finished) < len(procs):
-                try:
-                    kind, node, payload = inbox.get(timeout=0.1)
-                except queue.Empty:
-                    kind = None
-                if kind == "opened":
-                    opened.add(node)
-                    errors.extend(payload)
-                    if len(opened) == len(procs) and not errors:
-                        go.set()
-                elif kind == "report":
-                    finished.add(node)
-                    reports[node] = payload
-                    bad = [r["error"] for r in payload.values() if "error" in r and r["error"] not in errors]
-                    (lost if node.startswith("source-") and go.is_set() else errors).extend(bad)
-                if errors and not stop.is_set():
-                    stop.set()
-                if go.is_set() or errors or stop.is_set():
-                    tick()
-                elif time.monotonic() > deadline and not abort.is_set():
-                    errors.append(f"serve did not start within {cfg.startup_timeout_s:.0f} s (opened: {sorted(opened)})")
-                    stop.set()
-                    abort.set()
-                for node, p in procs.items():
-                    if node not in finished and p.exitcode is not None and inbox.empty():
-                        time.sleep(0.2)
-                        if inbox.empty():
-                            finished.add(node)
-                            why = f"process {node} exited with code {p.exitcode} without a report"
-                            if node.startswith("source-") and go.is_set():
-                                lost.append(why)  # the other streams go on
-                            else:
-                                errors.append(why)
-                                stop.set()
-        finally:
-            if any(p.is_alive() for p in procs.values()):
-                stop.set()
-                for p in procs.values():
-                    p.join(timeout=5)
-                abort.set()
-            reap(procs)
-            for node in (*procs, "go"):
-                RUNNING.pop(node, None)
-    return reports, errors, lost
+    """The single-stream supervisor's rules (stream.supervise), with one difference: once the
+    streams run, a source that fails or dies costs its own stream only (recorded in ``lost``)."""
+    launches = [(node, specs, endpoints, sid) for node, sid, endpoints, specs in nodes]
+    return supervise_nodes(cfg, launches, what="serve", expendable=lambda node: node.startswith("source-"), running=RUNNING)
 
 
 def _assemble(cfg: ServeConfig, reports: dict[str, dict], errors: list[str], lost: list[str], elapsed: float) -> dict[str, Any]:

@@ -13,10 +13,7 @@ same stage code runs either way; only the endpoint addresses differ. For several
 
 from __future__ import annotations
 
-import copy
-import multiprocessing as mp
 import os
-import queue
 import shutil
 import tempfile
 import threading
@@ -25,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from .graph import PipelineConfig, PipelineError, Signals, check_outputs, endpoints_for, layout, stage_specs, supervisor_clock
-from .node import build_stage, node_main, run_stages
+from .node import build_stage, run_stages
+from .supervise import supervise_nodes
 from .transport import Endpoints
 
 __all__ = ["PipelineConfig", "PipelineError", "check_outputs", "run_pipeline"]
@@ -70,77 +68,13 @@ def _run_threads(cfg: PipelineConfig, endpoints: Endpoints, specs: dict) -> tupl
 
 
 def _run_processes(cfg: PipelineConfig, endpoints: Endpoints, specs: dict) -> tuple[dict, list[str]]:
-    ctx = mp.get_context("spawn")  # no fork: children must not inherit threads, sockets or locks
-    stop, abort, go = ctx.Event(), ctx.Event(), ctx.Event()
-    inbox = ctx.Queue()
-    procs: dict[str, Any] = {}
+    """One child per node of ``layout(cfg)``, supervised by stream.supervise (the shared rules)."""
+    nodes = [(node, {n: specs[n] for n in names}, endpoints, cfg.stream_id) for node, names in layout(cfg)]
+    by_node, errors, _ = supervise_nodes(cfg, nodes, what="pipeline")
     reports: dict[str, dict] = {}
-    errors: list[str] = []
-    opened: set[str] = set()
-    groups = layout(cfg)
-    tick = supervisor_clock(cfg, stop, abort)
-    with Signals(stop, abort):
-        try:
-            for node, names in groups:
-                node_specs = {n: copy.deepcopy(specs[n]) for n in names}
-                p = ctx.Process(target=node_main, name=f"icf-{node}", daemon=True,
-                                args=(node, node_specs, endpoints, cfg.stream_id, stop, abort, go, inbox, os.getpid()))
-                p.start()
-                procs[node] = p
-            deadline = time.monotonic() + cfg.startup_timeout_s
-            finished: set[str] = set()
-            while len(finished) < len(procs):
-                try:
-                    kind, node, payload = inbox.get(timeout=0.1)
-                except queue.Empty:
-                    kind = None
-                if kind == "opened":
-                    opened.add(node)
-                    errors.extend(payload)
-                    if len(opened) == len(procs) and not errors:
-                        go.set()
-                elif kind == "report":
-                    finished.add(node)
-                    reports.update(payload)
-                    errors.extend(r["error"] for r in payload.values() if "error" in r and r["error"] not in errors)
-                if errors and not stop.is_set():
-                    stop.set()  # one stage failed: end the run, keep what the others finalise
-                if go.is_set():
-                    tick()
-                elif time.monotonic() > deadline and not abort.is_set():
-                    errors.append(f"pipeline did not start within {cfg.startup_timeout_s:.0f} s (opened: {sorted(opened)})")
-                    stop.set()
-                    abort.set()
-                elif errors or stop.is_set():
-                    tick()
-                for node, p in procs.items():  # a child that died without a report
-                    if node not in finished and p.exitcode is not None and inbox.empty():
-                        time.sleep(0.2)
-                        if inbox.empty():
-                            finished.add(node)
-                            errors.append(f"process {node} exited with code {p.exitcode} without a report")
-                            stop.set()
-        finally:
-            if any(p.is_alive() for p in procs.values()):
-                stop.set()  # reports are in (or we are failing): give children a moment, then abort
-                for p in procs.values():
-                    p.join(timeout=5)
-                abort.set()
-            reap(procs)
+    for payload in by_node.values():
+        reports.update(payload)  # stage name -> report (stage names are unique across nodes)
     return reports, errors
-
-
-def reap(procs: dict[str, Any]) -> None:
-    """Every child is gone when this returns: join, then terminate, then kill."""
-    for p in procs.values():
-        p.join(timeout=5)
-    for p in procs.values():
-        if p.is_alive():
-            p.terminate()
-            p.join(timeout=3)
-        if p.is_alive():
-            p.kill()
-            p.join(timeout=3)
 
 
 def _assemble(cfg: PipelineConfig, reports: dict[str, dict], errors: list[str], elapsed: float) -> dict[str, Any]:

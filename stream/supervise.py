@@ -1,0 +1,120 @@
+"""The supervisor of a multi-process graph: spawn the nodes, release them together, end them.
+
+One owner for the rules both the single-stream pipeline (stream/pipeline.py) and the multi-stream
+serve (stream/multistream_serve.py) follow:
+- every node is a spawned child (no fork: children must not inherit threads, sockets or locks)
+  running ``node.node_main``; each says "opened" (with its errors) and at the end sends a report;
+- ``go`` is set once every node opened without error, so no stage starts before its peers;
+- a startup that takes longer than ``startup_timeout_s`` aborts the run;
+- a stage error stops the run (the others finalise and report); ``grace_s`` after a stop, abort;
+- a child that exits without a report is an error too;
+- ``expendable(node)``: once the run is going, such a node's failure costs only itself (it goes
+  into ``lost``, the run continues); the serve uses it for each stream's source.
+Every child is gone when ``supervise_nodes`` returns (``reap``).
+"""
+
+from __future__ import annotations
+
+import copy
+import multiprocessing as mp
+import os
+import queue
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .graph import Signals, supervisor_clock
+from .node import node_main
+from .transport import Endpoints
+
+
+def supervise_nodes(
+    cfg: Any,
+    nodes: list[tuple[str, dict, Endpoints, str]],
+    *,
+    what: str = "pipeline",
+    expendable: Callable[[str], bool] = lambda node: False,
+    running: dict[str, Any] | None = None,
+) -> tuple[dict[str, dict], list[str], list[str]]:
+    """Runs ``nodes`` = [(node name, {stage name: spec}, endpoints, stream id)] to their end.
+
+    ``cfg`` gives ``seconds``, ``grace_s`` and ``startup_timeout_s``; ``what`` names the run in the
+    startup error; ``running`` (optional) holds node -> process and "go" while the run lasts (tests
+    kill a node through it). Returns (node -> its stages' reports, errors, lost)."""
+    ctx = mp.get_context("spawn")
+    stop, abort, go = ctx.Event(), ctx.Event(), ctx.Event()
+    inbox = ctx.Queue()
+    procs: dict[str, Any] = {}
+    reports: dict[str, dict] = {}
+    errors: list[str] = []
+    lost: list[str] = []
+    opened: set[str] = set()
+    finished: set[str] = set()
+    running = {} if running is None else running
+    tick = supervisor_clock(cfg, stop, abort)  # reads .seconds and .grace_s only
+
+    def failed(node: str, why: list[str]) -> None:
+        (lost if expendable(node) and go.is_set() else errors).extend(why)
+
+    with Signals(stop, abort):
+        try:
+            for node, specs, endpoints, sid in nodes:
+                p = ctx.Process(target=node_main, name=f"icf-{node}", daemon=True,
+                                args=(node, copy.deepcopy(specs), endpoints, sid, stop, abort, go, inbox, os.getpid()))
+                p.start()
+                procs[node] = running[node] = p
+            running["go"] = go
+            deadline = time.monotonic() + cfg.startup_timeout_s
+            while len(finished) < len(procs):
+                try:
+                    kind, node, payload = inbox.get(timeout=0.1)
+                except queue.Empty:
+                    kind = None
+                if kind == "opened":
+                    opened.add(node)
+                    errors.extend(payload)
+                    if len(opened) == len(procs) and not errors:
+                        go.set()
+                elif kind == "report":
+                    finished.add(node)
+                    reports[node] = payload
+                    failed(node, [r["error"] for r in payload.values() if "error" in r and r["error"] not in errors])
+                if errors and not stop.is_set():
+                    stop.set()  # one stage failed: end the run, keep what the others finalise
+                if go.is_set() or errors or stop.is_set():
+                    tick()
+                elif time.monotonic() > deadline and not abort.is_set():
+                    errors.append(f"{what} did not start within {cfg.startup_timeout_s:.0f} s (opened: {sorted(opened)})")
+                    stop.set()
+                    abort.set()
+                for node, p in procs.items():  # a child that died without a report
+                    if node not in finished and p.exitcode is not None and inbox.empty():
+                        time.sleep(0.2)
+                        if inbox.empty():
+                            finished.add(node)
+                            failed(node, [f"process {node} exited with code {p.exitcode} without a report"])
+                            if not (expendable(node) and go.is_set()):
+                                stop.set()
+        finally:
+            if any(p.is_alive() for p in procs.values()):
+                stop.set()  # reports are in (or we are failing): give children a moment, then abort
+                for p in procs.values():
+                    p.join(timeout=5)
+                abort.set()
+            reap(procs)
+            for node in (*procs, "go"):
+                running.pop(node, None)
+    return reports, errors, lost
+
+
+def reap(procs: dict[str, Any]) -> None:
+    """Every child is gone when this returns: join, then terminate, then kill."""
+    for p in procs.values():
+        p.join(timeout=5)
+    for p in procs.values():
+        if p.is_alive():
+            p.terminate()
+            p.join(timeout=3)
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=3)
