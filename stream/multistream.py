@@ -81,9 +81,11 @@ class Lane:
         self.sender = ResultSender(ctx, env, self.counters, send_image)
         self.ring = AudioRing()
         self.keeper = ContextKeeper(geo["width"], geo["frame_ring"], geo["segment_ring"], ring_rate=geo.get("ring_rate", 1))
-        # first feature of every valid frame-ring entry any dispatched frame saw (bounded): the
-        # rings at the end alone can be empty when a segment closed just before the last frame
+        # first feature of every frame-ring entry a dispatched frame saw (bounded): the rings at
+        # the end alone can be empty when a segment closed just before the last frame. One value
+        # per push (the newest slot), so the per-frame cost is a counter comparison.
         self.levels_seen: set[float] = set()
+        self.pushes_seen = 0
         self.audio_samples = geo["audio_samples"]
         self.audio_wait_ns = audio_wait_ns
         self.latest = None
@@ -154,8 +156,10 @@ class Lane:
         if self.audio_seen and self.ring.end < end:
             self.counters["audio_underruns"] += 1
         ctx = self.keeper.state_for(pts)
-        if len(self.levels_seen) < 4096:
-            self.levels_seen.update(round(float(v), 6) for v, ok in zip(ctx.frame_ring[0, :, 0], ctx.frame_valid[0]) if ok)
+        if self.keeper.frames_pushed != self.pushes_seen:
+            self.pushes_seen = self.keeper.frames_pushed
+            if ctx.frame_valid[0, -1] and len(self.levels_seen) < 4096:  # rings run oldest -> newest
+                self.levels_seen.add(round(float(ctx.frame_ring[0, -1, 0]), 6))
         arrays: dict[str, Any] = {"audio": self.ring.window(end, self.audio_samples)[None],
                                   **ctx.as_inputs(), "image": pkt.arrays["image"]}
         t = pkt.header["t"]
