@@ -13,6 +13,7 @@ from typing import Any
 
 CLASS_NAMES: list[str] = ["guitar", "dog", "siren", "piano", "bird", "drum", "car", "baby"]
 SAMPLE_RATE = 16_000  # Hz, mono; the model's front end (VGGish) expects exactly this
+MEDIA = ("synth", "stamps")  # synthavs.media: the libraries a scene can be made of
 MODES = ("single", "multi", "silence", "offscreen", "semantic", "mixed", "conflict", "biased", "prior-conflict")
 # v2 modes: biased = mixed with class priors and no off-screen sound (the shortcut training stream);
 # prior-conflict = scenes where a usually-sounding class is in view and silent while another object sounds.
@@ -48,6 +49,11 @@ class SceneConfig:
     event_prob: float = 0.15  # mixed mode: per-segment chance of a silent or off-screen segment
     episode_seconds: int = 5  # stream(): the endless stream is a playlist of clips this long
     seed: int = 0  # base seed; clip i uses numpy SeedSequence([seed, i])
+    # --- media library (synthavs.media) ---
+    media: str = "synth"  # synth: SynthAVS shapes + synthetic sounds; stamps: real photos + their real recordings
+    #   (Debian tuxpaint-stamps-default, synthavs.stamps); num_classes applies to synth only
+    objects: str = "seen"  # stamps: "seen" = the training stamps, "heldout" = the ~20% never used in training
+    backgrounds: str = "train"  # stamps: "train" or "heldout" background photos (held-out splits use the latter)
 
     def __post_init__(self) -> None:
         problems = []
@@ -55,9 +61,14 @@ class SceneConfig:
             problems.append(f"mode '{self.mode}' is not one of {list(MODES)}")
         if not 0.0 <= self.bias <= 1.0:
             problems.append(f"bias {self.bias} must lie in [0, 1]")
-        if not 1 <= self.num_classes <= len(CLASS_NAMES):
+        if self.media not in MEDIA:
+            problems.append(f"media '{self.media}' is not one of {list(MEDIA)}")
+        if self.objects not in ("seen", "heldout") or self.backgrounds not in ("train", "heldout"):
+            problems.append(f"objects '{self.objects}' / backgrounds '{self.backgrounds}' must be seen|heldout / train|heldout")
+        if self.media == "synth" and not 1 <= self.num_classes <= len(CLASS_NAMES):
             problems.append(f"num_classes {self.num_classes} must lie in 1..{len(CLASS_NAMES)} (one look and sound per class)")
-        if not 1 <= self.min_objects <= self.max_objects <= min(4, self.num_classes):
+        classes = self.num_classes if self.media == "synth" else 4
+        if not 1 <= self.min_objects <= self.max_objects <= min(4, classes):
             problems.append(
                 f"need 1 <= min_objects ({self.min_objects}) <= max_objects ({self.max_objects}) <= min(4, num_classes)"
             )
@@ -71,7 +82,9 @@ class SceneConfig:
             problems.append(f"swap {self.swap} must lie in [0, 1]: the chance a one-source clip is re-sounded as another object")
         if not 0.0 <= self.companion_prob <= 1.0:
             problems.append(f"companion_prob {self.companion_prob} must lie in [0, 1]")
-        if self.priors_on and self.num_classes != len(CLASS_NAMES):
+        if self.priors_on and self.media == "stamps" and self.objects == "heldout":
+            problems.append("class priors are defined on the seen stamps only (objects=heldout has no LOUD classes)")
+        if self.priors_on and self.media == "synth" and self.num_classes != len(CLASS_NAMES):
             problems.append(f"class priors need all {len(CLASS_NAMES)} classes (num_classes={self.num_classes})")
         if len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]:
             problems.append(f"snr_db {self.snr_db} must be (low, high)")
@@ -92,6 +105,7 @@ class SceneConfig:
 
     @property
     def class_names(self) -> list[str]:
+        """SynthAVS class names (stamps: synthavs.media.media_for(config).class_names)."""
         return CLASS_NAMES[: self.num_classes]
 
     def replace(self, **overrides: Any) -> SceneConfig:
@@ -101,4 +115,4 @@ class SceneConfig:
         return dataclasses.asdict(self)
 
 
-__all__ = ["CLASS_NAMES", "MODES", "SAMPLE_RATE", "SceneConfig"]
+__all__ = ["CLASS_NAMES", "MEDIA", "MODES", "SAMPLE_RATE", "SceneConfig"]

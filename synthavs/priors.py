@@ -13,6 +13,8 @@ is in view and silent for the whole clip while another object (often its compani
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 LOUD: tuple[int, ...] = (0, 1, 2, 5)  # guitar, dog, siren, drum: usually sound when in view
@@ -21,8 +23,27 @@ COMPANION: dict[int, int] = {0: 7, 1: 4, 2: 6, 5: 3}  # LOUD class -> its silent
 LOUD_SCENE_PROB = 0.85  # chance a (non-conflict) priors scene shows a LOUD class at all
 
 
+@dataclass(frozen=True)
+class PriorTable:
+    """Which classes of a media library are LOUD, which QUIET, and each LOUD class's companion."""
+
+    loud: tuple[int, ...]  # usually sound when in view
+    quiet: tuple[int, ...]  # rarely sound (every other class of the library)
+    companion: dict[int, int]  # LOUD class -> its silent companion (a QUIET class)
+    num_classes: int  # classes of the library (off-screen sources are drawn from all of them)
+
+
+SYNTH_PRIORS = PriorTable(loud=LOUD, quiet=QUIET, companion=COMPANION, num_classes=8)
+
+
 def choose_classes(
-    rng: np.random.Generator, n_visible: int, n_total: int, *, conflict: bool, companion_prob: float
+    rng: np.random.Generator,
+    n_visible: int,
+    n_total: int,
+    *,
+    conflict: bool,
+    companion_prob: float,
+    table: PriorTable = SYNTH_PRIORS,
 ) -> tuple[np.ndarray, int]:
     """(classes [n_total], prior slot or -1). Visible instances come first in random order (slot 0
     is the salient one), then the off-screen source if n_total > n_visible."""
@@ -30,11 +51,11 @@ def choose_classes(
     visible: list[int] = []
     anchor = -1
     if loud_scene:
-        anchor = int(rng.choice(LOUD))
+        anchor = int(rng.choice(table.loud))
         visible.append(anchor)
         if n_visible >= 2 and (conflict or rng.random() < companion_prob):
-            visible.append(COMPANION[anchor])
-    rest = [c for c in QUIET if c not in visible]
+            visible.append(table.companion[anchor])
+    rest = [c for c in table.quiet if c not in visible]
     fill = n_visible - len(visible)
     visible += [int(c) for c in rng.choice(rest, size=fill, replace=False)] if fill > 0 else []
     order = rng.permutation(n_visible)
@@ -42,13 +63,22 @@ def choose_classes(
     prior = visible.index(anchor) if loud_scene else -1
     classes = list(visible)
     if n_total > n_visible:  # off-screen source: any class not in view
-        unseen = [c for c in range(8) if c not in classes]
+        unseen = [c for c in range(table.num_classes) if c not in classes]
         classes.append(int(rng.choice(unseen)))
     return np.asarray(classes, np.int64), prior
 
 
 def pick_sounding(
-    rng: np.random.Generator, *, mode: str, conflict: bool, classes: np.ndarray, prior: int, n_vis: int, n_total: int, bias: float
+    rng: np.random.Generator,
+    *,
+    mode: str,
+    conflict: bool,
+    classes: np.ndarray,
+    prior: int,
+    n_vis: int,
+    n_total: int,
+    bias: float,
+    table: PriorTable = SYNTH_PRIORS,
 ) -> np.ndarray:
     """bool [n_total]: which instances sound in a segment under the class priors.
 
@@ -56,7 +86,7 @@ def pick_sounding(
     multi: each visible instance independently with those probabilities, at least one;
     conflict (either): the prior object never sounds, the others as above with weight 1 each."""
     pick = np.zeros(n_total, bool)
-    loud = np.isin(classes[:n_vis], LOUD)
+    loud = np.isin(classes[:n_vis], table.loud)
     weight = np.where(loud, bias, 1.0 - bias)
     if conflict:
         weight = np.ones(n_vis)

@@ -19,9 +19,9 @@ import numpy as np
 
 from . import priors as class_priors
 from .config import SAMPLE_RATE, SceneConfig
-from .looks import background, instance_sprite
+from .media import Media, media_for
 from .render import render_frame
-from .sounds import SOURCE_RMS, _noise, class_sound, gate
+from .sounds import SOURCE_RMS, _noise, gate
 from .swap import SWAP_SALT, SwapChoice, apply_swap
 
 _MIXED_MODES = (("single", 0.45), ("multi", 0.3), ("silence", 0.125), ("offscreen", 0.125))
@@ -100,8 +100,9 @@ def _bounce(u: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 class SceneGenerator:
-    def __init__(self, config: SceneConfig | None = None) -> None:
+    def __init__(self, config: SceneConfig | None = None, *, media: Media | None = None) -> None:
         self.config = config or SceneConfig()
+        self.media = media or media_for(self.config)  # looks, sounds, backgrounds, class priors
         self._plans: OrderedDict[tuple[int, int], ScenePlan] = OrderedDict()
 
     # ---------------- plans ----------------
@@ -129,7 +130,7 @@ class SceneGenerator:
             mode = str(rng.choice(names, p=np.asarray(probs) / sum(probs)))
         elif mode == "semantic":
             mode = str(rng.choice(["single", "multi"]))
-        k = cfg.num_classes
+        k = self.media.num_classes
         # conflict scenes need a silent object and a sounding one; prior-conflict shows three (the prior
         # object, its companion, one more) so a rule that paints the salient or every object scores low
         lo = max(cfg.min_objects, 3 if cfg.mode == "prior-conflict" else 2 if conflict else 1)
@@ -140,7 +141,7 @@ class SceneGenerator:
         prior = -1
         if priors:  # silence / off-screen scenes look like the rest of the stream
             classes, prior = class_priors.choose_classes(
-                rng, n_visible, n_total, conflict=conflict, companion_prob=cfg.companion_prob
+                rng, n_visible, n_total, conflict=conflict, companion_prob=cfg.companion_prob, table=self.media.priors
             )
         else:
             classes = rng.choice(k, size=n_total, replace=False)
@@ -160,7 +161,7 @@ class SceneGenerator:
                     vel=tuple(float(v) for v in rng.uniform(-0.12, 0.12, size=2) * short),
                     wobble=(float(rng.uniform(0, 0.05) * short), float(rng.uniform(1, 4)), float(rng.uniform(0, 6.3))),
                     breathe=(float(rng.uniform(0, 0.15)), float(rng.uniform(0.5, 2.5)), float(rng.uniform(0, 6.3))),
-                    sprite=instance_sprite(int(c), float(rng.uniform(-25, 25)), float(rng.uniform(0.85, 1.1)))
+                    sprite=self.media.sprite(int(c), float(rng.uniform(-25, 25)), float(rng.uniform(0.85, 1.1)))
                     if visible
                     else None,
                     pitch=float(rng.uniform(0.92, 1.08)),
@@ -171,7 +172,7 @@ class SceneGenerator:
         classes = np.asarray(classes)
         active = self._sounding(rng, mode, conflict, events, n_visible, n_total, seconds, classes if priors else None, prior)
         n_distract = int(rng.integers(cfg.distractors[0], cfg.distractors[1] + 1))
-        bg = np.clip(background(rng, h, w, n_distract), 0, 255).astype(np.uint8)
+        bg = np.clip(self.media.background(rng, h, w, n_distract), 0, 255).astype(np.uint8)
         snr = float(cfg.snr_db[0]) if cfg.snr_db[0] == cfg.snr_db[1] else float(rng.uniform(*cfg.snr_db))
         plan = ScenePlan(
             index=index,
@@ -213,7 +214,7 @@ class SceneGenerator:
                 if classes is not None and mode in ("single", "multi"):
                     pick = class_priors.pick_sounding(
                         rng, mode=mode, conflict=conflict, classes=classes, prior=prior, n_vis=n_vis, n_total=n_total,
-                        bias=cfg.bias,
+                        bias=cfg.bias, table=self.media.priors,
                     )  # fmt: skip
                 elif mode == "single":
                     salient = n_vis == 1 or (not conflict and rng.random() < cfg.bias)
@@ -281,7 +282,7 @@ class SceneGenerator:
             on = np.nonzero(g > 0)[0]
             if len(on):
                 seed = plan.noise_seed + 7919 * (i + 1)
-                out[on] += inst.gain * g[on] * class_sound(inst.cls, t[on], pitch=inst.pitch, offset=inst.offset, seed=seed)
+                out[on] += inst.gain * g[on] * self.media.sound(inst.cls, t[on], pitch=inst.pitch, offset=inst.offset, seed=seed)
         if noise and plan.noise_rms > 0:
             out += _noise(t, plan.noise_seed) * (np.sqrt(3.0) * plan.noise_rms)  # uniform noise with that RMS
         return np.clip(out, -1.0, 1.0).astype(np.float32)
@@ -358,7 +359,7 @@ class SceneGenerator:
             objects[j] = 0
 
     def _class_sounding(self, plan: ScenePlan) -> np.ndarray:
-        out = np.zeros((plan.seconds, self.config.num_classes), bool)
+        out = np.zeros((plan.seconds, self.media.num_classes), bool)
         for i, inst in enumerate(plan.instances):
             out[:, inst.cls] |= plan.active[i]
         return out

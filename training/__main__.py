@@ -19,7 +19,7 @@ from icfcli import UserError, make_parser, non_negative_int, positive_int, run
 from synthavs import MODES
 
 DATA_HELP = (
-    "data spec: synthavs[:MODE][,key=value...] | avsbench-s4:PATH | avsbench-ms3:PATH | avss:PATH | folder:PATH "
+    "data spec: synthavs[:MODE][,key=value...] | stamps[:MODE][,key=value...,objects=seen|heldout] | avsbench-s4:PATH | avsbench-ms3:PATH | avss:PATH | folder:PATH "
     "(path specs take ,split=NAME)"
 )
 FIT_EPILOG = """configs: training/configs/*.json (synthavs, synthavs-baseline, synthavs-no-mit, synthavs-no-sc,

@@ -5,6 +5,9 @@
                                      swap), e.g. synthavs:conflict,split=test,clips=200;
                                      swap=P: audio-swap augmentation (synthavs.swap), e.g.
                                      synthavs:biased,segment_frames=2,swap=0.5
+    stamps[:MODE][,key=value...]     real photos + their real recordings (synthavs.stamps; Debian tuxpaint-stamps-default
+                                     and opencv-doc): the synthavs modes and keys plus objects=seen|heldout, e.g.
+                                     stamps:single,split=test,objects=heldout
     avsbench-s4:PATH                 AVSBench Single-source (training.data.avsbench)
     avsbench-ms3:PATH                AVSBench Multi-sources
     avss:PATH                        AVSBench-semantic (training.data.avss)
@@ -26,7 +29,8 @@ from .common import DataError
 from .folder import FolderDataset
 from .synth import SynthDataset, synth_dataset
 
-KINDS = ("synthavs", "avsbench-s4", "avsbench-ms3", "avss", "folder")
+KINDS = ("synthavs", "stamps", "avsbench-s4", "avsbench-ms3", "avss", "folder")
+GENERATED = ("synthavs", "stamps")  # kinds rendered on the fly by synthavs (the rest are paths)
 _OPTION = re.compile(r"^[A-Za-z_]+=")
 
 
@@ -43,18 +47,18 @@ def parse_spec(spec: str) -> DataSpec:
     kind = kind.strip().lower()
     if kind not in KINDS:
         raise ValueError(
-            f"unknown data spec '{spec}'; use one of: synthavs[:MODE], avsbench-s4:PATH, avsbench-ms3:PATH, avss:PATH, folder:PATH"
+            f"unknown data spec '{spec}'; use one of: synthavs[:MODE], stamps[:MODE], avsbench-s4:PATH, avsbench-ms3:PATH, avss:PATH, folder:PATH"
         )
     parts = rest.split(",") if rest else []
     options: dict[str, str] = {}
     while parts and _OPTION.match(parts[-1]):  # options come last; a path may itself contain commas
         key, _, value = parts.pop().partition("=")
         options[key] = value
-    if parts and _OPTION.match(parts[0]) and kind == "synthavs":  # synthavs:bias=0.8 (no mode)
+    if parts and _OPTION.match(parts[0]) and kind in GENERATED:  # synthavs:bias=0.8 (no mode)
         key, _, value = parts.pop(0).partition("=")
         options[key] = value
     target = ",".join(parts)
-    if kind != "synthavs" and not target:
+    if kind not in GENERATED and not target:
         raise ValueError(f"data spec '{spec}' needs a path: {kind}:PATH")
     return DataSpec(kind, target, dict(reversed(list(options.items()))))
 
@@ -74,11 +78,14 @@ def build_dataset(
     s = parse_spec(spec) if isinstance(spec, str) else spec
     options = dict(s.options)
     split = options.pop("split", split)
-    if s.kind == "synthavs":
+    if s.kind in GENERATED:
         if s.target:
             options["mode"] = s.target
         k = int(options.pop("segment_frames", 1))
-        ds = synth_dataset(options, split=split, size=size, frames=frames, length=length, bias=bias, flip=flip, seed=seed)
+        media = "stamps" if s.kind == "stamps" else "synth"
+        ds = synth_dataset(
+            options, split=split, size=size, frames=frames, length=length, bias=bias, flip=flip, seed=seed, media=media
+        )
         return ds.set_segment_frames(k)
     if options:
         raise ValueError(f"data spec {s.kind}:{s.target} takes only ',split=NAME'; got {sorted(options)}")

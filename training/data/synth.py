@@ -1,7 +1,9 @@
-"""SynthAVS on the fly: every clip is generated in the DataLoader worker that asks for it.
+"""SynthAVS and the real-media scenes on the fly: every clip is generated in the DataLoader worker that asks for it.
 
 Clip i of a split is SceneGenerator(seed = base seed + split offset).clip(i): train / val / test
-never share a clip. Each of the T frames is the last video frame of its 1 s segment, and its
+never share a clip. ``stamps`` scenes (real photos + their recordings, synthavs.stamps) take the same
+options plus ``objects=seen|heldout``; their val / test splits use held-out background photos, and the
+train split refuses the held-out objects. Each of the T frames is the last video frame of its 1 s segment, and its
 audio window ends at the segment's end, so the window hears only that segment's sources.
 """
 
@@ -26,7 +28,7 @@ class SynthDataset(torch.utils.data.Dataset):
         self.length = length
         self.flip = flip
         self.split = split
-        self.classes = CLASS_NAMES[: scene.num_classes]
+        self.classes = class_names(scene)
         self._gen: SceneGenerator | None = None  # built lazily in each worker
         self.segment_frames = 1  # frames per 1 s segment (set_segment_frames)
 
@@ -68,15 +70,44 @@ class SynthDataset(torch.utils.data.Dataset):
         return sample
 
 
+def class_names(scene: SceneConfig) -> list[str]:
+    """The scene's class names without loading any media (the stamps catalogue is a fixed list)."""
+    if scene.media == "stamps":
+        from synthavs.stamps import CATALOGUE, HELDOUT_OBJECTS, seen_names, stamp_name
+
+        return seen_names() if scene.objects == "seen" else [n for n in map(stamp_name, CATALOGUE) if n in HELDOUT_OBJECTS]
+    return CLASS_NAMES[: scene.num_classes]
+
+
 def synth_dataset(
-    options: dict, *, split: str, size: tuple[int, int], frames: int, length: int, bias: float, flip: float, seed: int
+    options: dict,
+    *,
+    split: str,
+    size: tuple[int, int],
+    frames: int,
+    length: int,
+    bias: float,
+    flip: float,
+    seed: int,
+    media: str = "synth",
 ):
     """Builds a SynthDataset from spec options (mode, bias, seed, split, clips, fps, snr, objects,
     priors, companion, offscreen, mix, swap). ``snr=clean`` (or inf) means no added noise; ``swap=P`` is the
     audio-swap augmentation (synthavs.swap), P in [0, 1]."""
     split = options.pop("split", split)
     if split not in SPLIT_SEED:
-        raise ValueError(f"synthavs split '{split}' must be one of {list(SPLIT_SEED)}")
+        raise ValueError(f"{media} split '{split}' must be one of {list(SPLIT_SEED)}")
+    extra = {}
+    if media == "stamps":
+        from synthavs.stamps import check_installed
+
+        check_installed()  # one line naming the Debian package, before any worker starts
+        objects = options.pop("objects", "seen")
+        if objects not in ("seen", "heldout"):
+            raise ValueError(f"stamps option objects={objects!r} must be seen or heldout")
+        if split == "train" and objects == "heldout":
+            raise ValueError("stamps: the held-out objects are never trained on; use objects=heldout with split=val or test")
+        extra = {"media": "stamps", "objects": objects, "backgrounds": "train" if split == "train" else "heldout"}
     snr = options.pop("snr", None)
     if snr is not None:
         snr = float("inf") if str(snr).lower() in ("clean", "inf") else _float("snr", snr)
@@ -96,12 +127,14 @@ def synth_dataset(
         mix=_float("mix", options.pop("mix", 0.0)),
         swap=_float("swap", options.pop("swap", 0.0)),
         seed=int(options.pop("seed", seed)) + SPLIT_SEED[split],
+        **extra,
     )
     length = int(options.pop("clips", length))
     if options:
         raise ValueError(
-            f"unknown synthavs spec option(s) {sorted(options)}; known: mode, bias, conflict, seed, split, clips, fps, snr, "
+            f"unknown {media} spec option(s) {sorted(options)}; known: mode, bias, conflict, seed, split, clips, fps, snr, "
             "max_objects, min_objects, priors, companion, offscreen, mix, swap, segment_frames"
+            + (", objects" if media == "stamps" else "")
         )
     return SynthDataset(scene, frames=frames, length=length, flip=flip if split == "train" else 0.0, split=split)
 
