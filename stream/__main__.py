@@ -1,7 +1,7 @@
 """icf-stream: real-time audio-visual segmentation from a camera + microphone, a file, or the
 built-in synthetic scene, over a ZeroMQ pipeline (one process or many).
 
-    icf-stream demo                          # synthetic 30 fps scene, 10 s, shipped weights -> out/demo/
+    icf-stream demo                          # real photos + real sounds (or the synthetic scene), 10 s -> out/demo/
     icf-stream live --camera 0 --mic default --weights weights/icf-lite-synthavs.safetensors
     icf-stream run --video clip.mp4 --publish tcp://127.0.0.1:5556 --record out/clip-overlay.mp4
     icf-stream predict photo.jpg clip.mp4 frames/ --out out/predict   # offline: PNG masks + overlays + JSON
@@ -86,12 +86,17 @@ def _pipeline_args(p, *, display: bool = True) -> None:
 def add_demo(sub) -> None:
     from synthavs.config import MODES
 
-    d = sub.add_parser("demo", help="synthetic audio-visual stream through the multi-process pipeline; writes out/demo/")
+    d = sub.add_parser("demo", help="a generated audio-visual stream (real photos and sounds, or synthetic) through the "
+                                    "multi-process pipeline; writes out/demo/")
     d.add_argument("--out", default="out/demo", metavar="DIR", help="output folder: every file the demo writes goes here (default out/demo)")
     d.add_argument("--seconds", type=positive_float, default=10.0, help="stream length (default 10)")
     d.add_argument("--fps", type=positive_int, default=30, help="frames per second (default 30)")
     d.add_argument("--size", type=size_wh, default=(640, 480), metavar="WxH", help="frame size (default 640x480)")
-    d.add_argument("--mode", default="single", choices=MODES, help="SynthAVS scene mode (default single)")
+    d.add_argument("--scene", default="auto", choices=("auto", "stamps", "synth"),
+                   help="stamps: real photo cut-outs with their real recordings on real photos (Debian tuxpaint-stamps-default + "
+                        "opencv-doc), played to the real-media weights; synth: SynthAVS shapes and tones, played to the "
+                        "SynthAVS weights; auto (default): stamps when those packages are installed, else synth")
+    d.add_argument("--mode", default="single", choices=MODES, help="scene mode (default single)")
     d.add_argument("--seed", type=non_negative_int, default=0, help="scene seed")
     d.add_argument("--transport", default="ipc", choices=("inproc", "ipc", "tcp"), help="inproc: threads; ipc / tcp: processes")
     d.add_argument("--workers", type=positive_int, default=1, help="segmenter workers")
@@ -270,18 +275,42 @@ def cmd_demo(args) -> int:
     (w, h), out = args.size, Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
+    scene = _demo_scene(args)
     spec = _backend_spec(args, "demo")  # validated and exported before out/ is touched
     out.mkdir(parents=True, exist_ok=True)
     cfg = PipelineConfig(
         source={"kind": "synthetic", "width": w, "height": h, "fps": args.fps, "mode": args.mode, "seed": args.seed,
-                "seconds": args.seconds},
+                "seconds": args.seconds, "media": scene},
         backend=spec, workers=args.workers, transport=args.transport, publish=args.publish,
         record=str(out / "overlay.mp4"), masks=str(out / "masks.npz"), metrics=str(out / "metrics.jsonl"))
-    print(f"icf-stream demo: {args.seconds:g} s of SynthAVS '{args.mode}' at {args.fps} fps, {w}x{h}, "
+    what = "real photos + real recordings (tuxpaint stamps on opencv-doc photos)" if scene == "stamps" else "SynthAVS"
+    print(f"icf-stream demo: {args.seconds:g} s of {what} '{args.mode}' at {args.fps} fps, {w}x{h}, "
           f"{args.transport} with {args.workers} worker(s), model {spec['artifact']}")
     rc = _run(cfg, str(out / "report.json"), quiet=args.quiet)
     print(f"outputs: {out / 'overlay.mp4'}, {out / 'masks.npz'}, {out / 'metrics.jsonl'}")
     return rc
+
+
+def _demo_scene(args) -> str:
+    """The demo's scene, and its weights when none were named: each scene is played to the weights trained on it."""
+    from synthavs.stamps import StampsMissing, check_installed
+
+    scene = args.scene
+    if scene in ("auto", "stamps"):
+        try:
+            check_installed()
+            scene = "stamps"
+        except StampsMissing as exc:
+            if args.scene == "stamps":
+                raise UserError(str(exc)) from None
+            scene = "synth"
+    if not args.weights and not args.model:
+        try:
+            from weights import STAMPS, SYNTHAVS
+        except ImportError:  # an install older than the real-media weights
+            return "synth"
+        args.weights = str(STAMPS if scene == "stamps" else SYNTHAVS)
+    return scene
 
 
 def _common_cfg(args, source: dict, cmd: str, outputs: dict, sink: dict | None = None):

@@ -109,9 +109,12 @@ class SyntheticOptions(SourceOptions):
     fps: int = 30
     mode: str = "single"  # SynthAVS scene mode
     seed: int = 0
+    media: str = "synth"  # synth: SynthAVS shapes and tones; stamps: real photos + their recordings (synthavs.stamps),
+    #   seen objects on held-out background photos
 
     def check(self) -> None:
         super().check()
+        self._require(self.media in ("synth", "stamps"), "media", "must be synth or stamps")
         self._require(self.width > 0 and self.height > 0, "width", "frame size must be positive")
         self._require(self.fps > 0, "fps", "must be > 0")
 

@@ -186,8 +186,12 @@ class SyntheticSource(_PacedSource):
             raise StageError(f"the synthetic source needs the synthavs package ({exc})") from exc
         o = self.options
         self.fps = o.fps
-        cfg = SceneConfig(width=o.width, height=o.height, fps=o.fps, mode=o.mode, seed=o.seed)
-        self.gen = SceneGenerator(cfg)
+        cfg = SceneConfig(width=o.width, height=o.height, fps=o.fps, mode=o.mode, seed=o.seed, media=o.media,
+                          backgrounds="heldout" if o.media == "stamps" else "train")
+        try:
+            self.gen = SceneGenerator(cfg)
+        except RuntimeError as exc:  # synthavs.stamps.StampsMissing: names the Debian package to install
+            raise StageError(str(exc)) from exc
         self.frames = self.gen.stream(o.seconds)
         self.out = AVOutput(ctx, env)
         self.sent_until = 0  # audio samples published so far

@@ -32,12 +32,12 @@ def test_a_painted_mask_is_never_nothing():
 
 @pytest.mark.slow  # ~15 s: loads the shipped weights, two clips through torch
 def test_shipped_weights_hear_nothing_on_silence_and_name_a_learned_sound():
-    from weights import SHIPPED
+    from weights import SYNTHAVS
 
-    if not SHIPPED.is_file():
+    if not SYNTHAVS.is_file():
         pytest.skip("shipped weights absent")
     from bench.hearing import measure
 
-    res = measure(str(SHIPPED), clips=1, sets=("silence", "single"))
+    res = measure(str(SYNTHAVS), clips=1, sets=("silence", "single"))
     assert (res["silence"]["label"] == "nothing").all(), res["silence"]
     assert not np.isin(res["single"]["label"], ["nothing", "unsure"]).any(), res["single"]["label"]
