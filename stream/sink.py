@@ -22,6 +22,7 @@ from .protocol import RESYNC, History, encode, eos_ok, finite
 from .shm_link import ResultTaker
 from .stage import Stage, StageEnv, StageError, warn
 from .transport import close_socket, open_socket, recv_packet, stamp
+from .view.feed import ViewFeed
 
 # (name, from stamp, to stamp): the per-stage latencies, in pipeline order
 STAGES = (
@@ -113,6 +114,7 @@ class SinkStage(Stage):
         self.pull = self.asub = self.pub = None  # sockets and outputs are opened in open(); close() runs even if it failed
         self.taker: ResultTaker | None = None
         self.recorder = self.store = self.log = self.display = None
+        self.view: ViewFeed | None = None
 
     def open(self, ctx: zmq.Context, env: StageEnv) -> None:
         super().open(ctx, env)
@@ -133,6 +135,8 @@ class SinkStage(Stage):
             self.poller.register(self.asub, zmq.POLLIN)
         self.pub = open_socket(ctx, zmq.PUB, ep, "masks", bind=True, hwm=o.publish_hwm) if o.publish else None
         self.store = MaskStore(o.masks) if o.masks else None
+        self.view = ViewFeed(ctx, o.view, env.stream_id) if o.view else None  # the live view (stream/view): never waits
+        self.last_out_ns = 0
         self.log = MetricsLog(o.metrics) if o.metrics else None
         if o.display:
             why = display_available()
@@ -217,6 +221,8 @@ class SinkStage(Stage):
                 self.recorder.add_frame(overlay, h["pts_ns"])
             if self.display is not None and not self.display.show(overlay):
                 self.env.stop.set()
+        if self.view is not None and "image" in pkt.arrays:
+            self.view.frame(self._view_info(pkt.seq, h, t, mask), pkt.arrays["image"], mask)
         if self.store is not None:
             self.store.add(pkt.seq, h["pts_ns"], h["capture_ns"], mask, gt)
         t["sink_done"] = stamp()
@@ -236,6 +242,19 @@ class SinkStage(Stage):
         fps = (len(self.recent) - 1) * 1e9 / (self.recent[-1] - self.recent[0]) if len(self.recent) > 1 else 0.0
         return [f"hears: {hears}", f"{fps:4.1f} fps  capture->mask {(t['sink_out'] - t['capture']) / 1e6:5.1f} ms"]
 
+    def _view_info(self, seq: int, h: dict, t: dict, mask: np.ndarray) -> dict[str, Any]:
+        c = self.counters
+        fps = (len(self.recent) - 1) * 1e9 / (self.recent[-1] - self.recent[0]) if len(self.recent) > 1 else 0.0
+        return {"seq": seq, "pts_ns": h["pts_ns"], "hears": h.get("hears"), "concepts": h.get("concepts"), "fps": round(fps, 2),
+                "latency_ms": round((t["sink_out"] - t["capture"]) / 1e6, 2), "mask_area": float(np.count_nonzero(mask)) / mask.size,
+                "delivered": c["delivered"], "dropped": c["upstream_dropped"] + c["skipped"] + c["errors"]}
+
+    def _view_state(self, now: int) -> None:
+        """A heartbeat for the page: running, or waiting when no result came for 2 s (camera lost and retrying, a stall)."""
+        if self.counters["delivered"] and self.recent and now - self.recent[-1] < 2_000_000_000:
+            return self.view.state("running", force=False)
+        self.view.state("waiting", {"delivered": self.counters["delivered"]}, force=False)
+
     def process(self) -> bool:
         self.poller.poll(20)
         self._drain()
@@ -252,6 +271,8 @@ class SinkStage(Stage):
                 self.counters["upstream_dropped"] += max(pkt.header.get("dropped_before", 0), 0)
                 continue
             self._deliver(pkt)
+        if self.view is not None:
+            self._view_state(now)
         if self.env.stop.is_set() and self.eos is None and self.eos_deadline is None:
             self.eos_deadline = now + int(self.options.eos_timeout_s * 1e9)
         return not (done or timed_out)
@@ -295,6 +316,9 @@ class SinkStage(Stage):
                     out.close()
                 except Exception as exc:  # noqa: BLE001 - one failing output must not lose the others
                     warn(f"closing {type(out).__name__} failed: {exc}")
+        if self.view is not None:
+            self.view.state("ended", {"delivered": self.counters["delivered"], "reason": (self.eos or {}).get("reason", "stopped")})
+            self.view.close()
         for s in (self.pull, self.asub, self.pub):
             close_socket(s, self.env.abort)
         if self.taker is not None:
