@@ -79,6 +79,9 @@ def _pipeline_args(p, *, display: bool = True) -> None:
     o.add_argument("--masks", metavar="FILE", help="save every mask to an npz")
     o.add_argument("--metrics", metavar="FILE", help="JSONL log, one line per frame")
     o.add_argument("--report", metavar="FILE", help="write the run report (JSON)")
+    from .console import add_view_args
+
+    add_view_args(o)
     if display:
         o.add_argument("--no-display", action="store_true", help="no window (there is none anyway without DISPLAY / WAYLAND_DISPLAY)")
 
@@ -96,6 +99,9 @@ def add_demo(sub) -> None:
     d.add_argument("--transport", default="ipc", choices=("inproc", "ipc", "tcp"), help="inproc: threads; ipc / tcp: processes")
     d.add_argument("--workers", type=positive_int, default=1, help="segmenter workers")
     d.add_argument("--publish", metavar="ADDR", help="also publish masks here")
+    from .console import add_view_args
+
+    add_view_args(d)
     _model_args(d)
     d.set_defaults(func=cmd_demo)
 
@@ -241,14 +247,25 @@ def _check_outputs(outputs: dict, inputs: tuple) -> None:
             raise UserError(f"--{k}: {why}")
 
 
-def _run(cfg, report_path: str | None, quiet: bool = False) -> int:
+def _run(cfg, report_path: str | None, quiet: bool = False, view: tuple[str, int] | None = None, what: str = "") -> int:
+    """Runs the pipeline between the start banner (``what`` runs, the live view, the outputs) and
+    its summary, with the live view and the status line (stream/console.py) fed by the sink."""
+    from .console import Console
     from .pipeline import PipelineError, run_pipeline
     from .report import format_summary, save_report
 
     if report_path:
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+    outs = [p for p in (cfg.record, cfg.masks, cfg.metrics, report_path) if p]
+    banner = [what] if what else []
+    banner.append(f"  outputs: {', '.join(outs)}" if outs else "  outputs: none written (--out DIR keeps the overlay, masks, metrics and report)")
+    if cfg.publish:
+        banner.append(f"  masks published on {cfg.publish}")
     try:
-        report = run_pipeline(cfg)
+        with Console(view, quiet=quiet, banner=banner) as console:
+            if console.feed:
+                cfg.sink = {**cfg.sink, "view": console.feed}
+            report = run_pipeline(cfg)
     except PipelineError as exc:
         print(f"icf-stream: {exc}", file=sys.stderr)
         return 2
@@ -277,9 +294,9 @@ def cmd_demo(args) -> int:
                 "seconds": args.seconds},
         backend=spec, workers=args.workers, transport=args.transport, publish=args.publish,
         record=str(out / "overlay.mp4"), masks=str(out / "masks.npz"), metrics=str(out / "metrics.jsonl"))
-    print(f"icf-stream demo: {args.seconds:g} s of SynthAVS '{args.mode}' at {args.fps} fps, {w}x{h}, "
-          f"{args.transport} with {args.workers} worker(s), model {spec['artifact']}")
-    rc = _run(cfg, str(out / "report.json"), quiet=args.quiet)
+    what = (f"icf-stream demo: {args.seconds:g} s of SynthAVS '{args.mode}' at {args.fps} fps, {w}x{h}, "
+            f"{args.transport} with {args.workers} worker(s), model {spec['artifact']}")
+    rc = _run(cfg, str(out / "report.json"), quiet=args.quiet, view=args.view, what=what)
     print(f"outputs: {out / 'overlay.mp4'}, {out / 'masks.npz'}, {out / 'metrics.jsonl'}")
     return rc
 
@@ -313,7 +330,10 @@ def cmd_live(args) -> int:
     source = {"kind": "live", "camera": args.camera, "mic": None if args.mic == "none" else args.mic, "fps": args.fps}
     if args.size:
         source.update(width=args.size[0], height=args.size[1])
-    return _run(_common_cfg(args, source, "live", outputs), outputs["report"], quiet=args.quiet)
+    cfg = _common_cfg(args, source, "live", outputs)
+    what = (f"icf-stream live: camera {args.camera}, microphone {args.mic}, model {cfg.backend['artifact']} "
+            f"({args.backend}, {args.workers} worker(s))")
+    return _run(cfg, outputs["report"], quiet=args.quiet, view=args.view, what=what)
 
 
 def cmd_run(args) -> int:
@@ -332,7 +352,10 @@ def cmd_run(args) -> int:
     audio_file = args.audio or args.video
     # the recording carries the file's own audio track (its rate and channels), not the model's 16 kHz mono
     sink = {"record_audio_from": audio_file} if outputs["record"] and not is_url(audio_file) else {}
-    return _run(_common_cfg(args, source, "run", outputs, sink), outputs["report"], quiet=args.quiet)
+    cfg = _common_cfg(args, source, "run", outputs, sink)
+    what = (f"icf-stream run: {args.video}" + (f" with audio from {args.audio}" if args.audio else "")
+            + f" ({pace}), model {cfg.backend['artifact']} ({args.backend}, {args.workers} worker(s))")
+    return _run(cfg, outputs["report"], quiet=args.quiet, view=args.view, what=what)
 
 
 def cmd_devices(args) -> int:

@@ -253,7 +253,7 @@ class SinkStage(Stage):
         """A heartbeat for the page: running, or waiting when no result came for 2 s (camera lost and retrying, a stall)."""
         if self.counters["delivered"] and self.recent and now - self.recent[-1] < 2_000_000_000:
             return self.view.state("running", force=False)
-        self.view.state("waiting", {"delivered": self.counters["delivered"]}, force=False)
+        self.view.state("waiting" if self.counters["delivered"] else "starting", {"delivered": self.counters["delivered"]}, force=False)
 
     def process(self) -> bool:
         self.poller.poll(20)

@@ -98,7 +98,7 @@ class ViewServer:
     """``start()`` binds the page (HTTP + WebSocket) and the feed (a ZeroMQ SUB every sink's
     ViewFeed connects to) and serves from a thread of its own; ``stop()`` ends both."""
 
-    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, token: str | None = None, title: str = "icf-stream") -> None:
+    def __init__(self, host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT, *, token: str | None = None, title: str = "icf-stream") -> None:
         self.host, self.port, self.title = host, port, title
         self.token = token if token is not None else (None if is_loopback(host) else secrets.token_urlsafe(16))
         self.streams: dict[str, StreamView] = {}
@@ -170,7 +170,8 @@ class ViewServer:
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.bind(self.feed_address)
         try:
-            await self._bind(runner, web)
+            if self.port is not None:  # None: the feed only (the terminal status line reads it, no page)
+                await self._bind(runner, web)
             self.ready.set()
             feed = asyncio.ensure_future(self._feed(sub))
             await self._stopping.wait()
