@@ -73,11 +73,13 @@ def _pipeline_args(p, *, display: bool = True) -> None:
     g.add_argument("--hwm", type=positive_int, default=4, help="high-water mark (messages) of frame sockets (default 4)")
     g.add_argument("--seconds", type=positive_float, help="stop after this many seconds")
     o = p.add_argument_group("outputs (nothing is written unless asked)")
-    o.add_argument("--out", metavar="DIR", help="write all of the outputs below into DIR (overlay.mp4, masks.npz, metrics.jsonl, report.json)")
+    o.add_argument("--out", metavar="DIR", help="write all of the outputs below into DIR (overlay.mp4, masks.npz, metrics.jsonl, events.jsonl, report.json)")
     o.add_argument("--publish", metavar="ADDR", help="publish every mask on a PUB socket, e.g. tcp://127.0.0.1:5556 (docs/protocol.md)")
     o.add_argument("--record", metavar="FILE", help="record the overlay with the original audio to an MP4")
     o.add_argument("--masks", metavar="FILE", help="save every mask to an npz")
     o.add_argument("--metrics", metavar="FILE", help="JSONL log, one line per frame")
+    o.add_argument("--events", metavar="FILE", help="JSONL of 'started / stopped sounding' events (concept, time, mask area); "
+                                                    "also published with --publish")
     o.add_argument("--report", metavar="FILE", help="write the run report (JSON)")
     from .console import add_view_args
 
@@ -225,7 +227,7 @@ def _backend_spec(args, cmd: str) -> dict:
 
 def _outputs(args) -> dict:
     """--out DIR fills in every output not named on its own."""
-    names = {"record": "overlay.mp4", "masks": "masks.npz", "metrics": "metrics.jsonl", "report": "report.json"}
+    names = {"record": "overlay.mp4", "masks": "masks.npz", "metrics": "metrics.jsonl", "report": "report.json", "events": "events.jsonl"}
     got = {k: getattr(args, k) for k in names}
     if args.out:
         if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -241,7 +243,7 @@ def _check_outputs(outputs: dict, inputs: tuple) -> None:
     """Every output path checked before the model is exported or a stage starts (never an input file)."""
     from .outputs import check_output
 
-    for k in ("record", "masks", "metrics", "report"):
+    for k in ("record", "masks", "metrics", "report", "events"):
         why = check_output(outputs[k], inputs) if outputs[k] else None
         if why:
             raise UserError(f"--{k}: {why}")
@@ -256,7 +258,7 @@ def _run(cfg, report_path: str | None, quiet: bool = False, view: tuple[str, int
 
     if report_path:
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-    outs = [p for p in (cfg.record, cfg.masks, cfg.metrics, report_path) if p]
+    outs = [p for p in (cfg.record, cfg.masks, cfg.metrics, cfg.sink.get("events"), report_path) if p]
     banner = [what] if what else []
     banner.append(f"  outputs: {', '.join(outs)}" if outs else "  outputs: none written (--out DIR keeps the overlay, masks, metrics and report)")
     if cfg.publish:
@@ -293,11 +295,12 @@ def cmd_demo(args) -> int:
         source={"kind": "synthetic", "width": w, "height": h, "fps": args.fps, "mode": args.mode, "seed": args.seed,
                 "seconds": args.seconds},
         backend=spec, workers=args.workers, transport=args.transport, publish=args.publish,
-        record=str(out / "overlay.mp4"), masks=str(out / "masks.npz"), metrics=str(out / "metrics.jsonl"))
+        record=str(out / "overlay.mp4"), masks=str(out / "masks.npz"), metrics=str(out / "metrics.jsonl"),
+        sink={"events": str(out / "events.jsonl")})
     what = (f"icf-stream demo: {args.seconds:g} s of SynthAVS '{args.mode}' at {args.fps} fps, {w}x{h}, "
             f"{args.transport} with {args.workers} worker(s), model {spec['artifact']}")
     rc = _run(cfg, str(out / "report.json"), quiet=args.quiet, view=args.view, what=what)
-    print(f"outputs: {out / 'overlay.mp4'}, {out / 'masks.npz'}, {out / 'metrics.jsonl'}")
+    print(f"outputs: {out / 'overlay.mp4'}, {out / 'masks.npz'}, {out / 'metrics.jsonl'}, {out / 'events.jsonl'}")
     return rc
 
 
@@ -311,7 +314,8 @@ def _common_cfg(args, source: dict, cmd: str, outputs: dict, sink: dict | None =
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     return PipelineConfig(source=source, backend=spec, workers=args.workers, transport=args.transport,
                           host=args.host, curve=args.curve_keys or args.curve, hwm=args.hwm, seconds=args.seconds, publish=args.publish,
-                          record=outputs["record"], masks=outputs["masks"], metrics=outputs["metrics"], sink=sink or {},
+                          record=outputs["record"], masks=outputs["masks"], metrics=outputs["metrics"],
+                          sink={**(sink or {}), **({"events": outputs["events"]} if outputs.get("events") else {})},
                           display=not args.no_display and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")))
 
 

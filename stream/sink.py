@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from .events import EventLog, SoundingEvents
 from .metrics import Gauge, Latencies, Rate
 from .options import SinkOptions
 from .outputs import Display, MaskStore, MetricsLog, Recorder, display_available, render_overlay
@@ -115,6 +116,9 @@ class SinkStage(Stage):
         self.taker: ResultTaker | None = None
         self.recorder = self.store = self.log = self.display = None
         self.view: ViewFeed | None = None
+        self.event_log: EventLog | None = None
+        self.events: SoundingEvents | None = None
+        self.last_delivered: tuple[int, int, int] | None = None
 
     def open(self, ctx: zmq.Context, env: StageEnv) -> None:
         super().open(ctx, env)
@@ -136,7 +140,8 @@ class SinkStage(Stage):
         self.pub = open_socket(ctx, zmq.PUB, ep, "masks", bind=True, hwm=o.publish_hwm) if o.publish else None
         self.store = MaskStore(o.masks) if o.masks else None
         self.view = ViewFeed(ctx, o.view, env.stream_id) if o.view else None  # the live view (stream/view): never waits
-        self.last_out_ns = 0
+        self.events = SoundingEvents(env.stream_id) if (o.events or o.publish) else None  # started / stopped sounding
+        self.event_log = EventLog(o.events) if o.events else None
         self.log = MetricsLog(o.metrics) if o.metrics else None
         if o.display:
             why = display_available()
@@ -221,6 +226,10 @@ class SinkStage(Stage):
                 self.recorder.add_frame(overlay, h["pts_ns"])
             if self.display is not None and not self.display.show(overlay):
                 self.env.stop.set()
+        if self.events is not None:
+            self.last_delivered = (pkt.seq, h["pts_ns"], h["capture_ns"])
+            for event in self.events.update(pkt.seq, h["pts_ns"], h.get("hears"), float(np.count_nonzero(mask)) / mask.size):
+                self._emit(event, h["capture_ns"])
         if self.view is not None and "image" in pkt.arrays:
             self.view.frame(self._view_info(pkt.seq, h, t, mask), pkt.arrays["image"], mask)
         if self.store is not None:
@@ -241,6 +250,14 @@ class SinkStage(Stage):
             hears = ", ".join(f"{n} {p:.2f}" for n, p in (h.get("concepts") or [])[:2])
         fps = (len(self.recent) - 1) * 1e9 / (self.recent[-1] - self.recent[0]) if len(self.recent) > 1 else 0.0
         return [f"hears: {hears}", f"{fps:4.1f} fps  capture->mask {(t['sink_out'] - t['capture']) / 1e6:5.1f} ms"]
+
+    def _emit(self, event: dict, capture_ns: int) -> None:
+        """A sounding event to the JSON lines and the PUB socket (an ``event`` message: header only)."""
+        if self.event_log is not None:
+            self.event_log.write(event)
+        if self.pub is not None:
+            self.pub.send_multipart(encode("event", {**event, "capture_ns": capture_ns, "pts_ns": int(round(event["pts_ms"] * 1e6))}))
+        self.count("events")
 
     def _view_info(self, seq: int, h: dict, t: dict, mask: np.ndarray) -> dict[str, Any]:
         c = self.counters
@@ -310,7 +327,14 @@ class SinkStage(Stage):
     def close(self) -> None:
         if self.pull is None:
             return
-        for out in (self.recorder, self.store, self.log, self.display):
+        if self.events is not None and self.last_delivered is not None:
+            seq, pts, capture = self.last_delivered
+            for event in self.events.finish(seq, pts):  # a sound still going at the end stops there
+                try:
+                    self._emit(event, capture)
+                except Exception as exc:  # noqa: BLE001 - the other outputs still close
+                    warn(f"sounding event lost at close: {exc}")
+        for out in (self.recorder, self.store, self.log, self.display, self.event_log):
             if out is not None:
                 try:
                     out.close()
