@@ -73,7 +73,8 @@ class Console:
             try:
                 self.server = ViewServer(host, port, title=self.title).start()
             except ViewError as exc:
-                print(f"icf-stream: warning: {exc}", file=sys.stderr)
+                if self.view is not None:  # with --view off only the status line is lost: not worth a warning
+                    print(f"icf-stream: warning: {exc}", file=sys.stderr)
         lines = list(self.banner)
         if self.server is not None and self.view is not None:
             lines.append(f"  live view: {self.server.url}" + ("  (the token is needed from other machines)" if self.server.token else ""))

@@ -114,3 +114,16 @@ def test_view_option(value, want):
 def test_bad_view_option_names_the_fix(value):
     with pytest.raises(ValueError, match="give off, a port"):
         parse_view(value)
+
+
+def test_serve_feeds_every_stream_into_one_view():
+    from stream.multistream_serve import ServeConfig, run_serve
+
+    with ViewServer(port=18110) as view:
+        report = run_serve(ServeConfig(sources=[{"kind": "synthetic", "seconds": 1.5, "width": 160, "height": 120, "seed": i}
+                                                for i in range(2)], backend={"kind": "null"}, sink={"view": view.feed_address}))
+        assert report["ok"], report["errors"]
+        heads, images, stats = asyncio.run(_frames(view.url, 2))
+        assert {h["stream"] for h in heads} == {"cam0", "cam1"} and all(i.shape == (120, 160, 3) for i in images)
+        for sid, s in report["streams"].items():
+            assert stats[sid]["state"] == "ended" and stats[sid]["version"] == s["processed"]
