@@ -156,10 +156,10 @@ class Segmenter:
 
     def clip(self, path: str | Path) -> Iterator[Segmentation]:
         """Every frame of a video file (or one image), each hearing the file's own audio up to its time."""
-        from .predict import _frames
+        from .predict import media_frames
 
         self.reset()
-        frames, audio = _frames(Path(path))
+        frames, audio = media_frames(Path(path))
         n = self.geo["audio_samples"]
         for pts, image in frames:
             end = int(round(pts * SAMPLE_RATE / 1e9))
