@@ -86,6 +86,8 @@ def _pipeline_args(p, *, display: bool = True) -> None:
     add_view_args(o)
     if display:
         o.add_argument("--no-display", action="store_true", help="no window (there is none anyway without DISPLAY / WAYLAND_DISPLAY)")
+        o.add_argument("--show", action="store_true", help="a window with the overlay, also without DISPLAY set (needs an OpenCV "
+                                                            "with a GUI: opencv-python; the browser view (--view) needs none)")
 
 
 def add_demo(sub) -> None:
@@ -316,7 +318,7 @@ def _common_cfg(args, source: dict, cmd: str, outputs: dict, sink: dict | None =
                           host=args.host, curve=args.curve_keys or args.curve, hwm=args.hwm, seconds=args.seconds, publish=args.publish,
                           record=outputs["record"], masks=outputs["masks"], metrics=outputs["metrics"],
                           sink={**(sink or {}), **({"events": outputs["events"]} if outputs.get("events") else {})},
-                          display=not args.no_display and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")))
+                          display=args.show or (not args.no_display and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))))
 
 
 def cmd_live(args) -> int:
