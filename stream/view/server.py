@@ -109,6 +109,7 @@ class ViewServer:
         self.ready = threading.Event()
         self.failed: BaseException | None = None
         self.frames_in = self.bad_messages = 0
+        self.sockets: set = set()  # open page sockets, closed at stop (a handler never holds the shutdown)
 
     @property
     def url(self) -> str:
@@ -161,6 +162,7 @@ class ViewServer:
         self.changed = asyncio.Condition()
         app = web.Application()
         app.add_routes([web.get("/", self._page), web.get("/ws", self._socket), web.get("/stats.json", self._stats)])
+        app.on_shutdown.append(self._close_sockets)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         ctx = zmq.asyncio.Context()
@@ -265,6 +267,12 @@ class ViewServer:
                 view.jpeg = (version, buf.tobytes())
         return view.jpeg
 
+    async def _close_sockets(self, app) -> None:
+        from aiohttp import WSCloseCode
+
+        for ws in list(self.sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"icf-stream stopped")
+
     async def _socket(self, request):
         from aiohttp import WSMsgType, web
 
@@ -279,6 +287,7 @@ class ViewServer:
                     break
 
         reader = asyncio.ensure_future(read())
+        self.sockets.add(ws)
         seen: dict[str, int] = {}
         loop = asyncio.get_running_loop()
         try:
@@ -303,5 +312,6 @@ class ViewServer:
             pass
         finally:
             reader.cancel()
+            self.sockets.discard(ws)
             await ws.close()
         return ws

@@ -127,3 +127,19 @@ def test_serve_feeds_every_stream_into_one_view():
         assert {h["stream"] for h in heads} == {"cam0", "cam1"} and all(i.shape == (120, 160, 3) for i in images)
         for sid, s in report["streams"].items():
             assert stats[sid]["state"] == "ended" and stats[sid]["version"] == s["processed"]
+
+
+def test_stop_closes_the_open_pages():
+    import aiohttp
+
+    async def main(view: ViewServer) -> aiohttp.WSMsgType:
+        async with aiohttp.ClientSession() as s, s.ws_connect(view.url.replace("http", "ws", 1) + "ws") as ws:
+            assert (await ws.receive_json())["type"] == "hello"
+            await asyncio.get_running_loop().run_in_executor(None, view.stop)
+            while (msg := await ws.receive()).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                pass
+            return msg.type
+
+    view = ViewServer(port=18130).start()
+    assert asyncio.run(main(view)) in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+    assert not view.thread.is_alive()  # the server thread ended instead of waiting on the page
