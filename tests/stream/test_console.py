@@ -25,6 +25,7 @@ def test_banner_view_url_and_status_lines(media, tiny_onnx, tmp_path, capsys, mo
     assert status and " fps, p50 " in status[-1] and "dropped " in status[-1]
 
 
+@pytest.mark.slow
 def test_quiet_prints_no_banner_or_status(media, tiny_onnx, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(console, "STATUS_EVERY_S", 0.2)
     assert main(["-q", "run", "--video", str(media["av"]), "--weights", tiny_onnx, "--backend", "onnxruntime",
