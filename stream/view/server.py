@@ -15,7 +15,10 @@ one, and never slows another page, the sinks or the pipeline. A frame is drawn a
 once, in a worker thread, whatever the number of pages.
 
 Access: binds loopback (127.0.0.1) unless told otherwise; any other address requires a random
-token (printed in the URL at start; the page passes it to its socket).
+token (printed in the URL at start; the page passes it to its socket). A camera feed must not leak
+to other web sites the user has open: on loopback the Host header must name the loopback (a DNS
+rebinding page cannot pass), and a WebSocket's Origin must be the page's own (browsers let any
+site open a WebSocket to 127.0.0.1; CORS does not cover them).
 """
 
 from __future__ import annotations
@@ -61,6 +64,16 @@ def parse_view(value: str) -> tuple[str, int] | None:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"--view {value!r}: give off, a port (8080) or HOST:PORT (0.0.0.0:8080)")
     return host, int(port)
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def _hostname(host_header: str) -> str:
+    """'127.0.0.1:8080' -> '127.0.0.1', '[::1]:8080' -> '::1'."""
+    if host_header.startswith("["):
+        return host_header[1:].split("]", 1)[0]
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
 
 
 def is_loopback(host: str) -> bool:
@@ -234,7 +247,13 @@ class ViewServer:
         view.info.update({k: v for k, v in head.items() if k not in ("stream", "state", "shape")})
 
     # ---- the page ----
-    def _allowed(self, request) -> bool:
+    def _allowed(self, request, socket: bool = False) -> bool:
+        host = request.host or ""
+        if is_loopback(self.host) and _hostname(host) not in LOOPBACK_NAMES:
+            return False  # a rebound name pointing at 127.0.0.1: another site's page
+        origin = request.headers.get("Origin")
+        if socket and origin is not None and origin not in (f"http://{host}", f"https://{host}"):
+            return False  # a WebSocket opened by another site's page
         return self.token is None or secrets.compare_digest(request.query.get("token", ""), self.token)
 
     async def _page(self, request):
@@ -276,8 +295,8 @@ class ViewServer:
     async def _socket(self, request):
         from aiohttp import WSMsgType, web
 
-        if not self._allowed(request):
-            return web.Response(status=403, text="token required\n")
+        if not self._allowed(request, socket=True):
+            return web.Response(status=403, text="token required, from this view's own page\n")
         ws = web.WebSocketResponse(heartbeat=10)
         await ws.prepare(request)
 

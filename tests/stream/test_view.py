@@ -143,3 +143,25 @@ def test_stop_closes_the_open_pages():
     view = ViewServer(port=18130).start()
     assert asyncio.run(main(view)) in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
     assert not view.thread.is_alive()  # the server thread ended instead of waiting on the page
+
+
+def test_other_sites_cannot_read_the_camera():
+    """A rebound host name, or a WebSocket opened from another site's page, gets nothing."""
+    import aiohttp
+
+    async def socket_status(url: str, origin: str) -> int:
+        async with aiohttp.ClientSession() as s:
+            try:
+                async with s.ws_connect(url, headers={"Origin": origin}):
+                    return 101
+            except aiohttp.WSServerHandshakeError as exc:
+                return exc.status
+
+    with ViewServer(port=18140) as view:
+        ws = view.url.replace("http", "ws", 1) + "ws"
+        assert asyncio.run(socket_status(ws, "http://evil.example")) == 403
+        assert asyncio.run(socket_status(ws, f"http://127.0.0.1:{view.port}")) == 101
+        rebound = urllib.request.Request(view.url, headers={"Host": f"evil.example:{view.port}"})
+        with pytest.raises(urllib.error.HTTPError, match="403"):
+            urllib.request.urlopen(rebound, timeout=10)
+        assert _get(f"http://localhost:{view.port}/")[0] == 200
