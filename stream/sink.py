@@ -140,7 +140,8 @@ class SinkStage(Stage):
         self.pub = open_socket(ctx, zmq.PUB, ep, "masks", bind=True, hwm=o.publish_hwm) if o.publish else None
         self.store = MaskStore(o.masks) if o.masks else None
         self.view = ViewFeed(ctx, o.view, env.stream_id) if o.view else None  # the live view (stream/view): never waits
-        self.events = SoundingEvents(env.stream_id) if (o.events or o.publish) else None  # started / stopped sounding
+        self.events = SoundingEvents(env.stream_id) if (o.events or o.publish or o.view) else None  # started / stopped sounding
+        self.recent_events: deque[dict] = deque(maxlen=5)  # the last few, for the live view
         self.event_log = EventLog(o.events) if o.events else None
         self.log = MetricsLog(o.metrics) if o.metrics else None
         if o.display:
@@ -255,6 +256,7 @@ class SinkStage(Stage):
         """A sounding event to the JSON lines and the PUB socket (an ``event`` message: header only)."""
         if self.event_log is not None:
             self.event_log.write(event)
+        self.recent_events.append({k: event[k] for k in ("event", "concept", "pts_ms", "mask_area")})
         if self.pub is not None:
             self.pub.send_multipart(encode("event", {**event, "capture_ns": capture_ns, "pts_ns": int(round(event["pts_ms"] * 1e6))}))
         self.count("events")
@@ -264,7 +266,8 @@ class SinkStage(Stage):
         fps = (len(self.recent) - 1) * 1e9 / (self.recent[-1] - self.recent[0]) if len(self.recent) > 1 else 0.0
         return {"seq": seq, "pts_ns": h["pts_ns"], "hears": h.get("hears"), "concepts": h.get("concepts"), "fps": round(fps, 2),
                 "latency_ms": round((t["sink_out"] - t["capture"]) / 1e6, 2), "mask_area": float(np.count_nonzero(mask)) / mask.size,
-                "delivered": c["delivered"], "dropped": c["upstream_dropped"] + c["skipped"] + c["errors"]}
+                "delivered": c["delivered"], "dropped": c["upstream_dropped"] + c["skipped"] + c["errors"],
+                "events": list(self.recent_events)}
 
     def _view_state(self, now: int) -> None:
         """A heartbeat for the page: running, or waiting when no result came for 2 s (camera lost and retrying, a stall)."""
@@ -341,7 +344,8 @@ class SinkStage(Stage):
                 except Exception as exc:  # noqa: BLE001 - one failing output must not lose the others
                     warn(f"closing {type(out).__name__} failed: {exc}")
         if self.view is not None:
-            self.view.state("ended", {"delivered": self.counters["delivered"], "reason": (self.eos or {}).get("reason", "stopped")})
+            self.view.state("ended", {"delivered": self.counters["delivered"], "reason": (self.eos or {}).get("reason", "stopped"),
+                                      "events": list(self.recent_events)})
             self.view.close()
         for s in (self.pull, self.asub, self.pub):
             close_socket(s, self.env.abort)

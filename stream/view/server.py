@@ -103,7 +103,7 @@ class StreamView:
         lat = sorted(self.history)
         pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]) if lat else (lambda q: None)
         return {**{k: self.info.get(k) for k in ("seq", "pts_ns", "hears", "concepts", "fps", "latency_ms", "mask_area",
-                                                  "delivered", "dropped", "reason")},
+                                                  "delivered", "dropped", "reason", "events")},
                 "state": self.state, "version": self.version, "p50_ms": pct(0.5), "p99_ms": pct(0.99), "history": list(self.history)}
 
 

@@ -145,6 +145,8 @@ def test_live_view_in_a_real_browser(driver, tmp_path):
         shown = driver.find_element("css selector", ".card[data-stream='icf-lite'] .verdict").text
         assert shown == (view.streams["icf-lite"].info.get("hears") or view.streams["icf-lite"].info["concepts"][0][0])
         assert "ended" in driver.find_element("css selector", ".card[data-stream='icf-lite'] .state").text
+        events = driver.find_element("css selector", ".card[data-stream='icf-lite'] .events").text
+        assert "started sounding" in events and "stopped sounding" in events, events  # the sound stopped at the end
 
         # a reload after the end: both streams again, their last frame, the final state
         driver.refresh()
