@@ -73,14 +73,21 @@ def _pipeline_args(p, *, display: bool = True) -> None:
     g.add_argument("--hwm", type=positive_int, default=4, help="high-water mark (messages) of frame sockets (default 4)")
     g.add_argument("--seconds", type=positive_float, help="stop after this many seconds")
     o = p.add_argument_group("outputs (nothing is written unless asked)")
-    o.add_argument("--out", metavar="DIR", help="write all of the outputs below into DIR (overlay.mp4, masks.npz, metrics.jsonl, report.json)")
+    o.add_argument("--out", metavar="DIR", help="write all of the outputs below into DIR (overlay.mp4, masks.npz, metrics.jsonl, events.jsonl, report.json)")
     o.add_argument("--publish", metavar="ADDR", help="publish every mask on a PUB socket, e.g. tcp://127.0.0.1:5556 (docs/protocol.md)")
     o.add_argument("--record", metavar="FILE", help="record the overlay with the original audio to an MP4")
     o.add_argument("--masks", metavar="FILE", help="save every mask to an npz")
     o.add_argument("--metrics", metavar="FILE", help="JSONL log, one line per frame")
+    o.add_argument("--events", metavar="FILE", help="JSONL of 'started / stopped sounding' events (concept, time, mask area); "
+                                                    "also published with --publish")
     o.add_argument("--report", metavar="FILE", help="write the run report (JSON)")
+    from .console import add_view_args
+
+    add_view_args(o)
     if display:
         o.add_argument("--no-display", action="store_true", help="no window (there is none anyway without DISPLAY / WAYLAND_DISPLAY)")
+        o.add_argument("--show", action="store_true", help="a window with the overlay, also without DISPLAY set (needs an OpenCV "
+                                                            "with a GUI: opencv-python; the browser view (--view) needs none)")
 
 
 def add_demo(sub) -> None:
@@ -101,6 +108,9 @@ def add_demo(sub) -> None:
     d.add_argument("--transport", default="ipc", choices=("inproc", "ipc", "tcp"), help="inproc: threads; ipc / tcp: processes")
     d.add_argument("--workers", type=positive_int, default=1, help="segmenter workers")
     d.add_argument("--publish", metavar="ADDR", help="also publish masks here")
+    from .console import add_view_args
+
+    add_view_args(d)
     _model_args(d)
     d.set_defaults(func=cmd_demo)
 
@@ -224,7 +234,7 @@ def _backend_spec(args, cmd: str) -> dict:
 
 def _outputs(args) -> dict:
     """--out DIR fills in every output not named on its own."""
-    names = {"record": "overlay.mp4", "masks": "masks.npz", "metrics": "metrics.jsonl", "report": "report.json"}
+    names = {"record": "overlay.mp4", "masks": "masks.npz", "metrics": "metrics.jsonl", "report": "report.json", "events": "events.jsonl"}
     got = {k: getattr(args, k) for k in names}
     if args.out:
         if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -240,20 +250,31 @@ def _check_outputs(outputs: dict, inputs: tuple) -> None:
     """Every output path checked before the model is exported or a stage starts (never an input file)."""
     from .outputs import check_output
 
-    for k in ("record", "masks", "metrics", "report"):
+    for k in ("record", "masks", "metrics", "report", "events"):
         why = check_output(outputs[k], inputs) if outputs[k] else None
         if why:
             raise UserError(f"--{k}: {why}")
 
 
-def _run(cfg, report_path: str | None, quiet: bool = False) -> int:
+def _run(cfg, report_path: str | None, quiet: bool = False, view: tuple[str, int] | None = None, what: str = "") -> int:
+    """Runs the pipeline between the start banner (``what`` runs, the live view, the outputs) and
+    its summary, with the live view and the status line (stream/console.py) fed by the sink."""
+    from .console import Console
     from .pipeline import PipelineError, run_pipeline
     from .report import format_summary, save_report
 
     if report_path:
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+    outs = [p for p in (cfg.record, cfg.masks, cfg.metrics, cfg.sink.get("events"), report_path) if p]
+    banner = [what] if what else []
+    banner.append(f"  outputs: {', '.join(outs)}" if outs else "  outputs: none written (--out DIR keeps the overlay, masks, metrics and report)")
+    if cfg.publish:
+        banner.append(f"  masks published on {cfg.publish}")
     try:
-        report = run_pipeline(cfg)
+        with Console(view, quiet=quiet, banner=banner) as console:
+            if console.feed:
+                cfg.sink = {**cfg.sink, "view": console.feed}
+            report = run_pipeline(cfg)
     except PipelineError as exc:
         print(f"icf-stream: {exc}", file=sys.stderr)
         return 2
@@ -282,12 +303,13 @@ def cmd_demo(args) -> int:
         source={"kind": "synthetic", "width": w, "height": h, "fps": args.fps, "mode": args.mode, "seed": args.seed,
                 "seconds": args.seconds, "media": scene},
         backend=spec, workers=args.workers, transport=args.transport, publish=args.publish,
-        record=str(out / "overlay.mp4"), masks=str(out / "masks.npz"), metrics=str(out / "metrics.jsonl"))
-    what = "real photos + real recordings (tuxpaint stamps on opencv-doc photos)" if scene == "stamps" else "SynthAVS"
-    print(f"icf-stream demo: {args.seconds:g} s of {what} '{args.mode}' at {args.fps} fps, {w}x{h}, "
-          f"{args.transport} with {args.workers} worker(s), model {spec['artifact']}")
-    rc = _run(cfg, str(out / "report.json"), quiet=args.quiet)
-    print(f"outputs: {out / 'overlay.mp4'}, {out / 'masks.npz'}, {out / 'metrics.jsonl'}")
+        record=str(out / "overlay.mp4"), masks=str(out / "masks.npz"), metrics=str(out / "metrics.jsonl"),
+        sink={"events": str(out / "events.jsonl")})
+    scene_name = "real photos + real recordings (tuxpaint stamps on opencv-doc photos)" if scene == "stamps" else "SynthAVS"
+    what = (f"icf-stream demo: {args.seconds:g} s of {scene_name} '{args.mode}' at {args.fps} fps, {w}x{h}, "
+            f"{args.transport} with {args.workers} worker(s), model {spec['artifact']}")
+    rc = _run(cfg, str(out / "report.json"), quiet=args.quiet, view=args.view, what=what)
+    print(f"outputs: {out / 'overlay.mp4'}, {out / 'masks.npz'}, {out / 'metrics.jsonl'}, {out / 'events.jsonl'}")
     return rc
 
 
@@ -323,8 +345,9 @@ def _common_cfg(args, source: dict, cmd: str, outputs: dict, sink: dict | None =
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     return PipelineConfig(source=source, backend=spec, workers=args.workers, transport=args.transport,
                           host=args.host, curve=args.curve_keys or args.curve, hwm=args.hwm, seconds=args.seconds, publish=args.publish,
-                          record=outputs["record"], masks=outputs["masks"], metrics=outputs["metrics"], sink=sink or {},
-                          display=not args.no_display and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")))
+                          record=outputs["record"], masks=outputs["masks"], metrics=outputs["metrics"],
+                          sink={**(sink or {}), **({"events": outputs["events"]} if outputs.get("events") else {})},
+                          display=args.show or (not args.no_display and bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))))
 
 
 def cmd_live(args) -> int:
@@ -342,7 +365,10 @@ def cmd_live(args) -> int:
     source = {"kind": "live", "camera": args.camera, "mic": None if args.mic == "none" else args.mic, "fps": args.fps}
     if args.size:
         source.update(width=args.size[0], height=args.size[1])
-    return _run(_common_cfg(args, source, "live", outputs), outputs["report"], quiet=args.quiet)
+    cfg = _common_cfg(args, source, "live", outputs)
+    what = (f"icf-stream live: camera {args.camera}, microphone {args.mic}, model {cfg.backend['artifact']} "
+            f"({args.backend}, {args.workers} worker(s))")
+    return _run(cfg, outputs["report"], quiet=args.quiet, view=args.view, what=what)
 
 
 def cmd_run(args) -> int:
@@ -361,7 +387,10 @@ def cmd_run(args) -> int:
     audio_file = args.audio or args.video
     # the recording carries the file's own audio track (its rate and channels), not the model's 16 kHz mono
     sink = {"record_audio_from": audio_file} if outputs["record"] and not is_url(audio_file) else {}
-    return _run(_common_cfg(args, source, "run", outputs, sink), outputs["report"], quiet=args.quiet)
+    cfg = _common_cfg(args, source, "run", outputs, sink)
+    what = (f"icf-stream run: {args.video}" + (f" with audio from {args.audio}" if args.audio else "")
+            + f" ({pace}), model {cfg.backend['artifact']} ({args.backend}, {args.workers} worker(s))")
+    return _run(cfg, outputs["report"], quiet=args.quiet, view=args.view, what=what)
 
 
 def cmd_devices(args) -> int:

@@ -61,7 +61,7 @@ def stage_specs(cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
     src.setdefault("video_subs", 1)
     src.setdefault("audio_subs", 1 + int(bool(cfg.record)))
     inline = cfg.workers == 1 and cfg.context.get("inline", True)
-    send_image = bool(cfg.record or cfg.display)  # otherwise the frame need not travel back to the sink
+    send_image = bool(cfg.record or cfg.display or cfg.sink.get("view"))  # otherwise the frame need not travel back to the sink
     ctx_opts = {"workers": cfg.workers, "send_image": send_image, **{k: v for k, v in cfg.context.items() if k != "inline"}}
     if inline:
         ctx_opts["inline"] = cfg.backend  # one worker: the context stage runs the model itself

@@ -138,7 +138,7 @@ def _nodes(cfg: ServeConfig, tables: dict[str, Endpoints]) -> list[tuple[str, st
         nodes.append((f"source-{sid}", sid, tables[sid], {"source": {"type": "source", "kind": src["kind"], "options": opts}}))
     streams = [{"stream_id": sid, "endpoints": tables[sid]} for sid in cfg.ids]
     multi = {"type": "multi", "options": {"streams": streams, "backend": cfg.backend, "max_batch": cfg.max_batch,
-                                          "deadline_ms": cfg.deadline_ms}}
+                                          "deadline_ms": cfg.deadline_ms, "send_image": bool(cfg.sink.get("view"))}}
     nodes.append(("segmenter", "multi", tables[cfg.ids[0]], {"multi": multi}))
     for src, sid in zip(cfg.sources, cfg.ids):
         sink = {"masks": str(out / f"{sid}.npz") if out else None, "metrics": str(out / f"{sid}.jsonl") if out else None,

@@ -187,6 +187,8 @@ class SinkOptions(StageOptions):
     publish: bool = False  # masks on a PUB socket (the masks link)
     publish_hwm: int = 8
     display: bool = False  # a window (only with a display)
+    events: str | None = None  # JSONL of started / stopped sounding events (stream/events.py; also published with publish)
+    view: str | None = None  # the live view server's feed address (stream/view/feed.py): every result offered, never waited for
     max_age_ms: float = 500.0  # a result older than this is skipped when a newer one waits
     reorder_size: int = 16
     reorder_timeout_ms: float = 500.0

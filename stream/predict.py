@@ -60,7 +60,7 @@ def _audio(path: Path, video_start: float) -> np.ndarray | None:
     return np.concatenate([np.zeros(shift, np.float32), audio]) if shift > 0 else audio[-shift:]
 
 
-def _frames(path: Path):
+def media_frames(path: Path):
     """(frames: iterator of (pts_ns, RGB uint8), audio: 16 kHz mono float32 or None). Videos are decoded
     lazily (a long video is never held in memory; its audio track, 64 kB per second, is)."""
     import av
@@ -104,7 +104,7 @@ def predict(files: list[Path], spec: dict[str, Any], out: Path, *, progress: boo
     bar = tqdm(total=len(files), desc="predict", unit="file", disable=not progress, dynamic_ncols=True)
     try:
         for path in files:
-            frames, audio = _frames(path)
+            frames, audio = media_frames(path)
             keeper = ContextKeeper(geo["width"], geo["frame_ring"], geo["segment_ring"], ring_rate=geo["ring_rate"])
             folder = out / path.stem
             folder.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ import numpy as np
 from engine.spec import SAMPLE_RATE
 
 VERSION = 1
-KINDS = ("frame", "audio", "job", "ready", "result", "mask", "eos")
+KINDS = ("frame", "audio", "job", "ready", "result", "mask", "eos", "event")
 # Little-endian by definition, so a receiver in any language can map a part without guessing.
 DTYPES = {
     name: np.dtype(name).newbyteorder("<")
@@ -247,6 +247,7 @@ HEADERS: dict[str, tuple[dict, dict]] = {
     "result": ({"pts_ns": POSITION, "prev_seq": REF, "t": _stamps}, {"dropped_before": INT64, "error": lambda v: isinstance(v, str),
                                                                    "shm": _slot}),
     "mask": ({"pts_ns": POSITION}, {}),
+    "event": ({"pts_ns": POSITION, "event": lambda v: v in ("started", "stopped")}, {"concept": _str}),  # stream/events.py
     "eos": ({}, {"frames_sent": COUNT, "last_seq": REF, "last_dispatched": REF, "dispatched": COUNT, "tail_lost": COUNT,
                  "audio_chunks": COUNT, "token": lambda v: v is None or _str(v), "context": lambda v: isinstance(v, dict), "reason": _str}),
 }
@@ -260,6 +261,7 @@ PARTS: dict[str, dict[str, tuple[str, int, bool]]] = {
     "ready": {"frame_text": ("float32", 2, False), "segment_text": ("float32", 2, False)},
     "result": {"mask": ("uint8", 2, False), "image": ("uint8", 3, False), "gt_mask": ("uint8", 2, False)},
     "mask": {"mask": ("uint8", 2, True)},
+    "event": {},
     "eos": {},
 }
 MIN_SIDE = 2  # a picture the model, the overlay and H.264 can all use (1-pixel frames crashed the recorder)

@@ -41,6 +41,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     o.add_argument("--publish", metavar="ADDR", help="PUB address for every stream's masks (each header names its stream; docs/protocol.md)")
     o.add_argument("--out", metavar="DIR", help="per-stream masks (<id>.npz) and metrics (<id>.jsonl)")
     o.add_argument("--report", metavar="FILE", help="write the run report (JSON)")
+    from .console import add_view_args
+
+    add_view_args(o)  # every stream in one grid
 
 
 def batch_artifacts(sizes: list[int], *, weights: str | None = None, model: str | None = None, cache_dir: str = "out/engine") -> dict[int, str]:
@@ -113,9 +116,15 @@ def cmd_serve(args) -> int:
                         threads=args.threads)
     cfg = ServeConfig(sources=sources, backend=spec, transport=args.transport, shm=args.shm, publish=args.publish,
                       out_dir=args.out, seconds=args.seconds, deadline_ms=args.deadline_ms)
-    print(f"icf-stream serve: {len(sources)} streams, model {spec.get('artifact', 'null')}, batch sizes {spec.get('artifacts', spec.get('batch_sizes'))}")
+    from .console import Console
+
+    what = f"icf-stream serve: {len(sources)} streams, model {spec.get('artifact', 'null')}, batch sizes {spec.get('artifacts', spec.get('batch_sizes'))}"
+    outs = f"  outputs: per-stream masks and metrics in {args.out}/" if args.out else "  outputs: none written (--out DIR keeps masks and metrics)"
     try:
-        report = run_serve(cfg)
+        with Console(args.view, quiet=args.quiet, title="icf-stream serve", banner=[what, outs]) as console:
+            if console.feed:
+                cfg.sink = {**cfg.sink, "view": console.feed}
+            report = run_serve(cfg)
     except PipelineError as exc:
         print(f"icf-stream: {exc}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from .events import EventLog, SoundingEvents
 from .metrics import Gauge, Latencies, Rate
 from .options import SinkOptions
 from .outputs import Display, MaskStore, MetricsLog, Recorder, display_available, render_overlay
@@ -22,6 +23,7 @@ from .protocol import RESYNC, History, encode, eos_ok, finite
 from .shm_link import ResultTaker
 from .stage import Stage, StageEnv, StageError, warn
 from .transport import close_socket, open_socket, recv_packet, stamp
+from .view.feed import ViewFeed
 
 # (name, from stamp, to stamp): the per-stage latencies, in pipeline order
 STAGES = (
@@ -113,6 +115,10 @@ class SinkStage(Stage):
         self.pull = self.asub = self.pub = None  # sockets and outputs are opened in open(); close() runs even if it failed
         self.taker: ResultTaker | None = None
         self.recorder = self.store = self.log = self.display = None
+        self.view: ViewFeed | None = None
+        self.event_log: EventLog | None = None
+        self.events: SoundingEvents | None = None
+        self.last_delivered: tuple[int, int, int] | None = None
 
     def open(self, ctx: zmq.Context, env: StageEnv) -> None:
         super().open(ctx, env)
@@ -133,6 +139,10 @@ class SinkStage(Stage):
             self.poller.register(self.asub, zmq.POLLIN)
         self.pub = open_socket(ctx, zmq.PUB, ep, "masks", bind=True, hwm=o.publish_hwm) if o.publish else None
         self.store = MaskStore(o.masks) if o.masks else None
+        self.view = ViewFeed(ctx, o.view, env.stream_id) if o.view else None  # the live view (stream/view): never waits
+        self.events = SoundingEvents(env.stream_id) if (o.events or o.publish or o.view) else None  # started / stopped sounding
+        self.recent_events: deque[dict] = deque(maxlen=5)  # the last few, for the live view
+        self.event_log = EventLog(o.events) if o.events else None
         self.log = MetricsLog(o.metrics) if o.metrics else None
         if o.display:
             why = display_available()
@@ -217,6 +227,12 @@ class SinkStage(Stage):
                 self.recorder.add_frame(overlay, h["pts_ns"])
             if self.display is not None and not self.display.show(overlay):
                 self.env.stop.set()
+        if self.events is not None:
+            self.last_delivered = (pkt.seq, h["pts_ns"], h["capture_ns"])
+            for event in self.events.update(pkt.seq, h["pts_ns"], h.get("hears"), float(np.count_nonzero(mask)) / mask.size):
+                self._emit(event, h["capture_ns"])
+        if self.view is not None and "image" in pkt.arrays:
+            self.view.frame(self._view_info(pkt.seq, h, t, mask), pkt.arrays["image"], mask)
         if self.store is not None:
             self.store.add(pkt.seq, h["pts_ns"], h["capture_ns"], mask, gt)
         t["sink_done"] = stamp()
@@ -236,6 +252,29 @@ class SinkStage(Stage):
         fps = (len(self.recent) - 1) * 1e9 / (self.recent[-1] - self.recent[0]) if len(self.recent) > 1 else 0.0
         return [f"hears: {hears}", f"{fps:4.1f} fps  capture->mask {(t['sink_out'] - t['capture']) / 1e6:5.1f} ms"]
 
+    def _emit(self, event: dict, capture_ns: int) -> None:
+        """A sounding event to the JSON lines and the PUB socket (an ``event`` message: header only)."""
+        if self.event_log is not None:
+            self.event_log.write(event)
+        self.recent_events.append({k: event[k] for k in ("event", "concept", "pts_ms", "mask_area")})
+        if self.pub is not None:
+            self.pub.send_multipart(encode("event", {**event, "capture_ns": capture_ns, "pts_ns": int(round(event["pts_ms"] * 1e6))}))
+        self.count("events")
+
+    def _view_info(self, seq: int, h: dict, t: dict, mask: np.ndarray) -> dict[str, Any]:
+        c = self.counters
+        fps = (len(self.recent) - 1) * 1e9 / (self.recent[-1] - self.recent[0]) if len(self.recent) > 1 else 0.0
+        return {"seq": seq, "pts_ns": h["pts_ns"], "hears": h.get("hears"), "concepts": h.get("concepts"), "fps": round(fps, 2),
+                "latency_ms": round((t["sink_out"] - t["capture"]) / 1e6, 2), "mask_area": float(np.count_nonzero(mask)) / mask.size,
+                "delivered": c["delivered"], "dropped": c["upstream_dropped"] + c["skipped"] + c["errors"],
+                "events": list(self.recent_events)}
+
+    def _view_state(self, now: int) -> None:
+        """A heartbeat for the page: running, or waiting when no result came for 2 s (camera lost and retrying, a stall)."""
+        if self.counters["delivered"] and self.recent and now - self.recent[-1] < 2_000_000_000:
+            return self.view.state("running", force=False)
+        self.view.state("waiting" if self.counters["delivered"] else "starting", {"delivered": self.counters["delivered"]}, force=False)
+
     def process(self) -> bool:
         self.poller.poll(20)
         self._drain()
@@ -252,6 +291,8 @@ class SinkStage(Stage):
                 self.counters["upstream_dropped"] += max(pkt.header.get("dropped_before", 0), 0)
                 continue
             self._deliver(pkt)
+        if self.view is not None:
+            self._view_state(now)
         if self.env.stop.is_set() and self.eos is None and self.eos_deadline is None:
             self.eos_deadline = now + int(self.options.eos_timeout_s * 1e9)
         return not (done or timed_out)
@@ -289,12 +330,23 @@ class SinkStage(Stage):
     def close(self) -> None:
         if self.pull is None:
             return
-        for out in (self.recorder, self.store, self.log, self.display):
+        if self.events is not None and self.last_delivered is not None:
+            seq, pts, capture = self.last_delivered
+            for event in self.events.finish(seq, pts):  # a sound still going at the end stops there
+                try:
+                    self._emit(event, capture)
+                except Exception as exc:  # noqa: BLE001 - the other outputs still close
+                    warn(f"sounding event lost at close: {exc}")
+        for out in (self.recorder, self.store, self.log, self.display, self.event_log):
             if out is not None:
                 try:
                     out.close()
                 except Exception as exc:  # noqa: BLE001 - one failing output must not lose the others
                     warn(f"closing {type(out).__name__} failed: {exc}")
+        if self.view is not None:
+            self.view.state("ended", {"delivered": self.counters["delivered"], "reason": (self.eos or {}).get("reason", "stopped"),
+                                      "events": list(self.recent_events)})
+            self.view.close()
         for s in (self.pull, self.asub, self.pub):
             close_socket(s, self.env.abort)
         if self.taker is not None:

@@ -2,7 +2,7 @@
 
 A real context stage, worker and sink run as threads over ipc sockets; the test plays the source
 and, between valid frames, an attacker on every link: hostile ``frame`` / ``audio`` / ``eos`` on
-the video and audio links, ``ready`` from a stranger on the jobs link, ``result`` / ``mask`` /
+the video and audio links, ``ready`` from a stranger on the jobs link, ``result`` / ``mask`` / ``event`` /
 ``eos`` / ``job`` pushed at the sink. The messages pass the wire format (valid JSON, parts that
 match their descriptors); their values are what hurts: boundary and out-of-range integers, wrong
 types, NaN / Inf samples, wrong shapes, junk concepts and geometries, forged EOS. After each one
@@ -49,6 +49,7 @@ def valid(kind: str, seq: int) -> tuple[dict, dict]:
         "ready": (dict(base, job=seq, ok=True, geometry=GEOMETRY), {"frame_text": np.zeros((1, 32), F32), "segment_text": np.zeros((1, 32), F32)}),
         "result": (dict(base, pts_ns=seq * 33_333_333, prev_seq=seq - 1, concepts=[["x", 0.5]], mask_kind="binary"), {"mask": m, "image": img}),
         "mask": (dict(base, pts_ns=0), {"mask": m}),
+        "event": (dict(base, pts_ns=0, event="started", concept="x"), {}),
         "eos": (dict(base, frames_sent=seq, last_seq=seq - 1, dispatched=0), {}),
     }[kind]
 
@@ -126,7 +127,7 @@ def test_every_kind_hostile_and_the_graph_keeps_delivering(tmp_path):
         time.sleep(0.5)  # subscriptions reach the PUB sockets
         state = {"seq": 0}
         links = {"frame": [video], "audio": [audio], "eos": [video, audio, push], "ready": [stranger],
-                 "result": [push], "mask": [push], "job": [push, stranger]}
+                 "result": [push], "mask": [push], "event": [push], "job": [push, stranger]}
         assert sorted(links) == sorted(KINDS)  # every kind of docs/protocol.md is driven
 
         def deliver() -> bool:
