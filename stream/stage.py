@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import zmq
@@ -32,6 +32,7 @@ class StageEnv:
     abort: Any  # leave now
     go: Any  # set once every stage is open: sources start producing
     stream_id: str = "cam0"
+    ended: dict = field(default_factory=dict)  # stream id -> its stop event (multi-stream serve): that stream is over
 
 
 class StageError(RuntimeError):

@@ -126,6 +126,7 @@ class ResultSender:
         self.env, self.counters = env, counters
         self.send_timeout_ns = int(send_timeout_s * 1e9)
         self.sent_any = False
+        self._unfree: int | None = None  # since when the ring has had no free slot (can_take)
         self.send_image = send_image  # the frame goes back only when the sink draws on it (record / display)
         shm = env.endpoints.extra.get("shm")
         self.ring = ResultRing(shm) if ResultRing.wanted(shm) else None
@@ -137,6 +138,32 @@ class ResultSender:
         # a graph start in any order): wait as long as a source waits for its subscribers
         wait_ns = self.send_timeout_ns if self.sent_any else max(self.send_timeout_ns, STARTUP_TIMEOUT_NS)
         return stamp() + wait_ns, wait_ns
+
+    def can_take(self) -> bool:
+        """Whether a result can go now without waiting: a free ring slot (when the ring is in use)
+        and room on the socket. The multi-stream segmenter asks before it runs a stream's frame,
+        so a slow sink costs its own stream's frames, never the other streams' time."""
+        if self.ring is not None and not self.ring.free():
+            if self.ring.unclaimed() and stamp() - self.unfree_since() > RING_UNCLAIMED_S * 1e9:
+                self.ring.give_up(f"the sink handed back none of {self.ring.slots} results in {RING_UNCLAIMED_S:g} s: "
+                                  "it cannot map this host's /dev/shm, or has not started reading")
+            else:
+                return False
+        self._unfree = None
+        return bool(self.push.getsockopt(zmq.EVENTS) & zmq.POLLOUT)
+
+    def unfree_since(self) -> int:
+        self._unfree = self._unfree or stamp()
+        return self._unfree
+
+    def try_send(self, msg: list) -> bool:
+        """One send that never waits; False if the sink cannot take it now."""
+        try:
+            self.push.send_multipart(msg, copy=False, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        self.sent_any = True
+        return True
 
     def _gone(self, wait_ns: int) -> StageError:
         return StageError(f"the sink at {self.env.endpoints['results']} took no result for "
