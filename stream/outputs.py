@@ -25,6 +25,7 @@ TINT = np.array([255, 0, 255], np.uint8)  # mask colour (RGB): magenta, far from
 
 
 AAC_PRIMING = 1024  # samples FFmpeg's AAC encoder emits before the first input sample (its initial_padding)
+AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)  # others: resampled to 48 kHz
 
 
 @lru_cache(maxsize=4)
@@ -99,6 +100,8 @@ class Recorder:
             raise ValueError(why)
         self.partial = partial_path(self.path)
         self.rate = sample_rate
+        self.layout = "mono"
+        self.resampler = None
         self.fps_hint = fps_hint
         self.container = None
         self.video = None
@@ -136,7 +139,8 @@ class Recorder:
         self.pending_audio.clear()
 
     def _open_original(self) -> bool:
-        """The source file's audio track at its own rate and layout; False if it has none."""
+        """The source file's audio track, resampled to an AAC rate and mono / stereo; False if it
+        has none. Any container PyAV reads (.mp4, .ts, .mkv, .webm, .wav, ...) at any rate or layout."""
         try:
             src = self.av.open(str(self.source_audio))
         except (self.av.FFmpegError, OSError):
@@ -145,15 +149,20 @@ class Recorder:
             src.close()
             return False
         a = src.streams.audio[0]
-        self.rate = a.codec_context.sample_rate
-        self.audio = self.container.add_stream("aac", rate=self.rate, layout=a.layout.name)
+        rate = a.codec_context.sample_rate or SAMPLE_RATE
+        self.rate = rate if rate in AAC_RATES else 48000
+        self.layout = "mono" if (a.codec_context.channels or 1) == 1 else "stereo"
+        self.audio = self.container.add_stream("aac", rate=self.rate, layout=self.layout)
+        self.resampler = self.av.AudioResampler(format="fltp", layout=self.layout, rate=self.rate)
         start = float(src.start_time or 0) / 1e6  # the file's time zero is the stream's time zero
         self.original = (src, src.decode(a), start)
         self.pending_audio.clear()
         return True
 
     def _pump_original(self, until_s: float | None) -> None:
-        """Encodes the source's audio up to ``until_s`` of stream time (None: to the end)."""
+        """Encodes the source's audio up to ``until_s`` of stream time (None: to the end). Every
+        decoded frame is resampled and rebuilt with its pts in samples (the file's own time base,
+        e.g. 1/90000 in .ts, is not the encoder's), and NaN / Inf are replaced (they stop AAC)."""
         src, frames, start = self.original
         while until_s is None or self.audio_next < (until_s + 0.2) * self.rate:
             try:
@@ -161,13 +170,25 @@ class Recorder:
             except (StopIteration, self.av.FFmpegError):
                 return
             t = float(frame.pts * frame.time_base) - start if frame.pts is not None else self.audio_next / self.rate
-            if t + frame.samples / self.rate <= 0:
+            if t + frame.samples / (frame.sample_rate or self.rate) <= 0:
                 continue
-            frame.pts = self.audio_next
-            self.audio_next += frame.samples
-            self.fifo.write(frame)
-            while self.fifo.samples >= 1024:
-                self._encode_audio(self.fifo.read(1024))
+            frame.pts = None  # the resampler's clock is its own output count
+            for out in self.resampler.resample(frame):
+                self._queue_audio(out.to_ndarray())
+
+    def _queue_audio(self, planes: np.ndarray) -> None:
+        """[channels, samples] float at the recording's rate -> the encoder's FIFO, sanitised."""
+        planes = np.clip(np.nan_to_num(np.asarray(planes, np.float32), nan=0.0, posinf=0.0, neginf=0.0), -1, 1)
+        if planes.shape[-1] == 0:
+            return
+        frame = self.av.AudioFrame.from_ndarray(np.ascontiguousarray(planes), format="fltp", layout=self.layout)
+        frame.sample_rate = self.rate
+        frame.time_base = Fraction(1, self.rate)
+        frame.pts = self.audio_next
+        self.audio_next += planes.shape[-1]
+        self.fifo.write(frame)
+        while self.fifo.samples >= 1024:  # AAC takes whole 1024-sample frames
+            self._encode_audio(self.fifo.read(1024))
 
     def add_audio(self, first: int, samples: np.ndarray) -> None:
         if self.source_audio and self.original is not None:
@@ -187,14 +208,7 @@ class Recorder:
             samples = samples[self.audio_next - first:]
         if samples.size == 0:
             return
-        frame = self.av.AudioFrame.from_ndarray(np.ascontiguousarray(np.clip(samples, -1, 1), np.float32)[None],
-                                                format="flt", layout="mono")
-        frame.sample_rate = self.rate
-        frame.pts = self.audio_next
-        self.audio_next += samples.size
-        self.fifo.write(frame)
-        while self.fifo.samples >= 1024:  # AAC takes whole 1024-sample frames
-            self._encode_audio(self.fifo.read(1024))
+        self._queue_audio(samples[None])
 
     def _encode_audio(self, frame) -> None:
         if self.priming > 0:
@@ -244,6 +258,8 @@ class Recorder:
             if self.original is not None:  # the track up to the last picture shown (+ one frame)
                 self._pump_original(self.last_pts / 1000 + 1 / self.fps_hint - 0.2)
                 self.original[0].close()
+                for out in self.resampler.resample(None):  # what the resampler still holds
+                    self._queue_audio(out.to_ndarray())
             rest = self.fifo.read()
             if rest is not None and rest.samples:
                 self._encode_audio(rest)
