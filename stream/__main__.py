@@ -242,6 +242,7 @@ def _check_outputs(outputs: dict, inputs: tuple) -> None:
 
 
 def _run(cfg, report_path: str | None, quiet: bool = False) -> int:
+    from .outputs import failed_path
     from .pipeline import PipelineError, run_pipeline
     from .report import format_summary, save_report
 
@@ -252,13 +253,15 @@ def _run(cfg, report_path: str | None, quiet: bool = False) -> int:
     except PipelineError as exc:
         print(f"icf-stream: {exc}", file=sys.stderr)
         return 2
-    if report_path:
-        save_report(report, report_path)
+    if report_path:  # a failed run's report goes beside the earlier run's, like its other files
+        report_path = str(save_report(report, report_path if not report["errors"] else failed_path(report_path)))
     ran = bool(report.get("frames", {}).get("sent"))
     if not quiet and ran:
         print(format_summary({**report, "errors": []}))
-        if report_path:
-            print(f"\nreport: {report_path}")
+    if not quiet:
+        written = [p for p in (*report.get("outputs", {}).values(), report_path) if p and Path(p).exists()]
+        if written:
+            print(("\noutputs of the failed run (earlier outputs untouched): " if report["errors"] else "\noutputs: ") + ", ".join(written))
     for e in report["errors"]:
         print(f"icf-stream: error: {e}", file=sys.stderr)
     return 2 if report["errors"] else 0
@@ -279,9 +282,7 @@ def cmd_demo(args) -> int:
         record=str(out / "overlay.mp4"), masks=str(out / "masks.npz"), metrics=str(out / "metrics.jsonl"))
     print(f"icf-stream demo: {args.seconds:g} s of SynthAVS '{args.mode}' at {args.fps} fps, {w}x{h}, "
           f"{args.transport} with {args.workers} worker(s), model {spec['artifact']}")
-    rc = _run(cfg, str(out / "report.json"), quiet=args.quiet)
-    print(f"outputs: {out / 'overlay.mp4'}, {out / 'masks.npz'}, {out / 'metrics.jsonl'}")
-    return rc
+    return _run(cfg, str(out / "report.json"), quiet=args.quiet)
 
 
 def _common_cfg(args, source: dict, cmd: str, outputs: dict, sink: dict | None = None):

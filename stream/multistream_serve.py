@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .graph import PipelineError
+from .outputs import commit_outputs
 from .pipeline import sweep_run_dirs
 from .shm_link import DEFAULT_SLOTS, RESULT_SLOTS
 from .shm_link import wanted as shm_wanted
@@ -170,6 +171,10 @@ def run_serve(config: ServeConfig | dict[str, Any]) -> dict[str, Any]:
                 forwarder.close()
         report = _assemble(cfg, reports, errors, lost, time.monotonic() - t0)
         report["published"] = forwarder.forwarded if forwarder is not None else None
+        report["outputs"] = {}
+        for sid, s in report["streams"].items():  # a stream's files are committed when it and the run succeeded
+            files = [str(Path(cfg.out_dir) / f"{sid}{ext}") for ext in (".npz", ".jsonl")] if cfg.out_dir else []
+            report["outputs"].update(commit_outputs(files, ok=s["ok"] and not errors and bool(reports.get(f"sink-{sid}"))))
         return report
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -23,6 +23,7 @@ from typing import Any
 
 from .graph import PipelineConfig, PipelineError, Signals, check_outputs, endpoints_for, layout, stage_specs, supervisor_clock
 from .node import build_stage, run_stages
+from .outputs import commit_outputs
 from .supervise import supervise_nodes
 from .transport import Endpoints
 
@@ -47,7 +48,10 @@ def run_pipeline(config: PipelineConfig | dict[str, Any]) -> dict[str, Any]:
             reports, errors = _run_threads(cfg, endpoints, specs)
         else:
             reports, errors = _run_processes(cfg, endpoints, specs)
-        return _assemble(cfg, reports, errors, time.monotonic() - t0)
+        report = _assemble(cfg, reports, errors, time.monotonic() - t0)
+        # the run's files replace the earlier run's together, only if it succeeded (stream/outputs.py)
+        report["outputs"] = commit_outputs([cfg.record, cfg.masks, cfg.metrics], ok=not report["errors"])
+        return report
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 

@@ -17,8 +17,9 @@ import zmq
 
 from .metrics import Gauge, Latencies, Rate
 from .options import SinkOptions
-from .outputs import Display, MaskStore, MetricsLog, Recorder, display_available, render_overlay
+from .outputs import Display, MaskStore, MetricsLog, display_available, render_overlay
 from .protocol import RESYNC, History, encode, eos_ok, finite
+from .recorder import Recorder
 from .shm_link import ResultTaker
 from .stage import Stage, StageEnv, StageError, warn
 from .transport import close_socket, open_socket, recv_packet, stamp
@@ -124,7 +125,7 @@ class SinkStage(Stage):
         self.poller.register(self.pull, zmq.POLLIN)
         try:  # the paths were checked before the run (graph.check_outputs); this names a late problem
             self.recorder = Recorder(o.record, fps_hint=o.fps_hint, inputs=(o.record_audio_from,),
-                                     source_audio=o.record_audio_from) if o.record else None
+                                     source_audio=o.record_audio_from, staged=True) if o.record else None
         except ValueError as exc:
             raise StageError(f"cannot record: {exc}") from exc
         if self.recorder is not None:
@@ -132,8 +133,8 @@ class SinkStage(Stage):
             self.asub.setsockopt(zmq.SUBSCRIBE, b"")
             self.poller.register(self.asub, zmq.POLLIN)
         self.pub = open_socket(ctx, zmq.PUB, ep, "masks", bind=True, hwm=o.publish_hwm) if o.publish else None
-        self.store = MaskStore(o.masks) if o.masks else None
-        self.log = MetricsLog(o.metrics) if o.metrics else None
+        self.store = MaskStore(o.masks, staged=True) if o.masks else None
+        self.log = MetricsLog(o.metrics, staged=True) if o.metrics else None
         if o.display:
             why = display_available()
             if why:
@@ -289,13 +290,16 @@ class SinkStage(Stage):
     def close(self) -> None:
         if self.pull is None:
             return
+        failed = []
         for out in (self.recorder, self.store, self.log, self.display):
             if out is not None:
                 try:
                     out.close()
                 except Exception as exc:  # noqa: BLE001 - one failing output must not lose the others
-                    warn(f"closing {type(out).__name__} failed: {exc}")
+                    failed.append(str(exc))
         for s in (self.pull, self.asub, self.pub):
             close_socket(s, self.env.abort)
         if self.taker is not None:
             self.taker.close()
+        if failed:  # the run fails: its other outputs are not committed either (outputs.commit_outputs)
+            raise StageError("; ".join(failed))

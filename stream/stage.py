@@ -90,8 +90,12 @@ def run_stage(stage: Stage, ctx: zmq.Context, env: StageEnv, opened: threading.E
     finally:
         try:
             stage.close()
-        except Exception as exc:  # noqa: BLE001
-            report.setdefault("error", f"{stage.name}: close failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - e.g. an output that could not be finished: the run failed
+            msg = f"{stage.name}: {exc}" if isinstance(exc, StageError) else f"{stage.name}: close failed: {exc}"
+            if "error" not in report:
+                report["error"] = msg
+                if errors is not None:
+                    errors.append(msg)
         if opened is not None:
             opened.set()  # never leave the supervisor waiting on a stage that failed to open
     try:

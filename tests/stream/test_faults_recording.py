@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.outputs import Recorder
+from stream.recorder import Recorder
 
 
 def write_media(path: Path, fmt: str, vcodec: str | None, acodec: str, rate: int, layout: str = "mono",
@@ -76,3 +76,96 @@ def test_the_recording_keeps_the_input_audio_of_any_container(name, tmp_path):
     assert out_rate == rate and a.layout.name == layout
     assert abs(samples.size / (1 if layout == "mono" else 2) / out_rate - 1.0) < 0.05  # the whole second, re-timed
     assert np.isfinite(samples).all() and np.abs(samples).max() > 0.1  # sanitised, and the tone is there
+
+
+def _outputs(folder: Path) -> dict[str, str]:
+    return {"record": str(folder / "overlay.mp4"), "masks": str(folder / "masks.npz"), "metrics": str(folder / "metrics.jsonl")}
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_failed_run_leaves_the_earlier_outputs_untouched(media, tmp_path):
+    """23.4: a failed run truncated metrics.jsonl, replaced the report and left the old overlay and
+    masks beside the new log. Now a run's files are staged and committed together: a failed run's
+    go to NAME.failed.EXT, the earlier run's stay byte for byte, nothing hidden is left behind."""
+    from stream.__main__ import _run  # the CLI's run: pipeline, report, the list of outputs it prints
+    from stream.pipeline import PipelineConfig
+
+    out = tmp_path / "out"
+
+    def run(video: Path) -> int:
+        return _run(PipelineConfig(source={"kind": "file", "video": str(video), "pace": "fast"}, backend={"kind": "null"},
+                                   transport="inproc", **_outputs(out)), str(out / "report.json"), quiet=True)
+
+    assert run(media["av"]) == 0
+    before = _snapshot(out)
+    assert set(before) == {"overlay.mp4", "masks.npz", "metrics.jsonl", "report.json"}
+    data = media["long"].read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 2 // 3])  # decodes for a while, then fails
+    assert run(cut) == 2
+    after = _snapshot(out)
+    assert {k: after[k] for k in before} == before  # the earlier run's outputs, untouched
+    assert set(after) - set(before) <= {"overlay.failed.mp4", "masks.failed.npz", "metrics.failed.jsonl", "report.failed.json"}
+    assert "report.failed.json" in after and not [n for n in after if n.startswith(".") or ".partial" in n]
+
+
+FULL_DISK = r"""
+import resource, signal, sys
+from stream.pipeline import PipelineConfig, run_pipeline
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as ENOSPC would
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
+out = sys.argv[1]
+report = run_pipeline(PipelineConfig(source={"kind": "synthetic", "seconds": 2.0, "width": 320, "height": 240, "pace": "fast"},
+                                     backend={"kind": "null"}, transport="inproc", record=out + "/overlay.mp4",
+                                     masks=out + "/masks.npz", metrics=out + "/metrics.jsonl"))
+print("ERRORS", report["errors"])
+"""
+
+
+def test_a_full_disk_never_renames_a_file_it_could_not_finish(media, tmp_path):
+    """26.4 / 26.12: with the disk full the mask archive failed first, then the recorder renamed a
+    truncated overlay.mp4 into place, and an empty .m.npz.partial stayed. A file limit
+    (RLIMIT_FSIZE) makes every write past 60 KB fail: the error names the path and the free
+    space, nothing incomplete gets a name, no temporary file stays."""
+    import subprocess
+    import sys
+
+    from stream.pipeline import PipelineConfig, run_pipeline
+
+    out = tmp_path / "out"
+    report = run_pipeline(PipelineConfig(source={"kind": "file", "video": str(media["av"]), "pace": "fast"}, backend={"kind": "null"},
+                                         transport="inproc", **_outputs(out)))
+    assert not report["errors"]
+    before = _snapshot(out)
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK, str(out), str(60_000)], capture_output=True, text=True, timeout=300)
+    errors = proc.stdout.split("ERRORS", 1)[-1]
+    assert "cannot finish" in errors and "MiB free in" in errors and str(out) in errors, proc.stdout + proc.stderr[-2000:]
+    after = _snapshot(out)
+    assert {k: after[k] for k in before} == before
+    for name, data in after.items():
+        assert not name.startswith(".") and ".partial" not in name, name  # no spool, no temporary archive
+        assert name in before or len(data) < 60_000  # a failed run's complete files only (NAME.failed.EXT)
+    assert "overlay.failed.mp4" not in after  # the recording could not be finished: never named
+
+
+def test_a_killed_sinks_spools_are_swept_by_the_next_run(tmp_path):
+    """26.12: a killed sink left .masks.npz.*.spool files that no later run removed."""
+    import subprocess
+
+    from stream.outputs import MaskStore
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = [tmp_path / f".masks.npz.{dead.pid}-abc123.spool", tmp_path / f".masks.npz.{dead.pid}.partial"]
+    for p in left:
+        p.write_bytes(b"x" * 100)
+    mine = tmp_path / f".other.npz.{__import__('os').getpid()}-abc.spool"  # a live writer's spool stays
+    mine.write_bytes(b"x")
+    store = MaskStore(tmp_path / "masks.npz")
+    store.add(0, 0, 0, np.zeros((4, 4), np.uint8), None)
+    store.close()
+    assert not any(p.exists() for p in left) and mine.exists()
+    assert np.load(tmp_path / "masks.npz")["masks"].shape == (1, 4, 4)
