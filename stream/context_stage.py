@@ -24,6 +24,7 @@ from .metrics import Gauge
 from .options import ContextOptions
 from .protocol import SeqChain, encode, eos_ok, finite, forward, stamps
 from .shm_link import ShmReceiver
+from .shm_link import attach as shm_attach
 from .stage import Stage, StageEnv
 from .transport import close_socket, open_socket, recv_packet, stamp
 from .worker import ResultSender, WorkerCore
@@ -69,7 +70,7 @@ class ContextStage(Stage):
         self.asub = open_socket(ctx, zmq.SUB, ep, "audio", bind=False, hwm=1000, frames=False)
         for s in (self.vsub, self.asub):
             s.setsockopt(zmq.SUBSCRIBE, b"")
-        self.shm = ShmReceiver() if ep.extra.get("shm") else None  # frames by shared memory (stream/shm_link.py)
+        self.shm = ShmReceiver(ep.max_bytes) if ep.extra.get("shm") else None  # frames by shared memory (stream/shm_link.py)
         self.poller = zmq.Poller()
         if o.inline:
             self.core = WorkerCore(o.inline, 0, o.top_k)
@@ -117,7 +118,7 @@ class ContextStage(Stage):
                 self.eos_header = self.eos_header or pkt.header
                 self.counters["eos_from_source"] = True
                 continue
-            if self.shm is not None and not self.shm.attach(pkt, self.counters):
+            if not shm_attach(self.shm, pkt, self.counters):
                 continue  # its slot was lapped (shm_stale) or its parts are malformed (protocol.validate)
             if not self.chain.admit(pkt.seq, pkt.header["pts_ns"], self.counters):
                 continue  # refused jump, duplicate or late (protocol.SeqChain)

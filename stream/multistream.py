@@ -26,6 +26,7 @@ from .models import NullBackend, open_backend
 from .options import MultiOptions
 from .protocol import SeqChain, encode, eos_ok, finite, stamps
 from .shm_link import ShmReceiver
+from .shm_link import attach as shm_attach
 from .stage import Stage, StageEnv, StageError
 from .transport import close_socket, open_socket, recv_packet, stamp
 from .worker import SEND_TIMEOUT_S, STARTUP_TIMEOUT_NS, ResultSender, WorkerCore
@@ -78,7 +79,7 @@ class Lane:
         self.asub = open_socket(ctx, zmq.SUB, ep, "audio", bind=False, hwm=1000, frames=False)
         for s in (self.vsub, self.asub):
             s.setsockopt(zmq.SUBSCRIBE, b"")
-        self.shm = ShmReceiver() if ep.extra.get("shm") else None
+        self.shm = ShmReceiver(ep.max_bytes) if ep.extra.get("shm") else None
         self.counters: dict[str, Any] = dict(received=0, transport_gaps=0, superseded=0, dispatched=0, audio_underruns=0)
         self.sender = ResultSender(ctx, env, self.counters, send_image)
         self.ring = AudioRing()
@@ -130,8 +131,8 @@ class Lane:
                 else:
                     self.count("forged_eos")
                 continue
-            if self.shm is not None and not self.shm.attach(pkt, self.counters):
-                continue  # lapped slot, or parts that fail protocol.validate
+            if not shm_attach(self.shm, pkt, self.counters):
+                continue  # lapped slot, parts that fail protocol.validate, or a slot on a link without shared memory
             if pkt.header.get("stream") != self.sid:
                 self.count("malformed")  # a frame of another stream on this lane's link is refused too
                 continue

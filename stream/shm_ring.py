@@ -36,12 +36,13 @@ import mmap
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .protocol import DTYPES, MAX_DIM, MAX_NDIM, ProtocolError
+from .protocol import DTYPES, ProtocolError, slot_parts
 
 SHM_DIR = "/dev/shm"
 MAGIC = b"ICFRING2"
@@ -54,6 +55,8 @@ GENS_AT = HEAD_WORDS * 8
 RELEASED_AT = GENS_AT + MAX_SLOTS * 8
 HANDBACK = 1  # flags bit: the consumer hands slots back and the producer waits for them
 ALIGN = 64  # every part starts on a cache line
+MAX_RING_BYTES = 4 << 30  # a ring is slots x one frame's parts; a bigger file is forged (a sparse 128 TiB file cost ENOMEM)
+MAX_PART_BYTES = 32 << 20  # the default message limit (transport.Endpoints.max_bytes)
 NAME_RE = re.compile(r"^icf-ring-(\d+)-[0-9a-f]{8,32}$")  # the only files a reader will open
 
 
@@ -101,9 +104,14 @@ class _Mapping:
                 # allocate now: on a full tmpfs this fails here with ENOSPC instead of a SIGBUS on
                 # some later write into a sparse page
                 os.posix_fallocate(fd, 0, HEADER_BYTES + slots * slot_bytes)
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            size = st.st_size
+            if not stat.S_ISREG(st.st_mode):
+                raise ProtocolError(f"shared-memory ring {path} is not a regular file")
             if size < HEADER_BYTES:
                 raise ProtocolError(f"shared-memory ring {path} is truncated ({size} bytes)")
+            if size > MAX_RING_BYTES:
+                raise ProtocolError(f"shared-memory ring {path} is {size} bytes (limit {MAX_RING_BYTES})")
             self.mm = mmap.mmap(fd, size)
         finally:
             os.close(fd)  # the mapping keeps the memory; the descriptor is not needed
@@ -261,19 +269,21 @@ class RingReader:
                 m = _Mapping(os.path.join(self.directory, name), create=False)
             except (FileNotFoundError, PermissionError) as exc:
                 raise StaleSlot(f"ring {name} is gone ({exc.__class__.__name__})") from None
+            except (OSError, ValueError, OverflowError) as exc:  # a folder, a FIFO, a huge sparse file: not a ring
+                raise ProtocolError(f"ring {name} cannot be mapped: {exc.__class__.__name__}: {exc}"[:200]) from None
             while len(self.maps) >= self.max_rings:
                 self.maps.pop(next(iter(self.maps))).close()
         self.maps[name] = m  # most recent last
         return m
 
-    def resolve(self, desc: Any) -> dict[str, np.ndarray]:
-        """Read-only views of the slot's parts. Raises ProtocolError for a malformed descriptor,
-        StaleSlot when the slot no longer holds that frame."""
-        if not isinstance(desc, dict) or not isinstance(desc.get("parts"), list):
-            raise ProtocolError("shm descriptor is not an object with parts")
-        slot, gen = desc.get("slot"), desc.get("gen")
-        if type(slot) is not int or type(gen) is not int or gen <= 0 or gen % 2:
-            raise ProtocolError("shm descriptor needs an int slot and an even positive gen")
+    def resolve(self, desc: Any, max_bytes: int = MAX_PART_BYTES) -> dict[str, np.ndarray]:
+        """Read-only views of the slot's parts. Raises ProtocolError for a malformed descriptor
+        (also parts over ``max_bytes`` in all: a forged slot must not bypass the message size
+        limit), StaleSlot when the slot no longer holds that frame."""
+        parts = slot_parts(desc)
+        if sum(math.prod(shape) * dtype.itemsize for _, shape, dtype, _ in parts) > max_bytes:
+            raise ProtocolError(f"shm parts exceed the {max_bytes} byte message limit")
+        slot, gen = desc["slot"], desc["gen"]
         m = self._mapping(desc.get("ring"))
         if not 0 <= slot < m.slots:
             raise ProtocolError(f"shm slot {slot} outside ring of {m.slots}")
@@ -281,10 +291,7 @@ class RingReader:
             raise StaleSlot(f"slot {slot} holds generation {int(m.gens[slot])}, header says {gen}")
         data = m.slot(slot)
         out: dict[str, np.ndarray] = {}
-        for p in desc["parts"]:
-            name, shape, dtype, offset = _part(p)
-            if name in out:
-                raise ProtocolError(f"shm part '{name}' repeated")
+        for name, shape, dtype, offset in parts:
             n = math.prod(shape) * dtype.itemsize
             if offset < 0 or offset + n > m.slot_bytes:
                 raise ProtocolError(f"shm part '{name}' ({n} B at {offset}) outside a {m.slot_bytes} B slot")
@@ -327,17 +334,6 @@ class StaleSlot(Exception):
 
 class RingFull(Exception):
     """A handback ring's next slot is still held by its consumer: wait (``RingWriter.free``)."""
-
-
-def _part(p: Any) -> tuple[str, list[int], np.dtype, int]:
-    if not isinstance(p, dict):
-        raise ProtocolError("shm part descriptor is not an object")
-    name, shape, dtype, offset = p.get("name"), p.get("shape"), DTYPES.get(p.get("dtype")), p.get("offset")
-    if not isinstance(name, str) or not name or dtype is None or type(offset) is not int:
-        raise ProtocolError(f"shm part descriptor {p!r} is malformed")
-    if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(type(d) is int and 0 <= d <= MAX_DIM for d in shape):
-        raise ProtocolError(f"shm part '{name}': bad shape {shape!r}")
-    return name, shape, dtype, offset
 
 
 __all__ = ["RingWriter", "RingReader", "StaleSlot", "RingFull", "sweep_stale", "layout", "SHM_DIR"]

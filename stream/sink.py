@@ -120,7 +120,7 @@ class SinkStage(Stage):
         o = self.options
         ep = env.endpoints
         self.pull = open_socket(ctx, zmq.PULL, ep, "results", bind=True)
-        self.taker = ResultTaker() if ep.extra.get("shm") else None  # same host: results through a ring (stream/shm_link.py)
+        self.taker = ResultTaker(ep.max_bytes) if ep.extra.get("shm") else None  # same host: results through a ring (stream/shm_link.py)
         self.poller = zmq.Poller()
         self.poller.register(self.pull, zmq.POLLIN)
         try:  # the paths were checked before the run (graph.check_outputs); this names a late problem
