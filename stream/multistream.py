@@ -27,7 +27,7 @@ from .options import MultiOptions
 from .protocol import SeqChain, encode, eos_ok, finite, stamps
 from .shm_link import ShmReceiver
 from .shm_link import attach as shm_attach
-from .stage import Stage, StageEnv, StageError
+from .stage import Liveness, Stage, StageEnv, StageError
 from .transport import close_socket, open_socket, recv_packet, stamp
 from .worker import SEND_TIMEOUT_S, STARTUP_TIMEOUT_NS, ResultSender, WorkerCore
 
@@ -72,7 +72,8 @@ def open_batched(spec: dict[str, Any], core: WorkerCore) -> BatchedStep:
 class Lane:
     """One stream inside the multi-stream segmenter (see module doc)."""
 
-    def __init__(self, ctx: zmq.Context, env: StageEnv, geo: dict[str, int], send_image: bool, audio_wait_ns: int) -> None:
+    def __init__(self, ctx: zmq.Context, env: StageEnv, geo: dict[str, int], send_image: bool, audio_wait_ns: int,
+                 idle_s: float = 30.0) -> None:
         self.env, self.sid = env, env.stream_id
         ep = env.endpoints
         self.vsub = open_socket(ctx, zmq.SUB, ep, "video", bind=False)
@@ -102,6 +103,7 @@ class Lane:
         self.quiet_deadline: int | None = None
         self.blocked_since: int | None = None  # since when the sink could take no result (sink_ready)
         self.sink_gone: str | None = None
+        self.liveness = Liveness(env, f"the source of stream {self.sid} (video link {ep['video']})", idle_s)
 
     @property
     def last_seq(self) -> int | None:
@@ -123,6 +125,7 @@ class Lane:
             self.audio_seen = True
         while self.vsub.poll(0):
             _, pkt = recv_packet(self.vsub, self.counters, max_bytes=self.env.endpoints.max_bytes, kinds=("frame", "eos"))
+            self.liveness.heard()
             if pkt is None:
                 continue
             if pkt.kind == "eos":
@@ -268,7 +271,7 @@ class MultiSegmenterStage(Stage):
         if len({s["stream_id"] for s in streams}) != len(streams):
             raise StageError("stream ids must be unique")
         self.lanes = [Lane(ctx, dataclasses.replace(env, endpoints=s["endpoints"], stream_id=s["stream_id"]), geo,
-                           o.send_image, wait) for s in streams]
+                           o.send_image, wait, o.idle_timeout_s) for s in streams]
         self.poller = zmq.Poller()
         for lane in self.lanes:
             self.poller.register(lane.vsub, zmq.POLLIN)
@@ -327,6 +330,9 @@ class MultiSegmenterStage(Stage):
                 lane.quiet_deadline = lane.quiet_deadline or now + SOURCE_QUIET_NS
                 if now > lane.quiet_deadline:  # this stream's source is over and its EOS never came
                     lane.eos_header = {}
+            if lane.eos_header is None and not self.env.stop.is_set() and (why := lane.liveness.silent()):
+                lane.counters["source_silent"] = why  # this stream has ended; the others go on
+                lane.eos_header = {}
             if lane.eos_header is not None and (lane.latest is None or lane.sink_gone) and not lane.eos_sent:
                 lane.finish(now)
         return not all(lane.eos_sent for lane in self.lanes)

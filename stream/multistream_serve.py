@@ -204,8 +204,7 @@ def _assemble(cfg: ServeConfig, reports: dict[str, dict], errors: list[str], los
         processed = frames.get("processed", 0)
         why = [w.split(": ", 1)[1] for w in lost if w.startswith((f"source-{sid}: ", f"sink-{sid}: "))]
         lane = multi.get("streams", {}).get(sid, {}).get("counters", {})
-        if lane.get("sink_gone"):
-            why.append(f"segmenter: {lane['sink_gone']}")
+        why += [f"segmenter: {lane[k]}" for k in ("source_silent", "sink_gone") if lane.get(k)]
         reason = src.get("end_reason")  # end (of the media) | stopped (signal, --seconds, a failed stage) | closed
         streams[sid] = {
             "ended": "; ".join(why) if why else f"the source {'ended' if reason in ('end', None) else reason}", "ok": not why,

@@ -21,7 +21,7 @@ from .outputs import Display, MaskStore, MetricsLog, display_available, render_o
 from .protocol import RESYNC, History, encode, eos_ok, finite
 from .recorder import Recorder
 from .shm_link import ResultTaker
-from .stage import Stage, StageEnv, StageError, warn
+from .stage import Liveness, Stage, StageEnv, StageError, warn
 from .transport import close_socket, open_socket, recv_packet, stamp
 
 # (name, from stamp, to stamp): the per-stage latencies, in pipeline order
@@ -155,6 +155,7 @@ class SinkStage(Stage):
         self.received = 0
         self.models: set[str] = set()
         self.counters.update(delivered=0, errors=0, skipped=0, upstream_dropped=0, published=0)
+        self.liveness = Liveness(env, f"the segmenter (results link {ep['results']})", o.idle_timeout_s)
 
     def _drain(self) -> None:
         while self.asub is not None and self.asub.poll(0):
@@ -166,6 +167,7 @@ class SinkStage(Stage):
                 self.recorder.add_audio(pkt.header["first_sample"], samples)
         while self.pull.poll(0):
             _, pkt = recv_packet(self.pull, self.counters, max_bytes=self.env.endpoints.max_bytes, kinds=("result", "eos"))
+            self.liveness.heard()
             if pkt is None:
                 continue
             if "shm" in pkt.header and (self.taker is None or not self.taker.take(pkt, self.counters)):
@@ -255,6 +257,8 @@ class SinkStage(Stage):
             self._deliver(pkt)
         if self.env.stop.is_set() and self.eos is None and self.eos_deadline is None:
             self.eos_deadline = now + int(self.options.eos_timeout_s * 1e9)
+        if self.eos is None and self.eos_deadline is None and (why := self.liveness.silent()):
+            raise StageError(why)  # the results so far are finalised by close()
         return not (done or timed_out)
 
     def report(self) -> dict[str, Any]:

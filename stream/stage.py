@@ -106,6 +106,37 @@ def run_stage(stage: Stage, ctx: zmq.Context, env: StageEnv, opened: threading.E
     return report
 
 
+IDLE_S = 30.0  # a peer that sent nothing for this long, once it has sent something, is gone (docs/protocol.md: liveness)
+STARTUP_S = 120.0  # before its first message: peers on other machines start when they start
+
+
+class Liveness:
+    """A receiver's deadline on the peer it waits for: ``silent()`` names the peer once nothing came
+    for ``idle_s`` (``startup_s`` before the first message). The clock starts when the run goes
+    (``env.go``), so model loading and warm-up never count."""
+
+    def __init__(self, env: StageEnv, peer: str, idle_s: float = IDLE_S, startup_s: float = STARTUP_S) -> None:
+        self.env, self.peer = env, peer
+        self.idle_ns, self.startup_ns = int(idle_s * 1e9), int(startup_s * 1e9)
+        self.last: int | None = None
+        self.heard_any = False
+
+    def heard(self) -> None:
+        self.last, self.heard_any = time.monotonic_ns(), True
+
+    def silent(self) -> str | None:
+        if not self.env.go.is_set():
+            return None
+        now = time.monotonic_ns()
+        if self.last is None:
+            self.last = now
+        limit = self.idle_ns if self.heard_any else self.startup_ns
+        if now - self.last <= limit:
+            return None
+        return (f"nothing from {self.peer} for {limit / 1e9:g} s{' (nothing at all since the start)' if not self.heard_any else ''}: "
+                "it stopped or died without an end of stream")
+
+
 def sleep_until(t_ns: int, *events: Any) -> bool:
     """Sleeps until monotonic time ``t_ns`` in short slices; False if an event interrupted it."""
     while True:

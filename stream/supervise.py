@@ -7,7 +7,7 @@ serve (stream/multistream_serve.py) follow:
 - ``go`` is set once every node opened without error, so no stage starts before its peers;
 - a startup that takes longer than ``startup_timeout_s`` aborts the run;
 - a stage error stops the run (the others finalise and report); ``grace_s`` after a stop, abort;
-- a child that exits without a report is an error too;
+- a child that exits without a report (a crash) is an error too, and ends the others at once (abort);
 - ``expendable(node)``: once the run is going, such a node's failure costs only itself (it goes
   into ``lost`` as "node: why", the run continues); the serve uses it for each stream's source and sink.
 - ``stream_stops``: each stream (the stream id of its nodes) gets its own stop event, used as the
@@ -113,7 +113,10 @@ def supervise_nodes(
                             finished.add(node)
                             failed(node, [f"process {node} exited with code {p.exitcode} without a report"])
                             if not (expendable(node) and go.is_set()):
+                                # a crashed stage: the run cannot finish; the others end now, finalise,
+                                # and report (no drain that would end in a second, misleading error)
                                 stop.set()
+                                abort.set()
         finally:
             if any(p.is_alive() for p in procs.values()):
                 stop.set()  # reports are in (or we are failing): give children a moment, then abort
