@@ -24,6 +24,7 @@ from .stage import Stage, StageEnv, StageError
 from .transport import GRACEFUL_LINGER_MS, close_socket, open_socket, recv_packet, stamp
 
 SEND_TIMEOUT_S = 10.0  # a peer that takes nothing for this long is gone
+RING_STUCK_S = 3.0  # a full results ring while the sink's socket takes messages: its words are not the sink's, go payload
 RING_UNCLAIMED_S = 5.0  # a full results ring no sink ever handed back: the sink cannot map it, go payload
 STARTUP_TIMEOUT_NS = 120 * 10**9
 STATE = ("audio", "frame_ring", "frame_valid", "segment_ring", "segment_valid")
@@ -147,10 +148,20 @@ class ResultSender:
             if self.ring.unclaimed() and stamp() - self.unfree_since() > RING_UNCLAIMED_S * 1e9:
                 self.ring.give_up(f"the sink handed back none of {self.ring.slots} results in {RING_UNCLAIMED_S:g} s: "
                                   "it cannot map this host's /dev/shm, or has not started reading")
-            else:
+            elif not self._ring_stuck(self.unfree_since()):
                 return False
         self._unfree = None
         return bool(self.push.getsockopt(zmq.EVENTS) & zmq.POLLOUT)
+
+    def _ring_stuck(self, since: int) -> bool:
+        """No slot came back for RING_STUCK_S while the sink's socket takes messages: the
+        handed-back words are not the sink's (another process wrote them). Results go as payload
+        from now on, counted, instead of waiting for slots that never come and blaming a live sink."""
+        if stamp() - since <= RING_STUCK_S * 1e9 or not self.push.getsockopt(zmq.EVENTS) & zmq.POLLOUT:
+            return False
+        self.counters["result_ring_stuck"] = self.counters.get("result_ring_stuck", 0) + 1
+        self.ring.give_up(f"no result slot came back for {RING_STUCK_S:g} s while the sink took messages")
+        return True
 
     def unfree_since(self) -> int:
         self._unfree = self._unfree or stamp()
@@ -198,6 +209,8 @@ class ResultSender:
                 if self.ring.unclaimed() and stamp() - start > RING_UNCLAIMED_S * 1e9:
                     self.ring.give_up(f"the sink handed back none of {self.ring.slots} results in {RING_UNCLAIMED_S:g} s: "
                                       "it cannot map this host's /dev/shm, or has not started reading")
+                    break
+                if self._ring_stuck(start):
                     break
                 time.sleep(pause)
                 pause = min(pause * 2, 0.002)

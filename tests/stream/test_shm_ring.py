@@ -407,3 +407,43 @@ def test_a_slot_descriptor_on_a_link_without_shared_memory_is_dropped():
     counters: dict = {}
     assert not attach(None, pkt, counters) and counters["malformed"] == 1
     assert attach(None, Packet(header={"kind": "frame"}, arrays={}), counters)  # a payload frame passes
+
+
+HOSTILE_WORDS = """
+import os, sys, numpy as np
+from stream.shm_ring import RingReader, RingWriter, StaleSlot
+folder = sys.argv[1]
+img = {"image": np.full((48, 64, 3), 7, np.uint8)}
+w, r = RingWriter(slots=2, directory=folder), RingReader(directory=folder)
+w.write(img)
+w.ring.gens[:] = np.uint64(2**64 - 1)  # all-0xFF generation words: the writer counts its own
+d = w.write(img)
+assert int(r.resolve(d)["image"][0, 0, 0]) == 7 and r.valid(d)
+os.truncate(os.path.join(folder, d["ring"]), 100)  # truncated under both sides: no SIGBUS
+try:
+    r.resolve(d)
+    raise SystemExit("a truncated ring was read")
+except StaleSlot:
+    pass
+assert not r.valid(d)
+d2 = w.write(img)  # the writer makes a new ring
+assert d2["ring"] != d["ring"] and int(r.resolve(d2)["image"][0, 0, 0]) == 7
+h = RingWriter(slots=2, directory=folder, handback=True)
+h.write(img)
+h.write(img)
+assert not h.free()
+h.ring.released[:] = np.uint64(12345)  # garbage in the handed-back words
+assert h.free() and h.corrupt_words == 2  # taken back, counted; never a wait for slots that never come
+os.truncate(os.path.join(folder, h.name), 10)
+assert h.free() and h.held() == 0 and not h.claimed()
+print("ok")
+"""
+
+
+def test_same_user_writes_into_a_ring_never_kill_or_wedge_either_side(shm_dir):
+    """26.9: all-0xFF generation words killed the source (OverflowError), garbage handed-back words
+    made the segmenter wait for slots that never came back, a truncated ring killed its reader with
+    SIGBUS. (In a child process: a SIGBUS would take the test runner with it.)"""
+    proc = subprocess.run([sys.executable, "-c", HOSTILE_WORDS, shm_dir], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-2000:])
