@@ -169,3 +169,24 @@ def test_a_killed_sinks_spools_are_swept_by_the_next_run(tmp_path):
     store.close()
     assert not any(p.exists() for p in left) and mine.exists()
     assert np.load(tmp_path / "masks.npz")["masks"].shape == (1, 4, 4)
+
+
+@pytest.mark.parametrize("rate", [16000, 22050])
+def test_run_with_audio_from_a_wav_records(rate, tiny_onnx, tmp_path, capsys):
+    """23.3: `run --video video_only.mp4 --audio speech.wav --out DIR` crashed whenever it recorded
+    (avcodec_open2("aac") returned 22, then "the sink is gone"). The CLI also says where the recording went."""
+    import av
+
+    from stream.__main__ import main
+
+    from .conftest import write_mp4
+
+    video = write_mp4(tmp_path / "video_only.mp4", 1.0, audio=False)
+    wav = write_media(tmp_path / "speech.wav", "wav", None, "pcm_s16le", rate)
+    out = tmp_path / "out"
+    assert main(["run", "--video", str(video), "--audio", str(wav), "--out", str(out), "--engine", tiny_onnx,
+                 "--backend", "onnxruntime", "--threads", "1"]) == 0
+    assert str(out / "overlay.mp4") in capsys.readouterr().out
+    with av.open(str(out / "overlay.mp4")) as c:
+        a = c.streams.audio[0]
+        assert a.codec_context.sample_rate == rate and sum(f.samples for f in c.decode(a)) > 0.9 * rate
