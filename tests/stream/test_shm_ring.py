@@ -390,7 +390,7 @@ def test_forged_rings_are_dropped_and_counted_never_fatal(shm_dir):
 ])
 def test_every_descriptor_field_is_checked_on_receipt(desc):
     """A forged descriptor fails protocol.validate, before anything is mapped."""
-    from stream.protocol import encode, decode
+    from stream.protocol import decode, encode
 
     head = {"stream": "s", "seq": 0, "capture_ns": 0, "pts_ns": 0, "prev_seq": -1, "t": {}, "shm": desc}
     with pytest.raises(ProtocolError, match="shm"):
