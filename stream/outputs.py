@@ -189,14 +189,18 @@ class MaskStore:
         self.gt: _Spool | None = None
         self.meta = array("q")  # seq, pts_ns, capture_ns per mask: 24 bytes each
         self.shape: tuple[int, int] | None = None
-        self.overflow = 0
+        self.other_size = 0  # masks of another frame size than the first (an npz holds one size)
+        self.over_limit = 0  # masks past ``limit``
         self.gt_missing = False
 
     def add(self, seq: int, pts_ns: int, capture_ns: int, mask: np.ndarray, gt: np.ndarray | None) -> None:
         if self.shape is None:
             self.shape = mask.shape
-        if self.masks.count >= self.limit or mask.shape != self.shape:
-            self.overflow += 1
+        if mask.shape != self.shape:
+            self.other_size += 1
+            return
+        if self.masks.count >= self.limit:
+            self.over_limit += 1
             return
         self.masks.add(mask)
         if gt is not None and gt.shape == self.shape and not self.gt_missing:

@@ -35,6 +35,13 @@ STAGES = (
 )
 
 
+def dropped_before(head: dict) -> int:
+    """Frames dropped between this result's frame and the one dispatched before it: what the header
+    says, but never more than its own seq and prev_seq allow (a forged 10**15 once became the report)."""
+    gap = max(int(head.get("seq", 0)) - int(head.get("prev_seq", -1)) - 1, 0)
+    return min(max(int(head.get("dropped_before", 0) or 0), 0), gap)
+
+
 class ReorderBuffer:
     """Bounded: at most ``size`` results held, none longer than ``timeout_ns``."""
 
@@ -190,7 +197,7 @@ class SinkStage(Stage):
 
     def _deliver(self, pkt) -> None:
         h, t = pkt.header, pkt.header["t"]
-        self.counters["upstream_dropped"] += max(h.get("dropped_before", 0), 0)
+        self.counters["upstream_dropped"] += dropped_before(h)
         if "error" in h:
             self.counters["errors"] += 1
             return
@@ -252,7 +259,7 @@ class SinkStage(Stage):
             stale = now - pkt.header["capture_ns"] > self.max_age_ns
             if stale and i < len(ready) - 1 and "error" not in pkt.header:  # newest wins when behind
                 self.counters["skipped"] += 1
-                self.counters["upstream_dropped"] += max(pkt.header.get("dropped_before", 0), 0)
+                self.counters["upstream_dropped"] += dropped_before(pkt.header)
                 continue
             self._deliver(pkt)
         if self.env.stop.is_set() and self.eos is None and self.eos_deadline is None:
@@ -289,12 +296,18 @@ class SinkStage(Stage):
         rep["models"] = sorted(self.models)
         if self.recorder is not None:
             rep["recorded_frames"] = self.recorder.frames
+        if self.store is not None and (self.store.other_size or self.store.over_limit):
+            # masks the archive could not keep (one frame size per npz; at most ``limit`` masks): counted, never silent
+            rep["masks_not_stored"] = {"other_size": self.store.other_size, "over_limit": self.store.over_limit}
         return rep
 
     def close(self) -> None:
         if self.pull is None:
             return
         failed = []
+        if self.store is not None and (self.store.other_size or self.store.over_limit):
+            warn(f"{self.store.path} does not hold {self.store.other_size} masks of another frame size and "
+                 f"{self.store.over_limit} past its {self.store.limit}-mask limit (counted in the report: masks_not_stored)")
         for out in (self.recorder, self.store, self.log, self.display):
             if out is not None:
                 try:

@@ -326,3 +326,25 @@ def test_a_silent_source_ends_the_context_stage_with_an_error_naming_it(harness)
     assert not h.thread.is_alive()
     assert "nothing from the source" in h.report["error"] and h.ep["video"] in h.report["error"]
     pull.close()
+
+
+def test_forged_drop_counts_and_unstored_masks_are_bounded_and_counted(harness, tmp_path):
+    """26.8: a forged dropped_before=10**15 became the report's drop count; masks of another frame
+    size were left out of masks.npz without a count."""
+    from stream.sink import SinkStage
+
+    h = harness(SinkStage(reorder_timeout_ms=100, masks=str(tmp_path / "m.npz")))
+    h.ep.token = "tok"
+    h.start()
+    push = h.sock(zmq.PUSH, "results", False)
+    push.send_multipart(result(0, -1))
+    push.send_multipart(result(1, 0, dropped_before=10**15))  # the chain says no frame was dropped between them
+    t = time.monotonic_ns()
+    other = {"stream": "s", "seq": 5, "capture_ns": t, "pts_ns": 5 * 33_333_333, "prev_seq": 1, "dropped_before": 3, "t": {"capture": t}}
+    push.send_multipart(encode("result", other, {"mask": np.zeros((8, 8), np.uint8)}))  # another frame size
+    assert wait_for(lambda: h.stage.counters.get("delivered") == 3)
+    push.send_multipart(encode("eos", {"stream": "s", "seq": 6, "capture_ns": 0, "dispatched": 3, "frames_sent": 6, "token": "tok"}))
+    h.thread.join(10)
+    assert not h.thread.is_alive()
+    assert h.report["frames"]["dropped_by"]["context_or_transport"] == 3  # seq 2..4, not 10**15
+    assert h.report["masks_not_stored"] == {"other_size": 1, "over_limit": 0}
