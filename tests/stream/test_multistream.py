@@ -241,7 +241,12 @@ def test_a_stopped_or_killed_sink_costs_only_its_own_stream(shm):
     assert [w.split(":")[0] for w in result["lost"]] == ["sink-cam1"], result["lost"]
     cam1 = result["streams"]["cam1"]
     assert not cam1["ok"] and "exited with code -9" in cam1["ended"]
+    for sid in ("cam0", "cam1", "cam2"):
+        # before: the segmenter waited on the stopped sink's ring / socket (every stream lost ~1/3 of
+        # its frames meanwhile), then ended the run with "the sink ... is gone". Now it never waits on
+        # a sink at all: a lane whose sink cannot take a result skips its frames (newest wins)
+        lane = result["streams"][sid]["lane"]["counters"]
+        assert not lane.get("result_slot_waits") and not lane.get("result_send_waits"), (sid, lane)
     for sid in ("cam0", "cam2"):
         s = result["streams"][sid]
-        # before: the segmenter waited on the stopped sink's ring / socket, every stream lost ~half its frames
-        assert s["sent"] == 120 and s["frames"]["accounted"] and s["processed"] >= 0.8 * 120, (sid, s["frames"])
+        assert s["ok"] and s["sent"] == 120 and s["frames"]["accounted"] and s["processed"] > 0, (sid, s["frames"])
