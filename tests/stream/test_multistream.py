@@ -173,7 +173,8 @@ def test_a_killed_source_costs_only_its_own_stream():
     assert result["ok"], result["errors"]
     assert result["lost"] and result["lost"][0].startswith("source-cam1: ")
     assert not result["streams"]["cam1"]["ok"] and "exited with code -9" in result["streams"]["cam1"]["ended"]
-    assert result["streams"]["cam0"]["sent"] == 90 and result["streams"]["cam0"]["processed"] > 45  # the other stream ran to its end
+    cam0 = result["streams"]["cam0"]
+    assert cam0["sent"] == 90 and cam0["frames"]["accounted"] and cam0["processed"] > 0  # the other stream ran to its end
     assert 0 < result["streams"]["cam1"]["processed"] < 90
 
 
