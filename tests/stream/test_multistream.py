@@ -148,7 +148,7 @@ def test_serve_with_batched_onnx_engines(tmp_path):
     assert set(report["batching"]["step"]["batch_sizes"]) == {1, 2}
 
 
-def test_a_killed_source_costs_only_its_own_stream():
+def test_a_killed_source_costs_only_its_own_stream(tmp_path):
     import os
     import signal
     import threading
@@ -158,7 +158,7 @@ def test_a_killed_source_costs_only_its_own_stream():
 
     result: dict = {}
     cfg = ServeConfig(sources=[{"kind": "synthetic", "seconds": 3.0, "width": 160, "height": 120, "seed": i} for i in range(2)],
-                      backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2]})
+                      backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2]}, out_dir=str(tmp_path))
     th = threading.Thread(target=lambda: result.update(run_serve(cfg)))
     th.start()
     deadline = time.monotonic() + 60
@@ -166,7 +166,11 @@ def test_a_killed_source_costs_only_its_own_stream():
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert multistream_serve.RUNNING["go"].wait(60)
-    time.sleep(1.0)  # the streams are running
+    log = tmp_path / "cam1.partial.jsonl"  # the stream's metrics while it runs: kill once it has masks
+    deadline = time.monotonic() + 60
+    while not (log.exists() and log.read_text().count("\n") >= 3):
+        assert time.monotonic() < deadline and th.is_alive()
+        time.sleep(0.05)
     os.kill(multistream_serve.RUNNING["source-cam1"].pid, signal.SIGKILL)
     th.join(120)
     assert not th.is_alive()
