@@ -260,6 +260,7 @@ def _run(cfg, report_path: str | None, quiet: bool = False, view: tuple[str, int
     """Runs the pipeline between the start banner (``what`` runs, the live view, the outputs) and
     its summary, with the live view and the status line (stream/console.py) fed by the sink."""
     from .console import Console
+    from .outputs import failed_path
     from .pipeline import PipelineError, run_pipeline
     from .report import format_summary, save_report
 
@@ -278,13 +279,15 @@ def _run(cfg, report_path: str | None, quiet: bool = False, view: tuple[str, int
     except PipelineError as exc:
         print(f"icf-stream: {exc}", file=sys.stderr)
         return 2
-    if report_path:
-        save_report(report, report_path)
+    if report_path:  # a failed run's report goes beside the earlier run's, like its other files
+        report_path = str(save_report(report, report_path if not report["errors"] else failed_path(report_path)))
     ran = bool(report.get("frames", {}).get("sent"))
     if not quiet and ran:
         print(format_summary({**report, "errors": []}))
-        if report_path:
-            print(f"\nreport: {report_path}")
+    if not quiet:
+        written = [p for p in (*report.get("outputs", {}).values(), report_path) if p and Path(p).exists()]
+        if written:
+            print(("\noutputs of the failed run (earlier outputs untouched): " if report["errors"] else "\noutputs: ") + ", ".join(written))
     for e in report["errors"]:
         print(f"icf-stream: error: {e}", file=sys.stderr)
     return 2 if report["errors"] else 0
@@ -309,7 +312,6 @@ def cmd_demo(args) -> int:
     what = (f"icf-stream demo: {args.seconds:g} s of {scene_name} '{args.mode}' at {args.fps} fps, {w}x{h}, "
             f"{args.transport} with {args.workers} worker(s), model {spec['artifact']}")
     rc = _run(cfg, str(out / "report.json"), quiet=args.quiet, view=args.view, what=what)
-    print(f"outputs: {out / 'overlay.mp4'}, {out / 'masks.npz'}, {out / 'metrics.jsonl'}, {out / 'events.jsonl'}")
     return rc
 
 

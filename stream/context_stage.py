@@ -24,7 +24,8 @@ from .metrics import Gauge
 from .options import ContextOptions
 from .protocol import SeqChain, encode, eos_ok, finite, forward, stamps
 from .shm_link import ShmReceiver
-from .stage import Stage, StageEnv
+from .shm_link import attach as shm_attach
+from .stage import Liveness, Stage, StageEnv, StageError
 from .transport import close_socket, open_socket, recv_packet, stamp
 from .worker import ResultSender, WorkerCore
 
@@ -69,7 +70,7 @@ class ContextStage(Stage):
         self.asub = open_socket(ctx, zmq.SUB, ep, "audio", bind=False, hwm=1000, frames=False)
         for s in (self.vsub, self.asub):
             s.setsockopt(zmq.SUBSCRIBE, b"")
-        self.shm = ShmReceiver() if ep.extra.get("shm") else None  # frames by shared memory (stream/shm_link.py)
+        self.shm = ShmReceiver(ep.max_bytes) if ep.extra.get("shm") else None  # frames by shared memory (stream/shm_link.py)
         self.poller = zmq.Poller()
         if o.inline:
             self.core = WorkerCore(o.inline, 0, o.top_k)
@@ -87,6 +88,7 @@ class ContextStage(Stage):
         self.eos_deadline: int | None = None
         self.audio_seen = False
         self.counters.update(received=0, transport_gaps=0, superseded=0, dispatched=0, audio_underruns=0, lost_jobs=0)
+        self.liveness = Liveness(env, f"the source (video link {ep['video']})", self.options.idle_timeout_s)
         if self.core is not None:
             self._register(b"inline", self.core.geometry())
             self.jobs.answered(b"inline", None, None)  # the inline worker's first credit
@@ -108,6 +110,7 @@ class ContextStage(Stage):
         n = 0
         while self.vsub.poll(0):
             _, pkt = recv_packet(self.vsub, self.counters, max_bytes=self.env.endpoints.max_bytes, kinds=("frame", "eos"))
+            self.liveness.heard()
             if pkt is None:
                 continue
             if pkt.kind == "eos":
@@ -117,7 +120,7 @@ class ContextStage(Stage):
                 self.eos_header = self.eos_header or pkt.header
                 self.counters["eos_from_source"] = True
                 continue
-            if self.shm is not None and not self.shm.attach(pkt, self.counters):
+            if not shm_attach(self.shm, pkt, self.counters):
                 continue  # its slot was lapped (shm_stale) or its parts are malformed (protocol.validate)
             if not self.chain.admit(pkt.seq, pkt.header["pts_ns"], self.counters):
                 continue  # refused jump, duplicate or late (protocol.SeqChain)
@@ -266,6 +269,8 @@ class ContextStage(Stage):
             self.eos_deadline = self.eos_deadline or stamp() + 1_000_000_000
             if stamp() > self.eos_deadline:
                 self.eos_header, self.eos_deadline = {}, None
+        if self.eos_header is None and not self.env.stop.is_set() and (why := self.liveness.silent()):
+            raise StageError(why)
         if self.eos_header is not None and self.latest is None:
             return not self._send_eos()
         return True

@@ -29,6 +29,7 @@ from typing import Any
 
 from .graph import PipelineConfig, PipelineError, Signals, check_outputs, layout, stage_specs, supervisor_clock
 from .node import build_stage, run_stages
+from .outputs import commit_outputs
 from .transport import LINKS, Endpoints, Security
 
 
@@ -71,4 +72,7 @@ def run_node(path: str | Path, node: str) -> dict[str, Any]:
     stop, abort, go = threading.Event(), threading.Event(), threading.Event()
     with Signals(stop, abort):
         reports, errors = run_stages(stages, endpoints, stop, abort, go, cfg.stream_id, supervise=supervisor_clock(cfg, stop, abort))
-    return {"node": node, "errors": errors, "stages": reports}
+    report = {"node": node, "errors": errors, "stages": reports}
+    if "sink" in groups[node]:  # the sink's files replace the earlier run's only if this node's run succeeded
+        report["outputs"] = commit_outputs([cfg.record, cfg.masks, cfg.metrics], ok=not errors)
+    return report

@@ -26,9 +26,12 @@ from .models import NullBackend, open_backend
 from .options import MultiOptions
 from .protocol import SeqChain, encode, eos_ok, finite, stamps
 from .shm_link import ShmReceiver
-from .stage import Stage, StageEnv, StageError
+from .shm_link import attach as shm_attach
+from .stage import Liveness, Stage, StageEnv, StageError
 from .transport import close_socket, open_socket, recv_packet, stamp
-from .worker import ResultSender, WorkerCore
+from .worker import SEND_TIMEOUT_S, STARTUP_TIMEOUT_NS, ResultSender, WorkerCore
+
+SOURCE_QUIET_NS = 2 * 10**9  # after a stream's source ended: how long its lane waits for the EOS in flight
 
 
 class RowNullBackend:
@@ -69,14 +72,15 @@ def open_batched(spec: dict[str, Any], core: WorkerCore) -> BatchedStep:
 class Lane:
     """One stream inside the multi-stream segmenter (see module doc)."""
 
-    def __init__(self, ctx: zmq.Context, env: StageEnv, geo: dict[str, int], send_image: bool, audio_wait_ns: int) -> None:
+    def __init__(self, ctx: zmq.Context, env: StageEnv, geo: dict[str, int], send_image: bool, audio_wait_ns: int,
+                 idle_s: float = 30.0) -> None:
         self.env, self.sid = env, env.stream_id
         ep = env.endpoints
         self.vsub = open_socket(ctx, zmq.SUB, ep, "video", bind=False)
         self.asub = open_socket(ctx, zmq.SUB, ep, "audio", bind=False, hwm=1000, frames=False)
         for s in (self.vsub, self.asub):
             s.setsockopt(zmq.SUBSCRIBE, b"")
-        self.shm = ShmReceiver() if ep.extra.get("shm") else None
+        self.shm = ShmReceiver(ep.max_bytes) if ep.extra.get("shm") else None
         self.counters: dict[str, Any] = dict(received=0, transport_gaps=0, superseded=0, dispatched=0, audio_underruns=0)
         self.sender = ResultSender(ctx, env, self.counters, send_image)
         self.ring = AudioRing()
@@ -95,6 +99,11 @@ class Lane:
         self.eos_sent = False
         self.audio_seen = False
         self.forwarded = ("gt_mask", "image") if send_image else ("gt_mask",)
+        self.ended = env.ended.get(self.sid)  # set once this stream's source ended (or its sink is gone)
+        self.quiet_deadline: int | None = None
+        self.blocked_since: int | None = None  # since when the sink could take no result (sink_ready)
+        self.sink_gone: str | None = None
+        self.liveness = Liveness(env, f"the source of stream {self.sid} (video link {ep['video']})", idle_s)
 
     @property
     def last_seq(self) -> int | None:
@@ -116,6 +125,7 @@ class Lane:
             self.audio_seen = True
         while self.vsub.poll(0):
             _, pkt = recv_packet(self.vsub, self.counters, max_bytes=self.env.endpoints.max_bytes, kinds=("frame", "eos"))
+            self.liveness.heard()
             if pkt is None:
                 continue
             if pkt.kind == "eos":
@@ -124,8 +134,8 @@ class Lane:
                 else:
                     self.count("forged_eos")
                 continue
-            if self.shm is not None and not self.shm.attach(pkt, self.counters):
-                continue  # lapped slot, or parts that fail protocol.validate
+            if not shm_attach(self.shm, pkt, self.counters):
+                continue  # lapped slot, parts that fail protocol.validate, or a slot on a link without shared memory
             if pkt.header.get("stream") != self.sid:
                 self.count("malformed")  # a frame of another stream on this lane's link is refused too
                 continue
@@ -137,9 +147,23 @@ class Lane:
             stamps(pkt.header)["ctx_recv"] = stamp()
             self.latest = pkt
 
+    def sink_ready(self, now: int) -> bool:
+        """The sink can take a result now. A sink that takes none for SEND_TIMEOUT_S (or never
+        started: the startup deadline) is gone: this stream's results stop, the others go on."""
+        if self.sink_gone is None and self.sender.can_take():
+            self.blocked_since = None
+            return True
+        self.blocked_since = self.blocked_since or now
+        limit = SEND_TIMEOUT_S * 1e9 if self.sender.sent_any else STARTUP_TIMEOUT_NS
+        if self.sink_gone is None and now - self.blocked_since > limit:
+            self.sink_gone = f"the sink at {self.env.endpoints['results']} took no result for {limit / 1e9:g} s"
+            self.counters["sink_gone"] = self.sink_gone
+        return False
+
     def ready(self, now: int) -> bool:
-        """The newest frame may go: its audio is in, or it waited long enough for it."""
-        if self.latest is None:
+        """The newest frame may go: its audio is in, or it waited long enough for it, and the
+        stream's sink can take the result (otherwise newer frames supersede it: newest wins)."""
+        if self.latest is None or not self.sink_ready(now):
             return False
         end = self.ring.sample_at(self.latest.header["pts_ns"])
         return not self.audio_seen or self.ring.end >= end or now - self.latest.header["t"]["ctx_recv"] >= self.audio_wait_ns
@@ -187,8 +211,15 @@ class Lane:
             self.counters["last_error"] = f"{type(outcome).__name__}: {outcome}"[:300]
         self.sender.result(core, head, pkt, t, outcome)
 
-    def finish(self) -> None:
-        """End of this stream: one eos to its sink with what the lane saw."""
+    def finish(self, now: int) -> None:
+        """End of this stream: one eos to its sink with what the lane saw. Never waits: a sink
+        that cannot take it now is asked again on the next loop, until it counts as gone."""
+        if self.latest is not None:  # the sink is gone: its last frame ends as superseded
+            self.latest = None
+            self.counters["superseded"] += 1
+        if self.sink_gone is not None or not self.sink_ready(now):
+            self.eos_sent = self.sink_gone is not None
+            return
         src = self.eos_header or {}
         last_seq = src.get("last_seq", self.last_seq if self.last_seq is not None else -1)
         tail = max(last_seq - max(self.last_dispatched, self.last_seq if self.last_seq is not None else -1), 0)
@@ -196,8 +227,7 @@ class Lane:
         head = {"stream": self.sid, "seq": max(last_seq + 1, 0), "capture_ns": stamp(), "frames_sent": src.get("frames_sent", last_seq + 1),
                 "last_seq": last_seq, "last_dispatched": self.last_dispatched, "dispatched": self.counters["dispatched"],
                 "tail_lost": tail, "token": self.env.endpoints.token, "context": {k: v for k, v in self.counters.items() if isinstance(v, int)}}
-        self.sender.send(encode("eos", dict(head, worker="multi")))
-        self.eos_sent = True
+        self.eos_sent = self.sender.try_send(encode("eos", dict(head, worker="multi")))
 
     def context_levels(self) -> list[float]:
         """The first feature of every valid frame-ring entry this lane's dispatched frames saw,
@@ -241,7 +271,7 @@ class MultiSegmenterStage(Stage):
         if len({s["stream_id"] for s in streams}) != len(streams):
             raise StageError("stream ids must be unique")
         self.lanes = [Lane(ctx, dataclasses.replace(env, endpoints=s["endpoints"], stream_id=s["stream_id"]), geo,
-                           o.send_image, wait) for s in streams]
+                           o.send_image, wait, o.idle_timeout_s) for s in streams]
         self.poller = zmq.Poller()
         for lane in self.lanes:
             self.poller.register(lane.vsub, zmq.POLLIN)
@@ -256,7 +286,7 @@ class MultiSegmenterStage(Stage):
         ready = [lane for lane in self.lanes if lane.ready(now)]
         if not ready:
             return []
-        live = [lane for lane in self.lanes if not lane.eos_sent and lane.eos_header is None]
+        live = [lane for lane in self.lanes if not lane.eos_sent and lane.eos_header is None and lane.blocked_since is None]
         oldest = min(lane.latest.header["t"]["ctx_recv"] for lane in ready)
         if len(ready) >= min(self.max_batch, max(len(live), 1)) or now - oldest >= self.deadline_ns:
             ready.sort(key=lambda lane: lane.latest.header["t"]["ctx_recv"])  # the longest-waiting first
@@ -289,14 +319,22 @@ class MultiSegmenterStage(Stage):
         batch = self._cut()
         if batch:
             self._run(batch)
+        now = stamp()
         if self.env.stop.is_set() and not any(lane.latest is not None for lane in self.lanes):
-            self.quiet_deadline = self.quiet_deadline or stamp() + 1_000_000_000
-            if stamp() > self.quiet_deadline:  # sources gone without an EOS that reached us
+            self.quiet_deadline = self.quiet_deadline or now + 1_000_000_000
+            if now > self.quiet_deadline:  # sources gone without an EOS that reached us
                 for lane in self.lanes:
                     lane.eos_header = lane.eos_header or {}
         for lane in self.lanes:
-            if lane.eos_header is not None and lane.latest is None and not lane.eos_sent:
-                lane.finish()
+            if lane.ended is not None and lane.ended.is_set() and lane.eos_header is None and lane.latest is None:
+                lane.quiet_deadline = lane.quiet_deadline or now + SOURCE_QUIET_NS
+                if now > lane.quiet_deadline:  # this stream's source is over and its EOS never came
+                    lane.eos_header = {}
+            if lane.eos_header is None and not self.env.stop.is_set() and (why := lane.liveness.silent()):
+                lane.counters["source_silent"] = why  # this stream has ended; the others go on
+                lane.eos_header = {}
+            if lane.eos_header is not None and (lane.latest is None or lane.sink_gone) and not lane.eos_sent:
+                lane.finish(now)
         return not all(lane.eos_sent for lane in self.lanes)
 
     def report(self) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .graph import PipelineError
+from .outputs import commit_outputs
 from .pipeline import sweep_run_dirs
 from .shm_link import DEFAULT_SLOTS, RESULT_SLOTS
 from .shm_link import wanted as shm_wanted
@@ -170,6 +171,10 @@ def run_serve(config: ServeConfig | dict[str, Any]) -> dict[str, Any]:
                 forwarder.close()
         report = _assemble(cfg, reports, errors, lost, time.monotonic() - t0)
         report["published"] = forwarder.forwarded if forwarder is not None else None
+        report["outputs"] = {}
+        for sid, s in report["streams"].items():  # a stream's files are committed when it and the run succeeded
+            files = [str(Path(cfg.out_dir) / f"{sid}{ext}") for ext in (".npz", ".jsonl")] if cfg.out_dir else []
+            report["outputs"].update(commit_outputs(files, ok=s["ok"] and not errors and bool(reports.get(f"sink-{sid}"))))
         return report
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -180,9 +185,11 @@ RUNNING: dict[str, Any] = {}  # node -> its process, and "go", while a serve run
 
 def _supervise(cfg: ServeConfig, nodes: list) -> tuple[dict[str, dict], list[str], list[str]]:
     """The single-stream supervisor's rules (stream.supervise), with one difference: once the
-    streams run, a source that fails or dies costs its own stream only (recorded in ``lost``)."""
+    streams run, each stream ends on its own. A source that ends or fails, or a sink that fails or
+    dies, ends its own stream only (failures recorded in ``lost``); the run ends with the last stream."""
     launches = [(node, specs, endpoints, sid) for node, sid, endpoints, specs in nodes]
-    return supervise_nodes(cfg, launches, what="serve", expendable=lambda node: node.startswith("source-"), running=RUNNING)
+    return supervise_nodes(cfg, launches, what="serve", expendable=lambda node: node.startswith(("source-", "sink-")),
+                           running=RUNNING, stream_stops=True)
 
 
 def _assemble(cfg: ServeConfig, reports: dict[str, dict], errors: list[str], lost: list[str], elapsed: float) -> dict[str, Any]:
@@ -195,7 +202,12 @@ def _assemble(cfg: ServeConfig, reports: dict[str, dict], errors: list[str], los
         sent = src.get("frames_sent", frames.get("sent"))
         lat = sink.get("latency_ms", {})
         processed = frames.get("processed", 0)
+        why = [w.split(": ", 1)[1] for w in lost if w.startswith((f"source-{sid}: ", f"sink-{sid}: "))]
+        lane = multi.get("streams", {}).get(sid, {}).get("counters", {})
+        why += [f"segmenter: {lane[k]}" for k in ("source_silent", "sink_gone") if lane.get(k)]
+        reason = src.get("end_reason")  # end (of the media) | stopped (signal, --seconds, a failed stage) | closed
         streams[sid] = {
+            "ended": "; ".join(why) if why else f"the source {'ended' if reason in ('end', None) else reason}", "ok": not why,
             "frames": frames, "sent": sent, "processed": processed,
             "processed_ratio": round(processed / sent, 4) if sent else None,
             "capture_to_mask_ms": lat.get("capture_to_mask", {}), "fps_processed": sink.get("fps_processed"),
@@ -203,7 +215,7 @@ def _assemble(cfg: ServeConfig, reports: dict[str, dict], errors: list[str], los
         }
     return {
         "ok": not errors and all(reports.get(f"sink-{s}") for s in cfg.ids),
-        "errors": errors, "lost_sources": lost, "elapsed_s": round(elapsed, 2), "transport": cfg.transport, "n_streams": len(cfg.ids),
+        "errors": errors, "lost": lost, "elapsed_s": round(elapsed, 2), "transport": cfg.transport, "n_streams": len(cfg.ids),
         "model": multi.get("model"), "batching": multi.get("batching"), "streams": streams,
         "stages": reports, "config": cfg.to_dict(),
     }

@@ -52,13 +52,14 @@ def _order(name: str) -> int:
 
 
 def run_stages(stages: dict[str, Stage], endpoints: Endpoints, stop, abort, go, stream_id: str,
-               ctx: zmq.Context | None = None, on_opened=None, supervise=None) -> tuple[dict[str, dict], list[str]]:
+               ctx: zmq.Context | None = None, on_opened=None, supervise=None, ended=None) -> tuple[dict[str, dict], list[str]]:
     """Runs stages as threads until all have finished. ``on_opened(errors)`` is called once every
     stage has opened (or failed); with ``supervise`` (a callable) this thread also drives the
-    clock and sets ``go`` itself (the in-process, inproc case)."""
+    clock and sets ``go`` itself (the in-process, inproc case). ``ended``: stream id -> that
+    stream's stop event (the multi-stream serve, stream/supervise.py)."""
     own_ctx = ctx is None
     ctx = ctx or zmq.Context()
-    env = StageEnv(endpoints=endpoints, stop=stop, abort=abort, go=go, stream_id=stream_id)
+    env = StageEnv(endpoints=endpoints, stop=stop, abort=abort, go=go, stream_id=stream_id, ended=dict(ended or {}))
     errors: list[str] = []
     reports: dict[str, dict] = {}
     threads = []
@@ -107,7 +108,7 @@ def run_stages(stages: dict[str, Stage], endpoints: Endpoints, stop, abort, go, 
 
 
 def node_main(node: str, specs: dict[str, dict], endpoints: Endpoints, stream_id: str, stop, abort, go, inbox,
-              parent_pid: int) -> None:
+              parent_pid: int, ended: dict | None = None) -> None:
     """Child process entry: runs the node's stages, sends ("opened", node, errors) then
     ("report", node, {stage: report}) to the supervisor's queue."""
     def handle(signum, frame) -> None:
@@ -132,7 +133,7 @@ def node_main(node: str, specs: dict[str, dict], endpoints: Endpoints, stream_id
     try:
         stages = {name: build_stage(spec) for name, spec in specs.items()}
         reports, _ = run_stages(stages, endpoints, stop, abort, go, stream_id,
-                                on_opened=lambda errs: inbox.put(("opened", node, errs)))
+                                on_opened=lambda errs: inbox.put(("opened", node, errs)), ended=ended)
     except Exception as exc:  # noqa: BLE001 - the supervisor must hear about it, whatever it is
         inbox.put(("opened", node, [f"{node}: {type(exc).__name__}: {exc}"]))
         reports = {node: {"stage": node, "error": f"{node}: {type(exc).__name__}: {exc}"}}

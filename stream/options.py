@@ -157,11 +157,12 @@ class ContextOptions(StageOptions):
     audio_wait_ms: float = 30.0  # how long a frame may wait for its audio to arrive
     job_timeout_s: float = 5.0  # a job whose worker never answers is given up
     eos_timeout_s: float = 10.0  # after the source's EOS, how long to wait for workers
+    idle_timeout_s: float = 30.0  # a source that sends nothing this long (without an EOS) is gone (docs/protocol.md)
 
     def check(self) -> None:
         self._require(self.workers >= 1, "workers", "must be >= 1")
         self._require(self.audio_wait_ms >= 0, "audio_wait_ms", "must be >= 0")
-        self._require(self.job_timeout_s > 0 and self.eos_timeout_s > 0, "job_timeout_s", "timeouts must be > 0")
+        self._require(self.job_timeout_s > 0 and self.eos_timeout_s > 0 and self.idle_timeout_s > 0, "job_timeout_s", "timeouts must be > 0")
         self._require(self.top_k >= 0, "top_k", "must be >= 0")
 
 
@@ -196,8 +197,10 @@ class SinkOptions(StageOptions):
     fps_hint: int = 30  # recording frame rate
     record_audio_from: str | None = None  # media file whose own audio track the recording copies (None: the stream's 16 kHz audio)
     eos_timeout_s: float = 10.0
+    idle_timeout_s: float = 30.0  # a segmenter that sends nothing this long (without an EOS) is gone (docs/protocol.md)
 
     def check(self) -> None:
+        self._require(self.idle_timeout_s > 0, "idle_timeout_s", "must be > 0")
         self._require(self.max_age_ms > 0, "max_age_ms", "must be > 0")
         self._require(self.reorder_size >= 1, "reorder_size", "must be >= 1")
         self._require(self.reorder_timeout_ms >= 0 and self.output_delay_ms >= 0, "reorder_timeout_ms", "times must be >= 0")
@@ -215,8 +218,10 @@ class MultiOptions(StageOptions):
     audio_wait_ms: float = 30.0
     send_image: bool = False
     top_k: int = 3
+    idle_timeout_s: float = 30.0  # a stream whose source sends nothing this long (without an EOS) has ended
 
     def check(self) -> None:
+        self._require(self.idle_timeout_s > 0, "idle_timeout_s", "must be > 0")
         self._require(self.streams is None or isinstance(self.streams, list), "streams", "must be a list of streams")
         self._require(isinstance(self.backend, dict), "backend", "must be a backend spec (see stream.multistream)")
         self._require(self.max_batch is None or self.max_batch >= 1, "max_batch", "must be >= 1")

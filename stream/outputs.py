@@ -1,15 +1,19 @@
-"""What the sink does with a mask: overlay drawing, MP4 recording (PyAV), mask archive (npz),
-JSONL metrics log and an on-screen window (only where a display exists)."""
+"""What the sink does with a mask: overlay drawing, mask archive (npz), JSONL metrics log and an
+on-screen window (only where a display exists); the MP4 recording is stream/recorder.py.
+
+Every file output goes through three names: NAME.partial.EXT (or a hidden temporary) while the
+run goes, .NAME.staged once complete, and its own name only when the supervisor commits the run
+(``commit_outputs``): a run's files replace the earlier run's together, or not at all."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 import zlib
 from array import array
-from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -17,14 +21,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from engine.spec import SAMPLE_RATE
-
 from .stage import warn
 
 TINT = np.array([255, 0, 255], np.uint8)  # mask colour (RGB): magenta, far from every SynthAVS colour (green was one)
 
 
-AAC_PRIMING = 1024  # samples FFmpeg's AAC encoder emits before the first input sample (its initial_padding)
 
 
 @lru_cache(maxsize=4)
@@ -72,187 +73,72 @@ def check_output(path: str | Path, inputs: tuple[str | Path | None, ...] = ()) -
 
 
 def partial_path(path: Path) -> Path:
-    """Where an output is written until it is complete: overlay.mp4 -> overlay.partial.mp4."""
+    """Where an output is written while the run goes: overlay.mp4 -> overlay.partial.mp4 (what a
+    killed sink leaves: a playable recording, the metrics lines so far)."""
+    path = Path(path)
     return path.with_name(f"{path.stem}.partial{path.suffix}")
 
 
-class Recorder:
-    """MP4 (H.264 + AAC) of the overlay with the source's original audio. Video frames keep their
-    stream time (variable frame rate: dropped frames leave the previous picture on screen); audio
-    is written sample-exact from the audio chunks the source published.
+def staged_path(path: str | Path) -> Path:
+    """Where a complete output waits for the run's verdict (``commit_outputs``): .overlay.mp4.staged."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.staged")
 
-    Crash safety: the file is fragmented MP4 (a fragment per keyframe, one every 2 s), written as
-    ``NAME.partial.mp4`` and renamed to NAME when closed, so a killed sink leaves a playable
-    partial file and never a broken file under the final name. NaN / Inf audio is replaced by
-    silence; a frame of another size is scaled to the recording's size, odd or 1-pixel sizes padded."""
 
-    def __init__(self, path: str | Path, sample_rate: int = SAMPLE_RATE, fps_hint: int = 30,
-                 inputs: tuple[str | Path | None, ...] = (), source_audio: str | None = None) -> None:
-        """``source_audio``: a media file whose audio track is copied in at its own rate and channels
-        (a file source: the pipeline itself only carries 16 kHz mono for the model)."""
-        import av
+def failed_path(path: str | Path) -> Path:
+    """Where a failed run's complete outputs go, beside the earlier run's: overlay.failed.mp4."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.failed{path.suffix}")
 
-        self.av = av
-        self.path = Path(path)
-        why = check_output(self.path, inputs)
-        if why:
-            raise ValueError(why)
-        self.partial = partial_path(self.path)
-        self.rate = sample_rate
-        self.fps_hint = fps_hint
-        self.container = None
-        self.video = None
-        self.audio = None
-        self.fifo = None
-        self.size: tuple[int, int] | None = None  # (width, height) of the recording
-        self.last_pts = -1
-        self.audio_next = 0  # next sample index to encode (audio pts in samples)
-        self.frames = 0
-        self.pending_audio: list[tuple[int, np.ndarray]] = []
-        self.audio_refused = 0
-        self.resized = 0
-        self.source_audio = source_audio
-        self.priming = AAC_PRIMING
-        self.original = None  # (container, decoded-frame iterator, start seconds) when copying the source's track
 
-    def _start(self, width: int, height: int) -> None:
-        av = self.av
-        self.size = (width, height)
-        self.container = av.open(str(self.partial), "w", format="mp4",
-                                 options={"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"})
-        self.video = self.container.add_stream("libx264", rate=self.fps_hint)
-        self.video.width, self.video.height, self.video.pix_fmt = width, height, "yuv420p"
-        self.video.time_base = Fraction(1, 1000)  # pts in ms of stream time
-        self.video.codec_context.time_base = Fraction(1, 1000)
-        # ultrafast + zerolatency: the encoder shares two cores with the model; a keyframe (and so
-        # a fragment on disk) every 2 s bounds what a crash can lose
-        self.video.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "23", "g": str(2 * self.fps_hint)}
-        self.fifo = av.AudioFifo()
-        if self.source_audio and self._open_original():
-            return
-        self.audio = self.container.add_stream("aac", rate=self.rate, layout="mono")
-        for first, samples in self.pending_audio:
-            self.add_audio(first, samples)
-        self.pending_audio.clear()
+class OutputError(OSError):
+    """An output could not be finished (a full disk, a vanished folder): names the path and the free space."""
 
-    def _open_original(self) -> bool:
-        """The source file's audio track at its own rate and layout; False if it has none."""
-        try:
-            src = self.av.open(str(self.source_audio))
-        except (self.av.FFmpegError, OSError):
-            return False
-        if not src.streams.audio:
-            src.close()
-            return False
-        a = src.streams.audio[0]
-        self.rate = a.codec_context.sample_rate
-        self.audio = self.container.add_stream("aac", rate=self.rate, layout=a.layout.name)
-        start = float(src.start_time or 0) / 1e6  # the file's time zero is the stream's time zero
-        self.original = (src, src.decode(a), start)
-        self.pending_audio.clear()
-        return True
 
-    def _pump_original(self, until_s: float | None) -> None:
-        """Encodes the source's audio up to ``until_s`` of stream time (None: to the end)."""
-        src, frames, start = self.original
-        while until_s is None or self.audio_next < (until_s + 0.2) * self.rate:
-            try:
-                frame = next(frames)
-            except (StopIteration, self.av.FFmpegError):
-                return
-            t = float(frame.pts * frame.time_base) - start if frame.pts is not None else self.audio_next / self.rate
-            if t + frame.samples / self.rate <= 0:
-                continue
-            frame.pts = self.audio_next
-            self.audio_next += frame.samples
-            self.fifo.write(frame)
-            while self.fifo.samples >= 1024:
-                self._encode_audio(self.fifo.read(1024))
+def output_error(path: str | Path, exc: BaseException) -> OutputError:
+    folder = Path(path).parent
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB free in {folder}"
+    except OSError:
+        free = f"folder {folder} is not readable"
+    why = getattr(exc, "strerror", None) or str(exc)
+    return OutputError(f"cannot finish {path}: {why} ({free}); it was not written, earlier outputs are untouched")
 
-    def add_audio(self, first: int, samples: np.ndarray) -> None:
-        if self.source_audio and self.original is not None:
-            return  # the source's own track is copied instead of the model's 16 kHz mono
-        samples = np.nan_to_num(np.asarray(samples, np.float32), nan=0.0, posinf=0.0, neginf=0.0)  # NaN stops AAC
-        if self.container is None:  # the size of the picture is not known before the first frame
-            self.pending_audio.append((first, np.clip(samples, -1, 1)))
-            while sum(a.size for _, a in self.pending_audio) > 10 * self.rate:  # bounded: 10 s at most
-                self.pending_audio.pop(0)
-            return
-        if first - self.audio_next > 10 * self.rate:  # not a lost chunk but a jump: refuse, never allocate for it
-            self.audio_refused += 1
-            return
-        if first > self.audio_next:  # a hole (lost chunk): silence keeps audio and video in sync
-            samples = np.concatenate([np.zeros(first - self.audio_next, np.float32), samples])
-        elif first < self.audio_next:
-            samples = samples[self.audio_next - first:]
-        if samples.size == 0:
-            return
-        frame = self.av.AudioFrame.from_ndarray(np.ascontiguousarray(np.clip(samples, -1, 1), np.float32)[None],
-                                                format="flt", layout="mono")
-        frame.sample_rate = self.rate
-        frame.pts = self.audio_next
-        self.audio_next += samples.size
-        self.fifo.write(frame)
-        while self.fifo.samples >= 1024:  # AAC takes whole 1024-sample frames
-            self._encode_audio(self.fifo.read(1024))
 
-    def _encode_audio(self, frame) -> None:
-        if self.priming > 0:
-            # the AAC encoder puts 1024 samples of priming first, and this MP4 carries no edit list that
-            # would tell a player to skip them: dropping the first 1024 source samples instead keeps every
-            # later sample at its own time (measured: the sound was 64 ms late at 16 kHz without this)
-            self.priming -= frame.samples
-            return
-        frame.sample_rate = self.rate
-        for packet in self.audio.encode(frame):
-            self.container.mux(packet)
+def finish_staged(tmp: Path, path: Path, staged: bool) -> None:
+    """A complete temporary file becomes the staged output (``staged``: a sink, whose supervisor
+    commits the run) or the output itself (a caller on its own). Same folder: an atomic rename."""
+    os.replace(tmp, staged_path(path) if staged else path)
 
-    def _fit(self, image: np.ndarray) -> np.ndarray:
-        """The picture at the recording's size: yuv420p needs even sides of at least 2 pixels."""
-        h, w = image.shape[:2]
-        if self.container is None:
-            self._start(max(2, w + w % 2), max(2, h + h % 2))
-        width, height = self.size
-        if (w, h) == (width, height):
-            return np.ascontiguousarray(image)
-        if abs(w - width) <= 1 and abs(h - height) <= 1 and w <= width and h <= height:  # padding only
-            return cv2.copyMakeBorder(np.ascontiguousarray(image), 0, height - h, 0, width - w, cv2.BORDER_REPLICATE)
-        self.resized += 1  # the source changed size mid-stream
-        return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_AREA)
 
-    def add_frame(self, image: np.ndarray, pts_ns: int) -> None:
-        image = self._fit(image)
-        pts = pts_ns // 1_000_000
-        if pts <= self.last_pts:
-            return  # two frames in one ms cannot both be shown
-        frame = self.av.VideoFrame.from_ndarray(image, format="rgb24")
-        frame.pts = pts
-        frame.time_base = Fraction(1, 1000)
-        for packet in self.video.encode(frame):
-            self.container.mux(packet)
-        self.last_pts = pts
-        self.frames += 1
-        if self.original is not None:
-            self._pump_original(pts / 1000)
+def commit_outputs(paths: list[str | Path | None], ok: bool) -> dict[str, str | None]:
+    """Moves a run's staged outputs into place together, once the run is over: under their own
+    names when it succeeded (replacing an earlier run's), as NAME.failed.EXT when it failed (the
+    earlier run's outputs stay untouched). Returns {output: where it is now, or None if the run
+    wrote nothing there}."""
+    done: dict[str, str | None] = {}
+    for path in filter(None, paths):
+        staged, dest = staged_path(path), Path(path) if ok else failed_path(path)
+        if staged.exists():
+            os.replace(staged, dest)
+            done[str(path)] = str(dest)
+        else:
+            done[str(path)] = None
+    return done
 
-    def close(self) -> None:
-        if self.container is None:
-            return
-        try:
-            for packet in self.video.encode():
-                self.container.mux(packet)
-            if self.original is not None:  # the track up to the last picture shown (+ one frame)
-                self._pump_original(self.last_pts / 1000 + 1 / self.fps_hint - 0.2)
-                self.original[0].close()
-            rest = self.fifo.read()
-            if rest is not None and rest.samples:
-                self._encode_audio(rest)
-            for packet in self.audio.encode():
-                self.container.mux(packet)
-        finally:
-            self.container.close()
-            self.container = None
-        os.replace(self.partial, self.path)  # only a complete recording gets the final name
+
+def sweep_spools(folder: Path) -> None:
+    """Removes spools (.NAME.PID-RANDOM.spool) and unfinished archives (.NAME.PID.partial) that a
+    killed sink left: their writer's pid is gone."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(".") and name.endswith((".spool", ".partial")):
+            pid = name.rsplit(".", 2)[-2].split("-")[0]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                Path(folder, name).unlink(missing_ok=True)
 
 
 class _Spool:
@@ -260,7 +146,8 @@ class _Spool:
     back one chunk at a time: what it holds costs disk (a few KB per mask), never memory."""
 
     def __init__(self, folder: Path, name: str) -> None:
-        fd, self.path = tempfile.mkstemp(prefix=f".{name}.", suffix=".spool", dir=folder)
+        sweep_spools(folder)
+        fd, self.path = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}-", suffix=".spool", dir=folder)
         self.file = os.fdopen(fd, "wb")
         self.z = zlib.compressobj(1)
         self.count = 0
@@ -293,22 +180,27 @@ class MaskStore:
     every mask and unpacked them all at shutdown: 4.9 GB after 4 minutes). The npz is written under
     a temporary name and renamed when complete."""
 
-    def __init__(self, path: str | Path, limit: int = 36_000) -> None:
+    def __init__(self, path: str | Path, limit: int = 36_000, staged: bool = False) -> None:
         self.path = Path(path)
+        self.staged = staged  # close() stages the archive for commit_outputs instead of naming it
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.limit = limit  # 20 min at 30 fps; beyond that masks are counted, not kept
         self.masks = _Spool(self.path.parent, self.path.name)
         self.gt: _Spool | None = None
         self.meta = array("q")  # seq, pts_ns, capture_ns per mask: 24 bytes each
         self.shape: tuple[int, int] | None = None
-        self.overflow = 0
+        self.other_size = 0  # masks of another frame size than the first (an npz holds one size)
+        self.over_limit = 0  # masks past ``limit``
         self.gt_missing = False
 
     def add(self, seq: int, pts_ns: int, capture_ns: int, mask: np.ndarray, gt: np.ndarray | None) -> None:
         if self.shape is None:
             self.shape = mask.shape
-        if self.masks.count >= self.limit or mask.shape != self.shape:
-            self.overflow += 1
+        if mask.shape != self.shape:
+            self.other_size += 1
+            return
+        if self.masks.count >= self.limit:
+            self.over_limit += 1
             return
         self.masks.add(mask)
         if gt is not None and gt.shape == self.shape and not self.gt_missing:
@@ -324,6 +216,8 @@ class MaskStore:
         try:
             if self.masks.count:
                 self._write()
+        except OSError as exc:  # a full disk: neither the archive nor its temporary file stays
+            raise output_error(self.path, exc) from exc
         finally:
             for spool in (self.masks, self.gt):
                 if spool is not None:
@@ -332,7 +226,15 @@ class MaskStore:
     def _write(self) -> None:
         n, (h, w) = self.masks.count, self.shape
         meta = np.frombuffer(self.meta, np.int64).reshape(n, 3)
-        tmp = self.path.with_name(f".{self.path.name}.partial")
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
+        try:
+            self._zip(tmp, n, h, w, meta)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        finish_staged(tmp, self.path, self.staged)
+
+    def _zip(self, tmp: Path, n: int, h: int, w: int, meta: np.ndarray) -> None:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
             members = [("masks", self.masks)] + ([("gt", self.gt)] if self.gt is not None and not self.gt_missing else [])
             for name, spool in members:
@@ -343,23 +245,33 @@ class MaskStore:
             for i, name in enumerate(("seq", "pts_ns", "capture_ns")):
                 with zf.open(f"{name}.npy", "w") as f:
                     np.lib.format.write_array(f, np.ascontiguousarray(meta[:, i]))
-        os.replace(tmp, self.path)
 
 
 class MetricsLog:
     """One JSON object per delivered frame (seq, times, per-stage ms, concepts, IoU), then a final
-    ``{"summary": ...}`` line. Line-buffered so a crash keeps everything written so far."""
+    ``{"summary": ...}`` line. Written as NAME.partial.jsonl, line-buffered, so a crash keeps
+    everything written so far there; staged when closed (an earlier run's log is never truncated)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, staged: bool = False) -> None:
         self.path = Path(path)
+        self.staged = staged  # close() stages the log for commit_outputs instead of naming it
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "w", buffering=1)
+        self.partial = partial_path(self.path)
+        self.file = open(self.partial, "w", buffering=1)
 
     def write(self, record: dict[str, Any]) -> None:
-        self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        try:
+            self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        except OSError as exc:
+            raise output_error(self.path, exc) from exc
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError as exc:
+            self.partial.unlink(missing_ok=True)
+            raise output_error(self.path, exc) from exc
+        finish_staged(self.partial, self.path, self.staged)
 
 
 def display_available() -> str | None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from .graph import PipelineConfig, PipelineError, Signals, check_outputs, endpoints_for, layout, stage_specs, supervisor_clock
 from .node import build_stage, run_stages
+from .outputs import commit_outputs
 from .supervise import supervise_nodes
 from .transport import Endpoints
 
@@ -47,7 +48,10 @@ def run_pipeline(config: PipelineConfig | dict[str, Any]) -> dict[str, Any]:
             reports, errors = _run_threads(cfg, endpoints, specs)
         else:
             reports, errors = _run_processes(cfg, endpoints, specs)
-        return _assemble(cfg, reports, errors, time.monotonic() - t0)
+        report = _assemble(cfg, reports, errors, time.monotonic() - t0)
+        # the run's files replace the earlier run's together, only if it succeeded (stream/outputs.py)
+        report["outputs"] = commit_outputs([cfg.record, cfg.masks, cfg.metrics], ok=not report["errors"])
+        return report
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
@@ -67,10 +71,13 @@ def _run_threads(cfg: PipelineConfig, endpoints: Endpoints, specs: dict) -> tupl
         return run_stages(stages, endpoints, stop, abort, go, cfg.stream_id, supervise=supervisor_clock(cfg, stop, abort))
 
 
+RUNNING: dict[str, Any] = {}  # node -> its process, and "go", while a pipeline runs in this process (tests kill one)
+
+
 def _run_processes(cfg: PipelineConfig, endpoints: Endpoints, specs: dict) -> tuple[dict, list[str]]:
     """One child per node of ``layout(cfg)``, supervised by stream.supervise (the shared rules)."""
     nodes = [(node, {n: specs[n] for n in names}, endpoints, cfg.stream_id) for node, names in layout(cfg)]
-    by_node, errors, _ = supervise_nodes(cfg, nodes, what="pipeline")
+    by_node, errors, _ = supervise_nodes(cfg, nodes, what="pipeline", running=RUNNING)
     reports: dict[str, dict] = {}
     for payload in by_node.values():
         reports.update(payload)  # stage name -> report (stage names are unique across nodes)

@@ -227,9 +227,42 @@ def _geometry(v: Any) -> bool:
             and ("ring_rate" not in v or _int(1, 1000)(v["ring_rate"])))
 
 
+MAX_SLOT_INDEX = 4096  # more than any ring has (shm_ring.MAX_SLOTS); the ring's own count is checked when mapped
+MAX_GEN = 1 << 62  # generations count writes: no ring lives to this number
+
+
+def slot_parts(desc: Any) -> list[tuple[str, list[int], np.dtype, int]]:
+    """The parts of a shared-memory slot descriptor {"ring", "slot", "gen", "parts": [{name, shape,
+    dtype, offset}]}: every field's kind and range, checked before anything is mapped (the ring's
+    own bounds are checked by stream/shm_ring.py when it maps it). Raises ProtocolError."""
+    if not isinstance(desc, dict) or not isinstance(desc.get("parts"), list) or not 1 <= len(desc["parts"]) <= MAX_PARTS:
+        raise ProtocolError("shm descriptor is not an object with 1 to 16 parts")
+    ring, slot, gen = desc.get("ring"), desc.get("slot"), desc.get("gen")
+    if not _str(ring) or type(slot) is not int or not 0 <= slot < MAX_SLOT_INDEX:
+        raise ProtocolError("shm descriptor needs a ring name and an int slot in range")
+    if type(gen) is not int or not 0 < gen < MAX_GEN or gen % 2:
+        raise ProtocolError("shm descriptor needs an even positive gen in range")
+    out, names = [], set()
+    for p in desc["parts"]:
+        if not isinstance(p, dict):
+            raise ProtocolError("shm part descriptor is not an object")
+        name, shape, dtype, offset = p.get("name"), p.get("shape"), DTYPES.get(p.get("dtype")), p.get("offset")
+        if not _str(name) or not name or name in names or dtype is None or type(offset) is not int or not 0 <= offset < 1 << 40:
+            raise ProtocolError(f"shm part descriptor {str(p)[:80]} is malformed")
+        if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(type(d) is int and 0 <= d <= MAX_DIM for d in shape):
+            raise ProtocolError(f"shm part '{name}': bad shape {str(shape)[:60]}")
+        names.add(name)
+        out.append((name, shape, dtype, offset))
+    return out
+
+
 def _slot(v: Any) -> bool:
-    """A shared-memory slot descriptor (stream/shm_ring.py checks its fields when it maps it)."""
-    return isinstance(v, dict) and isinstance(v.get("parts"), list)
+    """A shared-memory slot descriptor, every field in kind and range (``slot_parts``)."""
+    try:
+        slot_parts(v)
+    except ProtocolError:
+        return False
+    return True
 
 
 POSITION = _int(0, MAX_POSITION)

@@ -131,6 +131,9 @@ def cmd_serve(args) -> int:
     if args.report:
         save_report(report, args.report)
     print(summary(report))
+    for sid, s in report["streams"].items():
+        if not s["ok"]:
+            print(f"icf-stream: warning: stream {sid} ended early: {s['ended']}", file=sys.stderr)
     for e in report["errors"]:
         print(f"icf-stream: error: {e}", file=sys.stderr)
     return 2 if report["errors"] else 0

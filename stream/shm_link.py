@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .protocol import Packet, ProtocolError, part, validate
-from .shm_ring import RingReader, RingWriter, StaleSlot
+from .shm_ring import MAX_PART_BYTES, RingReader, RingWriter, StaleSlot
 from .stage import warn
 
 DEFAULT_SLOTS = 16  # > both high-water marks + the frame being processed (see shm_ring)
@@ -122,12 +122,26 @@ def _count_bad(counters: dict[str, Any], exc: Exception) -> None:
         counters["last_error"] = str(exc)[:200]
 
 
-class ShmReceiver:
-    """Consumer side, used by the context stage."""
+def attach(receiver: ShmReceiver | None, pkt: Packet, counters: dict[str, Any]) -> bool:
+    """``receiver.attach`` for a link that may have no shared memory (``receiver`` None): there a
+    packet with a slot descriptor has no parts to work on and is dropped as malformed (a forged
+    frame with ``shm`` over tcp used to reach the model without an image)."""
+    if receiver is not None:
+        return receiver.attach(pkt, counters)
+    if "shm" in pkt.header:
+        _count_bad(counters, ProtocolError("a shared-memory descriptor on a link without shared memory"))
+        return False
+    return True
 
-    def __init__(self) -> None:
+
+class ShmReceiver:
+    """Consumer side, used by the context stage. ``max_bytes``: the link's message limit, which a
+    slot's parts must keep to as a payload's do."""
+
+    def __init__(self, max_bytes: int = MAX_PART_BYTES) -> None:
         self.reader = RingReader()
         self.copies = CopyPool()
+        self.max_bytes = max_bytes
 
     def attach(self, pkt: Packet, counters: dict[str, Any]) -> bool:
         """Puts views of the slot into ``pkt.arrays``. False (and counted) if the frame is stale
@@ -136,7 +150,7 @@ class ShmReceiver:
         if desc is None:
             return True
         try:
-            pkt.arrays.update(self.reader.resolve(desc))
+            pkt.arrays.update(self.reader.resolve(desc, self.max_bytes))
             validate(pkt.kind, {k: v for k, v in pkt.header.items() if k != "shm"}, pkt.arrays)  # the same rules as a payload frame
             counters["shm_frames"] = counters.get("shm_frames", 0) + 1
             return True
@@ -207,9 +221,10 @@ class ResultRing(ShmSender):
 class ResultTaker:
     """Sink side: copies a result's parts out of its slot and hands the slot back, in one step."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int = MAX_PART_BYTES) -> None:
         self.reader = RingReader(max_rings=16)  # one ring per worker that sends results here
         self.copies = CopyPool()
+        self.max_bytes = max_bytes  # the link's message limit: a slot's parts keep to it as a payload's do
 
     def take(self, pkt: Packet, counters: dict[str, Any]) -> bool:
         """Puts copies of the slot's parts into ``pkt.arrays`` and releases the slot. False (and
@@ -220,7 +235,7 @@ class ResultTaker:
         if desc is None:
             return True
         try:
-            arrays = {k: self.copies.copy(v) for k, v in self.reader.resolve(desc).items()}
+            arrays = {k: self.copies.copy(v) for k, v in self.reader.resolve(desc, self.max_bytes).items()}
             if not self.reader.valid(desc):
                 raise StaleSlot("slot reused while copying")
             validate(pkt.kind, {k: v for k, v in pkt.header.items() if k != "shm"}, arrays)
@@ -237,4 +252,4 @@ class ResultTaker:
         self.reader.close()
 
 
-__all__ = ["CopyPool", "ShmSender", "ShmReceiver", "ResultRing", "ResultTaker", "wanted", "DEFAULT_SLOTS", "RESULT_SLOTS"]
+__all__ = ["attach", "CopyPool", "ShmSender", "ShmReceiver", "ResultRing", "ResultTaker", "wanted", "DEFAULT_SLOTS", "RESULT_SLOTS"]

@@ -36,12 +36,13 @@ import mmap
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .protocol import DTYPES, MAX_DIM, MAX_NDIM, ProtocolError
+from .protocol import DTYPES, ProtocolError, slot_parts
 
 SHM_DIR = "/dev/shm"
 MAGIC = b"ICFRING2"
@@ -54,6 +55,8 @@ GENS_AT = HEAD_WORDS * 8
 RELEASED_AT = GENS_AT + MAX_SLOTS * 8
 HANDBACK = 1  # flags bit: the consumer hands slots back and the producer waits for them
 ALIGN = 64  # every part starts on a cache line
+MAX_RING_BYTES = 4 << 30  # a ring is slots x one frame's parts; a bigger file is forged (a sparse 128 TiB file cost ENOMEM)
+MAX_PART_BYTES = 32 << 20  # the default message limit (transport.Endpoints.max_bytes)
 NAME_RE = re.compile(r"^icf-ring-(\d+)-[0-9a-f]{8,32}$")  # the only files a reader will open
 
 
@@ -101,12 +104,21 @@ class _Mapping:
                 # allocate now: on a full tmpfs this fails here with ENOSPC instead of a SIGBUS on
                 # some later write into a sparse page
                 os.posix_fallocate(fd, 0, HEADER_BYTES + slots * slot_bytes)
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            size = st.st_size
+            if not stat.S_ISREG(st.st_mode):
+                raise ProtocolError(f"shared-memory ring {path} is not a regular file")
             if size < HEADER_BYTES:
                 raise ProtocolError(f"shared-memory ring {path} is truncated ({size} bytes)")
+            if size > MAX_RING_BYTES:
+                raise ProtocolError(f"shared-memory ring {path} is {size} bytes (limit {MAX_RING_BYTES})")
             self.mm = mmap.mmap(fd, size)
-        finally:
-            os.close(fd)  # the mapping keeps the memory; the descriptor is not needed
+        except BaseException:
+            os.close(fd)
+            raise
+        # the descriptor stays open: ``intact`` checks the file's size before a slot is touched (a
+        # same-user process that truncates the file would otherwise kill us with SIGBUS)
+        self.fd, self.size = fd, size
         head = self.head = np.frombuffer(self.mm, np.uint64, count=HEAD_WORDS, offset=0)
         if create:
             self.mm[:8] = MAGIC
@@ -127,7 +139,17 @@ class _Mapping:
     def slot(self, i: int) -> np.ndarray:
         return self.data[i * self.slot_bytes:(i + 1) * self.slot_bytes]
 
+    def intact(self) -> bool:
+        """The file still holds every mapped byte (one fstat, ~1 us)."""
+        try:
+            return self.fd >= 0 and os.fstat(self.fd).st_size >= self.size
+        except OSError:
+            return False
+
     def close(self) -> None:
+        if getattr(self, "fd", -1) >= 0:
+            os.close(self.fd)
+            self.fd = -1
         self.head = self.gens = self.released = self.data = None  # drop our views first so the mmap can close
         try:
             self.mm.close()
@@ -156,6 +178,8 @@ class RingWriter:
         self.reclaimed = 0  # slots taken back from a consumer that died or was replaced
         self.consumer = 0  # the pid that claimed the ring, and whether /proc showed it alive
         self.consumer_seen = False
+        self.own = np.zeros(0, np.uint64)  # the generation of every slot as this writer wrote it: the ring's words are not trusted
+        self.corrupt_words = 0  # handed-back words that held no generation of ours (another process wrote them)
         self.swept = sweep_stale(directory)
 
     def free(self) -> bool:
@@ -163,15 +187,26 @@ class RingWriter:
         ring = self.ring
         if not self.handback or ring is None:
             return True
+        if not ring.intact():  # truncated by someone: never touch it again, the next write makes a new ring
+            self._unlink()
+            return True
         pid = int(ring.head[4])
         if pid != self.consumer:  # a consumer claimed the ring: one stat per new consumer, not per frame
             replaced = self.consumer != 0
             self.consumer, self.consumer_seen = pid, Path(f"/proc/{pid}").exists()
             if replaced:  # the old consumer's slots will never come back
                 self._reclaim()
+        # a handed-back word is this slot's generation (handed back), the one before (not yet) or
+        # 0 (never written); anything else was written by someone else: the slot is taken back
+        own = self.own
+        ok = (ring.released == own) | (ring.released == own - np.uint64(2)) | (ring.released == 0)
+        if not ok.all():
+            bad = ~ok
+            self.corrupt_words += int(np.count_nonzero(bad))
+            ring.released[bad] = own[bad]
         # the lowest handed-back slot, not the next in turn: a sink that keeps up gets the same one
         # or two slots back again and again, warm in the caches and TLBs of both processes
-        handed = np.flatnonzero(ring.released == ring.gens)
+        handed = np.flatnonzero(ring.released == own)
         if handed.size:
             self.next = int(handed[0])
             return True
@@ -183,18 +218,18 @@ class RingWriter:
 
     def claimed(self) -> bool:
         """True once a consumer handed back a slot of the current ring (it can map it)."""
-        return self.ring is not None and int(self.ring.head[4]) != 0
+        return self.ring is not None and self.ring.intact() and int(self.ring.head[4]) != 0
 
     def held(self) -> int:
         """Slots the consumer has not handed back yet (0 without handback)."""
         ring = self.ring
-        return 0 if not self.handback or ring is None else int(np.count_nonzero(ring.released != ring.gens))
+        return 0 if not self.handback or ring is None or not ring.intact() else int(np.count_nonzero(ring.released != self.own))
 
     def _reclaim(self) -> None:
         ring = self.ring
-        held = ring.released != ring.gens
+        held = ring.released != self.own
         self.reclaimed += int(np.count_nonzero(held))
-        ring.released[held] = ring.gens[held]  # the consumer is gone: its words are ours now
+        ring.released[held] = self.own[held]  # the consumer is gone: its words are ours now
 
     def _open(self, slot_bytes: int) -> None:
         self._unlink()
@@ -209,6 +244,7 @@ class RingWriter:
                 pass
             raise
         self.next = 0
+        self.own = np.zeros(self.slots, np.uint64)
         self.rings_made += 1
         self.consumer, self.consumer_seen = 0, False
 
@@ -216,18 +252,18 @@ class RingWriter:
         arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
         arrays = {k: v.astype(v.dtype.newbyteorder("<")) if v.dtype.byteorder == ">" else v for k, v in arrays.items()}  # wire order
         parts, need = layout(arrays)
-        if self.ring is None or need > self.ring.slot_bytes:
-            self._open(_align(need))
+        if self.ring is None or need > self.ring.slot_bytes or not self.ring.intact():
+            self._open(_align(need))  # first, bigger, or a ring someone truncated: a new file
         if not self.free():
             raise RingFull(f"slot {self.next} of {self.name} was not handed back yet")
         ring, i = self.ring, self.next
         self.next = (i + 1) % ring.slots
-        gen = int(ring.gens[i]) + 1 | 1  # odd: being written
+        gen = int(self.own[i]) + 1 | 1  # odd: being written (from our own count: the ring's word may be anything)
         ring.gens[i] = gen
         slot = ring.slot(i)
         for desc, arr in zip(parts, arrays.values()):
             slot[desc["offset"]:desc["offset"] + arr.nbytes] = arr.reshape(-1).view(np.uint8)
-        ring.gens[i] = gen + 1  # even: complete
+        ring.gens[i] = self.own[i] = gen + 1  # even: complete
         return {"ring": self.name, "slot": i, "gen": gen + 1, "parts": parts}
 
     def _unlink(self) -> None:
@@ -261,30 +297,32 @@ class RingReader:
                 m = _Mapping(os.path.join(self.directory, name), create=False)
             except (FileNotFoundError, PermissionError) as exc:
                 raise StaleSlot(f"ring {name} is gone ({exc.__class__.__name__})") from None
+            except (OSError, ValueError, OverflowError) as exc:  # a folder, a FIFO, a huge sparse file: not a ring
+                raise ProtocolError(f"ring {name} cannot be mapped: {exc.__class__.__name__}: {exc}"[:200]) from None
             while len(self.maps) >= self.max_rings:
                 self.maps.pop(next(iter(self.maps))).close()
         self.maps[name] = m  # most recent last
         return m
 
-    def resolve(self, desc: Any) -> dict[str, np.ndarray]:
-        """Read-only views of the slot's parts. Raises ProtocolError for a malformed descriptor,
-        StaleSlot when the slot no longer holds that frame."""
-        if not isinstance(desc, dict) or not isinstance(desc.get("parts"), list):
-            raise ProtocolError("shm descriptor is not an object with parts")
-        slot, gen = desc.get("slot"), desc.get("gen")
-        if type(slot) is not int or type(gen) is not int or gen <= 0 or gen % 2:
-            raise ProtocolError("shm descriptor needs an int slot and an even positive gen")
+    def resolve(self, desc: Any, max_bytes: int = MAX_PART_BYTES) -> dict[str, np.ndarray]:
+        """Read-only views of the slot's parts. Raises ProtocolError for a malformed descriptor
+        (also parts over ``max_bytes`` in all: a forged slot must not bypass the message size
+        limit), StaleSlot when the slot no longer holds that frame."""
+        parts = slot_parts(desc)
+        if sum(math.prod(shape) * dtype.itemsize for _, shape, dtype, _ in parts) > max_bytes:
+            raise ProtocolError(f"shm parts exceed the {max_bytes} byte message limit")
+        slot, gen = desc["slot"], desc["gen"]
         m = self._mapping(desc.get("ring"))
+        if not m.intact():  # truncated since we mapped it: reading would be a SIGBUS
+            self.maps.pop(desc["ring"]).close()
+            raise StaleSlot(f"ring {desc['ring']} was truncated")
         if not 0 <= slot < m.slots:
             raise ProtocolError(f"shm slot {slot} outside ring of {m.slots}")
         if int(m.gens[slot]) != gen:
             raise StaleSlot(f"slot {slot} holds generation {int(m.gens[slot])}, header says {gen}")
         data = m.slot(slot)
         out: dict[str, np.ndarray] = {}
-        for p in desc["parts"]:
-            name, shape, dtype, offset = _part(p)
-            if name in out:
-                raise ProtocolError(f"shm part '{name}' repeated")
+        for name, shape, dtype, offset in parts:
             n = math.prod(shape) * dtype.itemsize
             if offset < 0 or offset + n > m.slot_bytes:
                 raise ProtocolError(f"shm part '{name}' ({n} B at {offset}) outside a {m.slot_bytes} B slot")
@@ -296,7 +334,7 @@ class RingReader:
     def valid(self, desc: dict[str, Any]) -> bool:
         """True while the slot still holds the frame of ``desc`` (call after the last read)."""
         m = self.maps.get(desc.get("ring"))
-        return m is not None and int(m.gens[desc["slot"]]) == desc["gen"]
+        return m is not None and m.intact() and int(m.gens[desc["slot"]]) == desc["gen"]
 
     def release(self, desc: Any) -> bool:
         """Hands the slot of ``desc`` back to its producer (handback rings; a no-op otherwise).
@@ -305,7 +343,8 @@ class RingReader:
         this process the ring's consumer, whose disappearance gives the producer its slots back."""
         m = self.maps.get(desc.get("ring")) if isinstance(desc, dict) else None
         slot, gen = (desc.get("slot"), desc.get("gen")) if m is not None else (None, None)
-        if m is None or not m.flags & HANDBACK or type(slot) is not int or type(gen) is not int or not 0 <= slot < m.slots:
+        if m is None or not m.flags & HANDBACK or type(slot) is not int or type(gen) is not int or not 0 <= slot < m.slots \
+                or not m.intact():
             return False
         pid = os.getpid()
         if m.head[4] != pid:
@@ -327,17 +366,6 @@ class StaleSlot(Exception):
 
 class RingFull(Exception):
     """A handback ring's next slot is still held by its consumer: wait (``RingWriter.free``)."""
-
-
-def _part(p: Any) -> tuple[str, list[int], np.dtype, int]:
-    if not isinstance(p, dict):
-        raise ProtocolError("shm part descriptor is not an object")
-    name, shape, dtype, offset = p.get("name"), p.get("shape"), DTYPES.get(p.get("dtype")), p.get("offset")
-    if not isinstance(name, str) or not name or dtype is None or type(offset) is not int:
-        raise ProtocolError(f"shm part descriptor {p!r} is malformed")
-    if not isinstance(shape, list) or len(shape) > MAX_NDIM or not all(type(d) is int and 0 <= d <= MAX_DIM for d in shape):
-        raise ProtocolError(f"shm part '{name}': bad shape {shape!r}")
-    return name, shape, dtype, offset
 
 
 __all__ = ["RingWriter", "RingReader", "StaleSlot", "RingFull", "sweep_stale", "layout", "SHM_DIR"]

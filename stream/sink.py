@@ -18,10 +18,11 @@ import zmq
 from .events import EventLog, SoundingEvents
 from .metrics import Gauge, Latencies, Rate
 from .options import SinkOptions
-from .outputs import Display, MaskStore, MetricsLog, Recorder, display_available, render_overlay
+from .outputs import Display, MaskStore, MetricsLog, display_available, render_overlay
 from .protocol import RESYNC, History, encode, eos_ok, finite
+from .recorder import Recorder
 from .shm_link import ResultTaker
-from .stage import Stage, StageEnv, StageError, warn
+from .stage import Liveness, Stage, StageEnv, StageError, warn
 from .transport import close_socket, open_socket, recv_packet, stamp
 from .view.feed import ViewFeed
 
@@ -34,6 +35,13 @@ STAGES = (
     ("reorder", "sink_recv", "sink_out"), ("outputs", "sink_out", "sink_done"),
     ("capture_to_mask", "capture", "sink_out"), ("capture_to_output", "capture", "sink_done"),
 )
+
+
+def dropped_before(head: dict) -> int:
+    """Frames dropped between this result's frame and the one dispatched before it: what the header
+    says, but never more than its own seq and prev_seq allow (a forged 10**15 once became the report)."""
+    gap = max(int(head.get("seq", 0)) - int(head.get("prev_seq", -1)) - 1, 0)
+    return min(max(int(head.get("dropped_before", 0) or 0), 0), gap)
 
 
 class ReorderBuffer:
@@ -125,12 +133,12 @@ class SinkStage(Stage):
         o = self.options
         ep = env.endpoints
         self.pull = open_socket(ctx, zmq.PULL, ep, "results", bind=True)
-        self.taker = ResultTaker() if ep.extra.get("shm") else None  # same host: results through a ring (stream/shm_link.py)
+        self.taker = ResultTaker(ep.max_bytes) if ep.extra.get("shm") else None  # same host: results through a ring (stream/shm_link.py)
         self.poller = zmq.Poller()
         self.poller.register(self.pull, zmq.POLLIN)
         try:  # the paths were checked before the run (graph.check_outputs); this names a late problem
             self.recorder = Recorder(o.record, fps_hint=o.fps_hint, inputs=(o.record_audio_from,),
-                                     source_audio=o.record_audio_from) if o.record else None
+                                     source_audio=o.record_audio_from, staged=True) if o.record else None
         except ValueError as exc:
             raise StageError(f"cannot record: {exc}") from exc
         if self.recorder is not None:
@@ -138,12 +146,12 @@ class SinkStage(Stage):
             self.asub.setsockopt(zmq.SUBSCRIBE, b"")
             self.poller.register(self.asub, zmq.POLLIN)
         self.pub = open_socket(ctx, zmq.PUB, ep, "masks", bind=True, hwm=o.publish_hwm) if o.publish else None
-        self.store = MaskStore(o.masks) if o.masks else None
+        self.store = MaskStore(o.masks, staged=True) if o.masks else None
         self.view = ViewFeed(ctx, o.view, env.stream_id) if o.view else None  # the live view (stream/view): never waits
         self.events = SoundingEvents(env.stream_id) if (o.events or o.publish or o.view) else None  # started / stopped sounding
         self.recent_events: deque[dict] = deque(maxlen=5)  # the last few, for the live view
         self.event_log = EventLog(o.events) if o.events else None
-        self.log = MetricsLog(o.metrics) if o.metrics else None
+        self.log = MetricsLog(o.metrics, staged=True) if o.metrics else None
         if o.display:
             why = display_available()
             if why:
@@ -164,6 +172,7 @@ class SinkStage(Stage):
         self.received = 0
         self.models: set[str] = set()
         self.counters.update(delivered=0, errors=0, skipped=0, upstream_dropped=0, published=0)
+        self.liveness = Liveness(env, f"the segmenter (results link {ep['results']})", o.idle_timeout_s)
 
     def _drain(self) -> None:
         while self.asub is not None and self.asub.poll(0):
@@ -175,6 +184,7 @@ class SinkStage(Stage):
                 self.recorder.add_audio(pkt.header["first_sample"], samples)
         while self.pull.poll(0):
             _, pkt = recv_packet(self.pull, self.counters, max_bytes=self.env.endpoints.max_bytes, kinds=("result", "eos"))
+            self.liveness.heard()
             if pkt is None:
                 continue
             if "shm" in pkt.header and (self.taker is None or not self.taker.take(pkt, self.counters)):
@@ -197,7 +207,7 @@ class SinkStage(Stage):
 
     def _deliver(self, pkt) -> None:
         h, t = pkt.header, pkt.header["t"]
-        self.counters["upstream_dropped"] += max(h.get("dropped_before", 0), 0)
+        self.counters["upstream_dropped"] += dropped_before(h)
         if "error" in h:
             self.counters["errors"] += 1
             return
@@ -288,13 +298,15 @@ class SinkStage(Stage):
             stale = now - pkt.header["capture_ns"] > self.max_age_ns
             if stale and i < len(ready) - 1 and "error" not in pkt.header:  # newest wins when behind
                 self.counters["skipped"] += 1
-                self.counters["upstream_dropped"] += max(pkt.header.get("dropped_before", 0), 0)
+                self.counters["upstream_dropped"] += dropped_before(pkt.header)
                 continue
             self._deliver(pkt)
         if self.view is not None:
             self._view_state(now)
         if self.env.stop.is_set() and self.eos is None and self.eos_deadline is None:
             self.eos_deadline = now + int(self.options.eos_timeout_s * 1e9)
+        if self.eos is None and self.eos_deadline is None and (why := self.liveness.silent()):
+            raise StageError(why)  # the results so far are finalised by close()
         return not (done or timed_out)
 
     def report(self) -> dict[str, Any]:
@@ -325,11 +337,15 @@ class SinkStage(Stage):
         rep["models"] = sorted(self.models)
         if self.recorder is not None:
             rep["recorded_frames"] = self.recorder.frames
+        if self.store is not None and (self.store.other_size or self.store.over_limit):
+            # masks the archive could not keep (one frame size per npz; at most ``limit`` masks): counted, never silent
+            rep["masks_not_stored"] = {"other_size": self.store.other_size, "over_limit": self.store.over_limit}
         return rep
 
     def close(self) -> None:
         if self.pull is None:
             return
+        failed = []
         if self.events is not None and self.last_delivered is not None:
             seq, pts, capture = self.last_delivered
             for event in self.events.finish(seq, pts):  # a sound still going at the end stops there
@@ -337,12 +353,15 @@ class SinkStage(Stage):
                     self._emit(event, capture)
                 except Exception as exc:  # noqa: BLE001 - the other outputs still close
                     warn(f"sounding event lost at close: {exc}")
+        if self.store is not None and (self.store.other_size or self.store.over_limit):
+            warn(f"{self.store.path} does not hold {self.store.other_size} masks of another frame size and "
+                 f"{self.store.over_limit} past its {self.store.limit}-mask limit (counted in the report: masks_not_stored)")
         for out in (self.recorder, self.store, self.log, self.display, self.event_log):
             if out is not None:
                 try:
                     out.close()
                 except Exception as exc:  # noqa: BLE001 - one failing output must not lose the others
-                    warn(f"closing {type(out).__name__} failed: {exc}")
+                    failed.append(str(exc))
         if self.view is not None:
             self.view.state("ended", {"delivered": self.counters["delivered"], "reason": (self.eos or {}).get("reason", "stopped"),
                                       "events": list(self.recent_events)})
@@ -351,3 +370,5 @@ class SinkStage(Stage):
             close_socket(s, self.env.abort)
         if self.taker is not None:
             self.taker.close()
+        if failed:  # the run fails: its other outputs are not committed either (outputs.commit_outputs)
+            raise StageError("; ".join(failed))

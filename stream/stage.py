@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import zmq
@@ -32,6 +32,7 @@ class StageEnv:
     abort: Any  # leave now
     go: Any  # set once every stage is open: sources start producing
     stream_id: str = "cam0"
+    ended: dict = field(default_factory=dict)  # stream id -> its stop event (multi-stream serve): that stream is over
 
 
 class StageError(RuntimeError):
@@ -89,8 +90,12 @@ def run_stage(stage: Stage, ctx: zmq.Context, env: StageEnv, opened: threading.E
     finally:
         try:
             stage.close()
-        except Exception as exc:  # noqa: BLE001
-            report.setdefault("error", f"{stage.name}: close failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - e.g. an output that could not be finished: the run failed
+            msg = f"{stage.name}: {exc}" if isinstance(exc, StageError) else f"{stage.name}: close failed: {exc}"
+            if "error" not in report:
+                report["error"] = msg
+                if errors is not None:
+                    errors.append(msg)
         if opened is not None:
             opened.set()  # never leave the supervisor waiting on a stage that failed to open
     try:
@@ -99,6 +104,37 @@ def run_stage(stage: Stage, ctx: zmq.Context, env: StageEnv, opened: threading.E
         report.setdefault("error", f"{stage.name}: report failed: {type(exc).__name__}: {exc}")
     report["opened"] = ok_open
     return report
+
+
+IDLE_S = 30.0  # a peer that sent nothing for this long, once it has sent something, is gone (docs/protocol.md: liveness)
+STARTUP_S = 120.0  # before its first message: peers on other machines start when they start
+
+
+class Liveness:
+    """A receiver's deadline on the peer it waits for: ``silent()`` names the peer once nothing came
+    for ``idle_s`` (``startup_s`` before the first message). The clock starts when the run goes
+    (``env.go``), so model loading and warm-up never count."""
+
+    def __init__(self, env: StageEnv, peer: str, idle_s: float = IDLE_S, startup_s: float = STARTUP_S) -> None:
+        self.env, self.peer = env, peer
+        self.idle_ns, self.startup_ns = int(idle_s * 1e9), int(startup_s * 1e9)
+        self.last: int | None = None
+        self.heard_any = False
+
+    def heard(self) -> None:
+        self.last, self.heard_any = time.monotonic_ns(), True
+
+    def silent(self) -> str | None:
+        if not self.env.go.is_set():
+            return None
+        now = time.monotonic_ns()
+        if self.last is None:
+            self.last = now
+        limit = self.idle_ns if self.heard_any else self.startup_ns
+        if now - self.last <= limit:
+            return None
+        return (f"nothing from {self.peer} for {limit / 1e9:g} s{' (nothing at all since the start)' if not self.heard_any else ''}: "
+                "it stopped or died without an end of stream")
 
 
 def sleep_until(t_ns: int, *events: Any) -> bool:

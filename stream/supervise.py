@@ -7,9 +7,14 @@ serve (stream/multistream_serve.py) follow:
 - ``go`` is set once every node opened without error, so no stage starts before its peers;
 - a startup that takes longer than ``startup_timeout_s`` aborts the run;
 - a stage error stops the run (the others finalise and report); ``grace_s`` after a stop, abort;
-- a child that exits without a report is an error too;
+- a child that exits without a report (a crash) is an error too, and ends the others at once (abort);
 - ``expendable(node)``: once the run is going, such a node's failure costs only itself (it goes
-  into ``lost``, the run continues); the serve uses it for each stream's source.
+  into ``lost`` as "node: why", the run continues); the serve uses it for each stream's source and sink.
+- ``stream_stops``: each stream (the stream id of its nodes) gets its own stop event, used as the
+  stop of that stream's expendable nodes: a source that ends or fails, or a sink that fails, ends
+  its own stream only. The others get every stream's event (``StageEnv.ended``) and the run-wide
+  stop, which is set once every stream has ended (or by a signal, ``seconds`` or a stage error,
+  and then it ends every stream).
 Every child is gone when ``supervise_nodes`` returns (``reap``).
 """
 
@@ -35,6 +40,7 @@ def supervise_nodes(
     what: str = "pipeline",
     expendable: Callable[[str], bool] = lambda node: False,
     running: dict[str, Any] | None = None,
+    stream_stops: bool = False,
 ) -> tuple[dict[str, dict], list[str], list[str]]:
     """Runs ``nodes`` = [(node name, {stage name: spec}, endpoints, stream id)] to their end.
 
@@ -52,15 +58,23 @@ def supervise_nodes(
     finished: set[str] = set()
     running = {} if running is None else running
     tick = supervisor_clock(cfg, stop, abort)  # reads .seconds and .grace_s only
+    sid_of = {node: sid for node, _, _, sid in nodes}
+    ended = {sid_of[n]: ctx.Event() for n in sid_of if expendable(n)} if stream_stops else {}
 
     def failed(node: str, why: list[str]) -> None:
-        (lost if expendable(node) and go.is_set() else errors).extend(why)
+        if expendable(node) and go.is_set():
+            lost.extend(f"{node}: {w}" for w in why)
+            if sid_of[node] in ended:
+                ended[sid_of[node]].set()  # a stream whose sink (or source) is gone is over
+        else:
+            errors.extend(why)
 
     with Signals(stop, abort):
         try:
             for node, specs, endpoints, sid in nodes:
+                own_stop = ended[sid] if sid in ended and expendable(node) else stop
                 p = ctx.Process(target=node_main, name=f"icf-{node}", daemon=True,
-                                args=(node, copy.deepcopy(specs), endpoints, sid, stop, abort, go, inbox, os.getpid()))
+                                args=(node, copy.deepcopy(specs), endpoints, sid, own_stop, abort, go, inbox, os.getpid(), ended))
                 p.start()
                 procs[node] = running[node] = p
             running["go"] = go
@@ -81,6 +95,11 @@ def supervise_nodes(
                     failed(node, [r["error"] for r in payload.values() if "error" in r and r["error"] not in errors])
                 if errors and not stop.is_set():
                     stop.set()  # one stage failed: end the run, keep what the others finalise
+                if ended and all(e.is_set() for e in ended.values()) and not stop.is_set():
+                    stop.set()  # every stream has ended: from now on the drain is on the clock
+                if stop.is_set():
+                    for e in ended.values():
+                        e.set()
                 if go.is_set() or errors or stop.is_set():
                     tick()
                 elif time.monotonic() > deadline and not abort.is_set():
@@ -94,7 +113,10 @@ def supervise_nodes(
                             finished.add(node)
                             failed(node, [f"process {node} exited with code {p.exitcode} without a report"])
                             if not (expendable(node) and go.is_set()):
+                                # a crashed stage: the run cannot finish; the others end now, finalise,
+                                # and report (no drain that would end in a second, misleading error)
                                 stop.set()
+                                abort.set()
         finally:
             if any(p.is_alive() for p in procs.values()):
                 stop.set()  # reports are in (or we are failing): give children a moment, then abort

@@ -24,6 +24,7 @@ from .stage import Stage, StageEnv, StageError
 from .transport import GRACEFUL_LINGER_MS, close_socket, open_socket, recv_packet, stamp
 
 SEND_TIMEOUT_S = 10.0  # a peer that takes nothing for this long is gone
+RING_STUCK_S = 3.0  # a full results ring while the sink's socket takes messages: its words are not the sink's, go payload
 RING_UNCLAIMED_S = 5.0  # a full results ring no sink ever handed back: the sink cannot map it, go payload
 STARTUP_TIMEOUT_NS = 120 * 10**9
 STATE = ("audio", "frame_ring", "frame_valid", "segment_ring", "segment_valid")
@@ -126,6 +127,7 @@ class ResultSender:
         self.env, self.counters = env, counters
         self.send_timeout_ns = int(send_timeout_s * 1e9)
         self.sent_any = False
+        self._unfree: int | None = None  # since when the ring has had no free slot (can_take)
         self.send_image = send_image  # the frame goes back only when the sink draws on it (record / display)
         shm = env.endpoints.extra.get("shm")
         self.ring = ResultRing(shm) if ResultRing.wanted(shm) else None
@@ -137,6 +139,42 @@ class ResultSender:
         # a graph start in any order): wait as long as a source waits for its subscribers
         wait_ns = self.send_timeout_ns if self.sent_any else max(self.send_timeout_ns, STARTUP_TIMEOUT_NS)
         return stamp() + wait_ns, wait_ns
+
+    def can_take(self) -> bool:
+        """Whether a result can go now without waiting: a free ring slot (when the ring is in use)
+        and room on the socket. The multi-stream segmenter asks before it runs a stream's frame,
+        so a slow sink costs its own stream's frames, never the other streams' time."""
+        if self.ring is not None and not self.ring.free():
+            if self.ring.unclaimed() and stamp() - self.unfree_since() > RING_UNCLAIMED_S * 1e9:
+                self.ring.give_up(f"the sink handed back none of {self.ring.slots} results in {RING_UNCLAIMED_S:g} s: "
+                                  "it cannot map this host's /dev/shm, or has not started reading")
+            elif not self._ring_stuck(self.unfree_since()):
+                return False
+        self._unfree = None
+        return bool(self.push.getsockopt(zmq.EVENTS) & zmq.POLLOUT)
+
+    def _ring_stuck(self, since: int) -> bool:
+        """No slot came back for RING_STUCK_S while the sink's socket takes messages: the
+        handed-back words are not the sink's (another process wrote them). Results go as payload
+        from now on, counted, instead of waiting for slots that never come and blaming a live sink."""
+        if stamp() - since <= RING_STUCK_S * 1e9 or not self.push.getsockopt(zmq.EVENTS) & zmq.POLLOUT:
+            return False
+        self.counters["result_ring_stuck"] = self.counters.get("result_ring_stuck", 0) + 1
+        self.ring.give_up(f"no result slot came back for {RING_STUCK_S:g} s while the sink took messages")
+        return True
+
+    def unfree_since(self) -> int:
+        self._unfree = self._unfree or stamp()
+        return self._unfree
+
+    def try_send(self, msg: list) -> bool:
+        """One send that never waits; False if the sink cannot take it now."""
+        try:
+            self.push.send_multipart(msg, copy=False, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        self.sent_any = True
+        return True
 
     def _gone(self, wait_ns: int) -> StageError:
         return StageError(f"the sink at {self.env.endpoints['results']} took no result for "
@@ -171,6 +209,8 @@ class ResultSender:
                 if self.ring.unclaimed() and stamp() - start > RING_UNCLAIMED_S * 1e9:
                     self.ring.give_up(f"the sink handed back none of {self.ring.slots} results in {RING_UNCLAIMED_S:g} s: "
                                       "it cannot map this host's /dev/shm, or has not started reading")
+                    break
+                if self._ring_stuck(start):
                     break
                 time.sleep(pause)
                 pause = min(pause * 2, 0.002)

@@ -124,7 +124,7 @@ def test_signal_shuts_down_cleanly(how, media, tiny_onnx, tmp_path):
     p = cli("run", "--video", str(media["long"]), "--engine", tiny_onnx, "--backend", "onnxruntime", "--record", str(out),
             "--masks", str(tmp_path / "m.npz"), "--metrics", str(tmp_path / "m.jsonl"), "--report", str(tmp_path / "r.json"),
             start_new_session=True)
-    _wait_lines(tmp_path / "m.jsonl", 15, p)
+    _wait_lines(tmp_path / "m.partial.jsonl", 15, p)  # the log while the run goes (outputs.MetricsLog)
     kids = children_of(p.pid)
     assert len(kids) >= 3  # source, segmenter, sink (+ multiprocessing's resource tracker)
     if how == "sigint-group":
@@ -170,7 +170,7 @@ def test_documented_subscriber_example_receives_masks(media, tiny_onnx, tmp_path
 def test_killed_supervisor_leaves_no_orphans(media, tmp_path):
     p = cli("run", "--video", str(media["long"]), "--model", "icf-tiny", "--backend", "onnxruntime",
             "--metrics", str(tmp_path / "m.jsonl"), start_new_session=True)
-    _wait_lines(tmp_path / "m.jsonl", 5, p)
+    _wait_lines(tmp_path / "m.partial.jsonl", 5, p)  # the log while the run goes (outputs.MetricsLog)
     kids = children_of(p.pid)
     p.kill()  # SIGKILL: no handler runs; the children's watchdogs must notice
     p.communicate(timeout=10)

@@ -292,3 +292,59 @@ def test_keys_command_and_a_curve_subscriber(harness, tmp_path):
             break
     assert got is not None and got["kind"] == "mask"
     assert not bad.poll(300)
+
+
+def test_a_silent_segmenter_ends_the_sink_with_an_error_naming_it(harness, tmp_path):
+    """26.10: a sink whose segmenter was SIGKILLed (no EOS) waited forever. Now a receiver that hears
+    nothing for idle_timeout_s ends with an error naming the silent peer, and its outputs are finalised."""
+    from stream.sink import SinkStage
+
+    h = harness(SinkStage(reorder_timeout_ms=100, idle_timeout_s=1.0, masks=str(tmp_path / "m.npz")))
+    h.start()
+    push = h.sock(zmq.PUSH, "results", False)
+    for seq in range(3):
+        push.send_multipart(result(seq, seq - 1))
+    assert wait_for(lambda: h.stage.counters.get("delivered") == 3)
+    h.thread.join(30)  # then nothing: the segmenter is gone
+    assert not h.thread.is_alive()
+    assert "nothing from the segmenter" in h.report["error"] and h.ep["results"] in h.report["error"]
+
+
+def test_a_silent_source_ends_the_context_stage_with_an_error_naming_it(harness):
+    """26.10: the segmenter waited forever for a source that vanished without an EOS."""
+    h = harness(ContextStage(inline={"kind": "null"}, idle_timeout_s=1.0))
+    h.start()
+    pub = h.sock(zmq.PUB, "video", True)
+    pull = h.sock(zmq.PULL, "results", True)
+    for seq in range(200):  # until the stage's SUB is connected and has taken some
+        pub.send_multipart(frame(seq))
+        if h.stage.counters.get("received", 0) >= 3:
+            break
+        time.sleep(0.02)
+    assert h.stage.counters["received"] >= 3
+    h.thread.join(30)
+    assert not h.thread.is_alive()
+    assert "nothing from the source" in h.report["error"] and h.ep["video"] in h.report["error"]
+    pull.close()
+
+
+def test_forged_drop_counts_and_unstored_masks_are_bounded_and_counted(harness, tmp_path):
+    """26.8: a forged dropped_before=10**15 became the report's drop count; masks of another frame
+    size were left out of masks.npz without a count."""
+    from stream.sink import SinkStage
+
+    h = harness(SinkStage(reorder_timeout_ms=100, masks=str(tmp_path / "m.npz")))
+    h.ep.token = "tok"
+    h.start()
+    push = h.sock(zmq.PUSH, "results", False)
+    push.send_multipart(result(0, -1))
+    push.send_multipart(result(1, 0, dropped_before=10**15))  # the chain says no frame was dropped between them
+    t = time.monotonic_ns()
+    other = {"stream": "s", "seq": 5, "capture_ns": t, "pts_ns": 5 * 33_333_333, "prev_seq": 1, "dropped_before": 3, "t": {"capture": t}}
+    push.send_multipart(encode("result", other, {"mask": np.zeros((8, 8), np.uint8)}))  # another frame size
+    assert wait_for(lambda: h.stage.counters.get("delivered") == 3)
+    push.send_multipart(encode("eos", {"stream": "s", "seq": 6, "capture_ns": 0, "dispatched": 3, "frames_sent": 6, "token": "tok"}))
+    h.thread.join(10)
+    assert not h.thread.is_alive()
+    assert h.report["frames"]["dropped_by"]["context_or_transport"] == 3  # seq 2..4, not 10**15
+    assert h.report["masks_not_stored"] == {"other_size": 1, "over_limit": 0}

@@ -68,7 +68,7 @@ def _frames_in(path) -> tuple[int, int]:
 
 def test_recorder_survives_nan_and_inf_audio(tmp_path):
     """14.2: NaN / Inf samples stopped the AAC encoder ("avcodec_send_frame() returned 22")."""
-    from stream.outputs import Recorder
+    from stream.recorder import Recorder
 
     rec = Recorder(tmp_path / "o.mp4")
     tone = np.full(16000, 0.2, np.float32)
@@ -83,7 +83,7 @@ def test_recorder_survives_nan_and_inf_audio(tmp_path):
 
 def test_recorder_pads_tiny_and_scales_changed_frames(tmp_path):
     """14.3: a 1-pixel-wide frame crashed the recorder (IndexError), also mid-stream."""
-    from stream.outputs import Recorder
+    from stream.recorder import Recorder
 
     rec = Recorder(tmp_path / "o.mp4")
     rec.add_frame(np.zeros((5, 1, 3), np.uint8), 0)  # 1 pixel wide, odd height: padded to 2x6
@@ -96,7 +96,7 @@ def test_recorder_pads_tiny_and_scales_changed_frames(tmp_path):
 KILLED = textwrap.dedent("""
     import os, signal, sys
     import numpy as np
-    from stream.outputs import Recorder
+    from stream.recorder import Recorder
     rec = Recorder(sys.argv[1], fps_hint=30)
     for i in range(150):  # 5 s: two keyframes (one every 2 s) are on disk before the kill
         rec.add_audio(i * 533, np.zeros(533, np.float32))

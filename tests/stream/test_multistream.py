@@ -107,7 +107,7 @@ class _FakeLane:
         from types import SimpleNamespace
 
         self.latest = None if waited_ns is None else SimpleNamespace(header={"t": {"ctx_recv": now - waited_ns}})
-        self.eos_sent, self.eos_header = False, ({} if ended else None)
+        self.eos_sent, self.eos_header, self.blocked_since = False, ({} if ended else None), None
 
     def ready(self, now: int) -> bool:
         return self.latest is not None
@@ -148,7 +148,7 @@ def test_serve_with_batched_onnx_engines(tmp_path):
     assert set(report["batching"]["step"]["batch_sizes"]) == {1, 2}
 
 
-def test_a_killed_source_costs_only_its_own_stream():
+def test_a_killed_source_costs_only_its_own_stream(tmp_path):
     import os
     import signal
     import threading
@@ -158,7 +158,7 @@ def test_a_killed_source_costs_only_its_own_stream():
 
     result: dict = {}
     cfg = ServeConfig(sources=[{"kind": "synthetic", "seconds": 3.0, "width": 160, "height": 120, "seed": i} for i in range(2)],
-                      backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2]})
+                      backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2]}, out_dir=str(tmp_path))
     th = threading.Thread(target=lambda: result.update(run_serve(cfg)))
     th.start()
     deadline = time.monotonic() + 60
@@ -166,11 +166,92 @@ def test_a_killed_source_costs_only_its_own_stream():
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert multistream_serve.RUNNING["go"].wait(60)
-    time.sleep(1.0)  # the streams are running
+    log = tmp_path / "cam1.partial.jsonl"  # the stream's metrics while it runs: kill once it has masks
+    deadline = time.monotonic() + 60
+    while not (log.exists() and log.read_text().count("\n") >= 3):
+        assert time.monotonic() < deadline and th.is_alive()
+        time.sleep(0.05)
     os.kill(multistream_serve.RUNNING["source-cam1"].pid, signal.SIGKILL)
     th.join(120)
     assert not th.is_alive()
     assert result["ok"], result["errors"]
-    assert result["lost_sources"] and "source-cam1" in result["lost_sources"][0]
-    assert result["streams"]["cam0"]["sent"] == 90 and result["streams"]["cam0"]["processed"] > 45  # the other stream ran to its end
+    assert result["lost"] and result["lost"][0].startswith("source-cam1: ")
+    assert not result["streams"]["cam1"]["ok"] and "exited with code -9" in result["streams"]["cam1"]["ended"]
+    cam0 = result["streams"]["cam0"]
+    assert cam0["sent"] == 90 and cam0["frames"]["accounted"] and cam0["processed"] > 0  # the other stream ran to its end
     assert 0 < result["streams"]["cam1"]["processed"] < 90
+
+
+def _serve_in_thread(cfg):
+    """Starts run_serve in a thread; returns (thread, result dict) once every stream is going."""
+    import threading
+    import time
+
+    from stream import multistream_serve
+
+    result: dict = {}
+    th = threading.Thread(target=lambda: result.update(run_serve(cfg)))
+    th.start()
+    deadline = time.monotonic() + 120
+    while "go" not in multistream_serve.RUNNING:
+        assert time.monotonic() < deadline and th.is_alive()
+        time.sleep(0.05)
+    assert multistream_serve.RUNNING["go"].wait(120)
+    return th, result, multistream_serve.RUNNING
+
+
+def test_each_file_runs_to_its_own_end_and_a_failing_one_ends_only_its_stream(tmp_path):
+    """Three files of different lengths: each stream sends every frame of its own file (the
+    shortest file's end used to stop every stream). A truncated file in the middle ends its own
+    stream only, and the report says which one and why."""
+    from .conftest import write_mp4
+
+    files = [write_mp4(tmp_path / f"{n}.mp4", s, size=(160, 120)) for n, s in (("a", 3.0), ("b", 1.0), ("c", 2.0))]
+    data = files[0].read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    null = {"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2, 3]}
+    report = run_serve(ServeConfig(sources=[{"kind": "file", "video": str(f)} for f in files], backend=null))
+    assert report["ok"] and not report["lost"], (report["errors"], report["lost"])
+    for sid, n in zip(("cam0", "cam1", "cam2"), (90, 30, 60)):
+        s = report["streams"][sid]
+        assert s["sent"] == n and s["frames"]["accounted"] and s["processed"] > 0 and s["ended"] == "the source ended", (sid, s)
+    report = run_serve(ServeConfig(sources=[{"kind": "file", "video": str(f)} for f in (files[0], tmp_path / "cut.mp4", files[2])],
+                                   backend=null))
+    assert not report["errors"], report["errors"]
+    assert [w.split(":")[0] for w in report["lost"]] == ["source-cam1"]
+    assert not report["streams"]["cam1"]["ok"] and "cut.mp4" in report["streams"]["cam1"]["ended"]
+    assert report["streams"]["cam0"]["sent"] == 90 and report["streams"]["cam2"]["sent"] == 60
+
+
+@pytest.mark.parametrize("shm", ["on", "off"])
+def test_a_stopped_or_killed_sink_costs_only_its_own_stream(shm):
+    """SIGSTOP of one sink: the segmenter stops running that stream's frames (newest wins) instead
+    of waiting on its sink, so the other streams keep every frame's turn. SIGKILL of that sink
+    afterwards: the stream ends (its results are lost), the others run to their end, no error."""
+    import os
+    import signal
+    import time
+
+    cfg = ServeConfig(sources=[{"kind": "synthetic", "seconds": 4.0, "width": 160, "height": 120, "seed": i} for i in range(3)],
+                      backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2, 3]}, shm=shm)
+    th, result, running = _serve_in_thread(cfg)
+    sink = running["sink-cam1"].pid
+    time.sleep(0.5)
+    os.kill(sink, signal.SIGSTOP)
+    time.sleep(2.0)  # the other streams go on meanwhile
+    os.kill(sink, signal.SIGKILL)
+    th.join(120)
+    assert not th.is_alive()
+    assert not result["errors"], result["errors"]
+    assert [w.split(":")[0] for w in result["lost"]] == ["sink-cam1"], result["lost"]
+    cam1 = result["streams"]["cam1"]
+    assert not cam1["ok"] and "exited with code -9" in cam1["ended"]
+    for sid in ("cam0", "cam1", "cam2"):
+        # before: the segmenter waited on the stopped sink's ring / socket (every stream lost ~1/3 of
+        # its frames meanwhile), then ended the run with "the sink ... is gone". Now it never waits on
+        # a sink at all: a lane whose sink cannot take a result skips its frames (newest wins)
+        lane = result["streams"][sid]["lane"]["counters"]
+        assert not lane.get("result_slot_waits") and not lane.get("result_send_waits"), (sid, lane)
+    for sid in ("cam0", "cam2"):
+        s = result["streams"][sid]
+        assert s["ok"] and s["sent"] == 120 and s["frames"]["accounted"] and s["processed"] > 0, (sid, s["frames"])

@@ -111,3 +111,34 @@ def test_corrupt_file_is_a_clear_error(media):
                                          backend={"kind": "null"}, transport="ipc", startup_timeout_s=60))
     assert not report["ok"]
     assert any("corrupt.mp4" in e for e in report["errors"]), report["errors"]
+
+
+@pytest.mark.parametrize("node", ["segmenter", "sink"])
+def test_a_crashed_stage_ends_the_others_at_once_with_the_real_cause(node, tmp_path):
+    """26.10: after a stage was SIGKILLed the others drained on the clock and the run ended 10 s
+    later with a second, misleading error (a SIGKILLed sink: the segmenter's "the sink ... is
+    gone"). Now a crash aborts the run: one error, the crash's own."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from stream import pipeline
+
+    result: dict = {}
+    cfg = PipelineConfig(source={"kind": "synthetic", "seconds": 30.0, "width": 160, "height": 120}, backend={"kind": "null"},
+                         transport="ipc", masks=str(tmp_path / "m.npz"))
+    th = threading.Thread(target=lambda: result.update(run_pipeline(cfg)))
+    th.start()
+    deadline = time.monotonic() + 120
+    while "go" not in pipeline.RUNNING:
+        assert time.monotonic() < deadline and th.is_alive()
+        time.sleep(0.05)
+    assert pipeline.RUNNING["go"].wait(120)
+    time.sleep(1.0)
+    os.kill(pipeline.RUNNING[node].pid, signal.SIGKILL)
+    th.join(60)
+    assert not th.is_alive()
+    assert result["errors"] == [f"process {node} exited with code -9 without a report"], result["errors"]
+    assert result["frames"]["sent"] < 900  # ended at once, not at the source's end
+    assert result["outputs"][str(tmp_path / "m.npz")] in (None, str(tmp_path / "m.failed.npz"))  # never under its own name

@@ -334,3 +334,116 @@ def test_lapped_slots_in_a_slow_pipeline_are_counted_and_accounted(monkeypatch):
     assert ctx.get("shm_stale", 0) > 0
     assert ctx["transport_gaps"] + ctx["superseded"] + ctx["dispatched"] + ctx.get("tail_lost", 0) == sent
     assert report["frames"]["accounted"], report["frames"]
+
+
+def _forged_ring(folder: str, size: int, slots: int = 2, slot_bytes: int = 4096) -> str:
+    """A file named like a ring, with a valid header claiming ``slots`` x ``slot_bytes``, ``size``
+    bytes long (sparse): what a same-user process can put into /dev/shm."""
+    from stream.shm_ring import GENS_AT, MAGIC
+
+    name = f"icf-ring-{os.getpid()}-{os.urandom(8).hex()}"
+    with open(os.path.join(folder, name), "wb") as f:
+        f.write(MAGIC + np.array([slots, slot_bytes, os.getpid(), 0, 0, 0, 0], np.uint64).tobytes())
+        f.seek(GENS_AT)
+        f.write(np.full(slots, 2, np.uint64).tobytes())  # every slot at generation 2
+        f.truncate(size)
+    return name
+
+
+def _result(desc: dict):
+    from stream.protocol import Packet
+
+    head = {"kind": "result", "stream": "s", "seq": 0, "capture_ns": 0, "pts_ns": 0, "prev_seq": -1, "t": {}, "parts": []}
+    return Packet(header=dict(head, shm=desc), arrays={})
+
+
+def test_forged_rings_are_dropped_and_counted_never_fatal(shm_dir):
+    """26.5: a result whose ring names a folder (IsADirectoryError), or a huge sparse file (ENOMEM
+    when mapped), killed the sink; a forged ring with 64 MiB slots let a 64 MiB mask past the
+    32 MiB message limit. Each is now a malformed message, counted, and the sink goes on."""
+    from stream.shm_link import ResultTaker
+
+    taker = ResultTaker()
+    taker.reader.directory = shm_dir
+    folder = f"icf-ring-{os.getpid()}-{'ab' * 8}"
+    os.mkdir(os.path.join(shm_dir, folder))
+    huge = _forged_ring(shm_dir, 8 << 30, slots=2, slot_bytes=4 << 30)  # sparse: no disk used
+    big = 8192 * 8200  # a 64 MiB mask in a forged ring whose slots hold it
+    wide = _forged_ring(shm_dir, 4096 + 2 * big, slots=2, slot_bytes=big)
+    part = {"name": "mask", "shape": [8192, 8200], "dtype": "uint8", "offset": 0}
+    counters: dict = {}
+    try:
+        for ring in (folder, huge, wide):
+            assert not taker.take(_result({"ring": ring, "slot": 0, "gen": 2, "parts": [part]}), counters)
+        assert counters["malformed"] == 3 and "shm_results" not in counters, counters
+    finally:
+        taker.close()
+
+
+@pytest.mark.parametrize("desc", [
+    {"ring": "x", "slot": 0, "gen": 2, "parts": []},  # no parts
+    {"ring": "x", "slot": 0, "gen": 2 ** 64, "parts": [{"name": "mask", "shape": [2, 2], "dtype": "uint8", "offset": 0}]},
+    {"ring": "x", "slot": -1, "gen": 2, "parts": [{"name": "mask", "shape": [2, 2], "dtype": "uint8", "offset": 0}]},
+    {"ring": 5, "slot": 0, "gen": 2, "parts": [{"name": "mask", "shape": [2, 2], "dtype": "uint8", "offset": 0}]},
+    {"ring": "x", "slot": 0, "gen": 2, "parts": [{"name": "mask", "shape": [2, 2], "dtype": "uint8", "offset": -5}]},
+    {"ring": "x", "slot": 0, "gen": 2, "parts": [{"name": "m", "shape": [2], "dtype": "uint8", "offset": 0}] * 2},
+])
+def test_every_descriptor_field_is_checked_on_receipt(desc):
+    """A forged descriptor fails protocol.validate, before anything is mapped."""
+    from stream.protocol import decode, encode
+
+    head = {"stream": "s", "seq": 0, "capture_ns": 0, "pts_ns": 0, "prev_seq": -1, "t": {}, "shm": desc}
+    with pytest.raises(ProtocolError, match="shm"):
+        decode(encode("result", head))
+
+
+def test_a_slot_descriptor_on_a_link_without_shared_memory_is_dropped():
+    """26.5: a frame with an ``shm`` key and no parts over tcp reached the model without an image
+    (KeyError: 'image' in the segmenter, StopIteration with 2 workers)."""
+    from stream.protocol import Packet
+    from stream.shm_link import attach
+
+    pkt = Packet(header={"kind": "frame", "shm": {"ring": "x", "slot": 0, "gen": 2, "parts": []}}, arrays={})
+    counters: dict = {}
+    assert not attach(None, pkt, counters) and counters["malformed"] == 1
+    assert attach(None, Packet(header={"kind": "frame"}, arrays={}), counters)  # a payload frame passes
+
+
+HOSTILE_WORDS = """
+import os, sys, numpy as np
+from stream.shm_ring import RingReader, RingWriter, StaleSlot
+folder = sys.argv[1]
+img = {"image": np.full((48, 64, 3), 7, np.uint8)}
+w, r = RingWriter(slots=2, directory=folder), RingReader(directory=folder)
+w.write(img)
+w.ring.gens[:] = np.uint64(2**64 - 1)  # all-0xFF generation words: the writer counts its own
+d = w.write(img)
+assert int(r.resolve(d)["image"][0, 0, 0]) == 7 and r.valid(d)
+os.truncate(os.path.join(folder, d["ring"]), 100)  # truncated under both sides: no SIGBUS
+try:
+    r.resolve(d)
+    raise SystemExit("a truncated ring was read")
+except StaleSlot:
+    pass
+assert not r.valid(d)
+d2 = w.write(img)  # the writer makes a new ring
+assert d2["ring"] != d["ring"] and int(r.resolve(d2)["image"][0, 0, 0]) == 7
+h = RingWriter(slots=2, directory=folder, handback=True)
+h.write(img)
+h.write(img)
+assert not h.free()
+h.ring.released[:] = np.uint64(12345)  # garbage in the handed-back words
+assert h.free() and h.corrupt_words == 2  # taken back, counted; never a wait for slots that never come
+os.truncate(os.path.join(folder, h.name), 10)
+assert h.free() and h.held() == 0 and not h.claimed()
+print("ok")
+"""
+
+
+def test_same_user_writes_into_a_ring_never_kill_or_wedge_either_side(shm_dir):
+    """26.9: all-0xFF generation words killed the source (OverflowError), garbage handed-back words
+    made the segmenter wait for slots that never came back, a truncated ring killed its reader with
+    SIGBUS. (In a child process: a SIGBUS would take the test runner with it.)"""
+    proc = subprocess.run([sys.executable, "-c", HOSTILE_WORDS, shm_dir], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", (proc.returncode, proc.stderr[-2000:])
