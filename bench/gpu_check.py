@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.check import IoU, masks
 from engine.inputs import synthetic_sequence
 from engine.spec import INPUT_NAMES, LOGIT_NAMES, OUTPUT_NAMES
+from engine.tolerance import IoU, masks
 
 IOU_MIN = 0.99
 FP32_TOL = 1e-4
