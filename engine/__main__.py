@@ -151,16 +151,11 @@ def _info(args: argparse.Namespace) -> int:
     else:
         doc = spec.read_sidecar(path)
         try:
-            if doc["kind"] == "onnx":
-                spec.verify_onnx(path, doc)
-            else:
-                section = {"tensorrt-plan": ("tensorrt", "plan_sha256"), "torch-tensorrt": ("torch_tensorrt", "program_sha256"),
-                           "aotinductor": ("aotinductor", "sha256")}[doc["kind"]]
-                spec.verify_sha(path, doc[section[0]][section[1]], doc["kind"])
-                if doc["kind"] == "aotinductor":
-                    from .aoti_common import check_package_compatible
+            spec.verify_artifact(path, doc)
+            if doc["kind"] == "aotinductor":
+                from .aoti_common import check_package_compatible
 
-                    check_package_compatible(doc, str(path))
+                check_package_compatible(doc, str(path))
             integrity = ("OK (sha256 and I/O match the sidecar; the sidecar's content digest matches)" if spec.DIGEST_KEY in doc else
                          "PARTIAL: sha256 and I/O match the sidecar, but the sidecar carries no content digest "
                          "(exported before digests were recorded), so its names and normalisation are unverified; re-export")

@@ -21,6 +21,8 @@ from pathlib import Path
 from engine.cache import cache_dir
 from icfcli import UserError, alias, make_parser, non_negative_int, positive_float, positive_int, run, size_wh
 
+from . import preflight
+
 
 def _shipped_weights() -> Path:
     """The checkpoint that ships with the package (weights/ is package data): found from any directory."""
@@ -193,6 +195,7 @@ def _check_model(args, cmd: str) -> None:
         raise UserError(NO_WEIGHTS.format(path=path, cmd=cmd))
     if path.suffix not in ARTIFACT_SUFFIXES:
         raise UserError(f"{path}: not a checkpoint or engine artifact (expected one of {', '.join(ARTIFACT_SUFFIXES)})")
+    preflight.check_artifact(str(path))  # a tampered or mismatched artifact, before any process starts
 
 
 def _backend_spec(args, cmd: str) -> dict:
@@ -270,6 +273,7 @@ def cmd_demo(args) -> int:
     (w, h), out = args.size, Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
+    preflight.check_publish(args.publish)
     spec = _backend_spec(args, "demo")  # validated and exported before out/ is touched
     out.mkdir(parents=True, exist_ok=True)
     cfg = PipelineConfig(
@@ -301,15 +305,11 @@ def _common_cfg(args, source: dict, cmd: str, outputs: dict, sink: dict | None =
 def cmd_live(args) -> int:
     outputs = _outputs(args)
     _check_outputs(outputs, ())
+    if args.mic != "none":  # before any export or output: each is a one-line answer
+        preflight.check_mic(args.mic)
+    preflight.check_camera(args.camera)
+    preflight.check_publish(args.publish)
     _check_model(args, "live")
-    if args.mic != "none":
-        from .live import import_sounddevice
-        from .stage import StageError
-
-        try:  # before any export or output: a missing library is a one-line answer, not a traceback
-            import_sounddevice()
-        except StageError as exc:
-            raise UserError(str(exc)) from None
     source = {"kind": "live", "camera": args.camera, "mic": None if args.mic == "none" else args.mic, "fps": args.fps}
     if args.size:
         source.update(width=args.size[0], height=args.size[1])
@@ -325,6 +325,10 @@ def cmd_run(args) -> int:
             what = "is a folder, not a media file" if Path(path).is_dir() else "does not exist"
             raise UserError(f"'{path}' {what}")
     _check_outputs(outputs, (args.video, args.audio))
+    preflight.check_media(args.video, "video", "--video")
+    if args.audio:
+        preflight.check_media(args.audio, "audio", "--audio")
+    preflight.check_publish(args.publish)
     _check_model(args, "run")
     # a network stream is live: read at the pace it arrives (never faster than its timestamps), never "fast"
     pace = "fast" if args.fast and not is_url(args.video) else "realtime"
