@@ -165,6 +165,7 @@ def test_documented_subscriber_example_receives_masks(media, tiny_onnx, tmp_path
     lines = [x for x in out.splitlines() if x.startswith("mask seq")]
     assert sub.returncode == 0 and len(lines) == 10, (out, err)
     assert "320x240" in lines[0] and "hears" in lines[0]
+    assert "hears None" not in out and "sounding " in lines[0]  # the header carries the verdict and the mask area
 
 
 def test_killed_supervisor_leaves_no_orphans(media, tmp_path):
