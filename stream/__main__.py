@@ -4,7 +4,7 @@ built-in synthetic scene, over a ZeroMQ pipeline (one process or many).
     icf-stream demo                          # synthetic 30 fps scene, 10 s, shipped weights -> out/demo/
     icf-stream live --camera 0 --mic default --weights weights/icf-lite-synthavs.safetensors
     icf-stream run --video clip.mp4 --publish tcp://127.0.0.1:5556 --record out/clip-overlay.mp4
-    icf-stream predict photo.jpg clip.mp4 frames/ --out out/predict   # offline: PNG masks + overlays + JSON
+    icf-stream predict photo.jpg clip.mp4 frames/ --out out/predict   # offline: overlay MP4 + masks per video, JSON
     icf-stream devices
     icf-stream keys --out keys/              # CURVE key files: then --curve-keys keys/ (docs/protocol.md)
     icf-stream serve --streams 3                 # many cameras, one batched model (stream/serve_cli.py)
@@ -124,9 +124,11 @@ def add_run(sub) -> None:
 
 
 def add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="offline: images, videos or a folder in; PNG masks + overlays + predictions.json out")
+    p = sub.add_parser("predict", help="offline: images, videos or a folder in; masks + overlays (MP4 for videos) + predictions.json out")
     p.add_argument("inputs", nargs="+", metavar="PATH", help="image (.png .jpg ...), video (.mp4 .mkv ...) or folder of them")
     p.add_argument("--out", default="out/predict", metavar="DIR", help="output folder (default out/predict)")
+    p.add_argument("--audio", metavar="FILE", help="a sound for the images (they hear its first second) and in place of the videos' own tracks")
+    p.add_argument("--png", action="store_true", help="videos: also a mask and an overlay PNG per frame (default: overlay.mp4 + masks.npz)")
     _model_args(p)
     p.set_defaults(func=cmd_predict)
 
@@ -138,11 +140,19 @@ def cmd_predict(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
+    if args.audio:
+        if not Path(args.audio).is_file():
+            raise UserError(f"--audio {args.audio} not found")
+        preflight.check_media(args.audio, "audio", "--audio")
     spec = _backend_spec(args, "predict")
     out.mkdir(parents=True, exist_ok=True)
-    doc = predict(files, spec, out, progress=not args.quiet)
-    print(f"icf-stream predict: {len(doc['frames'])} frame(s) of {len(files)} file(s) -> {out}/ (masks, overlays, predictions.json)")
-    return 0
+    doc = predict(files, spec, out, audio=Path(args.audio) if args.audio else None, pngs=args.png, progress=not args.quiet)
+    ran = len(doc["outputs"])
+    print(f"icf-stream predict: {len(doc['frames'])} frame(s) of {ran} file(s) -> {out}/ "
+          f"({'predictions.json, ' if ran else ''}per input: overlay.mp4 + masks.npz for videos, PNGs for images)")
+    for item in doc["skipped"]:
+        print(f"icf-stream predict: skipped {item['file']}: {item['why']}", file=sys.stderr)
+    return 2 if doc["skipped"] else 0
 
 
 def add_devices(sub) -> None:
