@@ -20,6 +20,7 @@ from pathlib import Path
 
 from engine.cache import cache_dir
 from icfcli import UserError, alias, make_parser, non_negative_int, positive_float, positive_int, run, size_wh
+from weights import SHIPPED_NAME, weights_arg
 
 from . import preflight
 
@@ -52,8 +53,8 @@ def default_threads() -> int:
 
 def _model_args(p) -> None:
     g = p.add_argument_group("model (default: the shipped weights, which know 8 SynthAVS classes only)")
-    g.add_argument("--weights", metavar="FILE",
-                   help="which model: an ICF checkpoint (.safetensors, exported to ONNX once and cached under "
+    g.add_argument("--weights", metavar="FILE", type=weights_arg,
+                   help=f"which model ({SHIPPED_NAME} names the shipped weights anywhere): an ICF checkpoint (.safetensors, exported to ONNX once and cached under "
                         f"{cache_dir()}) or an engine artifact (.onnx with its .json sidecar, .plan, .pt2 AOTInductor, .ep)")
     alias(g, "--engine", dest="weights")  # the old flag for artifacts
     g.add_argument("--model", metavar="NAME", help="registry model with UNTRAINED weights (icf-tiny, icf-lite): to try the pipeline")
@@ -200,6 +201,8 @@ def _check_model(args, cmd: str) -> None:
         return
     path = Path(args.weights) if args.weights else SHIPPED_WEIGHTS
     if not path.is_file():
+        if path.is_dir():
+            raise UserError(f"--weights {path} is a folder; give the checkpoint or artifact file in it")
         if args.weights:
             raise UserError(f"weights file {path} not found")
         raise UserError(NO_WEIGHTS.format(path=path, cmd=cmd))
@@ -226,7 +229,7 @@ def _backend_spec(args, cmd: str) -> dict:
                 artifact = str(export_cached(weights=artifact, cache_dir=None))  # once, before workers start
     except (ArtifactError, RuntimeError) as exc:  # the export's own last line says what was wrong (e.g. an unknown model name)
         last = [line for line in str(exc).splitlines() if line.strip()]
-        raise UserError(last[-1].removeprefix("icf-engine export: ") if last else str(exc)) from None
+        raise UserError(last[-1].removeprefix("icf-engine export: ").removeprefix("error: ") if last else str(exc)) from None
     return {"kind": "engine", "artifact": artifact, "backend": args.backend, "options": options}
 
 

@@ -82,10 +82,7 @@ def add_fit(sub) -> None:
 
 
 def add_eval(sub) -> None:
-    try:
-        from weights import SHIPPED  # package data: found from any directory
-    except ImportError:
-        SHIPPED = "weights/icf-lite-synthavs.safetensors"  # noqa: N806 - an install older than weights/__init__.py
+    from weights import SHIPPED, weights_arg  # package data: found from any directory
 
     e = sub.add_parser(
         "eval",
@@ -97,9 +94,10 @@ def add_eval(sub) -> None:
     )
     e.add_argument("--data", required=True, action="append", help=DATA_HELP + "; repeat for several")
     who = e.add_mutually_exclusive_group()
-    who.add_argument("--weights", default=str(SHIPPED), help="checkpoint .safetensors (default: the shipped weights)")
+    who.add_argument("--weights", default=str(SHIPPED), type=weights_arg,
+                     help="checkpoint .safetensors (default: the shipped weights, icf-lite-synthavs from any directory)")
     who.add_argument(
-        "--compare", nargs=2, metavar=("A", "B"),
+        "--compare", nargs=2, metavar=("A", "B"), type=weights_arg,
         help="two checkpoints on the same clips: paired bootstrap 95%% interval of A - B (mIoU, F, listening rates)",
     )  # fmt: skip
     e.add_argument(

@@ -5,5 +5,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SHIPPED = HERE / "icf-lite-synthavs.safetensors"  # + icf-lite-synthavs.json: how it was trained and scored
+SHIPPED_NAME = "icf-lite-synthavs"  # what --weights accepts for it in any directory (a path there would need the clone)
 
-__all__ = ["HERE", "SHIPPED"]
+
+def weights_arg(text: str) -> str:
+    """A --weights value: the shipped checkpoint's name (``icf-lite-synthavs``, or its file name), or a path.
+    A file of that name in the current directory wins over the shipped one."""
+    if text in (SHIPPED_NAME, SHIPPED.name) and not Path(text).exists():
+        return str(SHIPPED)
+    return text
+
+
+__all__ = ["HERE", "SHIPPED", "SHIPPED_NAME", "weights_arg"]

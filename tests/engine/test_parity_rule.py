@@ -81,14 +81,16 @@ def test_reduced_precision_is_judged_by_mask_iou():
 def test_check_passes_the_shipped_weights_export_with_exports_limit(tmp_path):
     """The README's two commands, in order: export passes its parity check, and check on that export
     passes with the same limit (it failed at 1.2e-4 > 1e-4 with an absolute rule)."""
+    from engine.__main__ import main
     from engine.check import check
-    from engine.export import export_checkpoint
-    from engine.spec import read_sidecar
+    from engine.spec import file_sha256, read_sidecar
 
     weights = ROOT / "weights" / "icf-lite-synthavs.safetensors"
     if not weights.is_file():
         pytest.skip("shipped weights absent")
-    onnx = export_checkpoint(weights, tmp_path / "engine")
+    assert main(["export", "--out", str(tmp_path / "engine")]) == 0  # no --weights: the shipped ones, as the other commands
+    onnx = tmp_path / "engine" / "icf-lite.onnx"
+    assert read_sidecar(onnx)["checkpoint"]["sha256"] == file_sha256(weights)
     exported = read_sidecar(onnx)["parity"]
     report = check(onnx, "onnxruntime", threads=2)
     assert report["passed"], report
