@@ -161,6 +161,7 @@ def export_onnx(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{stem or cfg['name']}.onnx"
+    log.info("exporting %s to %s", cfg["name"], path)  # engine.cache relays this line (EXPORTING) to its caller
     sidecar = spec.base_sidecar("onnx", cfg, net.pixel_mean.flatten().tolist(), net.pixel_std.flatten().tolist())
     if batch != 1:
         if batch < 1:

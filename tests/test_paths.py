@@ -41,7 +41,8 @@ def test_unknown_model_is_one_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ICF_ENGINE_CACHE", str(tmp_path / "cache"))
     assert stream_main(["demo", "--model", "nosuch", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "unknown model 'nosuch'" in err and "error: error:" not in err
+    assert "unknown model 'nosuch'" in err and "error: error:" not in err and "exporting" not in err
+    assert len(err.strip().splitlines()) == 1, err
 
 
 def test_build_hint_command_parses():
