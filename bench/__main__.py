@@ -8,7 +8,8 @@ versions; --smoke runs any of them end to end in seconds):
   pipeline   a paced end-to-end stream run with the stream's own per-stage metrics
   soak       a long run (default 10 min): memory of every process and p99 latency per minute, flat?
   streams    N camera streams through one batched model: p99 and processed ratio against N
-  plot       re-render Markdown + PNG from a JSON report (e.g. bench/gpu.py's from a GPU machine)
+  plot       re-render Markdown + PNG from a JSON report (e.g. bench/gpu.py's from a GPU machine), or plot a
+             stream run (out/demo/report.json: latency histogram and over time, per stage, drops)
 
 GPU measurements (one prepared run): scripts/gpu.sh, see bench/gpu.py --help.
 Numbers from a loaded machine are noisy: each report records the load average.
@@ -71,7 +72,8 @@ def add_streams(sub) -> None:
 
 def add_plot(sub) -> None:
     p = sub.add_parser("plot", help="re-render Markdown + PNG from a JSON report, or draw training curves (log.jsonl / curves.csv)")
-    p.add_argument("report", type=Path, help="a JSON written by icf-bench or bench/gpu.py; or a training run's log.jsonl / curves.csv / folder")
+    p.add_argument("report", type=Path, help="a JSON written by icf-bench or bench/gpu.py; a stream run's report.json (with the "
+                   "metrics.jsonl its run wrote); or a training run's log.jsonl / curves.csv / folder")
     p.add_argument("--out", type=Path, default=None, help="folder for the outputs (default: beside the input)")
     p.set_defaults(func=replot)
 
@@ -100,7 +102,11 @@ def replot(args: argparse.Namespace) -> int:
             raise UserError(f"{src} is not a JSON report ({exc}); training logs are read as log.jsonl / curves.csv") from None
         out = args.out or src.parent
         out.mkdir(parents=True, exist_ok=True)
-        made = plot_report(doc, out, src.stem)
+        from .run_plots import is_run_report, plot_run
+
+        made = plot_run(doc, src, out) if isinstance(doc, dict) and is_run_report(doc) else plot_report(doc, out, src.stem)
+    if not made:
+        raise UserError(f"{src}: nothing to plot (not an icf-bench report, a stream run's report.json or a training log)")
     for p in made:
         print(p)
     return 0

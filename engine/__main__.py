@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from icfcli import UserError, make_parser, non_negative_int, positive_float, positive_int, run
+from weights import SHIPPED, SHIPPED_NAME, weights_arg
 
 from . import spec
 
@@ -29,6 +30,10 @@ EPILOG = "Artifacts carry a sidecar JSON (same stem) that the runtime reads; see
 def _export(args: argparse.Namespace) -> int:
     from .export import export_checkpoint, export_model
 
+    if not args.weights and not args.model:
+        args.weights = str(SHIPPED)  # like the other commands: the shipped weights unless told otherwise
+    if args.weights and Path(args.weights).is_dir():
+        raise UserError(f"--weights {args.weights} is a folder; give the checkpoint file (.safetensors)")
     if args.weights and not Path(args.weights).is_file():
         raise UserError(f"weights file {args.weights} not found")
     if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -77,7 +82,7 @@ def _build_aoti(args: argparse.Namespace) -> int:
     print(f"sha256   {built['sha256']}")
     print(f"checked  vs eager torch fp32 on {len(par['frames'])} frames: max abs logit diff {par['max_abs_logit_diff']:.2e}, "
           f"mask IoU {par['mask_iou']:.4f}: PASS ({par['rule']})")
-    print(f"run it   icf-stream run --engine {path}")
+    print(f"run it   icf-stream demo --weights {path}   (or: icf-stream run --video FILE --weights {path})")
     return 0
 
 
@@ -151,16 +156,11 @@ def _info(args: argparse.Namespace) -> int:
     else:
         doc = spec.read_sidecar(path)
         try:
-            if doc["kind"] == "onnx":
-                spec.verify_onnx(path, doc)
-            else:
-                section = {"tensorrt-plan": ("tensorrt", "plan_sha256"), "torch-tensorrt": ("torch_tensorrt", "program_sha256"),
-                           "aotinductor": ("aotinductor", "sha256")}[doc["kind"]]
-                spec.verify_sha(path, doc[section[0]][section[1]], doc["kind"])
-                if doc["kind"] == "aotinductor":
-                    from .aoti_common import check_package_compatible
+            spec.verify_artifact(path, doc)
+            if doc["kind"] == "aotinductor":
+                from .aoti_common import check_package_compatible
 
-                    check_package_compatible(doc, str(path))
+                check_package_compatible(doc, str(path))
             integrity = ("OK (sha256 and I/O match the sidecar; the sidecar's content digest matches)" if spec.DIGEST_KEY in doc else
                          "PARTIAL: sha256 and I/O match the sidecar, but the sidecar carries no content digest "
                          "(exported before digests were recorded), so its names and normalisation are unverified; re-export")
@@ -198,8 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_export(sub) -> None:
     e = sub.add_parser("export", help="write step() as one static-shape ONNX file + sidecar JSON, verified against torch")
-    src = e.add_mutually_exclusive_group(required=True)
-    src.add_argument("--weights", metavar="CKPT", help="ICF checkpoint (.safetensors) to export")
+    src = e.add_mutually_exclusive_group()
+    src.add_argument("--weights", metavar="CKPT", type=weights_arg,
+                     help=f"ICF checkpoint (.safetensors) to export (default: the shipped weights, {SHIPPED_NAME})")
     src.add_argument("--model", metavar="NAME", help="registry model to build fresh (icf-tiny, icf-lite, icf-r50); its weights are saved beside")
     e.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     e.add_argument("--stem", help="file stem (default: the model name)")
@@ -219,7 +220,7 @@ def add_build(sub) -> None:
                                      "or an AOTInductor package (.pt2, CPU or CUDA, runs wherever this torch does)")
     b.add_argument("--onnx", metavar="FILE", help="exported ONNX (its sidecar must be beside it); --via aotinductor compiles the "
                                                    "checkpoint this sidecar records, since an ONNX graph cannot become a torch program")
-    b.add_argument("--weights", metavar="CKPT", help="checkpoint to compile: for --via aotinductor (or instead of --onnx), and "
+    b.add_argument("--weights", metavar="CKPT", type=weights_arg, help="checkpoint to compile: for --via aotinductor (or instead of --onnx), and "
                                                      "--via torch-tensorrt (instead of the one the ONNX records)")
     b.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default=None,
                    help="default fp16 (TensorRT); aotinductor: fp32 on cpu, fp16 on cuda (int8 is TensorRT only)")
@@ -238,10 +239,10 @@ def add_build(sub) -> None:
 
 def add_check(sub) -> None:
     c = sub.add_parser("check", help="compare a backend with the torch fp32 reference; non-zero exit on failure")
-    c.add_argument("--weights", metavar="FILE", help="the artifact to check: .onnx, .plan, .ep, .pt2 or .safetensors")
+    c.add_argument("--weights", metavar="FILE", type=weights_arg, help="the artifact to check: .onnx, .plan, .ep, .pt2 or .safetensors")
     c.add_argument("--artifact", help=argparse.SUPPRESS)  # the old spelling (then --weights meant the reference)
     c.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt", "torch-tensorrt", "aotinductor"))
-    c.add_argument("--reference", metavar="CKPT", help="reference checkpoint (default: the one the sidecar records)")
+    c.add_argument("--reference", metavar="CKPT", type=weights_arg, help="reference checkpoint (default: the one the sidecar records)")
     c.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16", "int8"),
                    help="backend precision: torch fp32/tf32/fp16/bf16; tensorrt (built through the cache) fp32/fp16/bf16/int8")
     c.add_argument("--mode", choices=("eager", "compile", "cudagraph"), help="torch backend mode")
@@ -256,7 +257,7 @@ def add_check(sub) -> None:
 
 def add_info(sub) -> None:
     i = sub.add_parser("info", help="say what an artifact is, and whether it matches its sidecar")
-    i.add_argument("--weights", metavar="FILE", help="the artifact (.onnx, .plan, .ep, .pt2) or checkpoint (.safetensors)")
+    i.add_argument("--weights", metavar="FILE", type=weights_arg, help="the artifact (.onnx, .plan, .ep, .pt2) or checkpoint (.safetensors)")
     i.add_argument("artifact", nargs="?", help=argparse.SUPPRESS)  # the old positional form still works
     i.add_argument("--json", action="store_true", help="print the sidecar (+ integrity) as JSON")
     i.set_defaults(func=_info)

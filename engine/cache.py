@@ -156,19 +156,27 @@ def onnx_for_model(name: str, *, seed: int = 0, root: str | Path | None = None) 
         raise
 
 
+EXPORTING = "icf-engine: exporting "  # the line engine.export logs when it starts on a network it has built
+
+
 def _export(source: list[str], folder: Path, what: str) -> Path:
     """``icf-engine export`` in a child process: the caller (a stream supervisor, an ONNX Runtime
     service) never imports torch or model/, and a crash while exporting cannot take it down."""
-    print(f"icf-engine: exporting {what} to ONNX under {folder} (once; cached)", file=sys.stderr)
     for stale in folder.glob("*.onnx"):  # a half-written or tampered export is replaced, not reused
         stale.unlink()
     repo = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p))
-    proc = subprocess.run([sys.executable, "-m", "engine", "export", *source, "--out", str(folder)],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "export", *source, "--out", str(folder)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    lines = []
+    for line in proc.stderr:  # "exporting" is said once the child has the network (an unknown name fails first)
+        lines.append(line)
+        if line.startswith(EXPORTING):
+            print(f"icf-engine: exporting {what} to ONNX under {folder} (once; cached)", file=sys.stderr, flush=True)
+    proc.wait()
     found = sorted(folder.glob("*.onnx"))
     if proc.returncode != 0 or not found:
-        raise ArtifactError(f"icf-engine export failed for {what} (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+        raise ArtifactError(f"icf-engine export failed for {what} (exit {proc.returncode}):\n{''.join(lines)[-2000:]}")
     return found[0]
 
 

@@ -4,8 +4,8 @@ The TorchScript-based exporter (``dynamo=False``) is the default: on torch 2.13 
 icf-lite in ~2 s with max logit diff ~1e-6 against eager torch, where the dynamo exporter takes
 ~10 s for the same graph. ``exporter="dynamo"`` (or the automatic fallback when the
 TorchScript path fails or is gone in a later torch) uses ``torch.onnx.export(dynamo=True)``.
-The export is only kept if onnx.checker passes and ONNX Runtime matches torch within ``tol`` on
-random and synthetic inputs.
+The export is only kept if onnx.checker passes and ONNX Runtime matches torch on random and synthetic
+inputs by engine.tolerance's rule (the same one ``icf-engine check`` and the builds apply).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import numpy as np
 
 from . import spec
 from .inputs import random_inputs, synthetic_sequence
+from .tolerance import LOGIT_TOL, Parity
 
 log = logging.getLogger("icf.engine")
 DEFAULT_OPSET = 17
-PARITY_TOL = 1e-4  # per output: max abs diff <= PARITY_TOL x max(1, the reference's value range)
-MASK_AGREEMENT = 0.999  # and this share of mask pixels on the same side of 0 (semantic: same class)
+PARITY_TOL = LOGIT_TOL  # engine.tolerance owns the rule; --tol can tighten or loosen its per-unit limit
 
 
 class ExportError(RuntimeError):
@@ -89,11 +89,6 @@ def _static_output_shapes(path: Path, outputs: list[dict]) -> None:
     onnx.save(model, str(path))
 
 
-def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, float]:
-    """Max abs difference per output name."""
-    return {n: float(np.max(np.abs(ref[n].astype(np.float64) - got[n].astype(np.float64)))) for n in ref}
-
-
 def parity_inputs(net, specs: spec.Specs, *, seed: int = 0, random: int = 1, synthetic: int = 3) -> list[tuple[str, dict, dict]]:
     """(name, inputs, torch outputs): random frames, then a synthetic sequence whose rings are
     rolled by the net itself (its outputs double as the reference, so torch runs once per frame)."""
@@ -121,38 +116,20 @@ def check_onnx_parity(
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    worst: dict[str, float] = dict.fromkeys(spec.OUTPUT_NAMES, 0.0)
-    scale: dict[str, float] = dict.fromkeys(spec.OUTPUT_NAMES, 0.0)
-    agreement = 1.0
+    parity = Parity()
     cases = parity_inputs(net, specs, random=random, synthetic=synthetic)
     for _, inputs, ref in cases:
         got = dict(zip(spec.OUTPUT_NAMES, sess.run(list(spec.OUTPUT_NAMES), inputs)))
         wrong = {n: v.shape for n, v in got.items() if v.shape != specs_out[n][0]}
         if wrong:
             raise ExportError(f"ONNX Runtime produced output shapes {wrong}; the step contract says {specs_out}")
-        for name, diff in compare(ref, got).items():
-            worst[name] = max(worst[name], diff)
-            scale[name] = max(scale[name], float(np.ptp(ref[name])) if ref[name].size else 0.0)
-        agreement = min(agreement, mask_agreement(ref["mask_logits"], got["mask_logits"]))
-    # scale-aware: trained weights have logits spanning tens of units, where float32 rounding on another
-    # CPU moves them by ~1e-4 without changing a single mask pixel; an absolute limit would fail them
-    allowed = {n: tol * max(1.0, scale[n]) for n in worst}
-    logit = max(spec.LOGIT_NAMES, key=lambda n: worst[n])
-    result = {"tolerance": tol, "tolerance_rule": "max abs diff <= tolerance x max(1, value range of the reference)",
-              "frames": [c[0] for c in cases], "max_abs_diff": worst, "max_abs_logit_diff": worst[logit],
-              "logit_range": scale[logit], "allowed_logit_diff": allowed[logit], "mask_agreement": agreement}
-    bad = {n: f"{d:.3g} > {allowed[n]:.3g}" for n, d in worst.items() if not d <= allowed[n]}  # `not <=` also catches NaN
-    if bad or not agreement >= MASK_AGREEMENT:
-        raise ExportError(f"ONNX Runtime disagrees with torch: {bad or ''} mask agreement {agreement:.5f} "
-                          f"(needs >= {MASK_AGREEMENT}); the export is not trustworthy")
-    return result
-
-
-def mask_agreement(ref: np.ndarray, got: np.ndarray) -> float:
-    """Share of mask pixels decided the same way: binary [.., 1, H, W] by sign, semantic by argmax."""
-    if ref.ndim >= 3 and ref.shape[-3] > 1:
-        return float(np.mean(ref.argmax(-3) == got.argmax(-3)))
-    return float(np.mean((ref > 0) == (got > 0)))
+        parity.add(ref, got)
+    verdict = parity.verdict("fp32", tol)
+    if not verdict["passed"]:
+        raise ExportError(f"ONNX Runtime disagrees with torch: {verdict['failed']} (rule: {verdict['rule']}); "
+                          "the export is not trustworthy")
+    return {"tolerance": tol, "tolerance_rule": verdict["rule"], "frames": [c[0] for c in cases],
+            **{k: verdict[k] for k in ("max_abs_diff", "max_abs_logit_diff", "logit_range", "allowed_logit_diff", "mask_agreement")}}
 
 
 def export_onnx(
@@ -184,6 +161,7 @@ def export_onnx(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{stem or cfg['name']}.onnx"
+    log.info("exporting %s to %s", cfg["name"], path)  # engine.cache relays this line (EXPORTING) to its caller
     sidecar = spec.base_sidecar("onnx", cfg, net.pixel_mean.flatten().tolist(), net.pixel_std.flatten().tolist())
     if batch != 1:
         if batch < 1:

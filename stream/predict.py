@@ -1,9 +1,12 @@
-"""Offline prediction: images, videos or a folder of them in; per frame a PNG mask and a PNG overlay,
-and one predictions.json, out. Every frame is processed (nothing is dropped, no real-time pacing),
-with the same per-frame compute as the live workers (``WorkerCore``) and the same context rule.
-
-An image is one frame with silence (there is no sound to hear); a video is run frame by frame with
-the audio window that ends at each frame's time, from its own track (or silence when it has none).
+"""Offline prediction: images, videos or a folder of them in; predictions.json out, and per input:
+- an image: ``<name>/000000_mask.png`` + ``000000_overlay.png``;
+- a video: ``<name>/overlay.mp4`` (every frame, with the video's own audio, or ``--audio``'s) and
+  ``<name>/masks.npz`` (all masks in one compressed file, as ``icf-stream run`` writes them); per-frame
+  PNGs only when asked (``--png``: a 20 s clip is 600 PNG pairs, ~155 MB).
+Every frame is processed (nothing is dropped, no real-time pacing), with the same per-frame compute as
+the live workers (``WorkerCore``) and the same context rule. An image hears silence unless ``--audio FILE``
+is given (it hears that file's first audio window, 0.975 s); ``--audio`` also replaces a video's own track. Inputs are
+checked first: a file that cannot be decoded is skipped and reported, the others still run.
 """
 
 from __future__ import annotations
@@ -90,40 +93,116 @@ def media_frames(path: Path):
     return frames(), _audio(path, t0)
 
 
-def predict(files: list[Path], spec: dict[str, Any], out: Path, *, progress: bool = True) -> dict[str, Any]:
-    """Runs every frame of every file; writes out/<stem>/<i>_mask.png, <i>_overlay.png and
-    out/predictions.json (per frame: file, index, pts_ms, hears, concepts, mask_area). Returns that doc."""
+def probe(path: Path) -> tuple[int | None, str | None]:
+    """(frames, None) for an input that decodes (frames None when a video does not say how many),
+    or (None, why) for one that does not: checked before the model loads."""
+    import av
+    import cv2
+
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return (1, None) if cv2.imread(str(path), cv2.IMREAD_COLOR) is not None else (None, "cannot read this image")
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                return None, "no video stream"
+            v = c.streams.video[0]
+            for _ in c.decode(v):  # the first picture decodes
+                break
+            else:
+                return None, "no picture decodes (empty or truncated)"
+            return (int(v.frames) or None), None
+    except av.FFmpegError as exc:
+        return None, f"cannot open ({exc.__class__.__name__}: {getattr(exc, 'strerror', None) or exc})"
+
+
+def output_names(files: list[Path]) -> list[str]:
+    """A folder name per input: its stem, with -2, -3 ... when two inputs share one (nothing is overwritten)."""
+    names: list[str] = []
+    for path in files:
+        name, n = path.stem, 1
+        while name in names:
+            n += 1
+            name = f"{path.stem}-{n}"
+        names.append(name)
+    return names
+
+
+def _window(audio: np.ndarray | None, end: int, n_audio: int) -> np.ndarray:
+    """The model's audio window ending at sample ``end`` (silence before the track and without one)."""
+    window = np.zeros(n_audio, np.float32)
+    if audio is not None and end > 0:
+        seg = audio[max(0, end - n_audio) : end]
+        window[n_audio - seg.size :] = seg
+    return window
+
+
+def predict(files: list[Path], spec: dict[str, Any], out: Path, *, audio: Path | None = None, pngs: bool = False,
+            progress: bool = True) -> dict[str, Any]:
+    """Runs every frame of every input that decodes (see the module doc for what is written); returns the
+    predictions.json doc: per frame file, output, index, pts_ms, hears, concepts, mask_area; and the
+    inputs skipped, with why."""
+    import av
     import cv2
     from tqdm import tqdm
 
+    from .outputs import MaskStore
+    from .recorder import Recorder
+    from .stage import warn
     from .worker import WorkerCore
 
+    checked = [(path, *probe(path)) for path in files]
+    runnable = [(path, frames) for path, frames, why in checked if why is None]
+    doc: dict[str, Any] = {"model": None, "audio": str(audio) if audio else None, "frames": [], "outputs": {},
+                           "skipped": [{"file": str(path), "why": why} for path, _, why in checked if why is not None]}
+    for item in doc["skipped"]:
+        warn(f"skipping {item['file']}: {item['why']}")
+    if not runnable:
+        (out / "predictions.json").write_text(json.dumps(doc, indent=1) + "\n")
+        return doc
+    replacement = _audio(audio, 0.0) if audio else None
     core = WorkerCore(spec)
     geo, n_audio = core.geo, core.geo["audio_samples"]
-    doc: dict[str, Any] = {"model": core.model_id, "frames": []}
-    bar = tqdm(total=len(files), desc="predict", unit="file", disable=not progress, dynamic_ncols=True)
+    doc["model"] = core.model_id
+    counts = [frames for _, frames in runnable]
+    bar = tqdm(total=sum(counts) if all(counts) else None, desc="predict", unit="frame", disable=not progress, dynamic_ncols=True)
     try:
-        for path in files:
-            frames, audio = media_frames(path)
+        for (path, _), name in zip(runnable, output_names([p for p, _ in runnable]), strict=True):
+            frames, own_audio = media_frames(path)
+            is_image = path.suffix.lower() in IMAGE_SUFFIXES
+            track = replacement if audio else own_audio
+            if is_image and audio is None:
+                warn(f"{path} is an image: the model hears silence (give a sound with --audio FILE)")
             keeper = ContextKeeper(geo["width"], geo["frame_ring"], geo["segment_ring"], ring_rate=geo["ring_rate"])
-            folder = out / path.stem
+            folder = out / name
             folder.mkdir(parents=True, exist_ok=True)
-            for i, (pts, image) in enumerate(frames):
-                end = int(round(pts * SAMPLE_RATE / 1e9))
-                window = np.zeros(n_audio, np.float32)
-                if audio is not None and end > 0:
-                    seg = audio[max(0, end - n_audio) : end]
-                    window[n_audio - seg.size :] = seg
-                arrays = {"image": image, "audio": window[None], **keeper.state_for(pts).as_inputs()}
-                extra, mask, (ft, st) = core.run(arrays, {})
-                keeper.record(pts, ft, st)
-                hears = extra.get("hears") or (extra["concepts"][0][0] if extra.get("concepts") else "")
-                overlay = render_overlay(image, mask, [f"hears: {hears}"])
-                cv2.imwrite(str(folder / f"{i:06d}_mask.png"), (mask > 0).astype(np.uint8) * 255)
-                cv2.imwrite(str(folder / f"{i:06d}_overlay.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
-                doc["frames"].append({"file": str(path), "index": i, "pts_ms": pts / 1e6, "hears": hears,
-                                      "concepts": extra.get("concepts"), "mask_area": float((mask > 0).mean())})
-            bar.update(1)
+            doc["outputs"][str(path)] = str(folder)
+            video_out = None if is_image else (Recorder(folder / "overlay.mp4", source_audio=str(audio or path)),
+                                               MaskStore(folder / "masks.npz", limit=1 << 40))
+            i = -1
+            try:
+                for i, (pts, image) in enumerate(frames):
+                    end = n_audio if is_image else int(round(pts * SAMPLE_RATE / 1e9))  # an image: the sound's first window
+                    arrays = {"image": image, "audio": _window(track, end, n_audio)[None], **keeper.state_for(pts).as_inputs()}
+                    extra, mask, (ft, st) = core.run(arrays, {})
+                    keeper.record(pts, ft, st)
+                    hears = extra.get("hears") or (extra["concepts"][0][0] if extra.get("concepts") else "")
+                    overlay = render_overlay(image, mask, [f"hears: {hears}"])
+                    if video_out is not None:
+                        video_out[0].add_frame(overlay, pts)
+                        video_out[1].add(i, pts, pts, mask, None)
+                    if is_image or pngs:
+                        cv2.imwrite(str(folder / f"{i:06d}_mask.png"), (mask > 0).astype(np.uint8) * 255)
+                        cv2.imwrite(str(folder / f"{i:06d}_overlay.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+                    doc["frames"].append({"file": str(path), "output": str(folder), "index": i, "pts_ms": pts / 1e6,
+                                          "hears": hears, "concepts": extra.get("concepts"), "mask_area": float((mask > 0).mean())})
+                    bar.update(1)
+            except (av.FFmpegError, ValueError) as exc:  # damaged past its first picture: keep what decoded, go on
+                doc["skipped"].append({"file": str(path), "why": f"stopped after frame {i}: {exc}"})
+                warn(f"{path}: stopped after frame {i}: {exc}")
+            finally:
+                if video_out is not None:
+                    video_out[0].close()
+                    video_out[1].close()
     finally:
         bar.close()
         core.close()

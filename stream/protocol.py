@@ -270,7 +270,8 @@ REF = _int(-1, MAX_POSITION)  # a seq, or -1 for "none"
 INT64 = _int(INT64_MIN, INT64_MAX)
 COUNT = _int(0, MAX_POSITION)
 COMMON = {"stream": _str, "seq": POSITION, "capture_ns": INT64, "t": _stamps, "pts_ns": POSITION, "model": _str,
-          "worker": _str, "concepts": _concepts, "mask_kind": lambda v: v in ("binary", "semantic")}
+          "worker": _str, "concepts": _concepts, "mask_kind": lambda v: v in ("binary", "semantic"), "hears": _str,
+          "mask_area": lambda v: type(v) in (int, float) and 0.0 <= v <= 1.0}
 # kind -> ({key: check} required, {key: check} optional)
 HEADERS: dict[str, tuple[dict, dict]] = {
     "frame": ({"pts_ns": POSITION}, {"format": lambda v: v == "rgb24", "shm": _slot}),

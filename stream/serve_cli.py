@@ -4,8 +4,8 @@
     icf-stream serve --video a.mp4 --video b.mp4 --publish tcp://127.0.0.1:5560   # every stream's masks, keyed by "stream"
     icf-stream serve --streams 4 --model icf-lite --batch-sizes 1,2,4 --out out/serve
 
-The model is exported once per batch size (``python -m engine.batching``, cached under
-out/engine/), so every batch runs on a static-shape engine.
+The model is exported once per batch size (``python -m engine.batching``, cached under the engine cache,
+engine.cache.cache_dir(): ~/.cache/icf-avs/engines/batches), so every batch runs on a static-shape engine.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from weights import SHIPPED as SHIPPED_WEIGHTS  # package data: found from any directory
+from weights import SHIPPED_NAME, weights_arg
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -29,7 +30,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     s.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (default: 20 for synthetic)")
     m = p.add_argument_group("model (one of; default: the shipped weights)")
     g = m.add_mutually_exclusive_group()
-    g.add_argument("--weights", metavar="CKPT", help="ICF checkpoint (.safetensors)")
+    g.add_argument("--weights", metavar="CKPT", type=weights_arg, help=f"ICF checkpoint (.safetensors; {SHIPPED_NAME}: the shipped one)")
     g.add_argument("--model", metavar="NAME", help="registry model with untrained weights (icf-tiny, icf-lite)")
     g.add_argument("--null", action="store_true", help="no model: the pipeline's own cost")
     m.add_argument("--batch-sizes", default=None, help="exported batch sizes, comma-separated (default 1..number of streams, at most 8)")
@@ -46,10 +47,15 @@ def add_args(p: argparse.ArgumentParser) -> None:
     add_view_args(o)  # every stream in one grid
 
 
-def batch_artifacts(sizes: list[int], *, weights: str | None = None, model: str | None = None, cache_dir: str = "out/engine") -> dict[int, str]:
+def batch_artifacts(sizes: list[int], *, weights: str | None = None, model: str | None = None,
+                    cache_dir: str | Path | None = None) -> dict[int, str]:
     """{B: onnx path}, exported once per checkpoint (sha256) / model and set of sizes, in a
-    subprocess so the stream's processes never import torch."""
+    subprocess so the stream's processes never import torch. ``cache_dir`` None: the engine cache's
+    batches/ folder (the cache rule lives in engine/cache.py), never the current directory."""
     from engine.batching import find_batches
+    from engine.cache import cache_dir as engine_cache
+
+    cache_dir = Path(cache_dir) if cache_dir else engine_cache() / "batches"
 
     if weights:
         digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:12]

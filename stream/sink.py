@@ -216,6 +216,7 @@ class SinkStage(Stage):
         mask = pkt.arrays["mask"]
         if self.pub is not None:
             head = {k: h.get(k) for k in ("stream", "seq", "capture_ns", "pts_ns", "model", "concepts", "mask_kind")}
+            head.update({k: h[k] for k in ("hears", "mask_area") if k in h})  # the verdict (stream/hearing.py), not only raw concepts
             head["t"] = {k: t[k] for k in ("capture", "sink_out") if k in t}
             self.pub.send_multipart(encode("mask", head, {"mask": mask}), copy=False)
             self.counters["published"] += 1
@@ -253,7 +254,7 @@ class SinkStage(Stage):
         if self.log is not None:
             self.log.write({"seq": pkt.seq, "pts_ms": h["pts_ns"] / 1e6, "capture_to_mask_ms": (t["sink_out"] - t["capture"]) / 1e6,
                             "stages_ms": {n: round((t[b] - t[a]) / 1e6, 3) for n, a, b in STAGES if a in t and b in t},
-                            "concepts": h.get("concepts"), "iou": score, "worker": h.get("worker"), "dropped_before": h.get("dropped_before")})
+                            "hears": h.get("hears"), "mask_area": h.get("mask_area"), "concepts": h.get("concepts"), "iou": score, "worker": h.get("worker"), "dropped_before": h.get("dropped_before")})
 
     def _readout(self, h: dict, t: dict) -> list[str]:
         hears = h.get("hears")  # "nothing" / "unsure" by the worker's calibrated rule (stream/hearing.py)

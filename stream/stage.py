@@ -10,6 +10,7 @@ downstream drains and finalises its outputs. ``abort`` means leave now.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -103,6 +104,7 @@ def run_stage(stage: Stage, ctx: zmq.Context, env: StageEnv, opened: threading.E
     except Exception as exc:  # noqa: BLE001 - a report bug must not cost the run its other reports
         report.setdefault("error", f"{stage.name}: report failed: {type(exc).__name__}: {exc}")
     report["opened"] = ok_open
+    report["pid"] = os.getpid()  # the process that ran it: its shared-memory rings are named icf-ring-<pid>-*
     return report
 
 

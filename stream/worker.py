@@ -105,8 +105,10 @@ class WorkerCore:
         p /= p.sum()
         top = np.argsort(-p)[: self.top_k]
         names = [self.names[i] if i < len(self.names) else f"concept{i}" for i in top]
+        area = float(np.count_nonzero(mask)) / mask.size  # share of the frame painted as sounding
         extra = {"concepts": [[n, round(float(p[i]), 4)] for n, i in zip(names, top)],
-                 "mask_kind": "binary" if logits.shape[0] == 1 else "semantic", "hears": self.hearing.label(cl, float(np.count_nonzero(mask)) / mask.size)}
+                 "mask_kind": "binary" if logits.shape[0] == 1 else "semantic", "hears": self.hearing.label(cl, area),
+                 "mask_area": round(area, 5)}
         t["post_done"] = stamp()
         self.jobs += 1
         return extra, mask, (out["frame_text"], out["segment_text"])

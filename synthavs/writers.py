@@ -84,9 +84,11 @@ def write_avsbench(
     start: int = 0,
     split: str | None = None,
     logmel_writer: LogmelWriter | None = None,
+    on_clip: Callable[[], None] | None = None,
 ) -> Path:
     """Writes clips start .. start + count - 1 in the S4 (``layout="s4"``) or MS3 (``"ms3"``) layout.
-    ``split`` None = 80/10/10 by index. Returns the dataset root (the folder holding the csv)."""
+    ``split`` None = 80/10/10 by index; ``on_clip`` is called after each clip (progress).
+    Returns the dataset root (the folder holding the csv)."""
     if layout not in ("s4", "ms3"):
         raise ValueError(f"layout must be 's4' or 'ms3', not '{layout}'")
     root = Path(out)
@@ -120,6 +122,8 @@ def write_avsbench(
             pkl = data / "audio_log_mel" / audio_rel.with_suffix(".pkl")
             pkl.parent.mkdir(parents=True, exist_ok=True)
             logmel_writer(pkl, clip.audio)
+        if on_clip is not None:
+            on_clip()
     header = "name,start,category,split" if layout == "s4" else "name,split"
     csv = root / f"{layout}_meta_data.csv"
     root.mkdir(parents=True, exist_ok=True)
@@ -128,8 +132,10 @@ def write_avsbench(
     return root
 
 
-def write_mp4(gen: SceneGenerator, out: str | Path, *, count: int, start: int = 0, seconds: int = 5) -> Path:
-    """Writes ``{name}.mp4`` (H.264 + AAC) and ``{name}.npz`` (ground truth) per clip + manifest.json."""
+def write_mp4(gen: SceneGenerator, out: str | Path, *, count: int, start: int = 0, seconds: int = 5,
+              on_clip: Callable[[], None] | None = None) -> Path:
+    """Writes ``{name}.mp4`` (H.264 + AAC) and ``{name}.npz`` (ground truth) per clip + manifest.json;
+    ``on_clip`` is called after each clip (progress)."""
     import av  # lazily: only this writer needs PyAV
 
     cfg: SceneConfig = gen.config
@@ -167,6 +173,8 @@ def write_mp4(gen: SceneGenerator, out: str | Path, *, count: int, start: int = 
             audio=clip.audio,  # the exact soundtrack: AAC is lossy and delays, so benchmarks read this
         )
         entries.append({"name": name, "index": index, "mode": clip.mode, "classes_in_view": list(clip.classes_in_view)})
+        if on_clip is not None:
+            on_clip()
     manifest = {"config": cfg.to_dict(), "seconds": seconds, "classes": CLASS_NAMES[: cfg.num_classes], "clips": entries}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return root

@@ -51,3 +51,17 @@ def test_wheel_in_a_fresh_venv_runs_the_demo(tmp_path):
     report = json.loads((work / "o" / "report.json").read_text())
     assert report["ok"] and report["frames"]["processed"] > 0
     assert sorted(p.name for p in work.iterdir()) == ["cache", "o"]  # --out and the user cache: nothing else written
+
+
+def test_readme_install_names_only_extras_that_exist():
+    """The README's pip commands name the CPU torch build and extras pyproject declares (`[text]` for training)."""
+    import re
+
+    section = (ROOT / "pyproject.toml").read_text().split("[project.optional-dependencies]")[1].split("\n[")[0]
+    extras = set(re.findall(r"^([\w-]+) = \[", section, re.M))
+    readme = (ROOT / "README.md").read_text()
+    named = set(re.findall(r"icf-avs\[([\w-]+)\]", readme)) | {e for group in re.findall(r"'\.\[([\w,-]+)\]'", readme)
+                                                              for e in group.split(",")}
+    assert "text" in named and named <= extras, named - extras
+    assert "pip install 'icf-avs[text]'" in readme
+    assert "--index-url https://download.pytorch.org/whl/cpu" in readme and "torch==2.13.0" in readme

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def add_synth(sub) -> None:
     s.add_argument("--split", default=None, choices=["train", "val", "test"],
                    help="AVSBench split for every clip (default 80/10/10; fewer than 10 clips: the last two are val and test)")
     s.add_argument("--width", type=positive_int, default=640, help="mp4 frame width (AVSBench layouts are 224x224)")
+    s.add_argument("--force", action="store_true", help="write into a folder that already holds files (adds to a dataset)")
     s.add_argument("--height", type=positive_int, default=480, help="mp4 frame height")
     s.add_argument("--fps", type=positive_int, default=30, help="frames per second")
     s.add_argument("--seconds", type=positive_int, default=5, help="mp4 clip length (AVSBench clips are 5 s)")
@@ -73,15 +75,14 @@ def add_fit(sub) -> None:
     f.add_argument("--config", default=None,
                    help="config file or name in training/configs (default: synthavs with a CUDA GPU, synthavs-cpu without)")
     f.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.safetensors + last.opt.pt")
+    f.add_argument("--force", action="store_true",
+                   help="start afresh in an OUT_DIR that already holds a run (its checkpoints and logs are removed first)")
     f.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     f.set_defaults(func=cmd_fit)
 
 
 def add_eval(sub) -> None:
-    try:
-        from weights import SHIPPED  # package data: found from any directory
-    except ImportError:
-        SHIPPED = "weights/icf-lite-synthavs.safetensors"  # noqa: N806 - an install older than weights/__init__.py
+    from weights import SHIPPED, weights_arg  # package data: found from any directory
 
     e = sub.add_parser(
         "eval",
@@ -93,9 +94,10 @@ def add_eval(sub) -> None:
     )
     e.add_argument("--data", required=True, action="append", help=DATA_HELP + "; repeat for several")
     who = e.add_mutually_exclusive_group()
-    who.add_argument("--weights", default=str(SHIPPED), help="checkpoint .safetensors (default: the shipped weights)")
+    who.add_argument("--weights", default=str(SHIPPED), type=weights_arg,
+                     help="checkpoint .safetensors (default: the shipped weights, icf-lite-synthavs from any directory)")
     who.add_argument(
-        "--compare", nargs=2, metavar=("A", "B"),
+        "--compare", nargs=2, metavar=("A", "B"), type=weights_arg,
         help="two checkpoints on the same clips: paired bootstrap 95%% interval of A - B (mIoU, F, listening rates)",
     )  # fmt: skip
     e.add_argument(
@@ -122,8 +124,13 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_synth(args) -> int:
     from .synth_to_disk import run_synth
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        raise UserError(f"--out {out} already holds files; give an empty or new folder, or add these clips to it with --force")
     kw = dict(fmt=args.format, mode=args.mode, seed=args.seed, bias=args.bias, width=args.width, height=args.height,
-              fps=args.fps, seconds=args.seconds)
+              fps=args.fps, seconds=args.seconds, progress=not args.quiet)
     if args.split or args.format == "mp4" or args.count >= 10 or args.count < 3:
         root = run_synth(args.out, count=args.count, split=args.split, start=args.start, **kw)
     else:  # too few clips for 80/10/10 by index: still one val and one test clip, so the default eval works
@@ -188,19 +195,46 @@ def cmd_fit(args) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
+    out = Path(cfg.out_dir)
+    _check_out_dir(out, resume=args.resume, force=args.force)
     from .trainer import fit
 
     result = fit(cfg, resume=args.resume, quiet=args.quiet)
-    out = Path(cfg.out_dir)
     from .curves import write_curves
 
     curves = write_curves(out / "log.jsonl")
     print(json.dumps(result, indent=2))
-    print(f"checkpoints: {out / 'best.safetensors'} (best validation), {out / 'last.safetensors'} (resume point)")
+    best, last = out / "best.safetensors", out / "last.safetensors"
+    kept = [f"{best} (best validation)"] if best.is_file() else []
+    kept += [f"{last} (resume point)"] if last.is_file() else []
+    print("checkpoints: " + (", ".join(kept) or "none (no step reached a checkpoint)"))
     print(f"log: {out / 'log.jsonl'}" + (f", curves: {curves} (draw them: icf-bench plot {out})" if curves else ""))
-    print(f"use it: icf-stream demo --weights {out / 'best.safetensors'}")
+    use = best if best.is_file() else last  # no validation (val_data="") writes no best
+    if use.is_file():
+        print(f"use it: icf-stream demo --weights {use}")
     return 0
 
+
+RUN_FILES = ("config.json", "log.jsonl", "curves.csv", "curves.png", "metrics.json", "best.safetensors", "best.json",
+             "last.safetensors", "last.json", "last.opt.pt")  # what a fit writes into its out_dir
+
+
+def _check_out_dir(out: Path, *, resume: bool, force: bool) -> None:
+    """A run never silently lands on another: an out_dir holding one needs --resume (continue) or --force (replace)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out_dir {out} is a file, not a folder; give a folder name")
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 judges (the others would see the files it writes)
+        return
+    if resume:
+        if not (out / "last.safetensors").is_file():
+            raise UserError(f"--resume: {out} holds no last.safetensors to continue from; leave out --resume to start a run")
+        return
+    held = [n for n in RUN_FILES if (out / n).exists()]
+    if held and not force:
+        raise UserError(f"--out_dir {out} already holds a training run ({', '.join(held[:3])}...); continue it with --resume, "
+                        "start afresh there with --force, or give another --out_dir")
+    for name in held:  # --force: the old run's files go, so its log is not appended to
+        (out / name).unlink(missing_ok=True)
 
 def _config_key(token: str) -> str:
     """--batch-size=8 -> --batch_size=8 (flags are hyphenated; config keys have underscores)."""

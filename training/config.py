@@ -140,7 +140,11 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
     known = {f.name: f for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(f"unknown training config key(s) {unknown}; known keys: {sorted(known)}")
+        import difflib
+
+        hints = [f"{k} (did you mean {' or '.join(m)}?)" if (m := difflib.get_close_matches(k, known, n=2, cutoff=0.6)) else k
+                 for k in unknown]
+        raise ValueError(f"unknown training config key(s): {', '.join(hints)}; `icf-train fit --help` lists them all")
     out = {}
     for k, v in values.items():
         default = getattr(TrainConfig(), k)

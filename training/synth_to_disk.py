@@ -50,12 +50,30 @@ def run_synth(
     seconds: int = 5,
     split: str | None = None,
     start: int = 0,
+    progress: bool = False,
 ) -> Path:
+    """Writes ``count`` clips into ``out``; ``progress`` draws a bar of clips written (stderr)."""
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=count, desc=f"synth {fmt}", unit="clip", dynamic_ncols=True, mininterval=0.5)
+    try:
+        return _write(out, fmt=fmt, mode=mode, seed=seed, count=count, bias=bias, width=width, height=height, fps=fps,
+                      seconds=seconds, split=split, start=start, on_clip=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _write(out: str, *, fmt: str, mode: str, seed: int, count: int, bias: float, width: int, height: int, fps: int,
+           seconds: int, split: str | None, start: int, on_clip) -> Path:
     if fmt in ("avsbench-s4", "avsbench-ms3"):
         gen = SceneGenerator(SceneConfig(width=224, height=224, fps=fps, mode=mode, bias=bias, seed=seed))
         layout = fmt.split("-")[1]
-        return write_avsbench(gen, out, layout=layout, count=count, start=start, split=split, logmel_writer=save_logmel)
+        return write_avsbench(gen, out, layout=layout, count=count, start=start, split=split, logmel_writer=save_logmel,
+                              on_clip=on_clip)
     if fmt == "mp4":
         gen = SceneGenerator(SceneConfig(width=width, height=height, fps=fps, mode=mode, bias=bias, seed=seed))
-        return write_mp4(gen, out, count=count, start=start, seconds=seconds)
+        return write_mp4(gen, out, count=count, start=start, seconds=seconds, on_clip=on_clip)
     raise ValueError(f"unknown format '{fmt}'; use avsbench-s4, avsbench-ms3 or mp4")

@@ -78,7 +78,7 @@ def test_all_zero_logits_are_rejected_and_nothing_written(monkeypatch, exports, 
     from engine.trt_torch import compile_torch_tensorrt
 
     install(monkeypatch, exports, "2.10", zero_logits=True)
-    with pytest.raises(BuildError, match=r"fails engine.check's rule \(max abs logit diff <= 0.0001\)"):
+    with pytest.raises(BuildError, match=r"fails the parity rule of engine.tolerance \(max abs diff <= 0.0001 x max"):
         compile_torch_tensorrt(exports["icf-tiny"], tmp_path / "tiny.ep", precision="fp32")
     assert list(tmp_path.iterdir()) == []
     out = compile_torch_tensorrt(exports["icf-tiny"], tmp_path / "tiny.ep", precision="fp32", verify=False)

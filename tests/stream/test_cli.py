@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -165,6 +166,7 @@ def test_documented_subscriber_example_receives_masks(media, tiny_onnx, tmp_path
     lines = [x for x in out.splitlines() if x.startswith("mask seq")]
     assert sub.returncode == 0 and len(lines) == 10, (out, err)
     assert "320x240" in lines[0] and "hears" in lines[0]
+    assert "hears None" not in out and "sounding " in lines[0]  # the header carries the verdict and the mask area
 
 
 def test_killed_supervisor_leaves_no_orphans(media, tmp_path):
@@ -247,20 +249,56 @@ def test_record_keeps_the_source_audio_rate_and_channels(tiny_onnx, tmp_path):
     assert abs(freqs[spectrum[0].argmax()] - 440) < 10 and abs(freqs[spectrum[1].argmax()] - 880) < 10  # channels kept apart
 
 
-def test_predict_writes_masks_overlays_and_json(media, tiny_onnx, tmp_path):
+def test_predict_writes_masks_overlays_and_json(media, tiny_onnx, tmp_path, capsys):
+    """A video gives overlay.mp4 (every frame, its own audio) + masks.npz, no PNGs unless asked; an image gives
+    PNGs and is told it hears silence; the bar counts frames; two inputs with one name do not overwrite each
+    other; a file that does not decode is skipped and reported, the rest still written."""
+    import av
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "still.png"), np.full((48, 64, 3), 90, np.uint8))
+    (tmp_path / "b").mkdir()
+    shutil.copy(media["silent"], tmp_path / "b" / "av.mp4")  # same name as media["av"]
+    shutil.copy(media["corrupt"], tmp_path / "broken.mp4")
+    out = tmp_path / "p"
+    assert main(["predict", str(tmp_path / "still.png"), str(media["av"]), str(tmp_path / "b" / "av.mp4"), str(tmp_path / "broken.mp4"),
+                 "--weights", tiny_onnx, "--backend", "onnxruntime", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "still.png is an image: the model hears silence" in err and "skipped" in err and "broken.mp4" in err
+    assert "/91" in err and "frame" in err  # 1 + 60 + 30 frames, counted in frames
+    doc = json.loads((out / "predictions.json").read_text())
+    assert [s["file"] for s in doc["skipped"]] == [str(tmp_path / "broken.mp4")]
+    frames = [f for f in doc["frames"] if f["file"] == str(media["av"])]
+    assert len(frames) == 60 and [f["index"] for f in frames] == list(range(60))  # every frame, none dropped
+    assert frames[-1]["pts_ms"] > 1900 and all(f["hears"] for f in doc["frames"])
+    assert doc["outputs"][str(media["av"])] == str(out / "av") and doc["outputs"][str(tmp_path / "b" / "av.mp4")] == str(out / "av-2")
+    masks = np.load(out / "av" / "masks.npz")["masks"]
+    assert masks.shape == (60, 240, 320) and masks.dtype == np.uint8
+    assert np.allclose([f["mask_area"] for f in frames], (masks > 0).mean(axis=(1, 2)))
+    with av.open(str(out / "av" / "overlay.mp4")) as c:
+        assert c.streams.audio and sum(1 for _ in c.decode(video=0)) == 60
+    assert np.load(out / "av-2" / "masks.npz")["masks"].shape[0] == 30
+    assert not list((out / "av").glob("*.png"))
+    assert cv2.imread(str(out / "still" / "000000_overlay.png")).shape == (48, 64, 3)
+
+
+def test_predict_audio_for_an_image_and_pngs_on_request(media, tiny_onnx, tmp_path, capsys):
     import cv2
 
     cv2.imwrite(str(tmp_path / "still.png"), np.full((48, 64, 3), 90, np.uint8))
     out = tmp_path / "p"
-    assert main(["predict", str(tmp_path / "still.png"), str(media["av"]), "--weights", tiny_onnx, "--backend", "onnxruntime",
-                 "--out", str(out), "-q"]) == 0
+    assert main(["predict", str(tmp_path / "still.png"), str(media["silent"]), "--audio", str(media["av"]), "--png", "-q",
+                 "--weights", tiny_onnx, "--backend", "onnxruntime", "--out", str(out)]) == 0
+    assert "hears silence" not in capsys.readouterr().err
     doc = json.loads((out / "predictions.json").read_text())
-    frames = [f for f in doc["frames"] if f["file"].endswith("av.mp4")]
-    assert len(frames) == 60 and [f["index"] for f in frames] == list(range(60))  # every frame, none dropped
-    assert frames[-1]["pts_ms"] > 1900 and all(f["hears"] for f in doc["frames"])
-    mask = cv2.imread(str(out / "av" / "000059_mask.png"), cv2.IMREAD_GRAYSCALE)
-    assert mask.shape == (240, 320) and set(np.unique(mask)) <= {0, 255}
-    assert cv2.imread(str(out / "still" / "000000_overlay.png")).shape == (48, 64, 3)
+    assert doc["audio"] == str(media["av"]) and not doc["skipped"]
+    assert len(list((out / "silent").glob("*_mask.png"))) == 30  # --png: one per frame as well
+    import av
+
+    with av.open(str(out / "silent" / "overlay.mp4")) as c:
+        assert c.streams.audio  # the silent video got --audio's track
+    assert main(["predict", str(tmp_path / "still.png"), "--audio", str(media["silent"]), "--out", str(out)]) == 2
+    assert "has no audio stream" in capsys.readouterr().err
 
 
 def test_predict_refuses_bad_inputs_before_loading_anything(tmp_path, capsys):

@@ -254,3 +254,69 @@ def test_split_and_join_weights(tmp_path):
     parts[0].write_bytes(b"x" * 3000)
     with pytest.raises(ValueError, match="sha256"):
         join_parts(tmp_path / "res", tmp_path / "w2")
+
+
+def test_fit_refuses_an_existing_run_a_file_and_a_missing_resume_point(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
+    (run / "last.safetensors").write_bytes(b"old model")
+    base = ["fit", "--config", "synthavs", "--quiet", *TINY, "--steps=1"]
+    assert main([*base, f"--out_dir={run}"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a training run" in err and "--resume" in err and "--force" in err
+    assert (run / "last.safetensors").read_bytes() == b"old model"  # nothing replaced
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main([*base, f"--out_dir={afile}"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main([*base, f"--out_dir={tmp_path / 'fresh'}", "--resume"]) == 2
+    assert "holds no last.safetensors" in capsys.readouterr().err
+
+
+def test_mistyped_key_gets_a_did_you_mean(capsys):
+    assert main(["fit", "--config", "synthavs", "--bach_size=3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bach_size (did you mean batch_size" in err and len(err.splitlines()) == 1
+    assert "val_clips" not in err  # not all 60 keys
+
+
+def test_synth_refuses_a_file_and_a_non_empty_folder(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["synth", "--out", str(afile), "--count", "1"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "s4_meta_data.csv").write_text("name,start,category,split\n")
+    assert main(["synth", "--out", str(full), "--count", "1"]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (full / "s4_meta_data.csv").read_text() == "name,start,category,split\n"
+
+
+def test_synth_draws_progress(tmp_path, capsys):
+    assert main(["synth", "--out", str(tmp_path / "d"), "--format", "mp4", "--count", "2", "--width", "64", "--height", "48",
+                 "--fps", "5", "--seconds", "1"]) == 0
+    assert "2/2" in capsys.readouterr().err  # the clip bar
+
+
+def test_fit_without_validation_names_only_files_it_wrote_and_force_starts_afresh(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["fit", "--config", "synthavs", "--quiet", f"--out_dir={out}", "--steps=1", "--ckpt_every=1", "--val_data=", *TINY]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert not (out / "best.safetensors").exists() and "best.safetensors" not in printed
+    assert f"use it: icf-stream demo --weights {out / 'last.safetensors'}" in printed
+    assert main([*args, "--force"]) == 0
+    assert len((out / "log.jsonl").read_text().splitlines()) == 1  # the old log was not appended to
+
+
+def test_curves_put_counts_off_the_score_axis_and_draw_loss_parts_and_lr():
+    from bench.curves import series
+
+    rows = [{"step": 1, "loss": 2.0, "bce": 0.5, "dice": 0.9, "lr": 1e-4, "grad_norm": 3.0, "time": 5.0},
+            {"step": 2, "val_mIoU": 0.4, "val_F": 0.5, "val_clips": 64, "val_time": 9.0}]
+    s = series(rows)
+    assert list(s["loss"]) == ["total", "bce", "dice"]
+    assert s["lr"] == {"lr": [(1, 1e-4)]}
+    assert set(s["validation"]) == {"mIoU", "F"}
