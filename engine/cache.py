@@ -6,7 +6,8 @@ $ICF_CACHE, else $XDG_CACHE_HOME/icf-avs, else ~/.cache/icf-avs). This module is
   (ONNX sha256, precision, TensorRT version, GPU name) because a plan is only valid for exactly that;
 - one timing cache per (TensorRT version, GPU) shared by all builds, so rebuilds are faster;
 - ONNX exports of checkpoints: ``onnx/<checkpoint sha256[:16]>/<model>.onnx`` (+ .json), of registry
-  models (untrained, seeded): ``onnx/registry-<name>-seed<seed>/``;
+  models (untrained, seeded): ``onnx/registry-<name>-seed<seed>/``; batch-B exports (many streams, one
+  model; B > 1) of a checkpoint: ``onnx/<checkpoint sha256[:16]>-b<B>/<stem>-b<B>.onnx``;
 - AOTInductor packages: ``aoti/<checkpoint sha256[:16]>-<device>-<precision>-torch<version>-<gpu or cpu ISA>/<model>.pt2``
   (+ .json): a package is only valid for that torch build and GPU / CPU vector ISA.
 ``resolve(artifact, want)`` is the only place that maps checkpoint -> ONNX -> plan / package; runtime and stream call it.
@@ -114,33 +115,47 @@ def get_or_build(onnx_path: str | Path, precision: str = "fp16", *, root: str | 
     return plan
 
 
-def onnx_for_checkpoint(checkpoint: str | Path, *, root: str | Path | None = None) -> Path:
-    """An exported, verified ONNX of a .safetensors checkpoint, exported on first use."""
+def onnx_for_checkpoint(checkpoint: str | Path, *, root: str | Path | None = None, batch: int = 1) -> Path:
+    """An exported, verified ONNX of a .safetensors checkpoint at batch size ``batch``, exported on first use."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"weights file {checkpoint} not found")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be a whole number >= 1, not {batch!r}")
     sha = spec.file_sha256(checkpoint)
     base = Path(root) if root else cache_dir()
-    folder = base / "onnx" / sha[:16]
+    folder = base / "onnx" / (sha[:16] if batch == 1 else f"{sha[:16]}-b{batch}")
     try:
         with _locked(folder):
             for existing in sorted(folder.glob("*.onnx")):
+                if not _valid(existing, ("onnx", "sha256")):
+                    continue
+                doc = spec.read_sidecar(existing)
                 # exports written before the sidecar named the frame ring's rate are re-made: the
                 # checkpoint's training data may say another rate than the old default (model.weights)
-                if (_valid(existing, ("onnx", "sha256")) and (spec.read_sidecar(existing).get("checkpoint") or {}).get("sha256") == sha
-                        and "frame_ring_rate" in (spec.read_sidecar(existing).get("state") or {})):
+                if ((doc.get("checkpoint") or {}).get("sha256") == sha and "frame_ring_rate" in (doc.get("state") or {})
+                        and doc["inputs"][0]["shape"][0] == batch):
                     log.info("ONNX cache hit: %s", existing)
                     return existing
-            log.info("ONNX cache miss: exporting %s into %s", checkpoint, folder)
-            return _export(["--weights", str(checkpoint)], folder, str(checkpoint))
+            log.info("ONNX cache miss: exporting %s (batch %d) into %s", checkpoint, batch, folder)
+            if batch == 1:
+                return _export(["--weights", str(checkpoint)], folder, str(checkpoint))
+            return _export(["--weights", str(checkpoint), "--sizes", str(batch)], folder, f"{checkpoint} at batch {batch}", tool="engine.batching")
     except ArtifactError:
         _prune(folder, base)
         raise
 
 
-def onnx_for_model(name: str, *, seed: int = 0, root: str | Path | None = None) -> Path:
+def onnx_for_model(name: str, *, seed: int = 0, root: str | Path | None = None, batch: int = 1) -> Path:
     """An exported, verified ONNX of a registry model with seeded untrained weights (for trying a
-    pipeline), exported on first use; the key is (name, seed) and its weights are saved beside."""
+    pipeline), exported on first use; the key is (name, seed) and its weights are saved beside
+    (a batch > 1 export is made from those weights, so every batch size runs the same network)."""
+    if batch != 1:
+        first = onnx_for_model(name, seed=seed, root=root)
+        ckpt = spec.resolve_checkpoint(spec.read_sidecar(first), first)
+        if ckpt is None:
+            raise ArtifactError(f"{first} records no weights file, so no batch-{batch} export can be made; delete it and retry")
+        return onnx_for_checkpoint(ckpt, root=root, batch=batch)
     base = Path(root) if root else cache_dir()
     folder = base / "onnx" / f"registry-{name}-seed{seed}"
     try:
@@ -156,7 +171,7 @@ def onnx_for_model(name: str, *, seed: int = 0, root: str | Path | None = None) 
         raise
 
 
-def _export(source: list[str], folder: Path, what: str) -> Path:
+def _export(source: list[str], folder: Path, what: str, tool: str = "engine") -> Path:
     """``icf-engine export`` in a child process: the caller (a stream supervisor, an ONNX Runtime
     service) never imports torch or model/, and a crash while exporting cannot take it down."""
     print(f"icf-engine: exporting {what} to ONNX under {folder} (once; cached)", file=sys.stderr)
@@ -164,7 +179,8 @@ def _export(source: list[str], folder: Path, what: str) -> Path:
         stale.unlink()
     repo = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p))
-    proc = subprocess.run([sys.executable, "-m", "engine", "export", *source, "--out", str(folder)],
+    command = [sys.executable, "-m", "engine", "export"] if tool == "engine" else [sys.executable, "-m", tool]
+    proc = subprocess.run([*command, *source, "--out", str(folder)],
                           capture_output=True, text=True, env=env)
     found = sorted(folder.glob("*.onnx"))
     if proc.returncode != 0 or not found:
@@ -172,9 +188,13 @@ def _export(source: list[str], folder: Path, what: str) -> Path:
     return found[0]
 
 
-def resolve(artifact: str | Path, want: str, *, precision: str = "fp16", device: str = "cpu") -> Path:
+def resolve(artifact: str | Path, want: str, *, precision: str = "fp16", device: str = "cpu", batch: int = 1) -> Path:
     """The one place that turns what a user gave into what a backend loads.
 
+    ``batch`` (want="onnx" only): the static batch size of the export (many streams, one model); a
+    batch > 1 export of a checkpoint, or of the checkpoint an .onnx records, is made once and cached.
+    Every file is read and hashed once per process (engine.spec), so the backend that opens what this
+    returns does not read or hash it again.
     ``want``: "onnx" (a checkpoint is exported once; an .onnx is itself) or "plan" (an ONNX, exported
     from a checkpoint if need be, built once into a TensorRT plan for this GPU; a plan is itself) or
     "package" (the checkpoint, or the one an .onnx records, compiled once into an AOTInductor .pt2 for
@@ -183,6 +203,21 @@ def resolve(artifact: str | Path, want: str, *, precision: str = "fp16", device:
     """
     path = Path(artifact)
     kind = path.suffix
+    if batch != 1:
+        if want != "onnx":
+            raise ValueError(f"resolve: batch {batch} exists for want='onnx' only (engines are built per batch from those)")
+        if kind == ".onnx":
+            doc = spec.read_sidecar(path)
+            if doc["inputs"][0]["shape"][0] == batch:
+                return path
+            ckpt = spec.resolve_checkpoint(doc, path)
+            if ckpt is None:
+                raise ArtifactError(f"{path.name} records no checkpoint, so no batch-{batch} export can be made from it; "
+                                    f"give the .safetensors checkpoint")
+            return onnx_for_checkpoint(ckpt, batch=batch)
+        if kind == ".safetensors":
+            return onnx_for_checkpoint(path, batch=batch)
+        raise ArtifactError(f"{path.name}: a batch-{batch} export needs a .safetensors checkpoint or an .onnx that records one")
     if want == "onnx":
         if kind == ".safetensors":
             return onnx_for_checkpoint(path)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
+import sys
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -45,10 +47,17 @@ def artifact_kind(path: Path) -> str:
     return KINDS[path.suffix]
 
 
+# A CUDA (or ROCm) GPU needs its kernel driver's device files: without them torch cannot see one, and
+# importing torch only to ask costs seconds of a CPU service's start (runtime.load on the CPU never needs it)
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
 def cuda_available() -> tuple[bool, str]:
-    """(available, description) without importing torch when it is not installed."""
+    """(available, description) without importing torch when it is not installed or no GPU driver is there."""
     if find_spec("torch") is None:
         return False, "torch is not installed"
+    if "torch" not in sys.modules and not any(os.path.exists(p) for p in GPU_DEVICE_FILES):
+        return False, f"no GPU driver here (none of {', '.join(GPU_DEVICE_FILES)})"
     import torch
 
     if not torch.cuda.is_available():
