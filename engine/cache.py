@@ -238,6 +238,32 @@ def resolve(artifact: str | Path, want: str, *, precision: str = "fp16", device:
     raise ArtifactError(f"{path.name}: cannot make a .{want} from a '{kind}' artifact; give a .safetensors checkpoint or an .onnx")
 
 
+def int8_folder(fp32_onnx: Path, root: str | Path | None = None) -> Path:
+    return (Path(root) if root else cache_dir()) / "onnx" / f"{spec.read_sidecar(fp32_onnx)['onnx']['sha256'][:16]}-int8"
+
+
+def build_int8(source: str | Path, *, out_dir: str | Path | None = None, calib_frames: int = 48) -> tuple[Path, dict[str, Any]]:
+    """The CPU int8 graph of a checkpoint or fp32 .onnx (engine.quantize: calibrated, kept only if it
+    passes parity), into ``out_dir`` or the cache entry beside its fp32 export (where ``int8_for`` finds it)."""
+    from .quantize import build_int8 as quantise
+
+    fp32 = resolve(source, "onnx")
+    folder = Path(out_dir) if out_dir else int8_folder(fp32)
+    with _locked(folder):
+        return quantise(fp32, folder, calib_frames=calib_frames)
+
+
+def int8_for(fp32_onnx: str | Path) -> Path | None:
+    """The cached int8 graph of this fp32 export if one was built and passed its parity rule, else None."""
+    from .quantize import passed_int8
+
+    folder = int8_folder(Path(fp32_onnx))
+    for path in sorted(folder.glob("*-int8.onnx")) if folder.is_dir() else []:
+        if passed_int8(path):
+            return path
+    return None
+
+
 def package_key(checkpoint_sha256: str, device: str, precision: str, ident: dict[str, Any]) -> str:
     from .trt_common import slug
 

@@ -36,7 +36,7 @@ class OrtBackend(Backend):
         *,
         device: str = "cpu",
         threads: int | None = None,
-        precision: str = "fp32",
+        precision: str | None = None,
         trt_cache_dir: str | None = None,
         reason: str = "requested backend=onnxruntime",
         verify: bool = True,
@@ -49,7 +49,14 @@ class OrtBackend(Backend):
         sidecar = open_artifact(artifact, "onnx", self.name, verify=verify, graph_io=False)  # I/O: checked on the session below
         if device not in DEVICE_PROVIDERS:
             raise ValueError(f"onnxruntime device must be one of {sorted(DEVICE_PROVIDERS)}, not {device!r}")
-        if precision != "fp32" and device != "tensorrt":
+        graph = sidecar["onnx"].get("precision", "fp32")  # "int8": a quantised graph from engine.quantize
+        if graph == "int8":
+            if precision not in (None, "int8") or device != "cpu":
+                raise ValueError(f"{artifact.name} is an int8 graph for the CPU EP; it runs with device='cpu' (precision int8), "
+                                 f"not {device!r} / {precision!r}")
+            precision = "int8"
+        precision = precision or "fp32"
+        if precision != "fp32" and graph != "int8" and device != "tensorrt":
             raise ValueError(f"onnxruntime runs the fp32 graph on {device}; precision {precision!r} needs device='tensorrt' or the tensorrt backend")
         available = ort.get_available_providers()
         wanted = DEVICE_PROVIDERS[device]

@@ -110,6 +110,12 @@ def choose(artifact: Path, options: dict[str, Any], *, tensorrt_failed: str = ""
     from . import cache
 
     onnx = cache.resolve(artifact, "onnx")
+    int8 = cache.int8_for(onnx) if options.get("precision") in (None, "int8") else None
+    if int8 is not None:
+        par = read_sidecar(int8)["int8"]["parity"]
+        reason = (f"no CUDA GPU ({gpu}): ONNX Runtime CPU EP, int8 graph {int8.name} (built with `icf-engine build --via onnxruntime "
+                  f"--precision int8`; parity passed: pooled mask IoU {par['pooled_mask_iou']} vs fp32, {par['rule']})")
+        return "onnxruntime", int8, reason, {"device": "cpu", "precision": "int8"}
     reason = (f"no CUDA GPU ({gpu}): ONNX Runtime CPU EP (fp32), the faster CPU path (it beats eager torch and "
               f"AOTInductor packages at batch 1 on CPU; build a .pt2 and pass it to run AOTInductor)")
     return "onnxruntime", onnx, reason, {"device": "cpu", "precision": "fp32"}
