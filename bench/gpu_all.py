@@ -48,8 +48,9 @@ def steps(dry_run: bool) -> list[Step]:
             Step("pytest_gpu", (py, "-m", "pytest", "-m", "gpu", "--collect-only", "-q", "-p", "no:cacheprovider",
                                 "tests/engine/test_engine_gpu.py"), 240),  # collects only: a CPU skips them all
             Step("parity", (py, "-m", "engine", "check", "--weights", "{out}/../tiny/icf-tiny.onnx", "--backend", "onnxruntime",
-                            "--json", "{out}/check.json"), 240, "check.json"),
-            Step("latency", (py, "-m", "bench.gpu", "--smoke", "--no-baseline", "--variants", "eager-fp32", "cudagraph-fp16-cl", "--out", "{out}"), 240,
+                            "--random-frames", "1", "--synthetic-frames", "2", "--json", "{out}/check.json"), 300, "check.json"),
+            Step("latency", (py, "-m", "bench.gpu", "--smoke", "--no-baseline", "--variants", "eager-fp32", "cudagraph-fp16-cl",
+                             "--runs", "2", "--warmup", "1", "--input-sets", "1", "--out", "{out}"), 300,
                  "gpu.json"),
             Step("streams", (py, "-m", "bench", "streams", "--smoke", "--no-plots", "--out", "{out}"), 240, "streams_*.json"),
         ]

@@ -42,7 +42,7 @@ def test_a_failed_or_slow_step_does_not_stop_the_next(tmp_path):
 def test_dry_run_runs_every_step(tmp_path):
     out = tmp_path / "gpu"
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu.sh"), "--dry-run"], cwd=ROOT, capture_output=True, text=True,
-                          env={**__import__("os").environ, "OUT": str(out), "PYTHON": sys.executable}, timeout=900)
+                          env={**__import__("os").environ, "OUT": str(out), "PYTHON": sys.executable}, timeout=1500)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["dry_run"] is True
     assert set(summary["steps"]) == {s.name for s in gpu_all.steps(True)}
