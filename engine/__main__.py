@@ -86,9 +86,36 @@ def _build_aoti(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_int8(args: argparse.Namespace) -> int:
+    from . import cache
+    from .quantize import Int8Failed
+
+    if args.precision != "int8":
+        print("icf-engine build --via onnxruntime makes the CPU int8 graph: give --precision int8 (fp32 is the export itself)", file=sys.stderr)
+        return 2
+    source = args.onnx or args.weights
+    if not source:
+        print("icf-engine build --via onnxruntime: give --weights CKPT.safetensors or --onnx FILE (batch-1 fp32 export)", file=sys.stderr)
+        return 2
+    try:
+        path, record = cache.build_int8(source, out_dir=args.out, calib_frames=args.calib_frames or 48)
+    except Int8Failed as exc:
+        print(f"icf-engine build: {exc}", file=sys.stderr)
+        return 1
+    par = record["parity"]
+    print(f"built {path} (+ {spec.sidecar_path(path).name}): int8 of {record['scope']}, pooled mask IoU {par['pooled_mask_iou']} "
+          f"vs fp32 on {par['frames']} held-out SynthAVS frames ({par['rule']}: passed)")
+    return 0
+
+
 def _build(args: argparse.Namespace) -> int:
     if args.via == "aotinductor":
         return _build_aoti(args)
+    if args.via == "onnxruntime":
+        return _build_int8(args)
+    if not args.out:
+        print(f"icf-engine build --via {args.via}: --out is required", file=sys.stderr)
+        return 2
     from .trt_common import INSTALL_HELP, tensorrt_installed
 
     if args.device and args.device != "cuda":
@@ -116,7 +143,7 @@ def _build(args: argparse.Namespace) -> int:
         from .trt_build import build_engine
 
         path = build_engine(args.onnx, out, precision=args.precision, workspace_gb=args.workspace_gb,
-                            calib_data=args.calib_data, calib_frames=args.calib_frames, timing_cache=args.timing_cache)
+                            calib_data=args.calib_data, calib_frames=args.calib_frames or 256, timing_cache=args.timing_cache)
     print(f"built {path} (+ {spec.sidecar_path(path).name})")
     return 0
 
@@ -225,13 +252,16 @@ def add_build(sub) -> None:
     b.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default=None,
                    help="default fp16 (TensorRT); aotinductor: fp32 on cpu, fp16 on cuda (int8 is TensorRT only)")
     b.add_argument("--device", choices=("cpu", "cuda"), default=None, help="--via aotinductor: compile for cpu (default) or cuda")
-    b.add_argument("--out", required=True, metavar="FILE|DIR",
-                   help="output .plan (.ep with --via torch-tensorrt); --via aotinductor: a folder (gets <model>-aoti-<device>-<precision>.pt2) or a .pt2 path")
-    b.add_argument("--via", choices=("tensorrt", "torch-tensorrt", "aotinductor"), default="tensorrt",
-                   help="TensorRT ONNX parser (default), torch-tensorrt dynamo, or torch.export + AOTInductor")
+    b.add_argument("--out", metavar="FILE|DIR",
+                   help="output .plan (.ep with --via torch-tensorrt); --via aotinductor: a folder (gets <model>-aoti-<device>-<precision>.pt2) "
+                        "or a .pt2 path; --via onnxruntime: a folder (default: the engine cache, where runtime auto finds it)")
+    b.add_argument("--via", choices=("tensorrt", "torch-tensorrt", "aotinductor", "onnxruntime"), default="tensorrt",
+                   help="TensorRT ONNX parser (default), torch-tensorrt dynamo, torch.export + AOTInductor, or ONNX Runtime "
+                        "static int8 for the CPU (--precision int8; kept only if it passes parity vs fp32)")
     b.add_argument("--calib-data", default="auto", metavar="SPEC",
                    help="int8 calibration frames: auto/synthetic (built-in synthetic scenes), random, FILE.npz, or DIR of .npz")
-    b.add_argument("--calib-frames", type=int, default=256, metavar="N", help="int8 calibration frames (default 256)")
+    b.add_argument("--calib-frames", type=int, default=None, metavar="N",
+                   help="int8 calibration frames (default 256 for TensorRT, 48 SynthAVS frames for --via onnxruntime)")
     b.add_argument("--workspace-gb", type=float, default=4.0, help="TensorRT workspace memory pool limit in GiB (default 4)")
     b.add_argument("--timing-cache", metavar="FILE", help="TensorRT timing cache to read and update (speeds up rebuilds)")
     b.set_defaults(func=_build)

@@ -19,17 +19,13 @@ import numpy as np
 
 from .aoti_common import KIND, SECTION, check_package_compatible, ieee_fp32
 from .backend import Backend
-from .spec import INPUT_NAMES, OUTPUT_NAMES, ArtifactError, read_sidecar, verify_sha
+from .spec import INPUT_NAMES, OUTPUT_NAMES, ArtifactError, open_artifact
 
 
-def verify_package(artifact: str | Path, doc: dict[str, Any] | None = None) -> dict[str, Any]:
+def verify_package(artifact: str | Path) -> dict[str, Any]:
     """Sidecar + sha256 + build-target checks (no torch import for the first two); returns the sidecar."""
     artifact = Path(artifact)
-    doc = doc or read_sidecar(artifact)
-    if doc["kind"] != KIND:
-        raise ArtifactError(f"{artifact} is a {doc['kind']} artifact; the aotinductor backend runs .pt2 packages from "
-                            f"`icf-engine build --via aotinductor`")
-    verify_sha(artifact, doc[SECTION]["sha256"], "AOTInductor package")
+    doc = open_artifact(artifact, KIND, "aotinductor")
     check_package_compatible(doc, str(artifact))
     return doc
 
@@ -48,7 +44,7 @@ class AOTIBackend(Backend):
         if artifact.suffix != ".pt2":
             raise ArtifactError(f"the aotinductor backend runs .pt2 packages, not {artifact.name}; build one with "
                                 f"`icf-engine build --via aotinductor --weights CKPT --out DIR`")
-        doc = verify_package(artifact) if verify else read_sidecar(artifact)
+        doc = verify_package(artifact) if verify else open_artifact(artifact, KIND, self.name, verify=False)
         built = doc[SECTION]
         for key, want in (("device", device), ("precision", precision)):
             if want and want != built[key]:

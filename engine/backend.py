@@ -33,7 +33,7 @@ class Backend:
 
     # ---- the API the stream and bench use ----
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One step. Inputs are checked (names, shapes) and made contiguous float32."""
+        """One step. Inputs are checked (names, shapes, dtype, C-contiguous layout); nothing is copied."""
         return self._run(self._checked(inputs))
 
     def info(self) -> dict[str, Any]:
@@ -81,7 +81,12 @@ class Backend:
             x = inputs[name]
             if tuple(x.shape) != shape:
                 raise ValueError(f"input '{name}' has shape {tuple(x.shape)}; this {self.sidecar['model']['name']} artifact takes {shape}")
-            out[name] = np.ascontiguousarray(x, dtype=dtype)
+            if x.dtype != dtype or not x.flags.c_contiguous:
+                # never copied here: a silent copy in the hot path is time nobody sees (it was counted as model time)
+                layout = "C-contiguous" if x.flags.c_contiguous else "not C-contiguous"
+                raise ValueError(f"input '{name}' is {x.dtype} {layout}; backends take C-contiguous {dtype} arrays as they are "
+                                 f"(write into one with np.empty + out=, or np.ascontiguousarray(x, dtype=np.{dtype}) once)")
+            out[name] = x
         return out
 
     @staticmethod

@@ -6,7 +6,8 @@ $ICF_CACHE, else $XDG_CACHE_HOME/icf-avs, else ~/.cache/icf-avs). This module is
   (ONNX sha256, precision, TensorRT version, GPU name) because a plan is only valid for exactly that;
 - one timing cache per (TensorRT version, GPU) shared by all builds, so rebuilds are faster;
 - ONNX exports of checkpoints: ``onnx/<checkpoint sha256[:16]>/<model>.onnx`` (+ .json), of registry
-  models (untrained, seeded): ``onnx/registry-<name>-seed<seed>/``;
+  models (untrained, seeded): ``onnx/registry-<name>-seed<seed>/``; batch-B exports (many streams, one
+  model; B > 1) of a checkpoint: ``onnx/<checkpoint sha256[:16]>-b<B>/<stem>-b<B>.onnx``;
 - AOTInductor packages: ``aoti/<checkpoint sha256[:16]>-<device>-<precision>-torch<version>-<gpu or cpu ISA>/<model>.pt2``
   (+ .json): a package is only valid for that torch build and GPU / CPU vector ISA.
 ``resolve(artifact, want)`` is the only place that maps checkpoint -> ONNX -> plan / package; runtime and stream call it.
@@ -114,33 +115,47 @@ def get_or_build(onnx_path: str | Path, precision: str = "fp16", *, root: str | 
     return plan
 
 
-def onnx_for_checkpoint(checkpoint: str | Path, *, root: str | Path | None = None) -> Path:
-    """An exported, verified ONNX of a .safetensors checkpoint, exported on first use."""
+def onnx_for_checkpoint(checkpoint: str | Path, *, root: str | Path | None = None, batch: int = 1) -> Path:
+    """An exported, verified ONNX of a .safetensors checkpoint at batch size ``batch``, exported on first use."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"weights file {checkpoint} not found")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be a whole number >= 1, not {batch!r}")
     sha = spec.file_sha256(checkpoint)
     base = Path(root) if root else cache_dir()
-    folder = base / "onnx" / sha[:16]
+    folder = base / "onnx" / (sha[:16] if batch == 1 else f"{sha[:16]}-b{batch}")
     try:
         with _locked(folder):
             for existing in sorted(folder.glob("*.onnx")):
+                if not _valid(existing, ("onnx", "sha256")):
+                    continue
+                doc = spec.read_sidecar(existing)
                 # exports written before the sidecar named the frame ring's rate are re-made: the
                 # checkpoint's training data may say another rate than the old default (model.weights)
-                if (_valid(existing, ("onnx", "sha256")) and (spec.read_sidecar(existing).get("checkpoint") or {}).get("sha256") == sha
-                        and "frame_ring_rate" in (spec.read_sidecar(existing).get("state") or {})):
+                if ((doc.get("checkpoint") or {}).get("sha256") == sha and "frame_ring_rate" in (doc.get("state") or {})
+                        and doc["inputs"][0]["shape"][0] == batch):
                     log.info("ONNX cache hit: %s", existing)
                     return existing
-            log.info("ONNX cache miss: exporting %s into %s", checkpoint, folder)
-            return _export(["--weights", str(checkpoint)], folder, str(checkpoint))
+            log.info("ONNX cache miss: exporting %s (batch %d) into %s", checkpoint, batch, folder)
+            if batch == 1:
+                return _export(["--weights", str(checkpoint)], folder, str(checkpoint))
+            return _export(["--weights", str(checkpoint), "--sizes", str(batch)], folder, f"{checkpoint} at batch {batch}", tool="engine.batching")
     except ArtifactError:
         _prune(folder, base)
         raise
 
 
-def onnx_for_model(name: str, *, seed: int = 0, root: str | Path | None = None) -> Path:
+def onnx_for_model(name: str, *, seed: int = 0, root: str | Path | None = None, batch: int = 1) -> Path:
     """An exported, verified ONNX of a registry model with seeded untrained weights (for trying a
-    pipeline), exported on first use; the key is (name, seed) and its weights are saved beside."""
+    pipeline), exported on first use; the key is (name, seed) and its weights are saved beside
+    (a batch > 1 export is made from those weights, so every batch size runs the same network)."""
+    if batch != 1:
+        first = onnx_for_model(name, seed=seed, root=root)
+        ckpt = spec.resolve_checkpoint(spec.read_sidecar(first), first)
+        if ckpt is None:
+            raise ArtifactError(f"{first} records no weights file, so no batch-{batch} export can be made; delete it and retry")
+        return onnx_for_checkpoint(ckpt, root=root, batch=batch)
     base = Path(root) if root else cache_dir()
     folder = base / "onnx" / f"registry-{name}-seed{seed}"
     try:
@@ -159,20 +174,24 @@ def onnx_for_model(name: str, *, seed: int = 0, root: str | Path | None = None) 
 EXPORTING = "icf-engine: exporting "  # the line engine.export logs when it starts on a network it has built
 
 
-def _export(source: list[str], folder: Path, what: str) -> Path:
-    """``icf-engine export`` in a child process: the caller (a stream supervisor, an ONNX Runtime
-    service) never imports torch or model/, and a crash while exporting cannot take it down."""
+def _export(source: list[str], folder: Path, what: str, tool: str = "engine") -> Path:
+    """``icf-engine export`` (or ``python -m TOOL``) in a child process: the caller (a stream supervisor, an ONNX
+    Runtime service) never imports torch or model/, and a crash while exporting cannot take it down."""
     for stale in folder.glob("*.onnx"):  # a half-written or tampered export is replaced, not reused
         stale.unlink()
     repo = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p))
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "export", *source, "--out", str(folder)],
+    command = [sys.executable, "-m", "engine", "export"] if tool == "engine" else [sys.executable, "-m", tool]
+    announce = f"icf-engine: exporting {what} to ONNX under {folder} (once; cached)"
+    if tool != "engine":  # only engine.export says when it has built the network
+        print(announce, file=sys.stderr, flush=True)
+    proc = subprocess.Popen([*command, *source, "--out", str(folder)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     lines = []
     for line in proc.stderr:  # "exporting" is said once the child has the network (an unknown name fails first)
         lines.append(line)
-        if line.startswith(EXPORTING):
-            print(f"icf-engine: exporting {what} to ONNX under {folder} (once; cached)", file=sys.stderr, flush=True)
+        if tool == "engine" and line.startswith(EXPORTING):
+            print(announce, file=sys.stderr, flush=True)
     proc.wait()
     found = sorted(folder.glob("*.onnx"))
     if proc.returncode != 0 or not found:
@@ -180,9 +199,13 @@ def _export(source: list[str], folder: Path, what: str) -> Path:
     return found[0]
 
 
-def resolve(artifact: str | Path, want: str, *, precision: str = "fp16", device: str = "cpu") -> Path:
+def resolve(artifact: str | Path, want: str, *, precision: str = "fp16", device: str = "cpu", batch: int = 1) -> Path:
     """The one place that turns what a user gave into what a backend loads.
 
+    ``batch`` (want="onnx" only): the static batch size of the export (many streams, one model); a
+    batch > 1 export of a checkpoint, or of the checkpoint an .onnx records, is made once and cached.
+    Every file is read and hashed once per process (engine.spec), so the backend that opens what this
+    returns does not read or hash it again.
     ``want``: "onnx" (a checkpoint is exported once; an .onnx is itself) or "plan" (an ONNX, exported
     from a checkpoint if need be, built once into a TensorRT plan for this GPU; a plan is itself) or
     "package" (the checkpoint, or the one an .onnx records, compiled once into an AOTInductor .pt2 for
@@ -191,6 +214,21 @@ def resolve(artifact: str | Path, want: str, *, precision: str = "fp16", device:
     """
     path = Path(artifact)
     kind = path.suffix
+    if batch != 1:
+        if want != "onnx":
+            raise ValueError(f"resolve: batch {batch} exists for want='onnx' only (engines are built per batch from those)")
+        if kind == ".onnx":
+            doc = spec.read_sidecar(path)
+            if doc["inputs"][0]["shape"][0] == batch:
+                return path
+            ckpt = spec.resolve_checkpoint(doc, path)
+            if ckpt is None:
+                raise ArtifactError(f"{path.name} records no checkpoint, so no batch-{batch} export can be made from it; "
+                                    f"give the .safetensors checkpoint")
+            return onnx_for_checkpoint(ckpt, batch=batch)
+        if kind == ".safetensors":
+            return onnx_for_checkpoint(path, batch=batch)
+        raise ArtifactError(f"{path.name}: a batch-{batch} export needs a .safetensors checkpoint or an .onnx that records one")
     if want == "onnx":
         if kind == ".safetensors":
             return onnx_for_checkpoint(path)
@@ -209,6 +247,32 @@ def resolve(artifact: str | Path, want: str, *, precision: str = "fp16", device:
     else:
         raise ValueError(f"resolve: want 'onnx', 'plan' or 'package', not {want!r}")
     raise ArtifactError(f"{path.name}: cannot make a .{want} from a '{kind}' artifact; give a .safetensors checkpoint or an .onnx")
+
+
+def int8_folder(fp32_onnx: Path, root: str | Path | None = None) -> Path:
+    return (Path(root) if root else cache_dir()) / "onnx" / f"{spec.read_sidecar(fp32_onnx)['onnx']['sha256'][:16]}-int8"
+
+
+def build_int8(source: str | Path, *, out_dir: str | Path | None = None, calib_frames: int = 48) -> tuple[Path, dict[str, Any]]:
+    """The CPU int8 graph of a checkpoint or fp32 .onnx (engine.quantize: calibrated, kept only if it
+    passes parity), into ``out_dir`` or the cache entry beside its fp32 export (where ``int8_for`` finds it)."""
+    from .quantize import build_int8 as quantise
+
+    fp32 = resolve(source, "onnx")
+    folder = Path(out_dir) if out_dir else int8_folder(fp32)
+    with _locked(folder):
+        return quantise(fp32, folder, calib_frames=calib_frames)
+
+
+def int8_for(fp32_onnx: str | Path) -> Path | None:
+    """The cached int8 graph of this fp32 export if one was built and passed its parity rule, else None."""
+    from .quantize import passed_int8
+
+    folder = int8_folder(Path(fp32_onnx))
+    for path in sorted(folder.glob("*-int8.onnx")) if folder.is_dir() else []:
+        if passed_int8(path):
+            return path
+    return None
 
 
 def package_key(checkpoint_sha256: str, device: str, precision: str, ident: dict[str, Any]) -> str:

@@ -9,10 +9,12 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend
-from .spec import OUTPUT_NAMES, ArtifactError, read_sidecar, verify_onnx
+from .spec import OUTPUT_NAMES, ArtifactError, check_graph_io, open_artifact
 
 log = logging.getLogger("icf.engine")
 
+ORT_DTYPES = {"tensor(float)": np.dtype("float32"), "tensor(float16)": np.dtype("float16"), "tensor(int64)": np.dtype("int64"),
+              "tensor(int32)": np.dtype("int32"), "tensor(uint8)": np.dtype("uint8"), "tensor(bool)": np.dtype("bool")}
 DEVICE_PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -34,7 +36,7 @@ class OrtBackend(Backend):
         *,
         device: str = "cpu",
         threads: int | None = None,
-        precision: str = "fp32",
+        precision: str | None = None,
         trt_cache_dir: str | None = None,
         reason: str = "requested backend=onnxruntime",
         verify: bool = True,
@@ -44,12 +46,17 @@ class OrtBackend(Backend):
         artifact = Path(artifact)
         if artifact.suffix != ".onnx":
             raise ArtifactError(f"the onnxruntime backend runs .onnx files, not {artifact.name}; export one with `icf-engine export`")
-        sidecar = read_sidecar(artifact)
-        if verify:
-            verify_onnx(artifact, sidecar)
+        sidecar = open_artifact(artifact, "onnx", self.name, verify=verify, graph_io=False)  # I/O: checked on the session below
         if device not in DEVICE_PROVIDERS:
             raise ValueError(f"onnxruntime device must be one of {sorted(DEVICE_PROVIDERS)}, not {device!r}")
-        if precision != "fp32" and device != "tensorrt":
+        graph = sidecar["onnx"].get("precision", "fp32")  # "int8": a quantised graph from engine.quantize
+        if graph == "int8":
+            if precision not in (None, "int8") or device != "cpu":
+                raise ValueError(f"{artifact.name} is an int8 graph for the CPU EP; it runs with device='cpu' (precision int8), "
+                                 f"not {device!r} / {precision!r}")
+            precision = "int8"
+        precision = precision or "fp32"
+        if precision != "fp32" and graph != "int8" and device != "tensorrt":
             raise ValueError(f"onnxruntime runs the fp32 graph on {device}; precision {precision!r} needs device='tensorrt' or the tensorrt backend")
         available = ort.get_available_providers()
         wanted = DEVICE_PROVIDERS[device]
@@ -78,9 +85,9 @@ class OrtBackend(Backend):
         self._providers = self._session.get_providers()  # kept so info() still answers after close()
         self.threads = threads
         super().__init__(artifact=artifact, sidecar=sidecar, device=device, precision=precision, reason=reason)
-        got = [i.name for i in self._session.get_inputs()]
-        if got != list(self.input_specs):
-            raise ArtifactError(f"{artifact}: session inputs {got} differ from the sidecar's {list(self.input_specs)}; re-export")
+        session_io = [{v.name: (tuple(d if isinstance(d, int) else -1 for d in v.shape), ORT_DTYPES.get(v.type, np.dtype(object)))
+                       for v in vs} for vs in (self._session.get_inputs(), self._session.get_outputs())]
+        check_graph_io(artifact, *session_io, sidecar)
 
     def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._as_outputs(self._session.run(list(OUTPUT_NAMES), inputs))

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
+import sys
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -45,10 +47,17 @@ def artifact_kind(path: Path) -> str:
     return KINDS[path.suffix]
 
 
+# A CUDA (or ROCm) GPU needs its kernel driver's device files: without them torch cannot see one, and
+# importing torch only to ask costs seconds of a CPU service's start (runtime.load on the CPU never needs it)
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
 def cuda_available() -> tuple[bool, str]:
-    """(available, description) without importing torch when it is not installed."""
+    """(available, description) without importing torch when it is not installed or no GPU driver is there."""
     if find_spec("torch") is None:
         return False, "torch is not installed"
+    if "torch" not in sys.modules and not any(os.path.exists(p) for p in GPU_DEVICE_FILES):
+        return False, f"no GPU driver here (none of {', '.join(GPU_DEVICE_FILES)})"
     import torch
 
     if not torch.cuda.is_available():
@@ -101,6 +110,12 @@ def choose(artifact: Path, options: dict[str, Any], *, tensorrt_failed: str = ""
     from . import cache
 
     onnx = cache.resolve(artifact, "onnx")
+    int8 = cache.int8_for(onnx) if options.get("precision") in (None, "int8") else None
+    if int8 is not None:
+        par = read_sidecar(int8)["int8"]["parity"]
+        reason = (f"no CUDA GPU ({gpu}): ONNX Runtime CPU EP, int8 graph {int8.name} (built with `icf-engine build --via onnxruntime "
+                  f"--precision int8`; parity passed: pooled mask IoU {par['pooled_mask_iou']} vs fp32, {par['rule']})")
+        return "onnxruntime", int8, reason, {"device": "cpu", "precision": "int8"}
     reason = (f"no CUDA GPU ({gpu}): ONNX Runtime CPU EP (fp32), the faster CPU path (it beats eager torch and "
               f"AOTInductor packages at batch 1 on CPU; build a .pt2 and pass it to run AOTInductor)")
     return "onnxruntime", onnx, reason, {"device": "cpu", "precision": "fp32"}

@@ -13,8 +13,10 @@ Tensor contract of ``step`` (B = 1, static shapes):
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import os
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -65,7 +67,28 @@ def sidecar_path(artifact: str | Path) -> Path:
     return Path(artifact).with_suffix(".json")
 
 
+def _identity(path: str | Path) -> tuple:
+    """What changes whenever a file's bytes do: inode, size, mtime and ctime (ctime cannot be set back
+    by a user, so a rewrite that restores the mtime still counts as a new version)."""
+    st = os.stat(path)
+    return (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+_SHA256: dict[tuple, str] = {}  # file version -> sha256: a resolved artifact is hashed once per process
+_SIDECARS: dict[tuple, dict[str, Any]] = {}  # sidecar file version -> checked document
+
+
 def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, computed once per process per file version (see _identity)."""
+    key = _identity(path)
+    if key not in _SHA256:
+        if len(_SHA256) > 256:
+            _SHA256.clear()
+        _SHA256[key] = _hash_file(path)
+    return _SHA256[key]
+
+
+def _hash_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -165,8 +188,19 @@ def write_sidecar(artifact: str | Path, doc: dict[str, Any]) -> Path:
 
 
 def read_sidecar(artifact: str | Path) -> dict[str, Any]:
-    """Reads and checks the sidecar's structure (not yet the artifact's hash; see verify_*)."""
+    """Reads and checks the sidecar's structure (not yet the artifact's hash; see verify_*); once per
+    process per sidecar version, each caller getting its own copy."""
     path = sidecar_path(artifact)
+    key = _identity(path) if path.is_file() else None
+    if key not in _SIDECARS:
+        doc = _read_sidecar(artifact, path)
+        if len(_SIDECARS) > 256:
+            _SIDECARS.clear()
+        _SIDECARS[key] = doc
+    return copy.deepcopy(_SIDECARS[key])
+
+
+def _read_sidecar(artifact: str | Path, path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ArtifactError(
             f"{artifact} has no sidecar {path.name}; artifacts are only usable with the JSON written beside them. "
@@ -251,9 +285,26 @@ def onnx_graph_io(path: str | Path) -> tuple[Specs, Specs]:
 
 
 def verify_onnx(path: str | Path, doc: dict[str, Any]) -> None:
-    """Refuses an ONNX file whose bytes or I/O disagree with its sidecar."""
+    """Refuses an ONNX file whose bytes or I/O disagree with its sidecar (the graph is parsed once per
+    process per file version and declared I/O)."""
     verify_sha(path, doc["onnx"]["sha256"], "ONNX file")
-    ins, outs = onnx_graph_io(path)
+    key = (_identity(path), json.dumps([doc["inputs"], doc["outputs"]], sort_keys=True))
+    if key in _GRAPH_IO_OK:
+        return
+    _check_graph_io(path, doc)
+    _GRAPH_IO_OK.add(key)
+
+
+_GRAPH_IO_OK: set[tuple] = set()
+
+
+def _check_graph_io(path: str | Path, doc: dict[str, Any]) -> None:
+    check_graph_io(path, *onnx_graph_io(path), doc)
+
+
+def check_graph_io(path: str | Path, ins: Specs, outs: Specs, doc: dict[str, Any]) -> None:
+    """The graph's I/O (from the ONNX file, or from an ONNX Runtime session that already parsed it)
+    against its sidecar's."""
     for side, graph, declared in (("input", ins, doc["inputs"]), ("output", outs, doc["outputs"])):
         want = specs_from(declared)
         if list(graph) != list(want):
@@ -266,8 +317,32 @@ def verify_onnx(path: str | Path, doc: dict[str, Any]) -> None:
                 )
 
 
-SHA_SECTION = {"onnx": ("onnx", "sha256"), "tensorrt-plan": ("tensorrt", "plan_sha256"),
-               "torch-tensorrt": ("torch_tensorrt", "program_sha256"), "aotinductor": ("aotinductor", "sha256")}
+# kind -> (sidecar section, its sha256 key, what the file is called in messages, how to make one)
+ARTIFACT_KINDS = {
+    "onnx": ("onnx", "sha256", "ONNX file", "`icf-engine export`"),
+    "tensorrt-plan": ("tensorrt", "plan_sha256", "TensorRT plan", "`icf-engine build`"),
+    "torch-tensorrt": ("torch_tensorrt", "program_sha256", "torch-tensorrt program", "`icf-engine build --via torch-tensorrt`"),
+    "aotinductor": ("aotinductor", "sha256", "AOTInductor package", "`icf-engine build --via aotinductor`"),
+}
+
+
+def open_artifact(artifact: str | Path, kind: str, backend: str, *, verify: bool = True, graph_io: bool = True) -> dict[str, Any]:
+    """The preamble every backend runs, in one place: the sidecar (read and checked), the kind this
+    backend runs, the artifact's bytes against the recorded sha256 (an .onnx also its graph I/O).
+    Reading and hashing happen once per process per file version, so an artifact that
+    engine.cache.resolve already verified is handed to the backend without a second pass.
+    ``graph_io=False``: the caller checks an .onnx graph's I/O itself (ONNX Runtime's session has
+    parsed the graph anyway; parsing it again here would also import onnx, ~0.3-2 s)."""
+    doc = read_sidecar(artifact)
+    section, sha_key, what, how = ARTIFACT_KINDS[kind]
+    if doc["kind"] != kind:
+        raise ArtifactError(f"{artifact} is a {doc['kind']} artifact; the {backend} backend runs {what}s made by {how}")
+    if verify:
+        if kind == "onnx" and graph_io:
+            verify_onnx(artifact, doc)
+        else:
+            verify_sha(artifact, doc[section][sha_key], what)
+    return doc
 
 
 def verify_artifact(path: str | Path, doc: dict[str, Any]) -> None:
@@ -275,8 +350,8 @@ def verify_artifact(path: str | Path, doc: dict[str, Any]) -> None:
     if doc["kind"] == "onnx":
         verify_onnx(path, doc)
     else:
-        section, key = SHA_SECTION[doc["kind"]]
-        verify_sha(path, doc[section][key], doc["kind"])
+        section, key, what, _ = ARTIFACT_KINDS[doc["kind"]]
+        verify_sha(path, doc[section][key], what)
 
 
 def resolve_checkpoint(doc: dict[str, Any], artifact: str | Path) -> Path | None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .backend import Backend
 from .device_io import DeviceIO
-from .spec import INPUT_NAMES, OUTPUT_NAMES, ArtifactError, read_sidecar, verify_sha
+from .spec import INPUT_NAMES, OUTPUT_NAMES, ArtifactError, open_artifact
 from .trt_common import check_engine_compatible, engine_io, gpu_identity, import_tensorrt, trt_dtype_to_torch
 
 log = logging.getLogger("icf.engine")
@@ -32,10 +32,7 @@ class TensorRTBackend(Backend):
         import torch
 
         artifact = Path(artifact)
-        doc = read_sidecar(artifact)
-        if doc["kind"] != "tensorrt-plan":
-            raise ArtifactError(f"{artifact} is a {doc['kind']} artifact; the tensorrt backend runs .plan files from `icf-engine build`")
-        verify_sha(artifact, doc["tensorrt"]["plan_sha256"], "TensorRT plan")
+        doc = open_artifact(artifact, "tensorrt-plan", self.name)
         gpu = gpu_identity()
         check_engine_compatible(doc, "tensorrt", str(artifact), trt.__version__, gpu)
         self._logger = trt.Logger(trt.Logger.WARNING)
@@ -147,10 +144,7 @@ class TorchTensorRTBackend(Backend):
         import torch
 
         artifact = Path(artifact)
-        doc = read_sidecar(artifact)
-        if doc["kind"] != "torch-tensorrt":
-            raise ArtifactError(f"{artifact} is a {doc['kind']} artifact, not a torch-tensorrt program")
-        verify_sha(artifact, doc["torch_tensorrt"]["program_sha256"], "torch-tensorrt program")
+        doc = open_artifact(artifact, "torch-tensorrt", self.name)
         check_engine_compatible(doc, "torch_tensorrt", str(artifact), trt.__version__, gpu_identity())
         super().__init__(artifact=artifact, sidecar=doc, device="cuda", precision=doc["torch_tensorrt"]["precision"], reason=reason)
         loaded = torch_tensorrt.load(str(artifact))

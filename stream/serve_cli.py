@@ -4,16 +4,14 @@
     icf-stream serve --video a.mp4 --video b.mp4 --publish tcp://127.0.0.1:5560   # every stream's masks, keyed by "stream"
     icf-stream serve --streams 4 --model icf-lite --batch-sizes 1,2,4 --out out/serve
 
-The model is exported once per batch size (``python -m engine.batching``, cached under the engine cache,
-engine.cache.cache_dir(): ~/.cache/icf-avs/engines/batches), so every batch runs on a static-shape engine.
+The model is exported once per batch size (engine.cache.resolve(..., batch=B), cached in the engine
+cache), so every batch runs on a static-shape engine.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -47,32 +45,14 @@ def add_args(p: argparse.ArgumentParser) -> None:
     add_view_args(o)  # every stream in one grid
 
 
-def batch_artifacts(sizes: list[int], *, weights: str | None = None, model: str | None = None,
-                    cache_dir: str | Path | None = None) -> dict[int, str]:
-    """{B: onnx path}, exported once per checkpoint (sha256) / model and set of sizes, in a
-    subprocess so the stream's processes never import torch. ``cache_dir`` None: the engine cache's
-    batches/ folder (the cache rule lives in engine/cache.py), never the current directory."""
-    from engine.batching import find_batches
-    from engine.cache import cache_dir as engine_cache
-
-    cache_dir = Path(cache_dir) if cache_dir else engine_cache() / "batches"
+def batch_artifacts(sizes: list[int], *, weights: str | None = None, model: str | None = None) -> dict[int, str]:
+    """{B: onnx path}: engine.cache.resolve owns batch exports (made once per checkpoint and size, in a
+    subprocess, so the stream's processes never import torch)."""
+    from engine import cache
 
     if weights:
-        digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:12]
-        folder, args = Path(cache_dir) / f"{Path(weights).stem}-{digest}-batches", ["--weights", weights]
-    else:
-        folder, args = Path(cache_dir) / f"{model}-seed0-batches", ["--model", model]
-    found = find_batches(folder) if folder.is_dir() else {}
-    missing = sorted(set(sizes) - set(found))
-    if missing:
-        print(f"icf-stream: exporting batch sizes {missing} under {folder} (once; cached)", file=sys.stderr, flush=True)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]))
-        proc = subprocess.run([sys.executable, "-m", "engine.batching", *args, "--sizes", ",".join(map(str, missing)), "--out", str(folder)],
-                              capture_output=True, text=True, env=env)
-        found = find_batches(folder)
-        if proc.returncode != 0 or not set(sizes) <= set(found):
-            raise RuntimeError(f"batch export failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
-    return {b: str(found[b]) for b in sizes}
+        return {b: str(cache.resolve(weights, "onnx", batch=b)) for b in sizes}
+    return {b: str(cache.onnx_for_model(model, seed=0, batch=b)) for b in sizes}
 
 
 def backend_spec(*, null: bool, weights: str | None, model: str | None, sizes: list[int], threads: int) -> dict:

@@ -50,6 +50,9 @@ class WorkerCore:
         except (OSError, ValueError, RuntimeError, ImportError, KeyError) as exc:
             raise StageError(f"cannot load the model {spec.get('artifact', spec.get('kind'))}: {exc}") from exc
         self.geo = model_geometry(self.backend)
+        # the one image input the single-stream path reuses every frame: written in place, handed to the
+        # backend as is (no transposed temporary and no second copy inside the backend's checks)
+        self.image_in = np.empty(self.backend.input_specs["image"][0], np.float32)
         self.warmup_ms = warm_up(self.backend)
         self.info = self.backend.info()  # kept: a closed backend cannot describe itself
         self.model_id = f"{self.geo['model']}:{self.info.get('backend', '?')}"
@@ -75,16 +78,21 @@ class WorkerCore:
 
     def run(self, arrays: dict[str, np.ndarray], t: dict[str, int]) -> tuple[dict[str, Any], np.ndarray, tuple]:
         """One frame: returns (header extras, mask [H,W] uint8, (frame_text, segment_text))."""
-        inputs = self.prepare(arrays, t)
+        inputs = self.prepare(arrays, t, into=self.image_in)
         out = self.backend.infer(inputs)
         t["infer_done"] = stamp()
         return self.finish(arrays["image"].shape, out, t)
 
-    def prepare(self, arrays: dict[str, np.ndarray], t: dict[str, int]) -> dict[str, np.ndarray]:
-        """The step's batch-1 inputs for a job: image resized and scaled, state passed through."""
+    def prepare(self, arrays: dict[str, np.ndarray], t: dict[str, int], into: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The step's batch-1 inputs for a job: image resized and scaled, state passed through.
+
+        ``into``: the contiguous [1,3,H,W] float32 buffer the image is written into (one pass: HWC
+        uint8 -> CHW float32 scaled); None allocates one, for callers that keep several rows alive
+        (multistream batches). The frame's pixels are written once and never copied again."""
         h, w = self.geo["image_size"]
         small = resize_frame(arrays["image"], (w, h), self.resize)
-        x = small.transpose(2, 0, 1)[None].astype(np.float32) * np.float32(1 / 255)
+        x = np.empty((1, 3, h, w), np.float32) if into is None else into
+        np.multiply(small.transpose(2, 0, 1), np.float32(1 / 255), out=x[0])
         inputs = {"image": x}
         for k in STATE:  # a job from the wire may carry NaN / Inf: never let it reach the model
             inputs[k], bad = finite(arrays[k])

@@ -40,7 +40,13 @@ def test_infer_checks_inputs(exports):
         b.infer({k: v for k, v in x.items() if k != "audio"})
     with pytest.raises(ValueError, match=r"input 'image' has shape \(1, 3, 112, 112\); this icf-tiny artifact takes \(1, 3, 224, 224\)"):
         b.infer({**x, "image": np.zeros((1, 3, 112, 112), np.float32)})
-    out = b.infer({**x, "audio": x["audio"].astype(np.float64)})  # dtypes are converted, not refused
+    # never a silent copy in the hot path: a wrong dtype or layout is an error that says how to fix it
+    with pytest.raises(ValueError, match=r"input 'audio' is float64 C-contiguous; backends take C-contiguous float32"):
+        b.infer({**x, "audio": x["audio"].astype(np.float64)})
+    hwc = np.zeros((1, 224, 224, 3), np.float32)
+    with pytest.raises(ValueError, match=r"input 'image' is float32 not C-contiguous"):
+        b.infer({**x, "image": hwc.transpose(0, 3, 1, 2)})
+    out = b.infer(x)
     assert out["mask_logits"].dtype == np.float32
 
 
