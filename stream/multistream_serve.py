@@ -213,6 +213,8 @@ def _assemble(cfg: ServeConfig, reports: dict[str, dict], errors: list[str], los
             "capture_to_mask_ms": lat.get("capture_to_mask", {}), "fps_processed": sink.get("fps_processed"),
             "miou": sink.get("miou"), "lane": multi.get("streams", {}).get(sid, {}),
         }
+    if lost and not any(s["ok"] for s in streams.values()):
+        errors = [*errors, "every stream ended early (see lost)"]
     return {
         "ok": not errors and all(reports.get(f"sink-{s}") for s in cfg.ids),
         "errors": errors, "lost": lost, "elapsed_s": round(elapsed, 2), "transport": cfg.transport, "n_streams": len(cfg.ids),

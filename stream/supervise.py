@@ -61,9 +61,15 @@ def supervise_nodes(
     sid_of = {node: sid for node, _, _, sid in nodes}
     ended = {sid_of[n]: ctx.Event() for n in sid_of if expendable(n)} if stream_stops else {}
 
+    def survivable(node: str) -> bool:
+        # with a stop per stream, a stream's node that fails even before the run goes costs only its stream
+        return expendable(node) and (go.is_set() or sid_of[node] in ended)
+
     def failed(node: str, why: list[str]) -> None:
-        if expendable(node) and go.is_set():
-            lost.extend(f"{node}: {w}" for w in why)
+        if not why:
+            return
+        if survivable(node):
+            lost.extend(w2 for w in why if (w2 := f"{node}: {w}") not in lost)
             if sid_of[node] in ended:
                 ended[sid_of[node]].set()  # a stream whose sink (or source) is gone is over
         else:
@@ -86,7 +92,7 @@ def supervise_nodes(
                     kind = None
                 if kind == "opened":
                     opened.add(node)
-                    errors.extend(payload)
+                    failed(node, payload)
                     if len(opened) == len(procs) and not errors:
                         go.set()
                 elif kind == "report":
@@ -112,7 +118,7 @@ def supervise_nodes(
                         if inbox.empty():
                             finished.add(node)
                             failed(node, [f"process {node} exited with code {p.exitcode} without a report"])
-                            if not (expendable(node) and go.is_set()):
+                            if not survivable(node):
                                 # a crashed stage: the run cannot finish; the others end now, finalise,
                                 # and report (no drain that would end in a second, misleading error)
                                 stop.set()
