@@ -35,6 +35,7 @@ def _shipped_weights() -> Path:
 
 
 SHIPPED_WEIGHTS = _shipped_weights()
+SYNTH_WEIGHTS = SHIPPED_WEIGHTS.with_name("icf-lite-synthavs.safetensors")  # the demo's synthetic scene plays to these
 NO_WEIGHTS = """the shipped weights {path} are not here.
   They come with the package (weights/icf-lite-synthavs.safetensors + .json: in a clone, restore them with
   `git checkout -- weights/`), or make them yourself (about 25 min on 2 CPU cores):
@@ -214,7 +215,7 @@ def _check_model(args, cmd: str) -> None:
         raise UserError("give one of --weights FILE and --model NAME")
     if args.model:
         return
-    path = Path(args.weights) if args.weights else SHIPPED_WEIGHTS
+    path = Path(args.weights) if args.weights else getattr(args, "default_weights", SHIPPED_WEIGHTS)
     if not path.is_file():
         if path.is_dir():
             raise UserError(f"--weights {path} is a folder; give the checkpoint or artifact file in it")
@@ -239,7 +240,7 @@ def _backend_spec(args, cmd: str) -> dict:
         if args.model:
             artifact = str(export_cached(model=args.model, cache_dir=None))  # None: the engine's cache (engine/cache.py)
         else:
-            artifact = str(args.weights or SHIPPED_WEIGHTS)
+            artifact = str(args.weights or getattr(args, "default_weights", SHIPPED_WEIGHTS))
             if artifact.endswith(".safetensors") and args.backend in ("auto", "onnxruntime"):
                 artifact = str(export_cached(weights=artifact, cache_dir=None))  # once, before workers start
     except (ArtifactError, RuntimeError) as exc:  # the export's own last line says what was wrong (e.g. an unknown model name)
@@ -345,12 +346,7 @@ def _demo_scene(args) -> str:
             if args.scene == "stamps":
                 raise UserError(str(exc)) from None
             scene = "synth"
-    if not args.weights and not args.model:
-        try:
-            from weights import STAMPS, SYNTHAVS
-        except ImportError:  # an install older than the real-media weights
-            return "synth"
-        args.weights = str(STAMPS if scene == "stamps" else SYNTHAVS)
+    args.default_weights = SHIPPED_WEIGHTS if scene == "stamps" else SYNTH_WEIGHTS
     return scene
 
 

@@ -41,6 +41,7 @@ def test_help_and_devices(capsys):
 
 def test_demo_without_weights_says_how_to_get_them(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr("stream.__main__.SHIPPED_WEIGHTS", tmp_path / "absent.safetensors")
+    monkeypatch.setattr("stream.__main__.SYNTH_WEIGHTS", tmp_path / "absent.safetensors")  # the synthetic scene's
     assert main(["demo", "--seconds", "1", "--out", str(tmp_path / "o")]) == 2
     msg = capsys.readouterr().err
     assert "absent.safetensors" in msg and "icf-train" in msg and "--model" in msg
