@@ -105,7 +105,7 @@ class SceneConfig:
 
     @property
     def class_names(self) -> list[str]:
-        """SynthAVS class names (stamps: synthavs.media.media_for(config).class_names)."""
+        """SynthAVS class names (stamps: synthavs.scene.media_for(config).class_names)."""
         return CLASS_NAMES[: self.num_classes]
 
     def replace(self, **overrides: Any) -> SceneConfig:

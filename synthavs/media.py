@@ -9,12 +9,10 @@ class, backgrounds, class names and the LOUD / QUIET table of the class priors. 
 - ``StampsMedia`` (``synthavs.stamps``): real photo cut-outs and their real recordings from Debian's
   ``tuxpaint-stamps-default``, on real backgrounds.
 
-``media_for(config)`` picks one from ``SceneConfig.media``.
+``synthavs.scene.media_for(config)`` picks one from ``SceneConfig.media``.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,9 +20,6 @@ from .looks import background as synth_background
 from .looks import instance_sprite
 from .priors import SYNTH_PRIORS, PriorTable
 from .sounds import class_sound
-
-if TYPE_CHECKING:
-    from .config import SceneConfig
 
 
 class Media:
@@ -72,13 +67,4 @@ class SynthMedia(Media):
         return class_sound(k, t, pitch=pitch, offset=offset, seed=seed)
 
 
-def media_for(config: SceneConfig) -> Media:
-    """The library ``config.media`` names (stamps: the objects and backgrounds the config selects)."""
-    if config.media == "stamps":
-        from .stamps import StampsMedia
-
-        return StampsMedia.load(objects=config.objects, backgrounds=config.backgrounds)
-    return SynthMedia(config.num_classes)
-
-
-__all__ = ["Media", "SynthMedia", "media_for"]
+__all__ = ["Media", "SynthMedia"]

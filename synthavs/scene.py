@@ -19,45 +19,15 @@ import numpy as np
 
 from . import priors as class_priors
 from .config import SAMPLE_RATE, SceneConfig
-from .media import Media, media_for
+from .media import Media, SynthMedia
+from .plan import Instance, ScenePlan, SwapChoice
 from .render import render_frame
-from .sounds import SOURCE_RMS, _noise, gate
-from .swap import SWAP_SALT, SwapChoice, apply_swap
+from .sounds import SOURCE_RMS, gate
+from .sounds import noise as sample_noise  # plan_audio has a noise= switch
+from .swap import SWAP_SALT, apply_swap
 
 _MIXED_MODES = (("single", 0.45), ("multi", 0.3), ("silence", 0.125), ("offscreen", 0.125))
 _DONOR_BASE = 1_000_000_007  # frame mixing: clip i borrows frames from clip _DONOR_BASE + i (never a dataset clip)
-
-
-@dataclass(frozen=True)
-class Instance:
-    """One object (or an off-screen sound source when ``visible`` is False)."""
-
-    cls: int  # class index
-    visible: bool
-    side: float  # base sprite side in pixels
-    pos0: tuple[float, float]  # start centre (x, y) in pixels
-    vel: tuple[float, float]  # drift in pixels / s (bounces inside the frame)
-    wobble: tuple[float, float, float]  # amplitude (px), angular rate (rad/s), phase
-    breathe: tuple[float, float, float]  # relative scale amplitude, rate (rad/s), phase
-    sprite: np.ndarray | None  # RGBA float32 [S, S, 4], rotated / brightened copy (None off-screen)
-    pitch: float  # sound variant
-    offset: float  # time offset of the sound's rhythm (s)
-    gain: float  # loudness relative to SOURCE_RMS
-
-
-@dataclass(frozen=True)
-class ScenePlan:
-    index: int
-    seconds: int
-    mode: str  # resolved: single, multi, silence or offscreen
-    conflict: bool
-    instances: tuple[Instance, ...]  # visible ones first, salient = 0, drawing order back to front by side
-    active: np.ndarray  # bool [n_instances, seconds]: instance sounds in segment s
-    background: np.ndarray  # uint8 [H, W, 3]
-    noise_rms: float
-    noise_seed: int
-    prior: int = -1  # class priors: the instance of the LOUD (usually sounding) class in view, else -1
-    swap: SwapChoice | None = None  # swap augmentation (config.swap > 0): what synthavs.swap did, else None
 
 
 @dataclass
@@ -91,6 +61,15 @@ class Frame:
     mask: np.ndarray  # uint8 [H, W]
     semantic: np.ndarray  # uint8 [H, W]
     sounding: np.ndarray  # bool [K]: classes heard in the current 1 s segment
+
+
+def media_for(config: SceneConfig) -> Media:
+    """The library ``config.media`` names (stamps: the objects and backgrounds the config selects)."""
+    if config.media == "stamps":
+        from .stamps import StampsMedia
+
+        return StampsMedia.load(objects=config.objects, backgrounds=config.backgrounds)
+    return SynthMedia(config.num_classes)
 
 
 def _bounce(u: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -284,7 +263,7 @@ class SceneGenerator:
                 seed = plan.noise_seed + 7919 * (i + 1)
                 out[on] += inst.gain * g[on] * self.media.sound(inst.cls, t[on], pitch=inst.pitch, offset=inst.offset, seed=seed)
         if noise and plan.noise_rms > 0:
-            out += _noise(t, plan.noise_seed) * (np.sqrt(3.0) * plan.noise_rms)  # uniform noise with that RMS
+            out += sample_noise(t, plan.noise_seed) * (np.sqrt(3.0) * plan.noise_rms)  # uniform noise with that RMS
         return np.clip(out, -1.0, 1.0).astype(np.float32)
 
     # ---------------- public API ----------------

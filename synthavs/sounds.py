@@ -35,7 +35,7 @@ def _pulses(t: np.ndarray, period: float, decay: float, width: float | None = No
     return np.exp(-local / decay) * np.clip(local / 0.004, 0.0, 1.0)
 
 
-def _noise(t: np.ndarray, seed: int) -> np.ndarray:
+def noise(t: np.ndarray, seed: int) -> np.ndarray:
     """Deterministic noise indexed by absolute sample (so any time range gives the same samples)."""
     idx = np.round(t * SAMPLE_RATE).astype(np.int64)
     # integer hash -> uniform; cheap and stateless (a Generator could not be sliced by time)
@@ -50,7 +50,7 @@ def _class_sound(k: int, t: np.ndarray, pitch: float, seed: int) -> np.ndarray:
     if k == 0:  # guitar: plucked G3, bright harmonics, a pluck every 0.5 s
         return _harmonics(tau * 196 * pitch * t, [1, 0.6, 0.4, 0.3, 0.2]) * _pulses(t, 0.5, 0.18)
     if k == 1:  # dog: harsh 520 Hz barks with noise, 3 per second
-        bark = _harmonics(tau * 520 * pitch * t, [1, 0.8, 0.5]) + 0.6 * _noise(t, seed)
+        bark = _harmonics(tau * 520 * pitch * t, [1, 0.8, 0.5]) + 0.6 * noise(t, seed)
         return bark * _pulses(t, 0.33, 0.05)
     if k == 2:  # siren: sine swept 700..1400 Hz, one cycle per second, steady
         # phase = integral of f(t) = 1050 p + 350 sin(2 pi t)
@@ -64,10 +64,10 @@ def _class_sound(k: int, t: np.ndarray, pitch: float, seed: int) -> np.ndarray:
         return np.sin(phase) * (local < 0.08)
     if k == 5:  # drum: 70 Hz thump + noise click, 4 per second
         local = np.mod(t, 0.25)
-        return (np.sin(tau * 70 * pitch * local) + 0.4 * _noise(t, seed) * np.exp(-local / 0.01)) * np.exp(-local / 0.08)
+        return (np.sin(tau * 70 * pitch * local) + 0.4 * noise(t, seed) * np.exp(-local / 0.01)) * np.exp(-local / 0.08)
     if k == 6:  # car: steady 55 Hz engine buzz (odd harmonics) + low noise, 25 Hz flutter
         buzz = _harmonics(tau * 55 * pitch * t, [1, 0, 0.5, 0, 0.3, 0, 0.2])
-        return (buzz + 0.3 * _noise(t, seed)) * (0.75 + 0.25 * np.sin(tau * 25 * t))
+        return (buzz + 0.3 * noise(t, seed)) * (0.75 + 0.25 * np.sin(tau * 25 * t))
     # baby: 430 Hz cry with 6 Hz vibrato, 0.6 s on / 0.3 s off
     phase = tau * 430 * pitch * t + 3.0 * np.sin(tau * 6 * t)
     return _harmonics(phase, [1, 0.7, 0.4, 0.2]) * _pulses(t, 0.9, 0.0, width=0.6)

@@ -25,25 +25,14 @@ kept as generated), ``kept`` (eligible, not drawn). ``swap_counts`` tallies them
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
 import numpy as np
 
-if TYPE_CHECKING:  # scene imports this module
-    from .scene import ScenePlan
+from .plan import ScenePlan, SwapChoice
 
 SWAP_SALT = 0x5A4B  # the swap draws use SeedSequence([seed, index, SWAP_SALT]): the scene's own draws are untouched
 STATUSES = ("swapped", "kept", "one-in-view", "no-source", "several-sounding")
-
-
-@dataclass(frozen=True)
-class SwapChoice:
-    """What the swap augmentation did to one clip."""
-
-    status: str  # one of STATUSES
-    source: int = -1  # instance that sounded in the generated clip (eligible clips: swapped / kept)
-    target: int = -1  # instance that sounds instead (swapped clips only)
 
 
 def solo(plan: ScenePlan, instance: int, segments: np.ndarray | None = None) -> ScenePlan:
