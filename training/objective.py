@@ -66,13 +66,14 @@ class TrainModule(nn.Module):
             self.__dict__["_encoder"] = load_text_encoder()  # plain attribute: not a submodule
             if not cfg.init:
                 net.implicit.init_from_words(self._encoder, mcfg.concepts)
-        # SC works on the factual text z, which only MIT makes
+        if cfg.sc and not mcfg.mit:  # SC works on the factual text z, which only MIT makes: it would do nothing
+            raise ValueError("sc=true needs MIT (frame / segment / video text on): SC works on MIT's factual text z; set sc=false")
         self.sc = (
             SemanticCounterfactual(
                 width=width, samples=cfg.sc_samples, topk=cfg.sc_topk, strength=cfg.sc_strength,
                 start_step=cfg.sc_step, ddim_steps=cfg.sc_ddim_steps, l_z=cfg.sc_lz,
             )
-            if cfg.sc and mcfg.mit
+            if cfg.sc
             else None
         )
         self.cdcl = (
@@ -125,7 +126,7 @@ class TrainModule(nn.Module):
             parts.update(sc_noise=noise.detach(), sc_ortho=cf.ortho.detach(), sc_cos=cf.cosine)
         if self.cdcl is not None:
             anchor = valid & (masks.flatten(1).sum(1) > 0)  # frames with a sounding object in view
-            use_pool = cf is not None and cfg.counterfactual_space == "continuous"
+            use_pool = cf is not None
             total, cparts = self.cdcl(
                 visual=pool_region(out.pixels, masks),
                 audio=out.audio,
