@@ -62,6 +62,7 @@ class TrainConfig:
     w_concept: float = 0.2  # concept logits vs the heard classes (not in the paper; an arm of its own)
     text_encoder: bool = True  # paper MIT: learn the implicit-text tokens through the frozen MiniLM (`text` extra)
     text_every: int = 1  # run the encoder (and teach the tokens) every N steps; between, the stored texts (CPU cost knob)
+    w_text_diversity: float = 0.0  # > 0: push the visual implicit texts l_v of different clips apart (mean cos^2; issue 21's MIT mend, off in the paper)
     sc: bool = True  # semantic counterfactuals: latent diffusion over z, L_cf, the counterfactual pool
     sc_samples: int = 16  # S counterfactuals drawn per clip
     sc_topk: int = 8  # k_c most similar to z kept as the pool
@@ -103,6 +104,8 @@ class TrainConfig:
             problems.append(f"cdcl_weights has unknown pair(s) {bad}; pairs are va, vt, at")
         if any(s % 32 for s in (*self.image_size, *self.effective_train_size)):
             problems.append(f"image_size {self.image_size} / train_size {self.train_size} must be multiples of 32")
+        if self.w_text_diversity < 0:
+            problems.append(f"w_text_diversity {self.w_text_diversity} must be >= 0")
         if self.text_every < 1:
             problems.append(f"text_every {self.text_every} must be >= 1")
         if self.steps < 1 or self.batch_size < 1 or self.frames < 1:

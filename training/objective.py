@@ -1,4 +1,5 @@
-"""The full training objective around one ICF network: L_seg + concepts + l_cf * L_cf + l_cdcl * CDCL.
+"""The full training objective around one ICF network: L_seg + concepts + l_cf * L_cf + l_cdcl * CDCL
+(+ the optional implicit-text diversity term, ours).
 
 ``TrainModule`` holds the network and the training-only parts (SC's denoiser, CDCL's heads) in one
 nn.Module, so DDP, the optimizer and checkpoints see one thing; the frozen text encoder is held
@@ -18,7 +19,7 @@ from torch import nn
 from model import ICFNet, ring_pushes, segment_closes
 
 from .config import TrainConfig
-from .losses import CDCL, SemanticCounterfactual, bce_dice, ce_dice, concept_loss, pool_region
+from .losses import CDCL, SemanticCounterfactual, bce_dice, ce_dice, concept_loss, pool_region, text_diversity
 
 
 def aux_ramp(progress: float, start: float = 0.05, full: float = 0.25) -> float:
@@ -115,9 +116,14 @@ class TrainModule(nn.Module):
             c = concept_loss(out.concept_logits.flatten(0, 1), labels, known)
             loss = loss + cfg.w_concept * c
             parts["concept"] = c.detach()
+        texts = out.texts
+        if cfg.w_text_diversity and texts is not None:
+            # MIT's visual text collapsed to one vector for every clip (issue 21): spread it across clips
+            div = text_diversity(texts.l_v, torch.arange(b, device=texts.l_v.device).repeat_interleave(t))
+            loss = loss + cfg.w_text_diversity * div
+            parts["text_diversity"] = div.detach()
         if (self.sc is None and self.cdcl is None) or ramp <= 0:
             return loss, parts
-        texts = out.texts
         cf = None
         if self.sc is not None and texts is not None:
             noise, cf = self.sc(texts.z.view(b, t, -1), out.frame_text.view(b, t, -1))

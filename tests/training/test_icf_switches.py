@@ -46,6 +46,7 @@ def _network_grad(tmp_path, *switches: str) -> dict[str, torch.Tensor]:
         (["--cdcl_distance=feature"], "--sc=false"),  # frame-level CDCL uses the pool too
         (["--sc=false", "--cdcl=false"], "--frame_text=false"),  # one MIT granularity
         (["--sc=false"], "--cdcl_distance=prototype"),
+        (["--sc=false", "--cdcl=false"], "--w_text_diversity=0.5"),  # the MIT mend
     ],
 )
 def test_each_switch_changes_the_network_gradient(tmp_path, base, switch):
@@ -126,3 +127,29 @@ def test_audio_window_ends_at_the_frames_capture_time():
     for j, e in enumerate(window_ends(frame_idx, fps)):
         assert e == round(float(s["frame_times"][j]) * 16000)
         np.testing.assert_array_equal(s["audio"][j], audio_window(clip.audio, int(e), s["audio"].shape[1]))
+
+
+@pytest.mark.slow
+def test_text_diversity_spreads_the_visual_text_across_clips(tmp_path):
+    from training.losses import text_diversity
+
+    run = setup(load_config("synthavs", [f"--out_dir={tmp_path}", *TINY, "--sc=false", "--cdcl=false", "--w_text_diversity=1.0"]),
+                resume=False, quiet=True)
+    run.log.close()
+    run.dist.close()
+    batch = _batch(run.net.config.num_concepts)
+    clip_of = torch.arange(6).repeat_interleave(4)
+
+    def collapse() -> float:
+        with torch.no_grad():
+            return float(text_diversity(run.net.clip(batch["images"], batch["audio"]).texts.l_v, clip_of))
+
+    before = collapse()
+    opt = torch.optim.Adam(run.module.parameters(), lr=1e-3)
+    for _ in range(10):
+        loss, parts = run.module(batch, 1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert "text_diversity" in parts
+    assert collapse() < 0.8 * before
