@@ -98,7 +98,9 @@ def add_eval(sub) -> None:
                      help="checkpoint .safetensors (default: the shipped weights, icf-lite-synthavs from any directory)")
     who.add_argument(
         "--compare", nargs=2, metavar=("A", "B"), type=weights_arg,
-        help="two checkpoints on the same clips: paired bootstrap 95%% interval of A - B (mIoU, F, listening rates)",
+        help="two checkpoints on the same clips: paired bootstrap 95%% interval of A - B (mIoU, F, listening rates); "
+        "or two recipes, each a comma-separated list of checkpoints (one per training seed): paired by seed, "
+        "the interval over seeds (paired t and bootstrap) and the pre-registered rule",
     )  # fmt: skip
     e.add_argument(
         "--listening", default=None, choices=["full", "basic", "off"],
@@ -248,13 +250,19 @@ def cmd_eval(args) -> int:
     from .evaluate import evaluate_spec, format_table, write_json
     from .run_setup import pick_device
 
-    for w in args.compare or [args.weights]:  # every checkpoint checked before a model or data loader is built
+    compare = [arm.split(",") for arm in args.compare] if args.compare else None
+    for w in sum(compare, []) if compare else [args.weights]:  # every checkpoint checked before a model or data loader is built
         if not Path(w).is_file():
             raise UserError(f"weights file {w} not found")
     device = pick_device(args.device)
     common = dict(device=device, split=args.split, clips=args.clips, batch_size=args.batch_size, workers=args.workers,
                   progress=not args.quiet)
-    if args.compare:
+    if compare and max(len(arm) for arm in compare) > 1:  # recipes: several seeds per arm
+        from .evaluate import compare_seeds, format_compare_seeds
+
+        rows = compare_seeds(*compare, args.data, **common)
+        print(format_compare_seeds(rows))
+    elif args.compare:
         from .evaluate import compare_specs, format_compare
 
         rows = compare_specs(*args.compare, args.data, listening=args.listening or "basic", **common)

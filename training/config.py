@@ -62,8 +62,8 @@ class TrainConfig:
     w_concept: float = 0.2  # concept logits vs the heard classes (not in the paper; an arm of its own)
     text_encoder: bool = True  # paper MIT: learn the implicit-text tokens through the frozen MiniLM (`text` extra)
     text_every: int = 1  # run the encoder (and teach the tokens) every N steps; between, the stored texts (CPU cost knob)
+    w_text_diversity: float = 0.0  # > 0: push the visual implicit texts l_v of different clips apart (mean cos^2; issue 21's MIT mend, off in the paper)
     sc: bool = True  # semantic counterfactuals: latent diffusion over z, L_cf, the counterfactual pool
-    counterfactual_space: str = "continuous"  # continuous: CDCL's text negatives are the SC pool; none: other clips' z
     sc_samples: int = 16  # S counterfactuals drawn per clip
     sc_topk: int = 8  # k_c most similar to z kept as the pool
     sc_strength: float = 0.75  # a: counterfactual strength (paper: best 0.7-0.8)
@@ -88,8 +88,11 @@ class TrainConfig:
         problems = []
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             problems.append(f"amp '{self.amp}' must be auto, bf16, fp16 or off")
-        if self.counterfactual_space not in ("continuous", "none"):
-            problems.append(f"counterfactual_space '{self.counterfactual_space}' must be continuous or none")
+        if self.sc and not (self.cdcl and (self.cdcl_weights.get("vt") or self.cdcl_weights.get("at"))):
+            # SC's own losses train only its denoiser (z and the condition are detached): its pool reaches
+            # the network through CDCL's text pairs alone, so without them sc=true trains the same network as sc=false
+            problems.append("sc=true needs cdcl=true with a vt or at pair (SC reaches the network only through CDCL's "
+                            "text pairs); set sc=false")
         if self.cdcl_distance not in ("distribution", "feature", "prototype"):
             problems.append(f"cdcl_distance '{self.cdcl_distance}' must be distribution, feature or prototype")
         if not 1 <= self.sc_topk <= self.sc_samples:
@@ -101,6 +104,8 @@ class TrainConfig:
             problems.append(f"cdcl_weights has unknown pair(s) {bad}; pairs are va, vt, at")
         if any(s % 32 for s in (*self.image_size, *self.effective_train_size)):
             problems.append(f"image_size {self.image_size} / train_size {self.train_size} must be multiples of 32")
+        if self.w_text_diversity < 0:
+            problems.append(f"w_text_diversity {self.w_text_diversity} must be >= 0")
         if self.text_every < 1:
             problems.append(f"text_every {self.text_every} must be >= 1")
         if self.steps < 1 or self.batch_size < 1 or self.frames < 1:

@@ -194,6 +194,82 @@ def compare_specs(
     return out
 
 
+def checkpoint_seed(weights: str | Path) -> int:
+    """The training seed a checkpoint was trained with (its JSON sidecar's train_config.seed)."""
+    side = model.weights.sidecar_path(weights)
+    try:
+        seed = json.loads(side.read_text())["train_config"]["seed"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"{weights}: no training seed in {side.name} (train_config.seed); --compare pairs several weights by seed") from None
+    return int(seed)
+
+
+def pair_by_seed(weights_a: list[str], weights_b: list[str]) -> list[tuple[int, str, str]]:
+    """[(seed, A, B)] sorted by seed: every seed once per arm, the same seeds in both arms."""
+    arms = []
+    for name, ws in (("A", weights_a), ("B", weights_b)):
+        seeds = {}
+        for w in ws:
+            s = checkpoint_seed(w)
+            if s in seeds:
+                raise ValueError(f"--compare arm {name} has two weights of seed {s} ({seeds[s]}, {w}); give one per seed")
+            seeds[s] = w
+        arms.append(seeds)
+    if set(arms[0]) != set(arms[1]):
+        raise ValueError(f"--compare arms must share their seeds (A: {sorted(arms[0])}, B: {sorted(arms[1])}); pairs are by seed")
+    return [(s, arms[0][s], arms[1][s]) for s in sorted(arms[0])]
+
+
+def compare_seeds(
+    weights_a: list[str], weights_b: list[str], specs: list[str], *, device: torch.device, margin: float = 3.0, **kw
+) -> list[dict]:
+    """Two recipes, several seeds each: per seed, both weights on the same clips (listening off: the
+    official per-clip meter); the seed-level paired interval of A - B (training.stats.seed_paired) is
+    the comparison, the per-pair bootstrap over clips only the precision of that pair of networks."""
+    from .stats import decide, paired_bootstrap, seed_paired
+
+    pairs = pair_by_seed(weights_a, weights_b)
+    out = []
+    for spec in specs:
+        rows = []
+        for seed, wa, wb in pairs:
+            ra = evaluate_spec(wa, spec, device=device, listening="off", per_clip=True, **kw)
+            rb = evaluate_spec(wb, spec, device=device, listening="off", per_clip=True, **kw)
+            if "per_clip" not in ra:
+                raise ValueError(f"--compare needs binary masks; {spec} is semantic (no per-clip numbers)")
+            clip = {k: paired_bootstrap({"mean": ra["per_clip"][k]}, {"mean": rb["per_clip"][k]}) for k in ("mIoU", "F")}
+            rows.append({"seed": seed, "a": wa, "b": wb, "clip_bootstrap": clip})
+        seeds = {}
+        for k in ("mIoU", "F"):
+            st = seed_paired([100 * r["clip_bootstrap"][k]["diff"] for r in rows])
+            st["verdict"] = decide(st, margin=margin) if st["n"] >= 2 else "undecided"
+            seeds[k] = st
+        out.append({"data": spec, "pairs": rows, "seed_level": seeds, "margin": margin, "data_seed": ra.get("data_seed")})
+    return out
+
+
+def format_compare_seeds(rows: list[dict]) -> str:
+    lines = ["| data | metric | seed | A | B | A - B | within-pair 95% (clip bootstrap) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for k in ("mIoU", "F"):
+            for p in r["pairs"]:
+                d = p["clip_bootstrap"][k]
+                lines.append(f"| {r['data']} | {k} | {p['seed']} | {100 * d['a']:.1f} | {100 * d['b']:.1f} | {100 * d['diff']:+.1f} |"
+                             f" [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}] |")
+    lines += ["", "| data | metric | seeds | mean A - B | sd over seeds | 95% paired t (seeds) | 95% bootstrap (seeds) | rule |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for k, st in r["seed_level"].items():
+            lines.append(f"| {r['data']} | {k} | {st['n']} | {st['mean']:+.1f} | {st['sd']:.1f} | [{st['t_lo']:+.1f}, {st['t_hi']:+.1f}] |"
+                         f" [{st['boot_lo']:+.1f}, {st['boot_hi']:+.1f}] | {st['verdict']} |")
+    if rows:
+        lines += ["", f"Pairs by training seed. The seed-level interval is the comparison of the recipes (rule, margin "
+                      f"{rows[0]['margin']:g} points: helps if the t interval excludes 0 and the mean is >= margin; no useful "
+                      "effect if it lies inside +-margin; else undecided). The clip bootstrap is only the precision of one "
+                      "network pair (it treats the trained networks as fixed)."]
+    return "\n".join(lines)
+
+
 def _has_frames(values: dict) -> bool:
     return "mean" in values or float(sum(values["total"])) > 0
 

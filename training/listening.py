@@ -28,10 +28,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from synthavs import SceneGenerator
+from synthavs import SceneGenerator, audio_window
 from synthavs.swap import solo
 
 from .data.common import AUDIO_SAMPLES, SAMPLE_RATE
+from .data.synth import window_ends
 from .metrics import f_score, mask_iou
 
 SIZE_BINS = ((0.0, 0.03, "small <3%"), (0.03, 0.08, "medium 3-8%"), (0.08, 1.01, "large >=8%"))
@@ -104,8 +105,9 @@ class ClipCase:
         self.seg = np.minimum(self.clip.frame_times.astype(int), frames - 1)  # segment of each frame
 
     def windows(self, audio: np.ndarray) -> np.ndarray:
-        ends = (np.arange(self.frames) + 1) * SAMPLE_RATE
-        return np.stack([audio[e - AUDIO_SAMPLES : e] for e in ends]).astype(np.float32)
+        fps = self.gen.config.fps
+        ends = window_ends([(s + 1) * fps - 1 for s in range(self.frames)], fps)
+        return np.stack([audio_window(audio, int(e), AUDIO_SAMPLES) for e in ends]).astype(np.float32)
 
     def foreign_audio(self, index: int) -> np.ndarray:
         """Audio windows of another clip of the same generator (its plan only; no frames rendered)."""

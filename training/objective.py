@@ -1,4 +1,5 @@
-"""The full training objective around one ICF network: L_seg + concepts + l_cf * L_cf + l_cdcl * CDCL.
+"""The full training objective around one ICF network: L_seg + concepts + l_cf * L_cf + l_cdcl * CDCL
+(+ the optional implicit-text diversity term, ours).
 
 ``TrainModule`` holds the network and the training-only parts (SC's denoiser, CDCL's heads) in one
 nn.Module, so DDP, the optimizer and checkpoints see one thing; the frozen text encoder is held
@@ -18,7 +19,7 @@ from torch import nn
 from model import ICFNet, ring_pushes, segment_closes
 
 from .config import TrainConfig
-from .losses import CDCL, SemanticCounterfactual, bce_dice, ce_dice, concept_loss, pool_region
+from .losses import CDCL, SemanticCounterfactual, bce_dice, ce_dice, concept_loss, pool_region, text_diversity
 
 
 def aux_ramp(progress: float, start: float = 0.05, full: float = 0.25) -> float:
@@ -66,13 +67,14 @@ class TrainModule(nn.Module):
             self.__dict__["_encoder"] = load_text_encoder()  # plain attribute: not a submodule
             if not cfg.init:
                 net.implicit.init_from_words(self._encoder, mcfg.concepts)
-        # SC works on the factual text z, which only MIT makes
+        if cfg.sc and not mcfg.mit:  # SC works on the factual text z, which only MIT makes: it would do nothing
+            raise ValueError("sc=true needs MIT (frame / segment / video text on): SC works on MIT's factual text z; set sc=false")
         self.sc = (
             SemanticCounterfactual(
                 width=width, samples=cfg.sc_samples, topk=cfg.sc_topk, strength=cfg.sc_strength,
                 start_step=cfg.sc_step, ddim_steps=cfg.sc_ddim_steps, l_z=cfg.sc_lz,
             )
-            if cfg.sc and mcfg.mit
+            if cfg.sc
             else None
         )
         self.cdcl = (
@@ -114,9 +116,14 @@ class TrainModule(nn.Module):
             c = concept_loss(out.concept_logits.flatten(0, 1), labels, known)
             loss = loss + cfg.w_concept * c
             parts["concept"] = c.detach()
+        texts = out.texts
+        if cfg.w_text_diversity and texts is not None:
+            # MIT's visual text collapsed to one vector for every clip (issue 21): spread it across clips
+            div = text_diversity(texts.l_v, torch.arange(b, device=texts.l_v.device).repeat_interleave(t))
+            loss = loss + cfg.w_text_diversity * div
+            parts["text_diversity"] = div.detach()
         if (self.sc is None and self.cdcl is None) or ramp <= 0:
             return loss, parts
-        texts = out.texts
         cf = None
         if self.sc is not None and texts is not None:
             noise, cf = self.sc(texts.z.view(b, t, -1), out.frame_text.view(b, t, -1))
@@ -125,7 +132,7 @@ class TrainModule(nn.Module):
             parts.update(sc_noise=noise.detach(), sc_ortho=cf.ortho.detach(), sc_cos=cf.cosine)
         if self.cdcl is not None:
             anchor = valid & (masks.flatten(1).sum(1) > 0)  # frames with a sounding object in view
-            use_pool = cf is not None and cfg.counterfactual_space == "continuous"
+            use_pool = cf is not None
             total, cparts = self.cdcl(
                 visual=pool_region(out.pixels, masks),
                 audio=out.audio,

@@ -1,4 +1,6 @@
-"""Paired statistics over clips: two weights scored on the same clips, bootstrap over clips.
+"""Paired statistics. Across seeds (``seed_paired``, ``decide``): the unit of replication of a recipe
+comparison, since a recipe effect varies between training seeds. Over clips (``paired_bootstrap``): two
+weights scored on the same clips, bootstrap over clips: only the precision of one network pair.
 
 Each metric is either a per-clip mean (mIoU, F: the dataset number is the mean over clips) or a
 rate pooled over frames (hits / totals per clip: the dataset number is sum(hits) / sum(totals)).
@@ -67,3 +69,45 @@ def per_clip_metrics(per_clip: dict) -> dict[str, dict[str, np.ndarray]]:
             name = key[: -len("_hits")]
             out[name] = {"hits": np.asarray(per_clip[key]), "total": np.asarray(per_clip[f"{name}_total"])}
     return out
+
+
+# Student t 0.975 quantiles for 1..30 degrees of freedom (beyond: 1.96), so no scipy is needed
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t975(df: int) -> float:
+    return _T975[df - 1] if 1 <= df <= len(_T975) else 1.96
+
+
+def seed_paired(diffs, *, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> dict[str, float]:
+    """The unit of replication is the training seed: diffs[s] = metric(A, seed s) - metric(B, seed s), one
+    number per seed (each from the same evaluation clips). Returns the mean, the between-seed sd, the
+    95% paired t interval (n - 1 df) and a percentile bootstrap over seeds. With one seed the intervals
+    are infinite: a single pair says nothing about the recipe."""
+    d = np.asarray(diffs, np.float64)
+    n = len(d)
+    if n == 0 or not np.isfinite(d).all():
+        raise ValueError("seed_paired needs at least one finite per-seed difference")
+    mean = float(d.mean())
+    if n < 2:
+        return {"n": 1, "mean": mean, "sd": float("nan"), "t_lo": -np.inf, "t_hi": np.inf, "boot_lo": -np.inf, "boot_hi": np.inf}
+    sd = float(d.std(ddof=1))
+    half = t975(n - 1) * sd / np.sqrt(n)
+    rng = np.random.default_rng(seed)
+    boots = d[rng.integers(0, n, size=(samples, n))].mean(1)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return {"n": n, "mean": mean, "sd": sd, "t_lo": mean - half, "t_hi": mean + half, "boot_lo": float(lo), "boot_hi": float(hi),
+            "samples": samples, "seed": seed}
+
+
+def decide(stats: dict, *, margin: float = 3.0) -> str:
+    """The pre-registered rule (docs/results/icf_decisive.md) on the paired t interval, in the units of the
+    differences: 'helps' if it excludes 0 and the mean is >= margin; 'no useful effect' if it lies inside
+    (-margin, +margin); otherwise 'undecided'."""
+    lo, hi, mean = stats["t_lo"], stats["t_hi"], stats["mean"]
+    if (lo > 0 or hi < 0) and mean >= margin:
+        return "helps"
+    if -margin < lo and hi < margin:
+        return "no useful effect"
+    return "undecided"

@@ -242,6 +242,20 @@ def setup(cfg: TrainConfig, *, resume: bool, quiet: bool) -> Run:
                dtype=dtype, val_set=val_set, loader=loader, start=start, best=best, t0=time.time() - elapsed0, log=log, bar=bar)
 
 
+def clip_gradients(module: TrainModule, clip: float) -> torch.Tensor:
+    """Clips the network's gradients and the training-only heads' (SC's denoiser, CDCL's projections)
+    each to ``clip`` on their own, so a large auxiliary gradient never shrinks the network's step.
+    Returns the network's norm before clipping (0 when clip is 0: off)."""
+    if clip <= 0:
+        return torch.zeros(())
+    net = list(module.net.parameters())
+    ids = {id(p) for p in net}
+    aux = [p for p in module.parameters() if id(p) not in ids]
+    if aux:
+        torch.nn.utils.clip_grad_norm_(aux, clip)
+    return torch.nn.utils.clip_grad_norm_(net, clip)
+
+
 def train_step(run: Run, batch: dict, progress: float) -> tuple[torch.Tensor, dict, torch.Tensor]:
     """One optimiser step under autocast (scaled for fp16, clipped): (loss, loss parts, grad norm)."""
     with torch.autocast(device_type=run.device.type, dtype=run.dtype, enabled=run.dtype is not None):
@@ -252,8 +266,7 @@ def train_step(run: Run, batch: dict, progress: float) -> tuple[torch.Tensor, di
         run.scaler.unscale_(run.opt)
     else:
         loss.backward()
-    clip = run.cfg.grad_clip
-    gnorm = torch.nn.utils.clip_grad_norm_(run.module.parameters(), clip) if clip > 0 else torch.zeros(())
+    gnorm = clip_gradients(run.module, run.cfg.grad_clip)
     if run.scaler is not None:
         run.scaler.step(run.opt)
         run.scaler.update()

@@ -174,7 +174,7 @@ def test_objective_variants_give_finite_losses_and_gradients():
     for over in (
         {},
         {"sc": False},
-        {"cdcl": False},
+        {"cdcl": False, "sc": False},  # SC without CDCL is refused (it would change nothing)
         {"frame_text": False, "segment_text": False, "video_text": False, "text_bridge": False, "sc": False, "cdcl": False},
     ):
         c = cfg.replace(**over)

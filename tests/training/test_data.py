@@ -51,10 +51,11 @@ def test_synth_splits_do_not_share_clips():
         build_dataset("synthavs:single,colour=red", split="train", size=(64, 64))
 
 
-def test_synth_audio_window_is_the_segment_end():
+def test_synth_audio_window_ends_at_the_frames_capture_time():
     ds = build_dataset("synthavs:single,clips=1", split="train", size=(64, 64), frames=2)
     clip = SceneGenerator(ds.scene).clip(0, seconds=2)
-    assert np.array_equal(ds[0]["audio"][1], clip.audio[32_000 - 15_600 : 32_000])
+    assert float(ds[0]["frame_times"][1]) == pytest.approx(1.9)  # the last frame of segment 2 (fps 10)
+    assert np.array_equal(ds[0]["audio"][1], clip.audio[30_400 - 15_600 : 30_400])  # as live: ends at 1.9 s
 
 
 @pytest.fixture(scope="module")

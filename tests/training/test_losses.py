@@ -19,9 +19,9 @@ from training.losses import (
     dice_loss,
     focal_binary,
     info_nce,
-    negative_weights,
     orthogonal_mix,
     pool_region,
+    text_diversity,
     w2_diagonal,
     w2_full,
 )
@@ -52,18 +52,16 @@ def test_multi_positive_and_skipped_rows():
     assert info_nce(s, pos, temperature=1.0).item() == pytest.approx(expect, rel=1e-6)
 
 
-def test_negative_weights_mean_one_and_favour_hard_negatives():
-    torch.manual_seed(0)
-    sim = torch.rand(6, 9) * 2 - 1
-    neg = torch.rand(6, 9) > 0.3
-    neg[:, 0] = True
-    w = negative_weights(sim, neg, hardness=0.5)
-    means = (w * neg).sum(1) / neg.sum(1)
-    assert torch.allclose(means, torch.ones(6), atol=1e-5)
-    assert (w[~neg] == 0).all()
-    row = w[0][neg[0]]
-    assert row.argmax() == sim[0][neg[0]].argmax()  # the most similar negative weighs most
-    assert not w.requires_grad
+def test_text_diversity_hand_cases():
+    same = torch.tensor([[1.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0]])  # one vector for every clip: collapsed
+    clip_of = torch.tensor([0, 0, 1, 1])
+    assert text_diversity(same, clip_of).item() == pytest.approx(1.0)
+    spread = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 2.0]])  # clips orthogonal, frames of a clip alike
+    assert text_diversity(spread, clip_of).item() == pytest.approx(0.0)
+    x = torch.randn(4, 2, requires_grad=True)
+    text_diversity(x, clip_of).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert text_diversity(same, torch.zeros(4, dtype=torch.long)).item() == 0.0  # one clip: nothing to spread
 
 
 def test_dice_and_bce_hand_cases():

@@ -1,10 +1,12 @@
 """SynthAVS and the real-media scenes on the fly: every clip is generated in the DataLoader worker that asks for it.
 
 Clip i of a split is SceneGenerator(seed = base seed + split offset).clip(i): train / val / test
-never share a clip. ``stamps`` scenes (real photos + their recordings, synthavs.stamps) take the same
-options plus ``objects=seen|heldout``; their val / test splits use held-out background photos, and the
-train split refuses the held-out objects. Each of the T frames is the last video frame of its 1 s segment, and its
-audio window ends at the segment's end, so the window hears only that segment's sources.
+never share a clip (a training seed must stay below 1000: ``_check_seed``). Each of the T frames is
+the last video frame of its 1 s segment, and its audio window ends at the frame's capture time, as
+live (``window_ends``; it reaches 1 / fps s back into the previous segment, as a live window does).
+``stamps`` scenes (real photos + their recordings, synthavs.stamps) take the same options plus
+``objects=seen|heldout``; their val / test splits use held-out background photos, and the train split
+refuses the held-out objects.
 """
 
 from __future__ import annotations
@@ -17,6 +19,22 @@ from synthavs import CLASS_NAMES, SceneConfig, SceneGenerator
 from .common import AUDIO_SAMPLES, SAMPLE_RATE, hflip
 
 SPLIT_SEED = {"train": 0, "val": 1000, "test": 2000}
+
+
+def window_ends(frame_indices, fps: int) -> np.ndarray:
+    """Audio-window end samples of frames at these stream indices: each window ends at its frame's
+    capture time (index / fps), as a live stream's does (the one rule for training, eval and listening)."""
+    return np.asarray(frame_indices, np.int64) * SAMPLE_RATE // fps
+
+
+def _check_seed(seed: int, split: str) -> None:
+    """The splits' generator seeds are base + SPLIT_SEED (0 / 1000 / 2000): a training seed of 1000 or
+    more could be some validation or test generator's seed (and a negative val / test seed a training one)."""
+    if seed < 0 or (split == "train" and seed >= SPLIT_SEED["val"]):
+        raise ValueError(
+            f"synthavs seed {seed} for split '{split}' could equal another split's generator seed "
+            f"(splits are seed + {SPLIT_SEED}); use a seed in 0..{SPLIT_SEED['val'] - 1}"
+        )
 
 
 class SynthDataset(torch.utils.data.Dataset):
@@ -50,7 +68,7 @@ class SynthDataset(torch.utils.data.Dataset):
         idx = [(j + 1) * (fps // k) - 1 for j in range(self.frames)]  # the last frame of each 1/k s slice
         seconds = -(-self.frames // k)
         clip = self._gen.clip(int(index), seconds=seconds, frame_indices=idx)
-        ends = (np.asarray(idx) + 1) * SAMPLE_RATE // fps
+        ends = window_ends(idx, fps)
         padded = np.concatenate([np.zeros(AUDIO_SAMPLES, np.float32), clip.audio])  # silence before the start
         audio = np.stack([padded[e : e + AUDIO_SAMPLES] for e in ends])
         sounding = clip.sounding[np.asarray(idx) // fps]
@@ -126,7 +144,7 @@ def synth_dataset(
         offscreen=_bool(options.pop("offscreen", True)),
         mix=_float("mix", options.pop("mix", 0.0)),
         swap=_float("swap", options.pop("swap", 0.0)),
-        seed=int(options.pop("seed", seed)) + SPLIT_SEED[split],
+        seed=_seed(int(options.pop("seed", seed)), split) + SPLIT_SEED[split],
         **extra,
     )
     length = int(options.pop("clips", length))
@@ -137,6 +155,11 @@ def synth_dataset(
             + (", objects" if media == "stamps" else "")
         )
     return SynthDataset(scene, frames=frames, length=length, flip=flip if split == "train" else 0.0, split=split)
+
+
+def _seed(seed: int, split: str) -> int:
+    _check_seed(seed, split)
+    return seed
 
 
 def _float(key: str, v) -> float:

@@ -1,7 +1,7 @@
 """Training losses: segmentation (segmentation.py), SC (sc.py), CDCL (cdcl.py, contrastive.py)."""
 
 from .cdcl import CDCL, diagonal_entropy, diagonal_gaussian, pool_region, w2_diagonal, w2_full
-from .contrastive import info_nce, negative_weights
+from .contrastive import info_nce, text_diversity
 from .sc import Counterfactuals, SemanticCounterfactual, ZDenoiser, orthogonal_mix
 from .segmentation import bce_dice, ce_dice, concept_loss, dice_loss, focal_binary
 
@@ -18,9 +18,9 @@ __all__ = [
     "dice_loss",
     "focal_binary",
     "info_nce",
-    "negative_weights",
     "orthogonal_mix",
     "pool_region",
+    "text_diversity",
     "w2_diagonal",
     "w2_full",
 ]

@@ -10,9 +10,10 @@ exp(-distance / tau) (``info_nce`` with sim = -distance):
   the texts are young). Never negatives: clips with the same known classes.
 - vt / at: visual (audio) <-> text. Positive: the clip's factual z; negatives: its counterfactual
   pool, weighted w_k proportional to sqrt(1 - a_k) (mean 1), so the less counterfactual (harder)
-  ones weigh more. Without a pool (counterfactual space "none"), other clips' z are the negatives.
+  ones weigh more. Without a pool (sc=false), other clips' z are the negatives.
 ``distance``: "distribution" (above), "prototype" (means only: ||mu1 - mu2||^2), "feature"
-(every frame its own point: frame-level contrast).
+(every frame its own point: frame-level contrast; the vt / at negatives are that frame's counterfactuals).
+The anchor's entropy H1 is left out of the distance: it is constant along an InfoNCE row and cancels.
 """
 
 from __future__ import annotations
@@ -90,7 +91,9 @@ class CDCL(nn.Module):
         mu2, var2 = (b[0], b[1]) if b[0].dim() == 3 else (b[0][None], b[1][None])
         if self.distance != "distribution":
             return (mu1 - mu2).pow(2).sum(-1)
-        return w2_diagonal(mu1, var1, mu2, var2) + self.gamma * (diagonal_entropy(var1) + diagonal_entropy(var2))
+        # the paper's gamma (H1 + H2): H1, the anchor's entropy, is the same for every candidate of a row and
+        # cancels in the row's softmax (InfoNCE), so only the candidates' H2 is computed (same loss, same gradient)
+        return w2_diagonal(mu1, var1, mu2, var2) + self.gamma * diagonal_entropy(var2)
 
     def _fit(self, x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return diagonal_gaussian(F.normalize(x, dim=-1), weight)
@@ -115,7 +118,11 @@ class CDCL(nn.Module):
         audio-text match logits; labels [N, K] with known [N]. Returns (weighted sum, parts)."""
         n, p = len(visual), self.dim
         b = n // frames
-        if self.distance == "feature":  # every frame its own 'clip' of one sample
+        if self.distance == "feature":  # every frame its own 'clip' of one sample; its pool: the same frame's counterfactuals
+            if pool is not None:
+                k = pool.shape[1]
+                pool = pool.transpose(1, 2).reshape(n, k, 1, pool.shape[-1])
+                strength = strength.repeat_interleave(frames, 0)
             frames, b = 1, n
         w = anchor.view(b, frames).float()
         rows = w.sum(1) > 0
@@ -149,7 +156,7 @@ class CDCL(nn.Module):
         if z is not None and (self.weights["vt"] or self.weights["at"]):
             gz = self._fit(self.text(z.float()).view(b, frames, p), w)
             gz = (gz[0][rows], gz[1][rows])
-            if pool is not None and self.distance != "feature":
+            if pool is not None:
                 k = pool.shape[1]
                 cf = self.text(pool.float()).view(b, k, frames, p)[rows]  # [A, k, T, P]
                 cf = diagonal_gaussian(F.normalize(cf, dim=-1).flatten(0, 1), w[rows].repeat_interleave(k, 0))
@@ -159,7 +166,7 @@ class CDCL(nn.Module):
                 hard = (1 - strength[rows].float()).clamp_min(0).sqrt()  # w_k ~ sqrt(1 - a_k)
                 weights = torch.cat([torch.ones_like(hard[:, :1]), hard / hard.mean(1, keepdim=True).clamp_min(1e-6)], 1)
                 neg = ~pos
-            else:  # counterfactual space "none": other clips' factual texts are the negatives
+            else:  # no SC: other clips' factual texts are the negatives
                 cands, pos, weights = gz, eye, None
                 neg = ~eye & ~same_class
             for pair, g in (("vt", gv), ("at", ga)):

@@ -1,10 +1,9 @@
-"""The InfoNCE family with distribution-aware negative weights (the CDCL building block).
+"""The InfoNCE family (the CDCL building block) and the implicit-text diversity term.
 
 For a row a with similarities s_ac to candidates c, positives P_a and negatives N_a:
     loss_a = -log( sum_{P_a} exp(s/t) / (sum_{P_a} exp(s/t) + sum_{N_a} w_ac exp(s/t)) )
-With every w = 1 and one positive this is the textbook InfoNCE. The weights re-shape the
-negative distribution: w_ac = |N_a| * softmax_{N_a}(s_ac / hardness), so harder (more similar)
-negatives weigh more and the weights of a row average exactly 1 (the loss scale stays put).
+With every w = 1 and one positive this is the textbook InfoNCE; CDCL passes w_k ~ sqrt(1 - a_k) for
+its counterfactual negatives.
 """
 
 from __future__ import annotations
@@ -12,14 +11,15 @@ from __future__ import annotations
 import torch
 
 
-def negative_weights(sim: torch.Tensor, negatives: torch.Tensor, hardness: float) -> torch.Tensor:
-    """sim [A, C], negatives [A, C] bool -> weights [A, C] (0 off the negatives, mean 1 on them).
-
-    Computed without gradient: the weights describe the distribution, they are not trained."""
-    with torch.no_grad():
-        logits = (sim.float() / hardness).masked_fill(~negatives, float("-inf"))
-        w = torch.softmax(logits, dim=1).nan_to_num(0.0)  # rows without negatives -> 0
-        return w * negatives.sum(1, keepdim=True).to(w.dtype)
+def text_diversity(texts: torch.Tensor, clip_of: torch.Tensor) -> torch.Tensor:
+    """Mean squared cosine between the texts of frames from DIFFERENT clips (issue 21's MIT mend: the
+    visual implicit text l_v collapsed to one vector for every clip, cosine ~0.97 across clips, so it
+    carried no information). texts [N, D], clip_of [N] -> scalar in [0, 1]; 0 = orthogonal across clips."""
+    u = torch.nn.functional.normalize(texts.float(), dim=-1)
+    other = clip_of[:, None] != clip_of[None]
+    if not other.any():
+        return texts.sum() * 0.0
+    return (u @ u.t()).pow(2)[other].mean()
 
 
 def info_nce(

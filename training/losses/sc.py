@@ -14,6 +14,9 @@ Latents are the factual texts scaled to unit RMS (one z per frame; a clip is B x
   from it; for unit vectors the optimum is cos = 1 / l_z, so l_z > 1).
 - The pool: per clip, the top-k_c of the S samples most similar to z (mean cosine over frames).
   Each pool member keeps its strength a m; CDCL weighs it sqrt(1 - a m) (harder = weighs more).
+- Every random draw (diffusion noise, orthogonal direction, m, s) is made once per sample and shared by
+  the clip's T frames (issue 21: per-frame draws made the pool jitter over frames while z is steady,
+  an easy negative).
 """
 
 from __future__ import annotations
@@ -111,10 +114,14 @@ class SemanticCounterfactual(nn.Module):
         x0, scale = self.normalise(z.detach().float())
         c = cond.detach().float()[:, None].expand(b, s, t, d)
         ab = self.alpha_bar[self.start_step]
-        z_sd = ab.sqrt() * x0[:, None] + (1 - ab).sqrt() * torch.randn(b, s, t, d, device=z.device)
+        # one draw per sample, shared by the clip's frames (the [.., 1, D] noises broadcast over T): a
+        # counterfactual is one alternative text for the whole clip, as steady over frames as the factual z,
+        # so CDCL cannot tell them apart by frame-to-frame jitter alone
+        z_sd = ab.sqrt() * x0[:, None] + (1 - ab).sqrt() * torch.randn(b, s, 1, d, device=z.device)
         m = 1.0 - torch.rand(b, s, 1, 1, device=z.device)  # (0, 1] per sample
         feat = 0.5 + 0.5 * (1.0 - torch.rand(b, s, 1, d, device=z.device))  # (0.5, 1] per feature
-        z_cf = orthogonal_mix(z_sd, torch.randn_like(z_sd), (self.strength * m * feat).clamp(max=1.0))
+        ortho_noise = torch.randn(b, s, 1, d, device=z.device).expand_as(z_sd)
+        z_cf = orthogonal_mix(z_sd, ortho_noise, (self.strength * m * feat).clamp(max=1.0))
         both = self._denoise(torch.cat([z_cf, z_sd], dim=1), torch.cat([c, c], dim=1))
         z_star, z_hat = both[:, :s], both[:, s:]
         ortho = (z_star - z_hat).pow(2).mean() + self.l_z * F.cosine_similarity(z_star, z_hat, dim=-1).pow(2).mean()
