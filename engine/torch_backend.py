@@ -41,7 +41,7 @@ log = logging.getLogger("icf.engine")
 MODES = ("eager", "compile", "cudagraph")
 PRECISIONS = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # Fields load_checkpoint overrides (they only say where initial weights came from).
-_SOURCE_FIELDS = ("pretrained", "backbone_weights", "audio_weights")
+_SOURCE_FIELDS = ("pretrained", "backbone_weights", "audio_weights", "audio_pretrained")
 
 
 def load_reference_net(artifact: str | Path, weights: str | Path | None = None) -> tuple[Any, dict[str, Any], Path]:
