@@ -1,0 +1,36 @@
+"""A model with the aisfx audio arm (model/audio_pretrained.py) exports to one static ONNX file whose
+ONNX Runtime outputs equal torch's: its 16 kHz log-mel front end stays inside the graph, the step contract
+(15,600 samples per frame) is unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from engine import spec
+from engine.inputs import random_inputs
+
+
+def test_aisfx_arm_exports_with_parity(tmp_path):
+    import onnxruntime as ort
+
+    import model
+    from engine.export import export_onnx
+
+    torch.manual_seed(0)  # random init: the graph is what is tested, not the published weights
+    net = model.build_model("icf-tiny", image_size=(64, 64), audio_encoder="aisfx", audio_frozen=True)
+    ckpt = model.save_checkpoint(net, tmp_path / "aisfx-weights.safetensors")
+    path = export_onnx(net, tmp_path, checkpoint=ckpt, stem="icf-tiny-aisfx")
+    doc = spec.read_sidecar(path)
+    assert doc["parity"]["max_abs_logit_diff"] <= 1e-4
+    assert doc["model"]["config"]["audio_encoder"] == "aisfx"
+    specs = spec.specs_from(doc["inputs"])
+    assert specs["audio"][0] == (1, model.AUDIO_SAMPLES)
+    again = model.load_checkpoint(spec.resolve_checkpoint(doc, path))  # no aisfx files needed to reload
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = random_inputs(specs, np.random.default_rng(7))
+    got = dict(zip(spec.OUTPUT_NAMES, sess.run(None, inputs)))
+    with torch.inference_mode():
+        ref = again(*(torch.from_numpy(inputs[n]) for n in spec.INPUT_NAMES))
+    for name, value in zip(spec.OUTPUT_NAMES, ref):
+        assert np.max(np.abs(got[name] - value.numpy())) <= 1e-4, name
