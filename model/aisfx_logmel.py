@@ -16,8 +16,10 @@ divided by 9.4578 (its "original" min-max range). The model's ``step`` receives 
   wholly above 8 kHz read log10(0 + 1) = 0 exactly as they would after resampling.
 
 Output: [B, 42, 96] (frames, bands), the (time, frequency) layout aisfx's CNN takes.
-Input level: raw samples; aisfx peak-normalises each whole file first, which a streaming window cannot
-(docs/results/audio_arms.md measures what that and the 8 kHz band limit change).
+Input level: aisfx peak-normalises each whole file first, which a streaming window cannot. peak_floor=0
+feeds the raw level; peak_floor=f > 0 divides each window by max(peak, f) in the graph (gain at most 1/f,
+so digital silence stays silent), which recovers aisfx's level invariance (docs/results/audio_arms.md
+measures both, and what the 8 kHz band limit changes).
 """
 
 from __future__ import annotations
@@ -70,8 +72,11 @@ def aisfx_mel_matrix() -> np.ndarray:
 class AisfxLogMel(nn.Module):
     """Raw 16 kHz samples [B, 15600] in [-1, 1] -> aisfx-normalised log-mel [B, 42, 96]."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, peak_floor: float = 0.0) -> None:
         super().__init__()
+        if not 0.0 <= peak_floor <= 1.0:
+            raise ValueError(f"peak_floor {peak_floor} must be in [0, 1] (0: raw level)")
+        self.peak_floor = float(peak_floor)
         m = np.arange(WINDOW)
         window = 0.5 - 0.5 * np.cos(2.0 * np.pi * m / WINDOW)  # periodic Hann, as scipy's get_window("hann")
         bin_hz = np.arange(BINS) * AISFX_RATE / AISFX_FFT
@@ -81,6 +86,8 @@ class AisfxLogMel(nn.Module):
         self.register_buffer("mel", torch.tensor(aisfx_mel_matrix(), dtype=torch.float32), persistent=False)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        if self.peak_floor > 0.0:
+            audio = audio / audio.abs().amax(dim=1, keepdim=True).clamp_min(self.peak_floor)
         padded = nn.functional.pad(audio[:, None, :], (PAD, PAD))
         spec = nn.functional.conv1d(padded, self.dft, stride=HOP)  # [B, 2 * 372, 42]
         real, imag = spec.chunk(2, dim=1)

@@ -85,7 +85,7 @@ class ICFNet(nn.Module):
             for c in self.backbone.channels
         )
         if cfg.audio_encoder == "aisfx":
-            self.logmel = AisfxLogMel()
+            self.logmel = AisfxLogMel(peak_floor=cfg.audio_peak_floor)
             self.audio_encoder = AisfxEncoder(width=d, pretrained=cfg.audio_pretrained, frozen=cfg.audio_frozen)
         else:
             self.logmel = LogMel()

@@ -150,8 +150,18 @@ def test_old_configs_default_to_vggish():
     from model import ICFConfig
 
     stored = ICFConfig(name="icf-tiny", concepts=("a",)).to_dict()
-    for key in ("audio_encoder", "audio_pretrained", "audio_frozen"):
+    for key in ("audio_encoder", "audio_pretrained", "audio_frozen", "audio_peak_floor"):
         stored.pop(key)
     assert ICFConfig.from_dict({**stored, "mit_mode": "paper"}).audio_encoder == "vggish"
     with pytest.raises(ValueError, match="'vggish' or 'aisfx'"):
         ICFConfig(audio_encoder="panns")
+
+
+def test_peak_floor_makes_the_front_end_level_invariant():
+    clips = torch.from_numpy(reference_clips())
+    front = AisfxLogMel(peak_floor=0.01)
+    with torch.no_grad():
+        assert torch.allclose(front(clips), front(0.1 * clips), atol=1e-4)  # float32 rounding: 1.6e-5 measured
+        assert torch.equal(front(torch.zeros(1, AUDIO_SAMPLES)), torch.zeros(1, FRAMES, 96))  # silence stays silent
+        raw = AisfxLogMel()
+        assert not torch.allclose(raw(clips), raw(0.1 * clips), atol=1e-2)
