@@ -18,7 +18,7 @@ def test_aisfx_arm_exports_with_parity(tmp_path):
     from engine.export import export_onnx
 
     torch.manual_seed(0)  # random init: the graph is what is tested, not the published weights
-    net = model.build_model("icf-tiny", image_size=(64, 64), audio_encoder="aisfx", audio_frozen=True)
+    net = model.build_model("icf-tiny", image_size=(64, 64), audio_encoder="aisfx", audio_frozen=True, audio_peak_floor=0.01)
     ckpt = model.save_checkpoint(net, tmp_path / "aisfx-weights.safetensors")
     path = export_onnx(net, tmp_path, checkpoint=ckpt, stem="icf-tiny-aisfx")
     doc = spec.read_sidecar(path)
