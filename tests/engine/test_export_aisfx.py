@@ -34,3 +34,19 @@ def test_aisfx_arm_exports_with_parity(tmp_path):
         ref = again(*(torch.from_numpy(inputs[n]) for n in spec.INPUT_NAMES))
     for name, value in zip(spec.OUTPUT_NAMES, ref):
         assert np.max(np.abs(got[name] - value.numpy())) <= 1e-4, name
+
+
+def test_sidecar_written_before_the_audio_arm_fields_still_loads(tiny_copy):
+    """An export cached before audio_encoder & co. existed means the vggish defaults: no 're-export' error."""
+    import json
+
+    from engine.torch_backend import load_reference_net
+
+    side = spec.sidecar_path(tiny_copy)
+    doc = json.loads(side.read_text())
+    for key in ("audio_encoder", "audio_pretrained", "audio_frozen", "audio_peak_floor"):
+        doc["model"]["config"].pop(key)
+    doc[spec.DIGEST_KEY] = spec.sidecar_digest({k: v for k, v in doc.items() if k != spec.DIGEST_KEY})  # as export wrote it then
+    side.write_text(json.dumps(doc, indent=2) + "\n")
+    net, _, _ = load_reference_net(tiny_copy)
+    assert net.config.audio_encoder == "vggish"
