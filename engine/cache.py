@@ -26,17 +26,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from icfcli.paths import user_cache_dir  # the rule lives in icfcli (model/ uses it too)
+
 from . import spec
 from .spec import ArtifactError
 
 log = logging.getLogger("icf.engine")
-
-
-def user_cache_dir() -> Path:
-    """This project's user cache: $ICF_CACHE, else $XDG_CACHE_HOME/icf-avs, else ~/.cache/icf-avs."""
-    if os.environ.get("ICF_CACHE"):
-        return Path(os.environ["ICF_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "icf-avs"
 
 
 def cache_dir() -> Path:

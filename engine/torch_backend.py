@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -41,7 +42,7 @@ log = logging.getLogger("icf.engine")
 MODES = ("eager", "compile", "cudagraph")
 PRECISIONS = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # Fields load_checkpoint overrides (they only say where initial weights came from).
-_SOURCE_FIELDS = ("pretrained", "backbone_weights", "audio_weights")
+_SOURCE_FIELDS = ("pretrained", "backbone_weights", "audio_weights", "audio_pretrained")
 
 
 def load_reference_net(artifact: str | Path, weights: str | Path | None = None) -> tuple[Any, dict[str, Any], Path]:
@@ -77,7 +78,9 @@ def load_reference_net(artifact: str | Path, weights: str | Path | None = None) 
     net = model.load_checkpoint(ckpt)
     ours = {k: v for k, v in net.config.to_dict().items() if k not in _SOURCE_FIELDS}
     theirs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in doc["model"]["config"].items() if k not in _SOURCE_FIELDS}
-    diff = sorted(k for k in ours if ours[k] != theirs.get(k))
+    # a field the sidecar lacks was added after it was written: it means the field's default (as ICFConfig.from_dict reads it)
+    defaults = {f.name: f.default for f in dataclasses.fields(model.ICFConfig)}
+    diff = sorted(k for k in ours if ours[k] != theirs.get(k, defaults.get(k)))
     if diff:
         raise ArtifactError(f"checkpoint {ckpt} builds a network that differs from {artifact.name}'s sidecar in {diff}; re-export")
     return net, doc, ckpt

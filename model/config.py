@@ -35,6 +35,15 @@ class ICFConfig:
     image_size: tuple[int, int] = (224, 224)  # (H, W) the graph takes; static for export
     width: int = 32  # D: width of every projected feature level, token and text vector
     # --- audio encoder ---
+    # "vggish": the VGGish-shaped encoder below (trained here, or torchvggish weights) on the VGGish log-mel.
+    # "aisfx": aisfx 0.1.2's pretrained sound-effects CNN (512-d, model/audio_pretrained.py) on aisfx's
+    # log-mel evaluated from the same 16 kHz window (model/aisfx_logmel.py); audio_channels / audio_fc unused.
+    audio_encoder: str = "vggish"
+    audio_pretrained: bool = False  # aisfx: load its converted weights from the user cache at build (load_checkpoint: off)
+    audio_frozen: bool = False  # aisfx: keep the CNN as published (no gradient, BatchNorm eval); only its projection learns
+    # aisfx: 0 feeds the window's raw level; f > 0 peak-normalises each window in-graph (gain <= 1 / f) as aisfx
+    # normalises each file (probe: a -20 dB microphone keeps 79% instead of 46%; docs/results/audio_arms.md)
+    audio_peak_floor: float = 0.0
     audio_channels: tuple[int, ...] = (8, 16, 32, 32, 64, 64)  # VGGish conv widths (full: 64,128,256,256,512,512)
     audio_fc: tuple[int, ...] = (128, 128)  # VGGish fc widths before the 128-d embedding (full: 4096, 4096)
     audio_weights: str = ""  # path of a torchvggish-format state dict (full widths only; "" = train)
@@ -72,6 +81,12 @@ class ICFConfig:
     def __post_init__(self) -> None:
         if isinstance(self.frame_ring_rate, bool) or not isinstance(self.frame_ring_rate, int) or self.frame_ring_rate < 1:
             raise ValueError(f"frame_ring_rate {self.frame_ring_rate!r} must be a whole number of frame-ring entries per second >= 1")
+        if self.audio_encoder not in ("vggish", "aisfx"):
+            raise ValueError(f"audio_encoder '{self.audio_encoder}' must be 'vggish' or 'aisfx'")
+        if self.audio_encoder != "aisfx" and (self.audio_pretrained or self.audio_frozen or self.audio_peak_floor):
+            raise ValueError("audio_pretrained / audio_frozen / audio_peak_floor belong to audio_encoder 'aisfx' (vggish weights: audio_weights)")
+        if not 0.0 <= self.audio_peak_floor <= 1.0:
+            raise ValueError(f"audio_peak_floor {self.audio_peak_floor} must be in [0, 1] (0: raw level)")
         if self.mit_mode not in ("paper", "legacy"):
             raise ValueError(f"mit_mode '{self.mit_mode}' must be 'paper' or 'legacy'")
         if self.mit_mode == "paper" and self.learned_prompts:

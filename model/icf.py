@@ -24,7 +24,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .aisfx_logmel import AisfxLogMel
 from .audio_encoder import VGGishEncoder
+from .audio_pretrained import AisfxEncoder
 from .backbones import build_backbone
 from .config import ICFConfig
 from .context import ContextState, advance, initial_state
@@ -82,10 +84,14 @@ class ICFNet(nn.Module):
             nn.Sequential(nn.Conv2d(c, d, 1, bias=False), nn.BatchNorm2d(d), nn.ReLU(inplace=True))
             for c in self.backbone.channels
         )
-        self.logmel = LogMel()
-        self.audio_encoder = VGGishEncoder(
-            channels=cfg.audio_channels, fc=cfg.audio_fc, width=d, weights=cfg.audio_weights
-        )
+        if cfg.audio_encoder == "aisfx":
+            self.logmel = AisfxLogMel(peak_floor=cfg.audio_peak_floor)
+            self.audio_encoder = AisfxEncoder(width=d, pretrained=cfg.audio_pretrained, frozen=cfg.audio_frozen)
+        else:
+            self.logmel = LogMel()
+            self.audio_encoder = VGGishEncoder(
+                channels=cfg.audio_channels, fc=cfg.audio_fc, width=d, weights=cfg.audio_weights
+            )
         self.text_bank = TextBank(
             num_concepts=cfg.num_concepts, text_dim=cfg.text_dim, learned_prompts=cfg.learned_prompts, width=d
         )

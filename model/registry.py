@@ -29,6 +29,19 @@ register_variant(
         audio_fc=(512, 512),
     )
 )
+# icf-lite with aisfx's pretrained sound-effects CNN as its ear, frozen (only its projection learns): needs
+# `pip install --no-deps aisfx==0.1.2` and `python -m model.audio_pretrained convert` once (model/audio_pretrained.py).
+register_variant(
+    ICFConfig(
+        name="icf-lite-aisfx",
+        backbone="efficientnet_lite0",
+        pretrained=True,
+        width=128,
+        audio_encoder="aisfx",
+        audio_pretrained=True,
+        audio_frozen=True,
+    )
+)
 register_variant(
     ICFConfig(
         name="icf-r50",

@@ -79,11 +79,12 @@ def load_checkpoint(path: str | Path, **overrides: Any) -> ICFNet:
     """Rebuilds the network the checkpoint was saved from and loads its weights.
 
     overrides may change fields that do not touch parameters (e.g. backbone_weights="" or
-    pretrained=False, so no backbone file is read before the checkpoint's own weights load).
+    pretrained=False, so no backbone file is read before the checkpoint's own weights load). Pretrained
+    files are never read here (pretrained, audio_pretrained off): the checkpoint holds those weights.
     """
     from .registry import build_from_config
 
-    cfg = read_checkpoint_config(path).replace(pretrained=False, backbone_weights="", audio_weights="", **overrides)
+    cfg = read_checkpoint_config(path).replace(pretrained=False, backbone_weights="", audio_weights="", audio_pretrained=False, **overrides)
     net = build_from_config(cfg)
     load_weights_into(net, path)
     return net.eval()
@@ -94,7 +95,7 @@ def load_weights_into(net: ICFNet, path: str | Path) -> None:
 
     stored = read_checkpoint_config(path)
     own = net.config
-    shape_fields = ("backbone", "width", "audio_channels", "audio_fc", "text_dim", "learned_prompts", "semantic", "separable", "heads",
+    shape_fields = ("backbone", "width", "audio_encoder", "audio_channels", "audio_fc", "text_dim", "learned_prompts", "semantic", "separable", "heads",
                     "mit_mode", "visual_texts", "audio_texts", "text_tokens")
     diffs = [f for f in shape_fields if getattr(stored, f) != getattr(own, f)]
     if stored.num_concepts != own.num_concepts:

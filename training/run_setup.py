@@ -103,7 +103,7 @@ def save_weights(net: model.ICFNet, path: Path, image_size: tuple[int, int], ext
     the weights do not depend on it, the static graph size does)."""
     cfg = net.config
     if tuple(cfg.image_size) != tuple(image_size):
-        target = model.build_from_config(cfg.replace(image_size=tuple(image_size), pretrained=False))
+        target = model.build_from_config(cfg.replace(image_size=tuple(image_size), pretrained=False, audio_pretrained=False))
         target.load_state_dict(net.state_dict())
         net = target
     return model.save_checkpoint(net, path, extra=extra)
