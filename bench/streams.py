@@ -25,7 +25,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--fps", type=int, default=30)
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights/icf-lite-synthavs.safetensors)")
+    src.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights, weights/icf-lite-stamps.safetensors)")
     src.add_argument("--model", default=None, help="registry model with untrained weights instead")
     src.add_argument("--null", action="store_true", help="no model: the multi-stream pipeline's own cost")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1: the other core runs sources and sinks)")

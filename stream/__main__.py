@@ -2,7 +2,7 @@
 built-in synthetic scene, over a ZeroMQ pipeline (one process or many).
 
     icf-stream demo                          # real photos + real sounds (or the synthetic scene), 10 s -> out/demo/
-    icf-stream live --camera 0 --mic default --weights weights/icf-lite-synthavs.safetensors
+    icf-stream live --camera 0 --mic default  # the shipped real-media weights; watch http://127.0.0.1:8080
     icf-stream run --video clip.mp4 --publish tcp://127.0.0.1:5556 --record out/clip-overlay.mp4
     icf-stream predict photo.jpg clip.mp4 frames/ --out out/predict   # offline: overlay MP4 + masks per video, JSON
     icf-stream devices
@@ -30,16 +30,17 @@ def _shipped_weights() -> Path:
     try:
         from weights import SHIPPED
     except ImportError:
-        return Path("weights/icf-lite-synthavs.safetensors")
+        return Path("weights/icf-lite-stamps.safetensors")
     return SHIPPED
 
 
 SHIPPED_WEIGHTS = _shipped_weights()
 SYNTH_WEIGHTS = SHIPPED_WEIGHTS.with_name("icf-lite-synthavs.safetensors")  # the demo's synthetic scene plays to these
 NO_WEIGHTS = """the shipped weights {path} are not here.
-  They come with the package (weights/icf-lite-synthavs.safetensors + .json: in a clone, restore them with
-  `git checkout -- weights/`), or make them yourself (about 25 min on 2 CPU cores):
-      icf-train fit --config synthavs-cpu       (then pass the checkpoint it writes with --weights)
+  They come with the package (weights/*.safetensors + .json: in a clone, restore them with
+  `git checkout -- weights/`), or make them yourself (about 70 min on 2 CPU cores):
+      icf-train fit --config stamps-cpu         (real photos + sounds; synthavs-cpu for the synthetic scenes)
+  then pass the checkpoint it writes with --weights.
   Or run without trained weights, to see the pipeline work (masks will be meaningless):
       icf-stream {cmd} --model icf-lite"""
 ARTIFACT_SUFFIXES = (".safetensors", ".onnx", ".plan", ".engine", ".ep", ".pt2")
@@ -53,7 +54,8 @@ def default_threads() -> int:
 
 
 def _model_args(p) -> None:
-    g = p.add_argument_group("model (default: the shipped weights, which know 8 SynthAVS classes only)")
+    g = p.add_argument_group("model (default: the shipped weights, trained on 58 real objects' photos and sounds: "
+                                  "a start, not a general model; see README)")
     g.add_argument("--weights", metavar="FILE", type=weights_arg,
                    help=f"which model ({SHIPPED_NAME} names the shipped weights anywhere): an ICF checkpoint (.safetensors, exported to ONNX once and cached under "
                         f"{cache_dir()}) or an engine artifact (.onnx with its .json sidecar, .plan, .pt2 AOTInductor, .ep)")

@@ -95,7 +95,7 @@ def add_eval(sub) -> None:
     e.add_argument("--data", required=True, action="append", help=DATA_HELP + "; repeat for several")
     who = e.add_mutually_exclusive_group()
     who.add_argument("--weights", default=str(SHIPPED), type=weights_arg,
-                     help="checkpoint .safetensors (default: the shipped weights, icf-lite-synthavs from any directory)")
+                     help="checkpoint .safetensors (default: the shipped weights; icf-lite-stamps and icf-lite-synthavs name them from any directory)")
     who.add_argument(
         "--compare", nargs=2, metavar=("A", "B"), type=weights_arg,
         help="two checkpoints on the same clips: paired bootstrap 95%% interval of A - B (mIoU, F, listening rates); "

@@ -11,7 +11,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 STAMPS = HERE / "icf-lite-stamps.safetensors"  # + .json: how it was trained and scored
 SYNTHAVS = HERE / "icf-lite-synthavs.safetensors"
-SHIPPED = STAMPS if STAMPS.is_file() else SYNTHAVS
+SHIPPED = STAMPS
 # what --weights accepts in any directory (a path there would need the clone)
 NAMES = {"icf-lite-stamps": STAMPS, "icf-lite-synthavs": SYNTHAVS}
 SHIPPED_NAME = SHIPPED.stem
