@@ -84,8 +84,8 @@ def test_check_passes_the_shipped_weights_export_with_exports_limit(tmp_path):
     from engine.__main__ import main
     from engine.check import check
     from engine.spec import file_sha256, read_sidecar
+    from weights import SHIPPED as weights
 
-    weights = ROOT / "weights" / "icf-lite-synthavs.safetensors"
     if not weights.is_file():
         pytest.skip("shipped weights absent")
     assert main(["export", "--out", str(tmp_path / "engine")]) == 0  # no --weights: the shipped ones, as the other commands

@@ -1,5 +1,5 @@
 """Diagonal vs full-covariance 2-Wasserstein for CDCL: cost and agreement (the measurement behind
-the diagonal choice). ``python -m training.losses.measure_w2``. Features as CDCL sees them: a clip
+the diagonal choice). ``python -m lab.measure_w2``. Features as CDCL sees them: a clip
 mean plus frame noise on the unit sphere; the full covariance gets + eps I (rank <= T - 1 otherwise)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What a full-ICF training step costs against a baseline step, timed in ONE process, interleaved.
 
-    python -m training.step_cost --model icf-lite --size 128 --batch 4 --frames 6 --steps 8
+    python -m lab.step_cost --model icf-lite --size 128 --batch 4 --frames 6 --steps 8
 
 Both modules train on the same pre-rendered SynthAVS batch (2 frames per segment); each round
 times one baseline step then one full step (forward, backward, optimizer), so a busy machine
@@ -19,10 +19,9 @@ import time
 import torch
 
 import model
-
-from .config import load_config
-from .data import build_dataset, collate, prepare_batch
-from .objective import TrainModule
+from training.config import load_config
+from training.data import build_dataset, collate, prepare_batch
+from training.objective import TrainModule
 
 
 def _module(cfg_name: str, name: str, size: int, device: torch.device, **over) -> tuple[TrainModule, torch.optim.Optimizer]:
