@@ -71,8 +71,10 @@ def test_overrides_parse_and_check():
 
 
 def test_unknown_and_mistyped_overrides_fail_clearly():
-    with pytest.raises(ValueError, match=r"unknown training config key\(s\) \['learning_rate'\]"):
+    with pytest.raises(ValueError, match=r"unknown training config key\(s\): learning_rate; `icf-train fit --help`"):
         parse_overrides(["--learning_rate=1"])
+    with pytest.raises(ValueError, match=r"stesp \(did you mean steps"):
+        parse_overrides(["--stesp=1"])
     with pytest.raises(ValueError, match="'sc' wants true/false"):
         parse_overrides(["--sc=maybe"])
     with pytest.raises(ValueError, match="'steps' wants int"):

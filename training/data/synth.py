@@ -114,7 +114,7 @@ def synth_dataset(
     audio-swap augmentation (synthavs.swap), P in [0, 1]."""
     split = options.pop("split", split)
     if split not in SPLIT_SEED:
-        raise ValueError(f"{media} split '{split}' must be one of {list(SPLIT_SEED)}")
+        raise ValueError(f"{'stamps' if media == 'stamps' else 'synthavs'} split '{split}' must be one of {list(SPLIT_SEED)}")
     extra = {}
     if media == "stamps":
         from synthavs.stamps import check_installed
@@ -150,7 +150,7 @@ def synth_dataset(
     length = int(options.pop("clips", length))
     if options:
         raise ValueError(
-            f"unknown {media} spec option(s) {sorted(options)}; known: mode, bias, conflict, seed, split, clips, fps, snr, "
+            f"unknown {'stamps' if media == 'stamps' else 'synthavs'} spec option(s) {sorted(options)}; known: mode, bias, conflict, seed, split, clips, fps, snr, "
             "max_objects, min_objects, priors, companion, offscreen, mix, swap, segment_frames"
             + (", objects" if media == "stamps" else "")
         )
