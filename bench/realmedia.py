@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -138,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "weights": args.weights,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, load average {__import__('os').getloadavg()[0]:.1f}",
-        "command": "python -m bench.realmedia " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads, load average {os.getloadavg()[0]:.1f}",
+        "command": "python -m bench.realmedia " + " ".join(argv if argv is not None else sys.argv[1:]),
         "clips": args.clips,
         "rows": rows,
     }

@@ -144,13 +144,22 @@ def stamp_name(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
+def stamp_paths(objects: str) -> list[str]:
+    """The catalogue paths of ``objects`` ("seen": the training stamps, "heldout"), in catalogue order
+    (for the seen ones: the class index order of the ``stamps`` text bank)."""
+    return [p for p in CATALOGUE if (stamp_name(p) in HELDOUT_OBJECTS) == (objects == "heldout")]
+
+
+def object_names(objects: str) -> list[str]:
+    return [stamp_name(p) for p in stamp_paths(objects)]
+
+
 def seen_names() -> list[str]:
-    """The training stamps, in catalogue order (= class index order of the ``stamps`` text bank)."""
-    return [stamp_name(p) for p in CATALOGUE if stamp_name(p) not in HELDOUT_OBJECTS]
+    return object_names("seen")
 
 
 def seen_prompts() -> list[str]:
-    return [CATALOGUE[p] for p in CATALOGUE if stamp_name(p) not in HELDOUT_OBJECTS]
+    return [CATALOGUE[p] for p in stamp_paths("seen")]
 
 
 def check_installed() -> None:
@@ -296,8 +305,7 @@ class StampsMedia(Media):
         """The library for one split (cached per process: decoding the recordings takes ~2 s)."""
         check_installed()
         heldout = objects == "heldout"
-        paths = [p for p in CATALOGUE if (stamp_name(p) in HELDOUT_OBJECTS) == heldout]
-        stamps = [_stamp(p) for p in paths]
+        stamps = [_stamp(p) for p in stamp_paths(objects)]
         names = [s.name for s in stamps]
         if heldout:
             priors = PriorTable(loud=(), quiet=tuple(range(len(names))), companion={}, num_classes=len(names))
@@ -363,6 +371,8 @@ __all__ = [
     "StampsMedia",
     "StampsMissing",
     "check_installed",
+    "object_names",
+    "stamp_paths",
     "seen_names",
     "seen_prompts",
     "stamps_available",

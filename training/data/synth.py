@@ -91,9 +91,9 @@ class SynthDataset(torch.utils.data.Dataset):
 def class_names(scene: SceneConfig) -> list[str]:
     """The scene's class names without loading any media (the stamps catalogue is a fixed list)."""
     if scene.media == "stamps":
-        from synthavs.stamps import CATALOGUE, HELDOUT_OBJECTS, seen_names, stamp_name
+        from synthavs.stamps import object_names
 
-        return seen_names() if scene.objects == "seen" else [n for n in map(stamp_name, CATALOGUE) if n in HELDOUT_OBJECTS]
+        return object_names(scene.objects)
     return CLASS_NAMES[: scene.num_classes]
 
 
