@@ -214,7 +214,7 @@ def test_hostile_but_wellformed_headers(harness):
     assert h.thread.is_alive() and got and "error" not in got[-1]
     # all four are refused by protocol.py's per-kind ranges (t not stamps, pts and first_sample
     # beyond 2^53, eos counts not integers): the ring never sees the wild sample number
-    assert h.stage.counters["malformed"] == 4 and h.stage.ring.resets == 0
+    assert h.stage.counters["malformed"] == 4 and h.stage.intake.ring.resets == 0
 
 
 def test_restarted_source_is_followed(harness):

@@ -11,14 +11,9 @@ from stream.multistream_serve import ServeConfig, run_serve
 from stream.pipeline import PipelineError
 
 
-def test_each_stream_keeps_its_own_context_and_outputs(media, tmp_path):
-    """An audible synthetic stream and a silent file share one batched (null) model. The null
-    model's frame text is the row's audio level, so the silent stream's rings must hold exact
-    zeros and the audible one real levels: a loud row in a quiet ring shows. (The model samples its
-    frame ring 10 times a second, so the rings hold entries mid-segment. The levels are what every
-    dispatched frame's rings held, not only the last one's: those can be empty when a segment
-    closed just before the stream's last processed frame. The loud stream may hold one exact zero
-    too: frame 0's audio window lies wholly before the stream began.)"""
+def test_each_stream_keeps_its_own_outputs(media, tmp_path):
+    """An audible synthetic stream and a silent file share one batched (null) model, end to end in
+    real processes: each stream's sink gets its own frames, at its own size, in order."""
     cfg = ServeConfig(sources=[{"kind": "synthetic", "seconds": 1.5, "width": 320, "height": 240, "stream_id": "loud"},
                                {"kind": "file", "video": str(media["silent"]), "stream_id": "quiet"}],
                       backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2], "frame_ring_rate": 10},
@@ -26,8 +21,6 @@ def test_each_stream_keeps_its_own_context_and_outputs(media, tmp_path):
     report = run_serve(cfg)
     assert report["ok"], report["errors"]
     loud, quiet = report["streams"]["loud"], report["streams"]["quiet"]
-    assert sum(v > 0.01 for v in loud["lane"]["context_levels"]) >= 3, loud["lane"]["context_levels"]
-    assert quiet["lane"]["context_levels"] and set(quiet["lane"]["context_levels"]) == {0.0}
     batching = report["batching"]
     assert sum(int(k) * v for k, v in batching["histogram"].items()) == sum(s["lane"]["counters"]["dispatched"] for s in (loud, quiet))
     for sid, s in report["streams"].items():
@@ -38,6 +31,87 @@ def test_each_stream_keeps_its_own_context_and_outputs(media, tmp_path):
         assert masks["masks"].shape[0] == s["processed"] and (np.diff(masks["seq"]) > 0).all()
     assert np.load(tmp_path / "loud.npz")["masks"].shape[1:] == (240, 320)
     assert np.load(tmp_path / "quiet.npz")["masks"].shape[1:] == (240, 320)  # the silent file is 320x240 too
+
+
+class _RingSpy:
+    """Test double around the segmenter's lanes: records, per stream, the first feature of every
+    valid frame-ring entry each row it ran was given (what the model saw of that stream's context)."""
+
+    def __init__(self) -> None:
+        from stream.multistream import MultiSegmenterStage
+
+        seen: dict[str, set] = {}
+
+        class SpiedSegmenter(MultiSegmenterStage):
+            def open(self, ctx, env) -> None:
+                super().open(ctx, env)
+                for lane in self.lanes:
+                    lane.take = self._spy(lane, lane.take)
+
+            @staticmethod
+            def _spy(lane, take):
+                def spied(core):
+                    row = take(core)
+                    if row is not None:
+                        arrays = row[2]
+                        valid = arrays["frame_valid"][0].astype(bool)
+                        seen.setdefault(lane.sid, set()).update(np.round(arrays["frame_ring"][0, valid, 0], 6).tolist())
+                    return row
+                return spied
+
+        self.Stage, self.seen = SpiedSegmenter, seen
+
+
+def test_each_stream_keeps_its_own_context(media, tmp_path):
+    """The same two streams with the segmenter's lanes watched by a test double (every stage in a
+    thread of this process, real ipc sockets). The null model's frame text is the row's audio
+    level, so the silent stream's rings must hold exact zeros and the audible one real levels: a
+    loud row in a quiet ring shows. (The model samples its frame ring 10 times a second, so the
+    rings hold entries mid-segment; the levels are what every row was given, not only the last
+    one's. The loud stream may hold one exact zero too: frame 0's audio window lies wholly before
+    the stream began.)"""
+    import dataclasses
+    import threading
+
+    import zmq
+
+    from stream.node import build_stage
+    from stream.stage import StageEnv, run_stage
+    from stream.transport import Endpoints, make_endpoints
+
+    spy = _RingSpy()
+    sources = {"loud": {"type": "source", "kind": "synthetic", "options": {"seconds": 1.5, "width": 160, "height": 120}},
+               "quiet": {"type": "source", "kind": "file", "options": {"video": str(media["silent"])}}}
+    ctx = zmq.Context()
+    stop, abort, go = threading.Event(), threading.Event(), threading.Event()
+    go.set()
+    envs = {}
+    for sid in sources:
+        (tmp_path / sid).mkdir()
+        envs[sid] = StageEnv(Endpoints(make_endpoints("ipc", run_dir=str(tmp_path / sid))), stop, abort, go, stream_id=sid)
+    multi = spy.Stage(streams=[{"stream_id": sid, "endpoints": env.endpoints} for sid, env in envs.items()], deadline_ms=20,
+                      backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2], "frame_ring_rate": 10})
+    stages = [(multi, dataclasses.replace(envs["loud"], stream_id="multi"))]
+    for sid, spec in sources.items():
+        spec["options"].update(video_subs=1, audio_subs=1)
+        stages += [(build_stage(spec), envs[sid]), (build_stage({"type": "sink", "options": {}}), envs[sid])]
+    reports: list = [None] * len(stages)
+    threads = [threading.Thread(target=lambda i=i, st=st, env=env: reports.__setitem__(i, run_stage(st, ctx, env)), daemon=True)
+               for i, (st, env) in enumerate(stages)]
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(120)
+    finally:
+        abort.set()
+        for th in threads:
+            th.join(10)
+        ctx.destroy(linger=0)
+    assert not any(th.is_alive() for th in threads)
+    assert all("error" not in r for r in reports), [r.get("error") for r in reports]
+    assert sum(v > 0.01 for v in spy.seen.get("loud", ())) >= 3, spy.seen
+    assert spy.seen.get("quiet") == {0.0}, spy.seen
 
 
 def test_masks_of_every_stream_on_one_pub_socket_keyed_by_stream():
