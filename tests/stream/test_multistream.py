@@ -226,26 +226,17 @@ def test_a_killed_source_costs_only_its_own_stream(tmp_path):
     import os
     import signal
     import threading
-    import time
 
-    from stream import multistream_serve
+    from .conftest import node_process, wait_for_lines
 
     result: dict = {}
     cfg = ServeConfig(sources=[{"kind": "synthetic", "seconds": 3.0, "width": 160, "height": 120, "seed": i} for i in range(2)],
                       backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2]}, out_dir=str(tmp_path))
     th = threading.Thread(target=lambda: result.update(run_serve(cfg)))
     th.start()
-    deadline = time.monotonic() + 60
-    while "go" not in multistream_serve.RUNNING or "source-cam1" not in multistream_serve.RUNNING:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    assert multistream_serve.RUNNING["go"].wait(60)
-    log = tmp_path / "cam1.partial.jsonl"  # the stream's metrics while it runs: kill once it has masks
-    deadline = time.monotonic() + 60
-    while not (log.exists() and log.read_text().count("\n") >= 3):
-        assert time.monotonic() < deadline and th.is_alive()
-        time.sleep(0.05)
-    os.kill(multistream_serve.RUNNING["source-cam1"].pid, signal.SIGKILL)
+    source = node_process("source-cam1", th.is_alive)
+    wait_for_lines(tmp_path / "cam1.partial.jsonl", 3, th.is_alive)  # the stream's metrics while it runs: kill once it has masks
+    os.kill(source.pid, signal.SIGKILL)
     th.join(120)
     assert not th.is_alive()
     assert result["ok"], result["errors"]
@@ -254,24 +245,6 @@ def test_a_killed_source_costs_only_its_own_stream(tmp_path):
     cam0 = result["streams"]["cam0"]
     assert cam0["sent"] == 90 and cam0["frames"]["accounted"] and cam0["processed"] > 0  # the other stream ran to its end
     assert 0 < result["streams"]["cam1"]["processed"] < 90
-
-
-def _serve_in_thread(cfg):
-    """Starts run_serve in a thread; returns (thread, result dict) once every stream is going."""
-    import threading
-    import time
-
-    from stream import multistream_serve
-
-    result: dict = {}
-    th = threading.Thread(target=lambda: result.update(run_serve(cfg)))
-    th.start()
-    deadline = time.monotonic() + 120
-    while "go" not in multistream_serve.RUNNING:
-        assert time.monotonic() < deadline and th.is_alive()
-        time.sleep(0.05)
-    assert multistream_serve.RUNNING["go"].wait(120)
-    return th, result, multistream_serve.RUNNING
 
 
 def test_each_file_runs_to_its_own_end_and_a_failing_one_ends_only_its_stream(tmp_path):
@@ -298,21 +271,27 @@ def test_each_file_runs_to_its_own_end_and_a_failing_one_ends_only_its_stream(tm
 
 
 @pytest.mark.parametrize("shm", ["on", "off"])
-def test_a_stopped_or_killed_sink_costs_only_its_own_stream(shm):
+def test_a_stopped_or_killed_sink_costs_only_its_own_stream(shm, tmp_path):
     """SIGSTOP of one sink: the segmenter stops running that stream's frames (newest wins) instead
     of waiting on its sink, so the other streams keep every frame's turn. SIGKILL of that sink
     afterwards: the stream ends (its results are lost), the others run to their end, no error."""
     import os
     import signal
-    import time
+    import threading
+
+    from .conftest import lines_in, node_process, wait_for_lines
 
     cfg = ServeConfig(sources=[{"kind": "synthetic", "seconds": 4.0, "width": 160, "height": 120, "seed": i} for i in range(3)],
-                      backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2, 3]}, shm=shm)
-    th, result, running = _serve_in_thread(cfg)
-    sink = running["sink-cam1"].pid
-    time.sleep(0.5)
+                      backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2, 3]}, shm=shm, out_dir=str(tmp_path))
+    result: dict = {}
+    th = threading.Thread(target=lambda: result.update(run_serve(cfg)))
+    th.start()
+    sink = node_process("sink-cam1", th.is_alive).pid
+    wait_for_lines(tmp_path / "cam1.partial.jsonl", 3, th.is_alive)  # the stream runs
     os.kill(sink, signal.SIGSTOP)
-    time.sleep(2.0)  # the other streams go on meanwhile
+    for sid in ("cam0", "cam2"):  # the other streams go on meanwhile
+        log = tmp_path / f"{sid}.partial.jsonl"
+        wait_for_lines(log, lines_in(log) + 20, th.is_alive)
     os.kill(sink, signal.SIGKILL)
     th.join(120)
     assert not th.is_alive()
