@@ -79,11 +79,13 @@ def test_two_workers_keep_order(media, tmp_path):
     assert report["stages"]["sink"]["queues"]["reorder_depth"]["max"] >= 1
 
 
-def test_slow_sink_bounded_latency_and_counted_drops(media):
+def test_slow_sink_bounded_latency_and_counted_drops(media, tmp_path):
     # the sink needs 120 ms per frame against a 30 fps source: it must drop (counted), not queue
+    from .stage_harness import run_with_slow_sink
+
     cfg = PipelineConfig(source={"kind": "file", "video": str(media["long"])}, backend={"kind": "null"},
-                         transport="ipc", sink={"output_delay_ms": 120, "max_age_ms": 300})
-    report = run_pipeline(cfg)
+                         transport="ipc", sink={"max_age_ms": 300})
+    report = run_with_slow_sink(cfg, 0.120, tmp_path)
     _check_accounting(report, 120)
     f = report["frames"]
     assert f["dropped"] >= 60 and f["processed"] <= 50
