@@ -41,6 +41,20 @@ class Harness:
         (s.bind if bind else s.connect)(self.ep[link])
         return s
 
+    def publisher(self, link: str):
+        """An XPUB bound at ``link``, as the stage's upstream would bind it: a PUB that also hears
+        the stage's subscription, for ``subscribed``."""
+        return self.sock(zmq.XPUB, link, True)
+
+    def subscribed(self, *pubs, timeout_s: float = 60.0) -> None:
+        """Readiness handshake: returns once the stage's SUB socket has subscribed at each of
+        ``pubs`` (from ``publisher``), so what is published next reaches it (ZeroMQ drops what a
+        PUB sends before the subscription arrived)."""
+        from stream.transport import wait_subscribers
+
+        for pub in pubs:
+            assert wait_subscribers(pub, 1, timeout_s, self.abort) == 1, f"the stage did not subscribe within {timeout_s:g} s"
+
     def close(self) -> None:
         self.abort.set()
         if hasattr(self, "thread"):

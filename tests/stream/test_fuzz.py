@@ -88,14 +88,14 @@ def test_worker_survives_fuzzed_jobs(harness):
 
 def test_context_survives_fuzzed_frames_audio_and_ready(harness):
     h = harness(ContextStage(workers=1, audio_wait_ms=0))
-    video = h.sock(zmq.PUB, "video", True)
-    audio = h.sock(zmq.PUB, "audio", True)
+    video = h.publisher("video")
+    audio = h.publisher("audio")
     h.start()
     dealer = h.sock(zmq.DEALER, "jobs", False)
     geometry = {"width": 32, "frame_ring": 30, "segment_ring": 4, "audio_samples": 15600}
     ready = encode("ready", {"stream": "s", "seq": 0, "capture_ns": 0, "job": -1, "ok": False, "geometry": geometry})
     dealer.send_multipart([b"", *ready])
-    time.sleep(0.3)  # subscriptions reach the PUB sockets
+    h.subscribed(video, audio)
     seq = iter(range(10**6))
 
     @FUZZ
@@ -166,10 +166,10 @@ def test_oversized_messages_are_dropped_and_counted(harness):
 def test_inline_segmenter_survives_fuzzed_frames(harness):
     """One worker runs inside the context stage: garbage frames must not reach the model."""
     h = harness(ContextStage(workers=1, inline={"kind": "null"}, audio_wait_ms=0))
-    video = h.sock(zmq.PUB, "video", True)
+    video = h.publisher("video")
     pull = h.sock(zmq.PULL, "results", True)
     h.start()
-    time.sleep(0.3)
+    h.subscribed(video)
     seq = iter(range(10**6))
 
     @FUZZ
@@ -192,11 +192,11 @@ def test_inline_segmenter_survives_fuzzed_frames(harness):
 def test_hostile_but_wellformed_headers(harness):
     """Messages that pass the wire format but carry nonsense where stages compute with values."""
     h = harness(ContextStage(workers=1, inline={"kind": "null"}, audio_wait_ms=0))
-    video = h.sock(zmq.PUB, "video", True)
-    audio = h.sock(zmq.PUB, "audio", True)
+    video = h.publisher("video")
+    audio = h.publisher("audio")
     pull = h.sock(zmq.PULL, "results", True)
     h.start()
-    time.sleep(0.3)
+    h.subscribed(video, audio)
     bad = [encode("frame", {"stream": "s", "seq": 0, "capture_ns": 0, "pts_ns": 0, "t": [1, 2]}, {"image": np.zeros((8, 8, 3), np.uint8)}),
            encode("frame", {"stream": "s", "seq": 1, "capture_ns": 0, "pts_ns": 2**62, "t": {"x": "y"}}, {"image": np.zeros((8, 8, 3), np.uint8)}),
            encode("eos", {"stream": "s", "seq": 2, "capture_ns": 0, "last_seq": "many", "frames_sent": None})]
@@ -204,7 +204,9 @@ def test_hostile_but_wellformed_headers(harness):
         video.send_multipart(msg)
     audio.send_multipart(encode("audio", {"stream": "s", "seq": 0, "capture_ns": 0, "first_sample": 2**62}, {"samples": np.ones(8, np.float32)}))
     audio.send_multipart(encode("audio", {"stream": "s", "seq": 1, "capture_ns": 0, "first_sample": 0}, {"samples": np.ones(8, np.float32)}))
-    time.sleep(0.3)
+    deadline = time.monotonic() + 30
+    while h.stage.counters.get("malformed", 0) < 4 and time.monotonic() < deadline:  # every bad message was read
+        time.sleep(0.01)
     video.send_multipart(frame((h.stage.last_seq or 0) + 1))
     got = []
     while pull.poll(2000):
@@ -220,10 +222,10 @@ def test_hostile_but_wellformed_headers(harness):
 def test_restarted_source_is_followed(harness):
     """A source that restarts begins again at seq 0: counted as a reset, its frames still run."""
     h = harness(ContextStage(workers=1, inline={"kind": "null"}, audio_wait_ms=0))
-    video = h.sock(zmq.PUB, "video", True)
+    video = h.publisher("video")
     pull = h.sock(zmq.PULL, "results", True)
     h.start()
-    time.sleep(0.3)
+    h.subscribed(video)
     seqs = []
     for s in [*range(100, 103), *range(0, 3)]:
         video.send_multipart(frame(s))
