@@ -56,6 +56,23 @@ def job(seq: int, prev: int) -> list:
                           "prev_seq": prev, "dropped_before": 0, "t": {"capture": time.monotonic_ns()}}, arrays)
 
 
+def frame_comes_back(video, sock, last_seq, header_at: int = 0, answer=None, timeout_s: float = 60.0) -> dict:
+    """After a fuzz: sends the next valid frame until it comes back on ``sock`` (a job or a result;
+    ``answer`` is called for each message on the way). A handshake instead of a sleep for the fuzzed
+    messages still in flight (one of them may take the seq a frame was sent with). Its header."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        seq = (last_seq() or 0) + 1
+        video.send_multipart(frame(seq))
+        while sock.poll(500):
+            header = json.loads(sock.recv_multipart()[header_at])
+            if answer is not None:
+                answer()
+            if header.get("seq") == seq:
+                return header
+    raise AssertionError(f"no valid frame came back within {timeout_s:g} s of the fuzz")
+
+
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 
 
@@ -112,14 +129,9 @@ def test_context_survives_fuzzed_frames_audio_and_ready(harness):
         assert h.thread.is_alive()
 
     fuzz()
-    time.sleep(0.2)
-    while dealer.poll(100):
-        dealer.recv_multipart()
-        dealer.send_multipart([b"", *ready])
-    video.send_multipart(frame((h.stage.last_seq or 0) + 1))
-    assert dealer.poll(5000), "a valid frame after the fuzz must still become a job"
-    _, head, *_ = dealer.recv_multipart()
-    assert json.loads(head)["kind"] == "job"
+    head = frame_comes_back(video, dealer, lambda: h.stage.last_seq, header_at=1,
+                            answer=lambda: dealer.send_multipart([b"", *ready]))  # each job answered, as a worker would
+    assert head["kind"] == "job"
     assert h.stage.counters["malformed"] > 0
 
 
@@ -179,12 +191,7 @@ def test_inline_segmenter_survives_fuzzed_frames(harness):
         assert h.thread.is_alive()
 
     fuzz()
-    time.sleep(0.2)
-    while pull.poll(50):
-        pull.recv_multipart()
-    video.send_multipart(frame((h.stage.last_seq or 0) + 1))
-    assert pull.poll(5000)
-    header = json.loads(pull.recv_multipart()[0])
+    header = frame_comes_back(video, pull, lambda: h.stage.last_seq)
     assert header["kind"] == "result" and "error" not in header
     assert h.stage.counters["malformed"] > 0
 
