@@ -149,7 +149,10 @@ def test_masks_of_every_stream_on_one_pub_socket_keyed_by_stream():
         sub.close(0)
         ctx.term()
     assert report["ok"], report["errors"]
-    assert set(got) == {"cam0", "cam1"} and all(n > 5 for n in got.values()), got
+    # every stream's masks, each at most once (how many a stream processes depends on the machine's load:
+    # 5-26 of 45 measured with other runs going, on main too, so no count is asserted)
+    processed = {sid: s["processed"] for sid, s in report["streams"].items()}
+    assert set(got) == {"cam0", "cam1"} and all(0 < n <= processed[sid] for sid, n in got.items()), (got, processed)
     assert report["published"] >= sum(got.values())
 
 
