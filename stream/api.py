@@ -115,7 +115,7 @@ class Segmenter:
     def reset(self) -> None:
         """Forget the context and the audio: the next frame starts a new stream."""
         g = self.geo
-        self.keeper = ContextKeeper(g["width"], g["frame_ring"], g["segment_ring"], ring_rate=g["ring_rate"])
+        self.keeper = ContextKeeper.for_geometry(g)
         self.audio = np.zeros(g["audio_samples"], np.float32)  # the newest window, 16 kHz mono
         self.t0: int | None = None
         self.last_pts: int | None = None

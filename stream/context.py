@@ -22,6 +22,7 @@ frames); a gap longer than a segment closes one segment (there is only one segme
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -78,6 +79,12 @@ class ContextKeeper:
         self.segments_closed = 0
         self.frames_pushed = 0  # frame texts that entered the frame ring (one per closed slot)
         self.rejected = 0  # frames whose texts were not finite: never stored (they would poison every later frame)
+
+    @classmethod
+    def for_geometry(cls, geo: dict[str, Any]) -> ContextKeeper:
+        """A keeper for a model's geometry (stream.worker.WorkerCore.geometry, or a ``ready``
+        header's through protocol.geometry, which fills in what older workers leave out)."""
+        return cls(geo["width"], geo["frame_ring"], geo["segment_ring"], ring_rate=geo["ring_rate"])
 
     def segment_of(self, pts_ns: int) -> int:
         return (pts_ns - self.origin_ns) // self.segment_ns

@@ -21,17 +21,17 @@ import zmq
 
 from engine.batching import BatchedStep
 
-from .context import AudioRing, ContextKeeper
+from .context import ContextKeeper
+from .intake import StreamIntake
 from .models import NullBackend, open_backend
 from .options import MultiOptions
-from .protocol import SeqChain, encode, eos_ok, finite, stamps
-from .shm_link import ShmReceiver
-from .shm_link import attach as shm_attach
-from .stage import Liveness, Stage, StageEnv, StageError
-from .transport import close_socket, open_socket, recv_packet, stamp
+from .protocol import encode
+from .stage import Stage, StageEnv, StageError
+from .transport import stamp
 from .worker import SEND_TIMEOUT_S, STARTUP_TIMEOUT_NS, ResultSender, WorkerCore
 
 SOURCE_QUIET_NS = 2 * 10**9  # after a stream's source ended: how long its lane waits for the EOS in flight
+STOP_QUIET_NS = 10**9  # after a stop of the whole run: how long a lane with nothing pending waits for it
 
 
 class RowNullBackend:
@@ -70,82 +70,41 @@ def open_batched(spec: dict[str, Any], core: WorkerCore) -> BatchedStep:
 
 
 class Lane:
-    """One stream inside the multi-stream segmenter (see module doc)."""
+    """One stream inside the multi-stream segmenter (see module doc): its intake (sockets, audio
+    ring, frame order, newest frame, end of stream: stream.intake), its text context and its sink."""
 
     def __init__(self, ctx: zmq.Context, env: StageEnv, geo: dict[str, int], send_image: bool, audio_wait_ns: int,
                  idle_s: float = 30.0) -> None:
         self.env, self.sid = env, env.stream_id
-        ep = env.endpoints
-        self.vsub = open_socket(ctx, zmq.SUB, ep, "video", bind=False)
-        self.asub = open_socket(ctx, zmq.SUB, ep, "audio", bind=False, hwm=1000, frames=False)
-        for s in (self.vsub, self.asub):
-            s.setsockopt(zmq.SUBSCRIBE, b"")
-        self.shm = ShmReceiver(ep.max_bytes) if ep.extra.get("shm") else None
-        self.counters: dict[str, Any] = dict(received=0, transport_gaps=0, superseded=0, dispatched=0, audio_underruns=0)
-        self.sender = ResultSender(ctx, env, self.counters, send_image)
-        self.ring = AudioRing()
-        self.keeper = ContextKeeper(geo["width"], geo["frame_ring"], geo["segment_ring"], ring_rate=geo.get("ring_rate", 1))
-        # first feature of every frame-ring entry a dispatched frame saw (bounded): the rings at
-        # the end alone can be empty when a segment closed just before the last frame. One value
-        # per push (the newest slot), so the per-frame cost is a counter comparison.
-        self.levels_seen: set[float] = set()
-        self.pushes_seen = 0
+        self.counters: dict[str, Any] = {}
+        self.intake = StreamIntake(ctx, env, self.counters, audio_wait_ns=audio_wait_ns, idle_s=idle_s,
+                                   forwarded=("gt_mask", "image") if send_image else ("gt_mask",), only_stream=self.sid)
+        try:
+            self.sender = ResultSender(ctx, env, self.counters, send_image)
+        except BaseException:
+            self.intake.close(env.abort)
+            raise
+        self.keeper = ContextKeeper.for_geometry(geo)
         self.audio_samples = geo["audio_samples"]
-        self.audio_wait_ns = audio_wait_ns
-        self.latest = None
-        self.chain = SeqChain()  # the stream's frame order: refused jumps, duplicates, restarts, gaps
-        self.last_dispatched = -1
-        self.eos_header: dict | None = None
         self.eos_sent = False
-        self.audio_seen = False
-        self.forwarded = ("gt_mask", "image") if send_image else ("gt_mask",)
         self.ended = env.ended.get(self.sid)  # set once this stream's source ended (or its sink is gone)
-        self.quiet_deadline: int | None = None
         self.blocked_since: int | None = None  # since when the sink could take no result (sink_ready)
         self.sink_gone: str | None = None
-        self.liveness = Liveness(env, f"the source of stream {self.sid} (video link {ep['video']})", idle_s)
 
     @property
-    def last_seq(self) -> int | None:
-        """The newest seq admitted into the chain (None before the first frame)."""
-        return self.chain.last_seq
+    def latest(self):
+        """The stream's newest frame not run yet (newest wins), or None."""
+        return self.intake.latest
+
+    @property
+    def eos_header(self) -> dict | None:
+        return self.intake.eos_header
 
     def count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
 
     def drain(self) -> None:
-        while self.asub.poll(0):
-            _, pkt = recv_packet(self.asub, self.counters, max_bytes=self.env.endpoints.max_bytes, kinds=("audio", "eos"))
-            if pkt is None or pkt.kind == "eos":
-                continue
-            samples, bad = finite(pkt.arrays["samples"], -1.0, 1.0)  # parts checked by protocol.validate; NaN must not reach the model
-            if bad:
-                self.counters["nonfinite_audio_samples"] = self.counters.get("nonfinite_audio_samples", 0) + bad
-            self.ring.write(pkt.header["first_sample"], samples)
-            self.audio_seen = True
-        while self.vsub.poll(0):
-            _, pkt = recv_packet(self.vsub, self.counters, max_bytes=self.env.endpoints.max_bytes, kinds=("frame", "eos"))
-            self.liveness.heard()
-            if pkt is None:
-                continue
-            if pkt.kind == "eos":
-                if eos_ok(pkt.header, self.env.endpoints.token):
-                    self.eos_header = self.eos_header or pkt.header
-                else:
-                    self.count("forged_eos")
-                continue
-            if not shm_attach(self.shm, pkt, self.counters):
-                continue  # lapped slot, parts that fail protocol.validate, or a slot on a link without shared memory
-            if pkt.header.get("stream") != self.sid:
-                self.count("malformed")  # a frame of another stream on this lane's link is refused too
-                continue
-            if not self.chain.admit(pkt.seq, pkt.header["pts_ns"], self.counters):
-                continue  # refused jump, duplicate or late (protocol.SeqChain)
-            self.counters["received"] += 1
-            if self.latest is not None:
-                self.counters["superseded"] += 1
-            stamps(pkt.header)["ctx_recv"] = stamp()
-            self.latest = pkt
+        self.intake.drain()
 
     def sink_ready(self, now: int) -> bool:
         """The sink can take a result now. A sink that takes none for SEND_TIMEOUT_S (or never
@@ -163,35 +122,19 @@ class Lane:
     def ready(self, now: int) -> bool:
         """The newest frame may go: its audio is in, or it waited long enough for it, and the
         stream's sink can take the result (otherwise newer frames supersede it: newest wins)."""
-        if self.latest is None or not self.sink_ready(now):
-            return False
-        end = self.ring.sample_at(self.latest.header["pts_ns"])
-        return not self.audio_seen or self.ring.end >= end or now - self.latest.header["t"]["ctx_recv"] >= self.audio_wait_ns
+        return self.latest is not None and self.sink_ready(now) and self.intake.audio_ready(now)
 
     def take(self, core: WorkerCore) -> tuple | None:
         """The newest frame as a batch row: (pkt, head, arrays, step inputs), or None if its
         shared-memory slot was reused meanwhile."""
-        pkt, self.latest = self.latest, None
-        if self.shm is not None and not self.shm.materialize(pkt, self.forwarded, self.counters):
-            self.counters["superseded"] += 1  # newer frames overwrote its slot
+        job = self.intake.take(self.audio_samples)
+        if job is None:
             return None
-        pts = pkt.header["pts_ns"]
-        end = self.ring.sample_at(pts)
-        if self.audio_seen and self.ring.end < end:
-            self.counters["audio_underruns"] += 1
-        ctx = self.keeper.state_for(pts)
-        if self.keeper.frames_pushed != self.pushes_seen:
-            self.pushes_seen = self.keeper.frames_pushed
-            if ctx.frame_valid[0, -1] and len(self.levels_seen) < 4096:  # rings run oldest -> newest
-                self.levels_seen.add(round(float(ctx.frame_ring[0, -1, 0]), 6))
-        arrays: dict[str, Any] = {"audio": self.ring.window(end, self.audio_samples)[None],
-                                  **ctx.as_inputs(), "image": pkt.arrays["image"]}
+        pkt, head = job.packet, job.head
+        self.intake.dispatched(pkt.seq)
+        arrays: dict[str, Any] = {"audio": job.audio[None], **self.keeper.state_for(head["pts_ns"]).as_inputs(), "image": pkt.arrays["image"]}
         t = pkt.header["t"]
-        t["ctx_send"] = t["wrk_recv"] = stamp()
-        head = {"stream": self.sid, "seq": pkt.seq, "capture_ns": pkt.header["capture_ns"], "pts_ns": pts,
-                "prev_seq": self.last_dispatched, "dropped_before": pkt.seq - self.last_dispatched - 1}
-        self.last_dispatched = pkt.seq
-        self.counters["dispatched"] += 1
+        t["wrk_recv"] = t["ctx_send"]  # no hop: the row is run here
         return pkt, head, arrays, core.prepare(arrays, t)
 
     def done(self, core: WorkerCore, row: tuple, out: dict[str, np.ndarray] | Exception) -> None:
@@ -200,7 +143,7 @@ class Lane:
         outcome: Any = out
         if not isinstance(out, Exception):
             try:
-                if self.shm is not None and not self.shm.still_valid(pkt, self.counters):
+                if not self.intake.still_valid(pkt):
                     raise RuntimeError("the frame's shared-memory slot was reused while the model read it")
                 outcome = core.finish(arrays["image"].shape, out, t)
                 self.keeper.record(head["pts_ns"], *outcome[2])  # this lane's texts, into this lane's rings only
@@ -214,32 +157,15 @@ class Lane:
     def finish(self, now: int) -> None:
         """End of this stream: one eos to its sink with what the lane saw. Never waits: a sink
         that cannot take it now is asked again on the next loop, until it counts as gone."""
-        if self.latest is not None:  # the sink is gone: its last frame ends as superseded
-            self.latest = None
-            self.counters["superseded"] += 1
+        self.intake.drop_latest()  # the sink is gone: its last frame ends as superseded
         if self.sink_gone is not None or not self.sink_ready(now):
             self.eos_sent = self.sink_gone is not None
             return
-        src = self.eos_header or {}
-        last_seq = src.get("last_seq", self.last_seq if self.last_seq is not None else -1)
-        tail = max(last_seq - max(self.last_dispatched, self.last_seq if self.last_seq is not None else -1), 0)
-        self.counters["tail_lost"] = tail
-        head = {"stream": self.sid, "seq": max(last_seq + 1, 0), "capture_ns": stamp(), "frames_sent": src.get("frames_sent", last_seq + 1),
-                "last_seq": last_seq, "last_dispatched": self.last_dispatched, "dispatched": self.counters["dispatched"],
-                "tail_lost": tail, "token": self.env.endpoints.token, "context": {k: v for k, v in self.counters.items() if isinstance(v, int)}}
-        self.eos_sent = self.sender.try_send(encode("eos", dict(head, worker="multi")))
-
-    def context_levels(self) -> list[float]:
-        """The first feature of every valid frame-ring entry this lane's dispatched frames saw,
-        sorted: what its context held over the run (tests read it to catch rows or rings mixing)."""
-        return sorted(self.levels_seen)
+        self.eos_sent = self.sender.try_send(encode("eos", dict(self.intake.eos_head(), worker="multi")))
 
     def close(self, abort) -> None:
-        for s in (self.vsub, self.asub):
-            close_socket(s, abort)
+        self.intake.close(abort)
         self.sender.close()
-        if self.shm is not None:
-            self.shm.close()
 
 
 class MultiSegmenterStage(Stage):
@@ -270,14 +196,15 @@ class MultiSegmenterStage(Stage):
             raise StageError("the multi-stream segmenter needs at least one stream")
         if len({s["stream_id"] for s in streams}) != len(streams):
             raise StageError("stream ids must be unique")
-        self.lanes = [Lane(ctx, dataclasses.replace(env, endpoints=s["endpoints"], stream_id=s["stream_id"]), geo,
-                           o.send_image, wait, o.idle_timeout_s) for s in streams]
+        self.lanes = []
+        for s in streams:  # one by one: close() closes the lanes opened before one that failed
+            self.lanes.append(Lane(ctx, dataclasses.replace(env, endpoints=s["endpoints"], stream_id=s["stream_id"]), geo,
+                                   o.send_image, wait, o.idle_timeout_s))
         self.poller = zmq.Poller()
         for lane in self.lanes:
-            self.poller.register(lane.vsub, zmq.POLLIN)
-            self.poller.register(lane.asub, zmq.POLLIN)
+            for s in lane.intake.sockets:
+                self.poller.register(s, zmq.POLLIN)
         self.batch_sizes: list[int] = []
-        self.quiet_deadline: int | None = None
         self.counters.update(batches=0, rows=0)
 
     def _cut(self, now: int | None = None) -> list[Lane]:
@@ -320,19 +247,15 @@ class MultiSegmenterStage(Stage):
         if batch:
             self._run(batch)
         now = stamp()
-        if self.env.stop.is_set() and not any(lane.latest is not None for lane in self.lanes):
-            self.quiet_deadline = self.quiet_deadline or now + 1_000_000_000
-            if now > self.quiet_deadline:  # sources gone without an EOS that reached us
-                for lane in self.lanes:
-                    lane.eos_header = lane.eos_header or {}
+        stopping = self.env.stop.is_set()
         for lane in self.lanes:
-            if lane.ended is not None and lane.ended.is_set() and lane.eos_header is None and lane.latest is None:
-                lane.quiet_deadline = lane.quiet_deadline or now + SOURCE_QUIET_NS
-                if now > lane.quiet_deadline:  # this stream's source is over and its EOS never came
-                    lane.eos_header = {}
-            if lane.eos_header is None and not self.env.stop.is_set() and (why := lane.liveness.silent()):
+            if stopping:  # the sources are gone; an EOS that never reached us is waited for a second
+                lane.intake.end_if_quiet(now, STOP_QUIET_NS)
+            elif lane.ended is not None and lane.ended.is_set():  # this stream's source is over
+                lane.intake.end_if_quiet(now, SOURCE_QUIET_NS)
+            elif lane.eos_header is None and (why := lane.intake.liveness.silent()):
                 lane.counters["source_silent"] = why  # this stream has ended; the others go on
-                lane.eos_header = {}
+                lane.intake.eos_header = {}
             if lane.eos_header is not None and (lane.latest is None or lane.sink_gone) and not lane.eos_sent:
                 lane.finish(now)
         return not all(lane.eos_sent for lane in self.lanes)
@@ -343,8 +266,8 @@ class MultiSegmenterStage(Stage):
         rep["batching"] = {"max_batch": getattr(self, "max_batch", None), "mean_rows": round(float(sizes.mean()), 3),
                            "histogram": {str(k): int((sizes == k).sum()) for k in sorted(set(sizes.tolist())) if k},
                            "step": self.step.info() if hasattr(self, "step") else None}
-        rep["streams"] = {lane.sid: {"counters": dict(lane.counters), "context_levels": lane.context_levels(),
-                                     "segments_closed": lane.keeper.segments_closed} for lane in getattr(self, "lanes", [])}
+        rep["streams"] = {lane.sid: {"counters": dict(lane.counters), "segments_closed": lane.keeper.segments_closed}
+                          for lane in getattr(self, "lanes", [])}
         core = getattr(self, "core", None)
         if core is not None:
             rep.update(model=core.model_id, warmup_ms=round(core.warmup_ms, 1))

@@ -180,7 +180,6 @@ def run_serve(config: ServeConfig | dict[str, Any]) -> dict[str, Any]:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-RUNNING: dict[str, Any] = {}  # node -> its process, and "go", while a serve runs in this process (tests kill one)
 
 
 def _supervise(cfg: ServeConfig, nodes: list) -> tuple[dict[str, dict], list[str], list[str]]:
@@ -189,7 +188,7 @@ def _supervise(cfg: ServeConfig, nodes: list) -> tuple[dict[str, dict], list[str
     dies, ends its own stream only (failures recorded in ``lost``); the run ends with the last stream."""
     launches = [(node, specs, endpoints, sid) for node, sid, endpoints, specs in nodes]
     return supervise_nodes(cfg, launches, what="serve", expendable=lambda node: node.startswith(("source-", "sink-")),
-                           running=RUNNING, stream_stops=True)
+                           stream_stops=True)
 
 
 def _assemble(cfg: ServeConfig, reports: dict[str, dict], errors: list[str], lost: list[str], elapsed: float) -> dict[str, Any]:

@@ -193,7 +193,6 @@ class SinkOptions(StageOptions):
     max_age_ms: float = 500.0  # a result older than this is skipped when a newer one waits
     reorder_size: int = 16
     reorder_timeout_ms: float = 500.0
-    output_delay_ms: float = 0.0  # emulates a slow consumer (tests)
     fps_hint: int = 30  # recording frame rate
     record_audio_from: str | None = None  # media file whose own audio track the recording copies (None: the stream's 16 kHz audio)
     eos_timeout_s: float = 10.0
@@ -203,7 +202,7 @@ class SinkOptions(StageOptions):
         self._require(self.idle_timeout_s > 0, "idle_timeout_s", "must be > 0")
         self._require(self.max_age_ms > 0, "max_age_ms", "must be > 0")
         self._require(self.reorder_size >= 1, "reorder_size", "must be >= 1")
-        self._require(self.reorder_timeout_ms >= 0 and self.output_delay_ms >= 0, "reorder_timeout_ms", "times must be >= 0")
+        self._require(self.reorder_timeout_ms >= 0, "reorder_timeout_ms", "times must be >= 0")
         self._require(self.fps_hint > 0 and self.publish_hwm > 0, "fps_hint", "fps_hint and publish_hwm must be > 0")
         self._require(self.eos_timeout_s > 0, "eos_timeout_s", "must be > 0")
 

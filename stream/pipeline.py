@@ -71,13 +71,12 @@ def _run_threads(cfg: PipelineConfig, endpoints: Endpoints, specs: dict) -> tupl
         return run_stages(stages, endpoints, stop, abort, go, cfg.stream_id, supervise=supervisor_clock(cfg, stop, abort))
 
 
-RUNNING: dict[str, Any] = {}  # node -> its process, and "go", while a pipeline runs in this process (tests kill one)
 
 
 def _run_processes(cfg: PipelineConfig, endpoints: Endpoints, specs: dict) -> tuple[dict, list[str]]:
     """One child per node of ``layout(cfg)``, supervised by stream.supervise (the shared rules)."""
     nodes = [(node, {n: specs[n] for n in names}, endpoints, cfg.stream_id) for node, names in layout(cfg)]
-    by_node, errors, _ = supervise_nodes(cfg, nodes, what="pipeline", running=RUNNING)
+    by_node, errors, _ = supervise_nodes(cfg, nodes, what="pipeline")
     reports: dict[str, dict] = {}
     for payload in by_node.values():
         reports.update(payload)  # stage name -> report (stage names are unique across nodes)

@@ -172,7 +172,7 @@ def predict(files: list[Path], spec: dict[str, Any], out: Path, *, audio: Path |
             track = replacement if audio else own_audio
             if is_image and audio is None:
                 warn(f"{path} is an image: the model hears silence (give a sound with --audio FILE)")
-            keeper = ContextKeeper(geo["width"], geo["frame_ring"], geo["segment_ring"], ring_rate=geo["ring_rate"])
+            keeper = ContextKeeper.for_geometry(geo)
             folder = out / name
             folder.mkdir(parents=True, exist_ok=True)
             doc["outputs"][str(path)] = str(folder)

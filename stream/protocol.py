@@ -220,11 +220,22 @@ def _stamps(v: Any) -> bool:
     return isinstance(v, dict) and len(v) <= 32 and all(_str(k) and _int(INT64_MIN, INT64_MAX)(x) for k, x in v.items())
 
 
+# a worker's model geometry (``ready`` header): what every worker of one stream must agree on.
+# ring_rate (frame-ring entries per second) is optional on the wire: absent means 1, as in older workers
+GEOMETRY_KEYS = ("width", "frame_ring", "segment_ring", "audio_samples", "ring_rate")
+GEOMETRY_DEFAULTS = {"ring_rate": 1}
+
+
 def _geometry(v: Any) -> bool:
     limits = {"width": 1 << 16, "frame_ring": 1 << 12, "segment_ring": 1 << 12, "audio_samples": SAMPLE_RATE * 60}
-    # ring_rate (frame-ring entries per second) is optional: absent means 1, as in older workers
     return (isinstance(v, dict) and all(_int(1, hi)(v.get(k)) for k, hi in limits.items())
             and ("ring_rate" not in v or _int(1, 1000)(v["ring_rate"])))
+
+
+def geometry(v: dict[str, Any]) -> dict[str, int]:
+    """A validated ``ready`` geometry with what older workers leave out filled in: the one place
+    the wire's defaults live."""
+    return {k: v.get(k, GEOMETRY_DEFAULTS.get(k)) for k in GEOMETRY_KEYS}
 
 
 MAX_SLOT_INDEX = 4096  # more than any ring has (shm_ring.MAX_SLOTS); the ring's own count is checked when mapped

@@ -8,7 +8,6 @@ after ``reorder_timeout_ms`` or when ``reorder_size`` results wait behind it.
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from typing import Any
 
@@ -111,7 +110,7 @@ class SinkStage(Stage):
     (``masks``), JSONL log (``metrics``), a window (``display``, only with a display).
     Options: record, masks, metrics (paths), publish (bool), display (bool), max_age_ms (a result
     older than this is skipped when a newer one waits: newest wins, default 500), reorder_size,
-    reorder_timeout_ms, output_delay_ms (emulates a slow consumer, for tests), fps_hint, eos_timeout_s,
+    reorder_timeout_ms, fps_hint, eos_timeout_s,
     record_audio_from (a media file whose own audio track the recording carries)."""
 
     name = "sink"
@@ -161,7 +160,6 @@ class SinkStage(Stage):
         self.history = History()
         self.reorder = ReorderBuffer(o.reorder_size, o.reorder_timeout_ms)
         self.max_age_ns = int(o.max_age_ms * 1e6)
-        self.delay_s = o.output_delay_ms / 1000
         self.lat = Latencies()
         self.rate = Rate()
         self.recent: deque[int] = deque(maxlen=64)
@@ -229,8 +227,6 @@ class SinkStage(Stage):
         if score is not None:
             self.iou_sum += score
             self.iou_n += 1
-        if self.delay_s:
-            time.sleep(self.delay_s)
         lines = self._readout(h, t)
         if (self.recorder is not None or self.display is not None) and "image" in pkt.arrays:
             overlay = render_overlay(pkt.arrays["image"], mask, lines)

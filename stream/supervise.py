@@ -39,14 +39,12 @@ def supervise_nodes(
     *,
     what: str = "pipeline",
     expendable: Callable[[str], bool] = lambda node: False,
-    running: dict[str, Any] | None = None,
     stream_stops: bool = False,
 ) -> tuple[dict[str, dict], list[str], list[str]]:
     """Runs ``nodes`` = [(node name, {stage name: spec}, endpoints, stream id)] to their end.
 
     ``cfg`` gives ``seconds``, ``grace_s`` and ``startup_timeout_s``; ``what`` names the run in the
-    startup error; ``running`` (optional) holds node -> process and "go" while the run lasts (tests
-    kill a node through it). Returns (node -> its stages' reports, errors, lost)."""
+    startup error. Returns (node -> its stages' reports, errors, lost)."""
     ctx = mp.get_context("spawn")
     stop, abort, go = ctx.Event(), ctx.Event(), ctx.Event()
     inbox = ctx.Queue()
@@ -56,7 +54,6 @@ def supervise_nodes(
     lost: list[str] = []
     opened: set[str] = set()
     finished: set[str] = set()
-    running = {} if running is None else running
     tick = supervisor_clock(cfg, stop, abort)  # reads .seconds and .grace_s only
     sid_of = {node: sid for node, _, _, sid in nodes}
     ended = {sid_of[n]: ctx.Event() for n in sid_of if expendable(n)} if stream_stops else {}
@@ -82,8 +79,7 @@ def supervise_nodes(
                 p = ctx.Process(target=node_main, name=f"icf-{node}", daemon=True,
                                 args=(node, copy.deepcopy(specs), endpoints, sid, own_stop, abort, go, inbox, os.getpid(), ended))
                 p.start()
-                procs[node] = running[node] = p
-            running["go"] = go
+                procs[node] = p
             deadline = time.monotonic() + cfg.startup_timeout_s
             while len(finished) < len(procs):
                 try:
@@ -130,8 +126,6 @@ def supervise_nodes(
                     p.join(timeout=5)
                 abort.set()
             reap(procs)
-            for node in (*procs, "go"):
-                running.pop(node, None)
     return reports, errors, lost
 
 

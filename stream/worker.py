@@ -17,7 +17,7 @@ import zmq
 from .hearing import Hearing, silence_reference
 from .models import model_geometry, open_backend, warm_up
 from .options import WorkerOptions
-from .protocol import encode, eos_ok, finite, forward, stamps
+from .protocol import GEOMETRY_KEYS, encode, eos_ok, finite, forward, stamps
 from .resize import resize_frame
 from .shm_link import ResultRing
 from .stage import Stage, StageEnv, StageError
@@ -28,7 +28,6 @@ RING_STUCK_S = 3.0  # a full results ring while the sink's socket takes messages
 RING_UNCLAIMED_S = 5.0  # a full results ring no sink ever handed back: the sink cannot map it, go payload
 STARTUP_TIMEOUT_NS = 120 * 10**9
 STATE = ("audio", "frame_ring", "frame_valid", "segment_ring", "segment_valid")
-GEOMETRY_KEYS = ("width", "frame_ring", "segment_ring", "audio_samples", "ring_rate")  # ring_rate: the frame ring's clock
 
 
 class WorkerCore:

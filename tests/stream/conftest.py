@@ -91,6 +91,39 @@ def children_of(pid: int) -> list[int]:
     return kids
 
 
+def node_process(node: str, alive, timeout_s: float = 120.0):
+    """The live child process that runs graph node ``node`` (stream.supervise spawns it as
+    ``icf-<node>``): a real process handle, found among this process's children."""
+    import multiprocessing as mp
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for p in mp.active_children():
+            if p.name == f"icf-{node}":
+                return p
+        assert time.monotonic() < deadline and alive(), f"no process icf-{node} within {timeout_s:g} s"
+        time.sleep(0.02)  # polls the children table; readiness is the caller's output check
+
+
+def lines_in(path: Path) -> int:
+    """Complete lines in a (line-buffered) output that is still being written; 0 before it exists."""
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for_lines(path: Path, n: int, alive, timeout_s: float = 120.0) -> None:
+    """Waits until a metrics log being written holds ``n`` lines: the stream it logs is running."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while lines_in(path) < n:
+        assert time.monotonic() < deadline and alive(), f"{path} has {lines_in(path)} of {n} lines"
+        time.sleep(0.02)
+
+
 @pytest.fixture
 def harness(tmp_path):
     """``harness(stage)`` -> a started-on-demand stage_harness.Harness, closed after the test."""

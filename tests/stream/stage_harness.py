@@ -41,6 +41,20 @@ class Harness:
         (s.bind if bind else s.connect)(self.ep[link])
         return s
 
+    def publisher(self, link: str):
+        """An XPUB bound at ``link``, as the stage's upstream would bind it: a PUB that also hears
+        the stage's subscription, for ``subscribed``."""
+        return self.sock(zmq.XPUB, link, True)
+
+    def subscribed(self, *pubs, timeout_s: float = 60.0) -> None:
+        """Readiness handshake: returns once the stage's SUB socket has subscribed at each of
+        ``pubs`` (from ``publisher``), so what is published next reaches it (ZeroMQ drops what a
+        PUB sends before the subscription arrived)."""
+        from stream.transport import wait_subscribers
+
+        for pub in pubs:
+            assert wait_subscribers(pub, 1, timeout_s, self.abort) == 1, f"the stage did not subscribe within {timeout_s:g} s"
+
     def close(self) -> None:
         self.abort.set()
         if hasattr(self, "thread"):
@@ -52,3 +66,27 @@ class Harness:
 def frame(seq: int) -> list:
     return encode("frame", {"stream": "s", "seq": seq, "capture_ns": time.monotonic_ns(), "pts_ns": seq * 33_333_333,
                             "t": {"capture": time.monotonic_ns()}}, {"image": np.zeros((16, 20, 3), np.uint8)})
+
+
+def run_with_slow_sink(cfg, delay_s: float, run_dir) -> dict:
+    """run_pipeline's graph for ``cfg`` with every stage a thread of this process, on real sockets
+    of cfg's transport, and the sink replaced by a test double that needs ``delay_s`` per result
+    (a slow consumer: a display, a disk, a network). Returns the pipeline's report."""
+    from stream.graph import endpoints_for, stage_specs, supervisor_clock
+    from stream.node import build_stage, run_stages
+    from stream.pipeline import _assemble
+    from stream.sink import SinkStage
+
+    class SlowSink(SinkStage):
+        def _deliver(self, pkt) -> None:
+            super()._deliver(pkt)
+            time.sleep(delay_s)  # the consumer's own work, not a wait for anything
+
+    specs = stage_specs(cfg)
+    stages = {name: build_stage(spec) for name, spec in specs.items()}
+    stages["sink"] = SlowSink(**specs["sink"]["options"])
+    stop, abort, go = threading.Event(), threading.Event(), threading.Event()
+    t0 = time.monotonic()
+    reports, errors = run_stages(stages, endpoints_for(cfg, str(run_dir)), stop, abort, go, cfg.stream_id,
+                                 supervise=supervisor_clock(cfg, stop, abort))
+    return _assemble(cfg, reports, errors, time.monotonic() - t0)

@@ -42,10 +42,9 @@ def test_the_context_stage_keeper_runs_on_the_workers_ring_rate(tmp_path):
             d.send_multipart([b"", *encode("ready", {"stream": "s", "seq": 0, "capture_ns": 0, "job": -1, "ok": False,
                                                      "geometry": geo})])
             dealers.append(d)
-            time.sleep(0.2)
-        deadline = time.monotonic() + 5
-        while h.stage.counters.get("workers_refused", 0) < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
+            deadline = time.monotonic() + 30  # in this order: the stage took this worker's ready before the next one's
+            while len(h.stage.jobs.workers) + h.stage.counters.get("workers_refused", 0) < len(dealers) and time.monotonic() < deadline:
+                time.sleep(0.01)
         assert h.stage.keeper is not None and h.stage.keeper.ring_rate == 2
         assert h.stage.geometry["ring_rate"] == 2 and h.stage.counters["workers_refused"] == 1
         for d in dealers:

@@ -46,17 +46,17 @@ def test_nan_audio_costs_at_most_its_frame(harness):
     context stays finite, so later frames are not poisoned (issue 14.1). The null backend's frame
     text is the mean audio level, so a NaN that reached it would land in the rings."""
     h = harness(ContextStage(workers=1, inline={"kind": "null"}, audio_wait_ms=200))
-    video = h.sock(zmq.PUB, "video", True)
-    asock = h.sock(zmq.PUB, "audio", True)
+    video = h.publisher("video")
+    asock = h.publisher("audio")
     pull = h.sock(zmq.PULL, "results", True)
     h.start()
-    time.sleep(0.3)
+    h.subscribed(video, asock)
     tone = np.full(16000 * 2, 0.1, np.float32)
     tone[16000:16010] = np.nan
     tone[16010] = np.inf
     for pos in range(0, tone.size, 1600):
         asock.send_multipart(audio(pos, tone[pos:pos + 1600], pos // 1600))
-    time.sleep(0.2)
+    assert wait_for(lambda: h.stage.intake.ring.end >= tone.size, 30)  # every chunk is in the ring before the frames
     got = 0
     for seq in range(0, 60, 3):  # frames spread over the 2 s, after the NaN too
         video.send_multipart(frame(seq))
@@ -147,7 +147,7 @@ def test_forged_eos_does_not_stop_the_sink(harness):
 def test_a_worker_with_a_bad_geometry_is_refused(harness):
     """14.8: with 2+ workers one ``ready`` with a bad geometry killed the segmenter."""
     h = harness(ContextStage(workers=2, audio_wait_ms=0))
-    video = h.sock(zmq.PUB, "video", True)
+    video = h.publisher("video")
     h.start()
     good = {"width": 32, "frame_ring": 30, "segment_ring": 4, "audio_samples": 15600}
     bad_geo = dict(good, width=64)  # a worker running another model
@@ -160,8 +160,9 @@ def test_a_worker_with_a_bad_geometry_is_refused(harness):
         head = {"stream": "s", "seq": 0, "capture_ns": 0, "job": -1, "ok": False}
         d.send_multipart([b"", *encode("ready", dict(head, geometry=geo) if geo else head)])
         dealers[name] = d
-        time.sleep(0.1)
-    time.sleep(0.3)
+        # in this order: the first worker's geometry is the stream's (handshake: the stage has taken it)
+        assert wait_for(lambda: len(h.stage.jobs.workers) + h.stage.counters.get("workers_refused", 0) == len(dealers), 30)
+    h.subscribed(video)
     for seq in range(3):
         video.send_multipart(frame(seq))
         assert dealers["good"].poll(3000), "the good worker must still get jobs"
@@ -313,15 +314,13 @@ def test_a_silent_segmenter_ends_the_sink_with_an_error_naming_it(harness, tmp_p
 def test_a_silent_source_ends_the_context_stage_with_an_error_naming_it(harness):
     """26.10: the segmenter waited forever for a source that vanished without an EOS."""
     h = harness(ContextStage(inline={"kind": "null"}, idle_timeout_s=1.0))
-    h.start()
-    pub = h.sock(zmq.PUB, "video", True)
+    pub = h.publisher("video")
     pull = h.sock(zmq.PULL, "results", True)
-    for seq in range(200):  # until the stage's SUB is connected and has taken some
+    h.start()
+    h.subscribed(pub)
+    for seq in range(3):
         pub.send_multipart(frame(seq))
-        if h.stage.counters.get("received", 0) >= 3:
-            break
-        time.sleep(0.02)
-    assert h.stage.counters["received"] >= 3
+    assert wait_for(lambda: h.stage.counters.get("received", 0) >= 3, 30)
     h.thread.join(30)
     assert not h.thread.is_alive()
     assert "nothing from the source" in h.report["error"] and h.ep["video"] in h.report["error"]

@@ -56,6 +56,23 @@ def job(seq: int, prev: int) -> list:
                           "prev_seq": prev, "dropped_before": 0, "t": {"capture": time.monotonic_ns()}}, arrays)
 
 
+def frame_comes_back(video, sock, last_seq, header_at: int = 0, answer=None, timeout_s: float = 60.0) -> dict:
+    """After a fuzz: sends the next valid frame until it comes back on ``sock`` (a job or a result;
+    ``answer`` is called for each message on the way). A handshake instead of a sleep for the fuzzed
+    messages still in flight (one of them may take the seq a frame was sent with). Its header."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        seq = (last_seq() or 0) + 1
+        video.send_multipart(frame(seq))
+        while sock.poll(500):
+            header = json.loads(sock.recv_multipart()[header_at])
+            if answer is not None:
+                answer()
+            if header.get("seq") == seq:
+                return header
+    raise AssertionError(f"no valid frame came back within {timeout_s:g} s of the fuzz")
+
+
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 
 
@@ -88,14 +105,14 @@ def test_worker_survives_fuzzed_jobs(harness):
 
 def test_context_survives_fuzzed_frames_audio_and_ready(harness):
     h = harness(ContextStage(workers=1, audio_wait_ms=0))
-    video = h.sock(zmq.PUB, "video", True)
-    audio = h.sock(zmq.PUB, "audio", True)
+    video = h.publisher("video")
+    audio = h.publisher("audio")
     h.start()
     dealer = h.sock(zmq.DEALER, "jobs", False)
     geometry = {"width": 32, "frame_ring": 30, "segment_ring": 4, "audio_samples": 15600}
     ready = encode("ready", {"stream": "s", "seq": 0, "capture_ns": 0, "job": -1, "ok": False, "geometry": geometry})
     dealer.send_multipart([b"", *ready])
-    time.sleep(0.3)  # subscriptions reach the PUB sockets
+    h.subscribed(video, audio)
     seq = iter(range(10**6))
 
     @FUZZ
@@ -112,14 +129,9 @@ def test_context_survives_fuzzed_frames_audio_and_ready(harness):
         assert h.thread.is_alive()
 
     fuzz()
-    time.sleep(0.2)
-    while dealer.poll(100):
-        dealer.recv_multipart()
-        dealer.send_multipart([b"", *ready])
-    video.send_multipart(frame((h.stage.last_seq or 0) + 1))
-    assert dealer.poll(5000), "a valid frame after the fuzz must still become a job"
-    _, head, *_ = dealer.recv_multipart()
-    assert json.loads(head)["kind"] == "job"
+    head = frame_comes_back(video, dealer, lambda: h.stage.last_seq, header_at=1,
+                            answer=lambda: dealer.send_multipart([b"", *ready]))  # each job answered, as a worker would
+    assert head["kind"] == "job"
     assert h.stage.counters["malformed"] > 0
 
 
@@ -166,10 +178,10 @@ def test_oversized_messages_are_dropped_and_counted(harness):
 def test_inline_segmenter_survives_fuzzed_frames(harness):
     """One worker runs inside the context stage: garbage frames must not reach the model."""
     h = harness(ContextStage(workers=1, inline={"kind": "null"}, audio_wait_ms=0))
-    video = h.sock(zmq.PUB, "video", True)
+    video = h.publisher("video")
     pull = h.sock(zmq.PULL, "results", True)
     h.start()
-    time.sleep(0.3)
+    h.subscribed(video)
     seq = iter(range(10**6))
 
     @FUZZ
@@ -179,12 +191,7 @@ def test_inline_segmenter_survives_fuzzed_frames(harness):
         assert h.thread.is_alive()
 
     fuzz()
-    time.sleep(0.2)
-    while pull.poll(50):
-        pull.recv_multipart()
-    video.send_multipart(frame((h.stage.last_seq or 0) + 1))
-    assert pull.poll(5000)
-    header = json.loads(pull.recv_multipart()[0])
+    header = frame_comes_back(video, pull, lambda: h.stage.last_seq)
     assert header["kind"] == "result" and "error" not in header
     assert h.stage.counters["malformed"] > 0
 
@@ -192,11 +199,11 @@ def test_inline_segmenter_survives_fuzzed_frames(harness):
 def test_hostile_but_wellformed_headers(harness):
     """Messages that pass the wire format but carry nonsense where stages compute with values."""
     h = harness(ContextStage(workers=1, inline={"kind": "null"}, audio_wait_ms=0))
-    video = h.sock(zmq.PUB, "video", True)
-    audio = h.sock(zmq.PUB, "audio", True)
+    video = h.publisher("video")
+    audio = h.publisher("audio")
     pull = h.sock(zmq.PULL, "results", True)
     h.start()
-    time.sleep(0.3)
+    h.subscribed(video, audio)
     bad = [encode("frame", {"stream": "s", "seq": 0, "capture_ns": 0, "pts_ns": 0, "t": [1, 2]}, {"image": np.zeros((8, 8, 3), np.uint8)}),
            encode("frame", {"stream": "s", "seq": 1, "capture_ns": 0, "pts_ns": 2**62, "t": {"x": "y"}}, {"image": np.zeros((8, 8, 3), np.uint8)}),
            encode("eos", {"stream": "s", "seq": 2, "capture_ns": 0, "last_seq": "many", "frames_sent": None})]
@@ -204,7 +211,9 @@ def test_hostile_but_wellformed_headers(harness):
         video.send_multipart(msg)
     audio.send_multipart(encode("audio", {"stream": "s", "seq": 0, "capture_ns": 0, "first_sample": 2**62}, {"samples": np.ones(8, np.float32)}))
     audio.send_multipart(encode("audio", {"stream": "s", "seq": 1, "capture_ns": 0, "first_sample": 0}, {"samples": np.ones(8, np.float32)}))
-    time.sleep(0.3)
+    deadline = time.monotonic() + 30
+    while h.stage.counters.get("malformed", 0) < 4 and time.monotonic() < deadline:  # every bad message was read
+        time.sleep(0.01)
     video.send_multipart(frame((h.stage.last_seq or 0) + 1))
     got = []
     while pull.poll(2000):
@@ -214,16 +223,16 @@ def test_hostile_but_wellformed_headers(harness):
     assert h.thread.is_alive() and got and "error" not in got[-1]
     # all four are refused by protocol.py's per-kind ranges (t not stamps, pts and first_sample
     # beyond 2^53, eos counts not integers): the ring never sees the wild sample number
-    assert h.stage.counters["malformed"] == 4 and h.stage.ring.resets == 0
+    assert h.stage.counters["malformed"] == 4 and h.stage.intake.ring.resets == 0
 
 
 def test_restarted_source_is_followed(harness):
     """A source that restarts begins again at seq 0: counted as a reset, its frames still run."""
     h = harness(ContextStage(workers=1, inline={"kind": "null"}, audio_wait_ms=0))
-    video = h.sock(zmq.PUB, "video", True)
+    video = h.publisher("video")
     pull = h.sock(zmq.PULL, "results", True)
     h.start()
-    time.sleep(0.3)
+    h.subscribed(video)
     seqs = []
     for s in [*range(100, 103), *range(0, 3)]:
         video.send_multipart(frame(s))

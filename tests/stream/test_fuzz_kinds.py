@@ -24,7 +24,7 @@ from stream.context_stage import ContextStage
 from stream.protocol import KINDS, RESYNC, encode
 from stream.sink import SinkStage
 from stream.stage import StageEnv, run_stage
-from stream.transport import Endpoints, make_endpoints
+from stream.transport import Endpoints, make_endpoints, wait_subscribers
 from stream.worker import WorkerStage
 
 F32 = np.float32
@@ -92,11 +92,12 @@ class Graph:
         self.context = ContextStage(workers=1, audio_wait_ms=0, job_timeout_s=0.5)
         self.worker = WorkerStage(backend={"kind": "null"}, index=0)
         self.threads = []
-        for stage in (self.sink, self.context, self.worker):
-            th = threading.Thread(target=run_stage, args=(stage, self.ctx, env), daemon=True)
+        for stage in (self.sink, self.context, self.worker):  # binders first: each is open before the next starts
+            opened = threading.Event()
+            th = threading.Thread(target=run_stage, args=(stage, self.ctx, env, opened), daemon=True)
             th.start()
             self.threads.append(th)
-            time.sleep(0.1)
+            assert opened.wait(60), f"{stage.name} did not open"
 
     def sock(self, kind, link, bind, **opts):
         s = self.ctx.socket(kind)
@@ -120,11 +121,13 @@ FUZZ = settings(max_examples=70, deadline=None, suppress_health_check=list(Healt
 def test_every_kind_hostile_and_the_graph_keeps_delivering(tmp_path):
     g = Graph(tmp_path)
     try:
-        video, audio = g.sock(zmq.PUB, "video", True), g.sock(zmq.PUB, "audio", True)
+        video, audio = g.sock(zmq.XPUB, "video", True), g.sock(zmq.XPUB, "audio", True)
         push = g.sock(zmq.PUSH, "results", False)
         stranger = g.sock(zmq.DEALER, "jobs", False, ROUTING_ID=b"stranger")
         masks = g.sock(zmq.SUB, "masks", False, SUBSCRIBE=b"")
-        time.sleep(0.5)  # subscriptions reach the PUB sockets
+        for pub in (video, audio):  # the context stage's subscriptions reached them (readiness handshake)
+            assert wait_subscribers(pub, 1, 60, g.abort) == 1
+        # the masks subscription: the first deliver() sends frames until one comes back as a mask
         state = {"seq": 0}
         links = {"frame": [video], "audio": [audio], "eos": [video, audio, push], "ready": [stranger],
                  "result": [push], "mask": [push], "event": [push], "job": [push, stranger]}

@@ -11,14 +11,9 @@ from stream.multistream_serve import ServeConfig, run_serve
 from stream.pipeline import PipelineError
 
 
-def test_each_stream_keeps_its_own_context_and_outputs(media, tmp_path):
-    """An audible synthetic stream and a silent file share one batched (null) model. The null
-    model's frame text is the row's audio level, so the silent stream's rings must hold exact
-    zeros and the audible one real levels: a loud row in a quiet ring shows. (The model samples its
-    frame ring 10 times a second, so the rings hold entries mid-segment. The levels are what every
-    dispatched frame's rings held, not only the last one's: those can be empty when a segment
-    closed just before the stream's last processed frame. The loud stream may hold one exact zero
-    too: frame 0's audio window lies wholly before the stream began.)"""
+def test_each_stream_keeps_its_own_outputs(media, tmp_path):
+    """An audible synthetic stream and a silent file share one batched (null) model, end to end in
+    real processes: each stream's sink gets its own frames, at its own size, in order."""
     cfg = ServeConfig(sources=[{"kind": "synthetic", "seconds": 1.5, "width": 320, "height": 240, "stream_id": "loud"},
                                {"kind": "file", "video": str(media["silent"]), "stream_id": "quiet"}],
                       backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2], "frame_ring_rate": 10},
@@ -26,8 +21,6 @@ def test_each_stream_keeps_its_own_context_and_outputs(media, tmp_path):
     report = run_serve(cfg)
     assert report["ok"], report["errors"]
     loud, quiet = report["streams"]["loud"], report["streams"]["quiet"]
-    assert sum(v > 0.01 for v in loud["lane"]["context_levels"]) >= 3, loud["lane"]["context_levels"]
-    assert quiet["lane"]["context_levels"] and set(quiet["lane"]["context_levels"]) == {0.0}
     batching = report["batching"]
     assert sum(int(k) * v for k, v in batching["histogram"].items()) == sum(s["lane"]["counters"]["dispatched"] for s in (loud, quiet))
     for sid, s in report["streams"].items():
@@ -40,9 +33,89 @@ def test_each_stream_keeps_its_own_context_and_outputs(media, tmp_path):
     assert np.load(tmp_path / "quiet.npz")["masks"].shape[1:] == (240, 320)  # the silent file is 320x240 too
 
 
+class _RingSpy:
+    """Test double around the segmenter's lanes: records, per stream, the first feature of every
+    valid frame-ring entry each row it ran was given (what the model saw of that stream's context)."""
+
+    def __init__(self) -> None:
+        from stream.multistream import MultiSegmenterStage
+
+        seen: dict[str, set] = {}
+
+        class SpiedSegmenter(MultiSegmenterStage):
+            def open(self, ctx, env) -> None:
+                super().open(ctx, env)
+                for lane in self.lanes:
+                    lane.take = self._spy(lane, lane.take)
+
+            @staticmethod
+            def _spy(lane, take):
+                def spied(core):
+                    row = take(core)
+                    if row is not None:
+                        arrays = row[2]
+                        valid = arrays["frame_valid"][0].astype(bool)
+                        seen.setdefault(lane.sid, set()).update(np.round(arrays["frame_ring"][0, valid, 0], 6).tolist())
+                    return row
+                return spied
+
+        self.Stage, self.seen = SpiedSegmenter, seen
+
+
+def test_each_stream_keeps_its_own_context(media, tmp_path):
+    """The same two streams with the segmenter's lanes watched by a test double (every stage in a
+    thread of this process, real ipc sockets). The null model's frame text is the row's audio
+    level, so the silent stream's rings must hold exact zeros and the audible one real levels: a
+    loud row in a quiet ring shows. (The model samples its frame ring 10 times a second, so the
+    rings hold entries mid-segment; the levels are what every row was given, not only the last
+    one's. The loud stream may hold one exact zero too: frame 0's audio window lies wholly before
+    the stream began.)"""
+    import dataclasses
+    import threading
+
+    import zmq
+
+    from stream.node import build_stage
+    from stream.stage import StageEnv, run_stage
+    from stream.transport import Endpoints, make_endpoints
+
+    spy = _RingSpy()
+    sources = {"loud": {"type": "source", "kind": "synthetic", "options": {"seconds": 1.5, "width": 160, "height": 120}},
+               "quiet": {"type": "source", "kind": "file", "options": {"video": str(media["silent"])}}}
+    ctx = zmq.Context()
+    stop, abort, go = threading.Event(), threading.Event(), threading.Event()
+    go.set()
+    envs = {}
+    for sid in sources:
+        (tmp_path / sid).mkdir()
+        envs[sid] = StageEnv(Endpoints(make_endpoints("ipc", run_dir=str(tmp_path / sid))), stop, abort, go, stream_id=sid)
+    multi = spy.Stage(streams=[{"stream_id": sid, "endpoints": env.endpoints} for sid, env in envs.items()], deadline_ms=20,
+                      backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2], "frame_ring_rate": 10})
+    stages = [(multi, dataclasses.replace(envs["loud"], stream_id="multi"))]
+    for sid, spec in sources.items():
+        spec["options"].update(video_subs=1, audio_subs=1)
+        stages += [(build_stage(spec), envs[sid]), (build_stage({"type": "sink", "options": {}}), envs[sid])]
+    reports: list = [None] * len(stages)
+    threads = [threading.Thread(target=lambda i=i, st=st, env=env: reports.__setitem__(i, run_stage(st, ctx, env)), daemon=True)
+               for i, (st, env) in enumerate(stages)]
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(120)
+    finally:
+        abort.set()
+        for th in threads:
+            th.join(10)
+        ctx.destroy(linger=0)
+    assert not any(th.is_alive() for th in threads)
+    assert all("error" not in r for r in reports), [r.get("error") for r in reports]
+    assert sum(v > 0.01 for v in spy.seen.get("loud", ())) >= 3, spy.seen
+    assert spy.seen.get("quiet") == {0.0}, spy.seen
+
+
 def test_masks_of_every_stream_on_one_pub_socket_keyed_by_stream():
     import threading
-    import time
 
     import zmq
 
@@ -67,14 +140,19 @@ def test_masks_of_every_stream_on_one_pub_socket_keyed_by_stream():
     try:
         report = run_serve(ServeConfig(sources=[{"kind": "synthetic", "seconds": 1.5, "width": 160, "height": 120, "seed": i} for i in range(2)],
                                        backend={"kind": "null", "image_size": [64, 64]}, publish=addr))
-        time.sleep(0.3)
     finally:
         done.set()
         th.join()
+        while sub.poll(0):  # what reached the socket after the listener's last look
+            head = json.loads(sub.recv_multipart()[0])
+            got[head["stream"]] = got.get(head["stream"], 0) + 1
         sub.close(0)
         ctx.term()
     assert report["ok"], report["errors"]
-    assert set(got) == {"cam0", "cam1"} and all(n > 5 for n in got.values()), got
+    # every stream's masks, each at most once (how many a stream processes depends on the machine's load:
+    # 5-26 of 45 measured with other runs going, on main too, so no count is asserted)
+    processed = {sid: s["processed"] for sid, s in report["streams"].items()}
+    assert set(got) == {"cam0", "cam1"} and all(0 < n <= processed[sid] for sid, n in got.items()), (got, processed)
     assert report["published"] >= sum(got.values())
 
 
@@ -152,26 +230,17 @@ def test_a_killed_source_costs_only_its_own_stream(tmp_path):
     import os
     import signal
     import threading
-    import time
 
-    from stream import multistream_serve
+    from .conftest import node_process, wait_for_lines
 
     result: dict = {}
     cfg = ServeConfig(sources=[{"kind": "synthetic", "seconds": 3.0, "width": 160, "height": 120, "seed": i} for i in range(2)],
                       backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2]}, out_dir=str(tmp_path))
     th = threading.Thread(target=lambda: result.update(run_serve(cfg)))
     th.start()
-    deadline = time.monotonic() + 60
-    while "go" not in multistream_serve.RUNNING or "source-cam1" not in multistream_serve.RUNNING:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    assert multistream_serve.RUNNING["go"].wait(60)
-    log = tmp_path / "cam1.partial.jsonl"  # the stream's metrics while it runs: kill once it has masks
-    deadline = time.monotonic() + 60
-    while not (log.exists() and log.read_text().count("\n") >= 3):
-        assert time.monotonic() < deadline and th.is_alive()
-        time.sleep(0.05)
-    os.kill(multistream_serve.RUNNING["source-cam1"].pid, signal.SIGKILL)
+    source = node_process("source-cam1", th.is_alive)
+    wait_for_lines(tmp_path / "cam1.partial.jsonl", 3, th.is_alive)  # the stream's metrics while it runs: kill once it has masks
+    os.kill(source.pid, signal.SIGKILL)
     th.join(120)
     assert not th.is_alive()
     assert result["ok"], result["errors"]
@@ -180,24 +249,6 @@ def test_a_killed_source_costs_only_its_own_stream(tmp_path):
     cam0 = result["streams"]["cam0"]
     assert cam0["sent"] == 90 and cam0["frames"]["accounted"] and cam0["processed"] > 0  # the other stream ran to its end
     assert 0 < result["streams"]["cam1"]["processed"] < 90
-
-
-def _serve_in_thread(cfg):
-    """Starts run_serve in a thread; returns (thread, result dict) once every stream is going."""
-    import threading
-    import time
-
-    from stream import multistream_serve
-
-    result: dict = {}
-    th = threading.Thread(target=lambda: result.update(run_serve(cfg)))
-    th.start()
-    deadline = time.monotonic() + 120
-    while "go" not in multistream_serve.RUNNING:
-        assert time.monotonic() < deadline and th.is_alive()
-        time.sleep(0.05)
-    assert multistream_serve.RUNNING["go"].wait(120)
-    return th, result, multistream_serve.RUNNING
 
 
 def test_each_file_runs_to_its_own_end_and_a_failing_one_ends_only_its_stream(tmp_path):
@@ -224,21 +275,27 @@ def test_each_file_runs_to_its_own_end_and_a_failing_one_ends_only_its_stream(tm
 
 
 @pytest.mark.parametrize("shm", ["on", "off"])
-def test_a_stopped_or_killed_sink_costs_only_its_own_stream(shm):
+def test_a_stopped_or_killed_sink_costs_only_its_own_stream(shm, tmp_path):
     """SIGSTOP of one sink: the segmenter stops running that stream's frames (newest wins) instead
     of waiting on its sink, so the other streams keep every frame's turn. SIGKILL of that sink
     afterwards: the stream ends (its results are lost), the others run to their end, no error."""
     import os
     import signal
-    import time
+    import threading
+
+    from .conftest import lines_in, node_process, wait_for_lines
 
     cfg = ServeConfig(sources=[{"kind": "synthetic", "seconds": 4.0, "width": 160, "height": 120, "seed": i} for i in range(3)],
-                      backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2, 3]}, shm=shm)
-    th, result, running = _serve_in_thread(cfg)
-    sink = running["sink-cam1"].pid
-    time.sleep(0.5)
+                      backend={"kind": "null", "image_size": [64, 64], "batch_sizes": [1, 2, 3]}, shm=shm, out_dir=str(tmp_path))
+    result: dict = {}
+    th = threading.Thread(target=lambda: result.update(run_serve(cfg)))
+    th.start()
+    sink = node_process("sink-cam1", th.is_alive).pid
+    wait_for_lines(tmp_path / "cam1.partial.jsonl", 3, th.is_alive)  # the stream runs
     os.kill(sink, signal.SIGSTOP)
-    time.sleep(2.0)  # the other streams go on meanwhile
+    for sid in ("cam0", "cam2"):  # the other streams go on meanwhile
+        log = tmp_path / f"{sid}.partial.jsonl"
+        wait_for_lines(log, lines_in(log) + 20, th.is_alive)
     os.kill(sink, signal.SIGKILL)
     th.join(120)
     assert not th.is_alive()

@@ -281,21 +281,19 @@ def test_sigkill_of_the_segmenter_does_not_wedge_the_sink(tmp_path):
         h.close()
 
 
-def test_a_slow_sink_loses_no_result():
+def test_a_slow_sink_loses_no_result(monkeypatch, tmp_path):
     """A sink that needs 60 ms per result behind a 2-slot result ring: the segmenter waits for
     slots (back-pressure) instead of overwriting them, so every dispatched frame reaches the sink
     (none lost in flight, none stale) and every frame sent is accounted for, as on the payload path."""
-    from stream import PipelineConfig, graph, run_pipeline
+    from stream import PipelineConfig, graph
+
+    from .stage_harness import run_with_slow_sink
 
     before = rings()
-    old = graph.RESULT_SLOTS
-    graph.RESULT_SLOTS = 2
-    try:
-        report = run_pipeline(PipelineConfig(source={"kind": "synthetic", "seconds": 1.5, "width": 160, "height": 120, "fps": 30},
-                                             backend={"kind": "null", "image_size": [32, 32]}, transport="ipc",
-                                             sink={"output_delay_ms": 60, "max_age_ms": 10_000}))
-    finally:
-        graph.RESULT_SLOTS = old
+    monkeypatch.setattr(graph, "RESULT_SLOTS", 2)
+    report = run_with_slow_sink(PipelineConfig(source={"kind": "synthetic", "seconds": 1.5, "width": 160, "height": 120, "fps": 30},
+                                               backend={"kind": "null", "image_size": [32, 32]}, transport="ipc",
+                                               sink={"max_age_ms": 10_000}), 0.060, tmp_path)
     assert report["ok"], report["errors"]
     ctx, sink = report["stages"]["context"]["counters"], report["stages"]["sink"]["counters"]
     frames = report["frames"]

@@ -321,15 +321,17 @@ def test_full_tmpfs_is_an_error_at_creation_not_a_sigbus(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []  # the half-made file is gone
 
 
-def test_lapped_slots_in_a_slow_pipeline_are_counted_and_accounted(monkeypatch):
+def test_lapped_slots_in_a_slow_pipeline_are_counted_and_accounted(monkeypatch, tmp_path):
     """Two slots and a sink that needs 120 ms per frame: the source laps the ring, stale frames are
     dropped (never used) and every frame is still accounted for by the context and the sink."""
-    from stream import PipelineConfig, graph, run_pipeline
+    from stream import PipelineConfig, graph
+
+    from .stage_harness import run_with_slow_sink
 
     monkeypatch.setattr(graph, "DEFAULT_SLOTS", 2)
-    report = run_pipeline(PipelineConfig(source={"kind": "synthetic", "seconds": 2.0, "width": 160, "height": 120, "fps": 30},
-                                         backend={"kind": "null", "image_size": [32, 32]}, transport="ipc",
-                                         sink={"output_delay_ms": 120, "max_age_ms": 300}))
+    report = run_with_slow_sink(PipelineConfig(source={"kind": "synthetic", "seconds": 2.0, "width": 160, "height": 120, "fps": 30},
+                                               backend={"kind": "null", "image_size": [32, 32]}, transport="ipc",
+                                               sink={"max_age_ms": 300}), 0.120, tmp_path)
     assert report["ok"], report["errors"]
     ctx = report["stages"]["context"]["counters"]
     sent = report["frames"]["sent"]
