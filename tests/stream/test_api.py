@@ -32,7 +32,10 @@ def test_segmenter_gives_the_pipelines_masks_on_a_synthetic_clip(shipped_onnx, t
     w, h, fps, seconds = 320, 240, 30, 2.0
     cfg = PipelineConfig(source={"kind": "synthetic", "width": w, "height": h, "fps": fps, "seconds": seconds, "seed": 3},
                          backend={"kind": "engine", "artifact": shipped_onnx, "backend": "onnxruntime"},
-                         transport="ipc", masks=str(tmp_path / "m.npz"), metrics=str(tmp_path / "m.jsonl"))
+                         transport="ipc", masks=str(tmp_path / "m.npz"), metrics=str(tmp_path / "m.jsonl"),
+                         # under load a frame may otherwise go before its audio is in (its window's end then reads as
+                         # silence, counted as an underrun): the Segmenter is given the whole window, so wait for it
+                         context={"audio_wait_ms": 20000})
     report = run_pipeline(cfg)
     assert report["ok"], report["errors"]
     got = np.load(tmp_path / "m.npz")
