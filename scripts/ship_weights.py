@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         "storage": "float16 (loaded as float32)",
         "recipe": args.recipe,
         "trained_on": args.trained_on,
+        "train_config": train_doc.get("train_config"),  # the resolved training config: what the recipe must reproduce
         "step": train_doc.get("step"),
         "val": train_doc.get("val"),
         "results": {Path(p).stem: json.loads(Path(p).read_text()) for p in args.results},
