@@ -166,9 +166,10 @@ def _device_type(name: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-# The shipped CPU recipe (icf-lite, 578 steps x 4 clips x 5 frames at 128x128) took 25 min on 2 cores;
-# other configs are scaled from it by frames x pixels seen and a per-model cost factor (GFLOPs ratio).
-_CPU_RECIPE = (578 * 4 * 5 * 128 * 128, 25 / 60)
+# The shipped SynthAVS CPU recipe (synthavs-cpu: icf-lite, full ICF, 800 steps x 4 clips x 6 frames at 128x128)
+# took 50 min on 2 shared cores; other configs are scaled from it by frames x pixels seen and a per-model cost
+# factor (GFLOPs ratio).
+_CPU_RECIPE = (800 * 4 * 6 * 128 * 128, 50 / 60)
 _MODEL_COST = {"icf-tiny": 0.1, "icf-lite": 1.0, "icf-r50": 13.0}
 
 
