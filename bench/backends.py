@@ -3,8 +3,8 @@
 ICF variants run through ``engine.runtime.load`` (the same code the stream uses): torch eager /
 compile / cudagraph from a checkpoint, ONNX Runtime and TensorRT from the engine's verified ONNX
 export, AOTInductor from a package compiled from the checkpoint (its compile is not in the row's
-setup time, which is the cold start of a built package: load + first call). On a GPU the torch and TensorRT backends are timed through ``infer_device`` (inputs
-already on the device), so the number is the step itself; host-side backends (ONNX Runtime on
+setup time, which is the cold start of a built package: load + first call). On a GPU the torch and TensorRT
+backends are timed through ``infer_device`` (inputs already on the device), so the number is the step itself; host-side backends (ONNX Runtime on
 the CPU) through ``infer``. The reference network of `icf-bench baseline` runs eager, directly.
 
 Imports only torch, NumPy, model/ and engine/ (lazily), never pyzmq or PyAV: bench/gpu.py uses it.

@@ -57,7 +57,8 @@ NEEDS_S = {"compile": 45.0, "tensorrt": 90.0, "aotinductor": 90.0}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="bench/gpu.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "out/bench/gpu"), help="output folder (default $OUT, else out/bench/gpu)")
+    ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "out/bench/gpu"),
+                    help="output folder (default $OUT, else out/bench/gpu)")
     ap.add_argument("--models", nargs="+", default=None, help="default icf-lite icf-r50 (smoke: icf-tiny)")
     ap.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS), help=f"default {' '.join(DEFAULT_VARIANTS)}")
     ap.add_argument("--no-baseline", action="store_true", help="leave out the AVSBench-style reference network")

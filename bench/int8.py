@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
                  f"Rule: {result['rule']}. {len(held)} held-out frames; latency interleaved, {args.runs} steps per graph.", "",
                  "| graph | mask IoU vs fp32 | mIoU vs ground truth | 1 thread p50 / p95 ms | 2 threads p50 / p95 ms |", "|---|---|---|---|---|"]
         for name, r in rows.items():
-            lines.append(f"| {name} | {r['pooled_mask_iou_vs_fp32']} | {r['miou_vs_ground_truth']} | {r['threads1']['p50_ms']} / {r['threads1']['p95_ms']} "
+            lines.append(f"| {name} | {r['pooled_mask_iou_vs_fp32']} | {r['miou_vs_ground_truth']} "
+                         f"| {r['threads1']['p50_ms']} / {r['threads1']['p95_ms']} "
                          f"| {r['threads2']['p50_ms']} / {r['threads2']['p95_ms']} |")
         out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 

@@ -149,7 +149,8 @@ def model_ratios(rows: list[dict], target_resolution: str = "224x224") -> tuple[
             if name in GPU_TARGETS_MS:
                 targets.append(target_check(f"{name} best backend p50 (GPU)", best["p50_ms"], GPU_TARGETS_MS[name]))
             if "speedup_vs_eager_fp32" in line:
-                targets.append(target_check(f"{name} best vs eager fp32 (GPU)", line["speedup_vs_eager_fp32"], SPEEDUP_TARGET, "x", higher_is_better=True))
+                targets.append(target_check(f"{name} best vs eager fp32 (GPU)", line["speedup_vs_eager_fp32"], SPEEDUP_TARGET, "x",
+                                            higher_is_better=True))
         elif name in CPU_ORT_TARGETS_MS:
             ort = next(iter(ok_rows(rows, model=name, resolution=res, backend="onnxruntime")), None)
             if ort:

@@ -47,8 +47,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--model", default=None, help="registry model exported through the engine (default icf-lite; smoke icf-tiny)")
-    p.add_argument("--weights", dest="artifact", type=Path, default=None, help="which model: a checkpoint or artifact (.safetensors / .onnx / .plan) instead of --model")
-    p.add_argument("--artifact", dest="artifact", type=Path, help=argparse.SUPPRESS)  # the old spelling
+    p.add_argument("--weights", dest="artifact", type=Path, default=None,
+                   help="which model: a checkpoint or artifact (.safetensors / .onnx / .plan) instead of --model")
     p.add_argument("--backend", default="auto", help="engine backend: auto | onnxruntime | torch | tensorrt")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads of the backend")
     p.add_argument("--null", action="store_true", help="no model (stream.models.NullBackend): the pipeline's own cost")
@@ -151,7 +151,8 @@ def run(args: argparse.Namespace) -> dict:
 
 def markdown(doc: dict, frame_ms: float) -> str:
     rows = [[s["stage"], " + ".join(s["parts"]), s["p50_ms"], s["p95_ms"], s["p99_ms"], s["mean_ms"], s["n"]] for s in doc["stages"]]
-    rows += [[k, "end to end" if k != "worker_busy" else "preprocess + inference + postprocess", v["p50_ms"], v["p95_ms"], v["p99_ms"], v["mean_ms"], v["n"]]
+    rows += [[k, "end to end" if k != "worker_busy" else "preprocess + inference + postprocess",
+              v["p50_ms"], v["p95_ms"], v["p99_ms"], v["mean_ms"], v["n"]]
              for k, v in doc["end_to_end"].items()]
     stages = md_table(["stage", "stream metrics", "p50 ms", "p95 ms", "p99 ms", "mean ms", "frames"], rows)
     f, fps = doc.get("frames") or {}, doc.get("fps") or {}

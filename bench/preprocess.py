@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     w, h = (int(v) for v in args.size.split("x"))
     result = measure(args.weights, args.frames, args.threads, (w, h))
     result |= {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": f"{platform.machine()} {os.cpu_count()} cores",
-               "load_avg_1m": round(os.getloadavg()[0], 2), "command": "python -m bench.preprocess " + " ".join(sys.argv[1:] if argv is None else argv)}
+               "load_avg_1m": round(os.getloadavg()[0], 2),
+               "command": "python -m bench.preprocess " + " ".join(sys.argv[1:] if argv is None else argv)}
     print(json.dumps(result, indent=1))
     if args.out:
         out = Path(args.out)

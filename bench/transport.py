@@ -179,7 +179,8 @@ def run(args: argparse.Namespace) -> dict:
     table = md_table(
         ["transport", "frame", "MB", "mode", "p50 ms", "p95 ms", "p99 ms", "MB/s", "frames/s", "status"],
         [[r["transport"], r["frame"], r["frame_MB"], r["copy_mode"], r.get("p50_ms"), r.get("p95_ms"), r.get("p99_ms"),
-          r.get("throughput_MBps"), r.get("throughput_fps"), r["status"] if r["status"] == "ok" else f"error: {r.get('error', '')[:80]}"] for r in rows],
+          r.get("throughput_MBps"), r.get("throughput_fps"),
+          r["status"] if r["status"] == "ok" else f"error: {r.get('error', '')[:80]}"] for r in rows],
     )
     memcpy = md_table(["frame", "one memcpy (ms, median)"], [[f, v] for f, v in doc["memcpy_ms"].items()])
     md = "\n\n".join(x for x in [header_md(doc, "ZeroMQ transport: one-way latency and throughput"), table, memcpy, targets_md(doc["targets"])] if x)

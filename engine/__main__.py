@@ -151,8 +151,7 @@ def _build(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from .check import check, format_report
 
-    # --weights is the artifact under test; the old spelling was --artifact A [--weights REFERENCE]
-    artifact, reference = (args.artifact, args.reference or args.weights) if args.artifact else (args.weights, args.reference)
+    artifact, reference = args.weights, args.reference
     if not artifact:
         raise UserError("give the artifact to check: --weights FILE (.onnx, .plan, .ep, .pt2 or .safetensors)")
     for path in filter(None, (artifact, reference)):
@@ -168,9 +167,9 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    if bool(args.artifact) == bool(args.weights):
-        raise UserError("give one artifact: icf-engine info --weights FILE (or the file alone)")
-    path = Path(args.weights or args.artifact)
+    if not args.weights:
+        raise UserError("give the artifact: icf-engine info --weights FILE")
+    path = Path(args.weights)
     if not path.is_file():
         raise UserError(f"{path} not found")
     if path.suffix == ".safetensors":
@@ -270,7 +269,6 @@ def add_build(sub) -> None:
 def add_check(sub) -> None:
     c = sub.add_parser("check", help="compare a backend with the torch fp32 reference; non-zero exit on failure")
     c.add_argument("--weights", metavar="FILE", type=weights_arg, help="the artifact to check: .onnx, .plan, .ep, .pt2 or .safetensors")
-    c.add_argument("--artifact", help=argparse.SUPPRESS)  # the old spelling (then --weights meant the reference)
     c.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt", "torch-tensorrt", "aotinductor"))
     c.add_argument("--reference", metavar="CKPT", type=weights_arg, help="reference checkpoint (default: the one the sidecar records)")
     c.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16", "int8"),
@@ -288,7 +286,6 @@ def add_check(sub) -> None:
 def add_info(sub) -> None:
     i = sub.add_parser("info", help="say what an artifact is, and whether it matches its sidecar")
     i.add_argument("--weights", metavar="FILE", type=weights_arg, help="the artifact (.onnx, .plan, .ep, .pt2) or checkpoint (.safetensors)")
-    i.add_argument("artifact", nargs="?", help=argparse.SUPPRESS)  # the old positional form still works
     i.add_argument("--json", action="store_true", help="print the sidecar (+ integrity) as JSON")
     i.set_defaults(func=_info)
 

@@ -18,7 +18,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-__all__ = ["UserError", "Parser", "make_parser", "run", "alias", "positive_int", "non_negative_int", "positive_float",
+__all__ = ["UserError", "Parser", "make_parser", "run", "positive_int", "non_negative_int", "positive_float",
            "size_wh", "version"]
 
 
@@ -90,11 +90,6 @@ def make_parser(prog: str, doc: str | None, epilog: str | None = None) -> tuple[
     _verbosity(p, top=True)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     return p, sub
-
-
-def alias(p, *flags: str, dest: str, **kw) -> None:
-    """Old spellings kept working, hidden from --help."""
-    p.add_argument(*flags, dest=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kw)
 
 
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, errors: tuple[type[BaseException], ...] = (),

@@ -38,24 +38,3 @@ class CrossAttention(nn.Module):
         out = torch.matmul(attn, v).transpose(1, 2).reshape(b, nq, d)
         return self.out(out)
 
-
-class AttentionPool(nn.Module):
-    """Learned attention pooling of a masked set of text points into one point of the same space.
-
-    The output is a convex combination of the inputs (no value projection), so a pooled text is
-    still a point in the text space. Inputs: items [B, N, D], valid [B, N], context [B, D]
-    (the audio token, which steers the query). Output: [B, D].
-    """
-
-    def __init__(self, *, width: int) -> None:
-        super().__init__()
-        self.query = nn.Parameter(torch.zeros(width))
-        self.from_context = nn.Linear(width, width)
-        self.key = nn.Linear(width, width)
-        self.scale = 1.0 / math.sqrt(width)
-
-    def forward(self, items: torch.Tensor, valid: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        q = self.query + self.from_context(context)  # [B, D]
-        scores = torch.matmul(self.key(items), q[:, :, None])[:, :, 0] * self.scale  # [B, N]
-        weights = torch.softmax(scores + (1.0 - valid) * MASKED, dim=-1)
-        return torch.matmul(weights[:, None, :], items)[:, 0]

@@ -85,7 +85,8 @@ def load_aisfx_weights(cnn: AisfxCNN, path: str | Path | None = None) -> None:
     own = cnn.state_dict()
     bad = sorted(k for k in own if k not in state or state[k].shape != own[k].shape)
     if bad or set(state) - set(own):
-        raise ValueError(f"aisfx weights file {file} does not match the aisfx {AISFX_VERSION} CNN (first bad key: {(bad or sorted(set(state) - set(own)))[0]}); "
+        first = (bad or sorted(set(state) - set(own)))[0]
+        raise ValueError(f"aisfx weights file {file} does not match the aisfx {AISFX_VERSION} CNN (first bad key: {first}); "
                          f"convert again with `{CONVERT_HINT}`")
     cnn.load_state_dict(state)
 

@@ -22,6 +22,13 @@ LOGMEL_BANDS = 64
 # the exact VGGish window so the in-graph front end equals the reference definition.
 AUDIO_SAMPLES = STFT_WINDOW + (LOGMEL_FRAMES - 1) * STFT_HOP
 
+# One line for a stored config of the retired legacy-MIT network (the abstract-era bank mixture); commit
+# af48884 is the last that builds it.
+LEGACY_MIT_REFUSAL = (
+    "this is the retired legacy-MIT network (its stored config has no mit_mode 'paper'), which this version no longer builds: "
+    "retrain it (icf-train fit --config stamps-cpu or synthavs-cpu), or run it with icf-avs commit af48884, the last that reads legacy MIT"
+)
+
 
 @dataclass(frozen=True)
 class ICFConfig:
@@ -51,12 +58,10 @@ class ICFConfig:
     bank: str = "synthavs"  # committed bank name in model/banks or a path to a bank .safetensors
     concepts: tuple[str, ...] = ()  # concept prompts, resolved from the bank by the builder (K of them)
     text_dim: int = 384  # width of the sentence-encoder embeddings (all-MiniLM-L6-v2)
-    learned_prompts: int = 0  # legacy MIT only: M learnable prompt vectors appended to the bank
     text_temperature: float = 0.1  # temperature of text matching (cosine / t) and the concept readout
     # --- multi-granularity implicit text (MIT); each switchable for ablations ---
-    # "paper": channel-wise correlation + textual inversion + weight query + gates -> z (ICF Sec. 3.1).
-    # "legacy": the abstract-era bank mixture; only so checkpoints saved before it (no mit_mode in
-    # their stored config, e.g. weights/icf-lite-synthavs) still load and run.
+    # "paper" (the only one): channel-wise correlation + textual inversion + weight query + gates -> z
+    # (ICF Sec. 3.1). Stored configs carry it so the retired legacy network (no mit_mode) is told apart.
     mit_mode: str = "paper"
     visual_texts: int = 8  # n_v implicit visual texts ("a video of [ ]"), shared by the granularities
     audio_texts: int = 8  # n_a implicit audio texts ("an audio of [ ]")
@@ -87,10 +92,8 @@ class ICFConfig:
             raise ValueError("audio_pretrained / audio_frozen / audio_peak_floor belong to audio_encoder 'aisfx' (vggish weights: audio_weights)")
         if not 0.0 <= self.audio_peak_floor <= 1.0:
             raise ValueError(f"audio_peak_floor {self.audio_peak_floor} must be in [0, 1] (0: raw level)")
-        if self.mit_mode not in ("paper", "legacy"):
-            raise ValueError(f"mit_mode '{self.mit_mode}' must be 'paper' or 'legacy'")
-        if self.mit_mode == "paper" and self.learned_prompts:
-            raise ValueError("learned_prompts belongs to mit_mode 'legacy'; paper MIT learns text tokens (text_tokens)")
+        if self.mit_mode != "paper":
+            raise ValueError(f"mit_mode '{self.mit_mode}' must be 'paper' (legacy MIT was removed)")
 
     @property
     def mit(self) -> bool:
@@ -115,14 +118,14 @@ class ICFConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ICFConfig:
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known - {"learned_prompts"})
         if unknown:
             raise ValueError(f"unknown ICF config field(s) {unknown}; known fields: {sorted(known)}")
         values = dict(data)
-        # configs stored before mit_mode existed describe the legacy network with 4 bank prompts
-        if "mit_mode" not in values:
-            values["mit_mode"] = "legacy"
-            values.setdefault("learned_prompts", 4)
+        # the legacy network's configs have no mit_mode (saved before it) or mit_mode "legacy", with bank prompts
+        if values.get("mit_mode") != "paper" or values.get("learned_prompts", 0):
+            raise ValueError(LEGACY_MIT_REFUSAL)
+        values.pop("learned_prompts", None)  # a retired field: paper-MIT configs stored 0 (e.g. the shipped weights)
         for f in dataclasses.fields(cls):  # JSON turns tuples into lists; restore them
             if f.name in values and isinstance(values[f.name], list):
                 values[f.name] = tuple(values[f.name])

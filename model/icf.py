@@ -6,10 +6,9 @@
   training. It runs the heavy per-frame parts batched over B*T and the cheap temporal part frame by frame with
   the same ring updates the stream's text-context keeper makes, so it equals T calls of ``step``.
 
-MIT (config.mit_mode): "paper" (model/implicit_text.py) puts each frame's channel-correlated
-visual descriptor in the frame ring (output ``frame_text``) and each segment's descriptor in the
-segment ring (output ``segment_text``); the implicit texts are constants inside the network.
-"legacy" is the abstract-era bank mixture, kept so older checkpoints still load and run.
+MIT (paper MIT, model/implicit_text.py) puts each frame's channel-correlated visual descriptor in the
+frame ring (output ``frame_text``) and each segment's descriptor in the segment ring (output
+``segment_text``); the implicit texts are constants inside the network.
 
 Shapes: B batch, T frames, H x W image, S = 15,600 audio samples (one VGGish window ending at the
 frame), D width, K named concepts, Nf / Ns ring lengths, C mask channels (1, or K + 1 semantic).
@@ -34,7 +33,6 @@ from .decoder import FPNDecoder, MaskHead
 from .fusion import ConditionedAttention, FiLM, TextBridge
 from .implicit_text import ChannelCorrelation, ImplicitTexts, TextMatcher, TextOutput
 from .logmel import LogMel
-from .mit import FrameText, TemporalText
 from .text_bank import TextBank
 
 # TF-Lite EfficientNet expects (x - 127) / 128; torchvision-style nets expect ImageNet statistics.
@@ -46,11 +44,10 @@ PIXEL_STATS = {
 
 @dataclass
 class FrameFeatures:
-    """Per-frame encodings: levels [N, D, H/s, W/s] (s = 4, 8, 16, 32), audio [N, D], pooled [N, D]."""
+    """Per-frame encodings: levels [N, D, H/s, W/s] (s = 4, 8, 16, 32), audio [N, D]."""
 
     levels: list[torch.Tensor]
     audio: torch.Tensor
-    pooled: torch.Tensor
 
 
 @dataclass
@@ -66,7 +63,7 @@ class ClipOutput:
     video_text: torch.Tensor  # [N, D]
     levels: list[torch.Tensor]  # projected visual levels [N, D, h, w] (before conditioning)
     pixels: torch.Tensor  # pixel embedding [N, D, H/4, W/4]
-    texts: TextOutput | None = None  # paper MIT: l_v, l_a, z [N, D], audio_match [N, n_a] (None: MIT off / legacy)
+    texts: TextOutput | None = None  # l_v, l_a, z [N, D], audio_match [N, n_a] (None: MIT off)
 
 
 class ICFNet(nn.Module):
@@ -92,23 +89,16 @@ class ICFNet(nn.Module):
             self.audio_encoder = VGGishEncoder(
                 channels=cfg.audio_channels, fc=cfg.audio_fc, width=d, weights=cfg.audio_weights
             )
-        self.text_bank = TextBank(
-            num_concepts=cfg.num_concepts, text_dim=cfg.text_dim, learned_prompts=cfg.learned_prompts, width=d
+        self.text_bank = TextBank(num_concepts=cfg.num_concepts, text_dim=cfg.text_dim, width=d)
+        self.frame_corr = ChannelCorrelation(width=d)
+        self.segment_corr = ChannelCorrelation(width=d)
+        self.video_corr = ChannelCorrelation(width=d)
+        self.implicit = ImplicitTexts(visual=cfg.visual_texts, audio=cfg.audio_texts, tokens=cfg.text_tokens, text_dim=cfg.text_dim)
+        granularities = sum((cfg.frame_text, cfg.segment_text, cfg.video_text))
+        self.matcher = TextMatcher(
+            width=d, text_dim=cfg.text_dim, granularities=granularities, topk=cfg.text_topk, temperature=cfg.text_temperature
         )
-        self.paper = cfg.mit_mode == "paper"
-        if self.paper:
-            self.frame_corr = ChannelCorrelation(width=d)
-            self.segment_corr = ChannelCorrelation(width=d)
-            self.video_corr = ChannelCorrelation(width=d)
-            self.implicit = ImplicitTexts(visual=cfg.visual_texts, audio=cfg.audio_texts, tokens=cfg.text_tokens, text_dim=cfg.text_dim)
-            granularities = sum((cfg.frame_text, cfg.segment_text, cfg.video_text))
-            self.matcher = TextMatcher(
-                width=d, text_dim=cfg.text_dim, granularities=granularities, topk=cfg.text_topk, temperature=cfg.text_temperature
-            )
-            self.concept_query = nn.Linear(d, d)
-        else:
-            self.frame_text = FrameText(width=d, temperature=cfg.text_temperature)
-            self.temporal_text = TemporalText(width=d)
+        self.concept_query = nn.Linear(d, d)
         self.bridge = TextBridge(width=d, heads=cfg.heads)
         self.coarse = nn.ModuleList([ConditionedAttention(width=d, heads=cfg.heads) for _ in range(2)])
         self.fine = nn.ModuleList([FiLM(width=d) for _ in range(2)])
@@ -121,12 +111,7 @@ class ICFNet(nn.Module):
         x = (image - self.pixel_mean) / self.pixel_std
         levels = [proj(f) for proj, f in zip(self.project, self.backbone(x))]
         token = self.audio_encoder(self.logmel(audio))
-        return FrameFeatures(levels=levels, audio=token, pooled=levels[3].mean(dim=(2, 3)))
-
-    def texts_for(self, tau_f: torch.Tensor, tau_s: torch.Tensor, tau_v: torch.Tensor) -> list[torch.Tensor]:
-        cfg = self.config
-        picked = [(cfg.frame_text, tau_f), (cfg.segment_text, tau_s), (cfg.video_text, tau_v)]
-        return [t for on, t in picked if on]
+        return FrameFeatures(levels=levels, audio=token)
 
     def bridge_audio(self, audio: torch.Tensor, texts: list[torch.Tensor]) -> torch.Tensor:
         if self.config.text_bridge and texts:
@@ -150,10 +135,7 @@ class ICFNet(nn.Module):
         logits = F.interpolate(logits, size=tuple(self.config.image_size), mode="bilinear", align_corners=False)
         return logits, pixels
 
-    def _legacy_head(self, tau_f: torch.Tensor) -> torch.Tensor | None:
-        return tau_f if self.config.frame_text else None
-
-    # ---- paper MIT parts ----
+    # ---- MIT parts ----
     def frame_descriptor(self, levels: list[torch.Tensor]) -> torch.Tensor:
         """Frame granularity: channel correlation over the coarsest level's tokens -> [N, D]."""
         tokens = levels[3].flatten(2).transpose(1, 2)  # [N, hw, D]
@@ -182,7 +164,7 @@ class ICFNet(nn.Module):
         visual, aud = text_vectors if text_vectors is not None else self.implicit.constants()
         return self.matcher(descriptors, audio, visual, aud)
 
-    def _paper_decode(self, levels: list[torch.Tensor], audio: torch.Tensor, texts: TextOutput | None):
+    def _decode_with_texts(self, levels: list[torch.Tensor], audio: torch.Tensor, texts: TextOutput | None):
         cond = [] if texts is None else [texts.z, texts.l_v, texts.l_a]
         bridged = self.bridge_audio(audio, cond)
         logits, pixels = self.decode(levels, bridged, cond, None if texts is None else texts.z)
@@ -205,22 +187,15 @@ class ICFNet(nn.Module):
         validity [B, Nf] / [B, Ns] (1.0 = filled).
 
         Returns mask_logits [B, C, H, W], frame_text [B, D], segment_text [B, D], concept_logits [B, K]
-        (paper MIT: frame_text / segment_text are this frame's and this segment's descriptors, the
-        items the caller pushes into the rings).
+        (frame_text / segment_text are this frame's and this segment's descriptors, the items the
+        caller pushes into the rings).
         """
         feats = self.encode(image, audio)
-        if self.paper:
-            g_f = self.frame_descriptor(feats.levels)
-            g_s, g_v = self.temporal_descriptors(g_f, frame_ring, frame_valid, segment_ring, segment_valid)
-            texts = self.implicit_texts(g_f, g_s, g_v, feats.audio)
-            logits, _, _, concepts = self._paper_decode(feats.levels, feats.audio, texts)
-            return logits, g_f, g_s, concepts
-        bank = self.text_bank.entries()
-        tau_f, mix_logits = self.frame_text(feats.pooled, feats.audio, bank)
-        tau_s, tau_v = self.temporal_text(tau_f, feats.audio, frame_ring, frame_valid, segment_ring, segment_valid)
-        texts = self.texts_for(tau_f, tau_s, tau_v)
-        logits, _ = self.decode(feats.levels, self.bridge_audio(feats.audio, texts), texts, self._legacy_head(tau_f))
-        return logits, tau_f, tau_s, mix_logits[:, : self.config.num_concepts]
+        g_f = self.frame_descriptor(feats.levels)
+        g_s, g_v = self.temporal_descriptors(g_f, frame_ring, frame_valid, segment_ring, segment_valid)
+        texts = self.implicit_texts(g_f, g_s, g_v, feats.audio)
+        logits, _, _, concepts = self._decode_with_texts(feats.levels, feats.audio, texts)
+        return logits, g_f, g_s, concepts
 
     forward = step
 
@@ -253,37 +228,20 @@ class ICFNet(nn.Module):
         if len(closes) != t or len(pushes) != t:
             raise ValueError(f"closes / pushes have {len(closes)} / {len(pushes)} flags for a clip of {t} frames")
         feats = self.encode(images.flatten(0, 1), audio.flatten(0, 1))
-        if self.paper:
-            first = self.frame_descriptor(feats.levels)
-            push_f = first
-        else:
-            bank = self.text_bank.entries()
-            first, mix_logits = self.frame_text(feats.pooled, feats.audio, bank)
-            push_f = first
-        first_bt = push_f.view(b, t, -1)
-        audio_bt = feats.audio.view(b, t, -1)
+        first = self.frame_descriptor(feats.levels)
+        first_bt = first.view(b, t, -1)
         state = state if state is not None else initial_state(b, self.config, device=images.device, dtype=first.dtype)
         seg, vid = [], []
         for i in range(t):  # the only sequential part: a few small pools per frame
             s = state
-            if self.paper:
-                x_s, x_v = self.temporal_descriptors(first_bt[:, i], s.frame_ring, s.frame_valid, s.segment_ring, s.segment_valid)
-            else:
-                x_s, x_v = self.temporal_text(first_bt[:, i], audio_bt[:, i], s.frame_ring, s.frame_valid, s.segment_ring, s.segment_valid)
+            x_s, x_v = self.temporal_descriptors(first_bt[:, i], s.frame_ring, s.frame_valid, s.segment_ring, s.segment_valid)
             seg.append(x_s)
             vid.append(x_v)
             state = advance(state, first_bt[:, i], x_s, close_segment=bool(closes[i]), push_frame=bool(pushes[i]))
         x_s = torch.stack(seg, dim=1).flatten(0, 1)
         x_v = torch.stack(vid, dim=1).flatten(0, 1)
-        if self.paper:
-            texts = self.implicit_texts(first, x_s, x_v, feats.audio, text_vectors)
-            logits, pixels, bridged, concepts = self._paper_decode(feats.levels, feats.audio, texts)
-        else:
-            texts = None
-            legacy = self.texts_for(first, x_s, x_v)
-            bridged = self.bridge_audio(feats.audio, legacy)
-            logits, pixels = self.decode(feats.levels, bridged, legacy, self._legacy_head(first))
-            concepts = mix_logits[:, : self.config.num_concepts]
+        texts = self.implicit_texts(first, x_s, x_v, feats.audio, text_vectors)
+        logits, pixels, bridged, concepts = self._decode_with_texts(feats.levels, feats.audio, texts)
         return ClipOutput(
             mask_logits=logits.view(b, t, *logits.shape[1:]),
             concept_logits=concepts.reshape(b, t, -1),

@@ -1,4 +1,4 @@
-"""The text bank: K named concept embeddings (a frozen buffer) + M learnable prompts.
+"""The text bank: K named concept embeddings (a frozen buffer), projected into the text space.
 
 The embeddings come from a real sentence encoder (all-MiniLM-L6-v2, the `text` extra) and are
 computed once, offline; banks live as .safetensors files with the prompts in their metadata.
@@ -81,19 +81,15 @@ def embed_concepts(concepts: list[str] | tuple[str, ...]) -> torch.Tensor:
 
 
 class TextBank(nn.Module):
-    """Holds the frozen named embeddings and learnable prompts, projected into the width-D text space.
+    """Holds the frozen named embeddings, projected into the width-D text space.
 
-    ``entries()`` -> [K + M, D]: the points the implicit texts mix over (named first).
+    ``entries()`` -> [K, D]: the named concepts (the mask head's classes and the concept readout).
     """
 
-    def __init__(self, *, num_concepts: int, text_dim: int, learned_prompts: int, width: int) -> None:
+    def __init__(self, *, num_concepts: int, text_dim: int, width: int) -> None:
         super().__init__()
         self.register_buffer("embeddings", torch.zeros(num_concepts, text_dim))
-        # legacy MIT only (paper MIT has 0): a zero-row parameter would never get a gradient
-        self.prompts = nn.Parameter(torch.randn(learned_prompts, text_dim) * 0.02) if learned_prompts else None
         self.proj = nn.Sequential(nn.Linear(text_dim, width), nn.LayerNorm(width))
 
     def entries(self) -> torch.Tensor:
-        if self.prompts is None:
-            return self.proj(self.embeddings)
-        return self.proj(torch.cat([self.embeddings, self.prompts], dim=0))
+        return self.proj(self.embeddings)

@@ -61,7 +61,10 @@ def read_checkpoint_config(path: str | Path) -> ICFConfig:
     if isinstance(stored, dict):
         if "frame_ring_rate" not in stored:  # saved before the field: the rate its training data had
             stored = {**stored, "frame_ring_rate": _trained_ring_rate(doc)}
-        return ICFConfig.from_dict(stored)
+        try:
+            return ICFConfig.from_dict(stored)
+        except ValueError as exc:
+            raise ValueError(f"checkpoint {path}: {exc}") from exc
     raise ValueError(f"checkpoint {path} carries no ICF config (metadata '{CONFIG_KEY}' or {side.name}); is it an ICF checkpoint?")
 
 
@@ -95,8 +98,8 @@ def load_weights_into(net: ICFNet, path: str | Path) -> None:
 
     stored = read_checkpoint_config(path)
     own = net.config
-    shape_fields = ("backbone", "width", "audio_encoder", "audio_channels", "audio_fc", "text_dim", "learned_prompts", "semantic", "separable", "heads",
-                    "mit_mode", "visual_texts", "audio_texts", "text_tokens")
+    shape_fields = ("backbone", "width", "audio_encoder", "audio_channels", "audio_fc", "text_dim", "semantic", "separable", "heads",
+                    "visual_texts", "audio_texts", "text_tokens")
     diffs = [f for f in shape_fields if getattr(stored, f) != getattr(own, f)]
     if stored.num_concepts != own.num_concepts:
         diffs.append("concepts")

@@ -138,7 +138,8 @@ def embed_arms(out: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, f
     # CPU cost of one window through each audio path (batch 1, one thread; a shared, loaded machine)
     one = torch.from_numpy(np.load(out / "w16_clean.npz")["audio"][:1])
     cost = {}
-    for name, fn in (("vggish_shipped_synthetic", lambda x: shipped.audio_encoder(shipped.logmel(x))), ("aisfx_ingraph16k", lambda x: cnn(aisfx_front(x)))):
+    for name, fn in (("vggish_shipped_synthetic", lambda x: shipped.audio_encoder(shipped.logmel(x))),
+                     ("aisfx_ingraph16k", lambda x: cnn(aisfx_front(x)))):
         with torch.no_grad():
             fn(one)
             times = []

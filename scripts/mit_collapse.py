@@ -39,8 +39,8 @@ def measure(weights: str, spec: str, clips: int) -> dict:
     from training.data import build_dataset, collate, prepare_batch
 
     net = model.load_checkpoint(weights).eval()
-    if net.config.mit_mode != "paper" or not net.config.mit:
-        raise ValueError(f"{weights}: no paper MIT in this network (mit_mode {net.config.mit_mode}, mit {net.config.mit})")
+    if not net.config.mit:
+        raise ValueError(f"{weights}: MIT is off in this network (no frame, segment or video text)")
     ds = build_dataset(spec, split="test", size=tuple(net.config.image_size), frames=4, length=clips)
     rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("l_v", "l_a", "z", "g_f", "clip", "top_v", "top_a", "heard")}
     vis, aud = net.implicit.constants()

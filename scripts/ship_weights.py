@@ -1,7 +1,7 @@
 """Ship a trained checkpoint as package weights: half-precision storage, the sidecar with how it was made and scored.
 
     python scripts/ship_weights.py out/train/icf-stamps-cpu/best.safetensors weights/icf-lite-stamps.safetensors \
-        --recipe "icf-train fit --config stamps-cpu" --results docs/results/realmedia.json --hearing docs/results/hearing_stamps.md
+        --recipe "icf-train fit --config stamps-cpu" --results docs/results/realmedia.json
 
 Floating-point tensors are stored as float16 (half the bytes in the wheel and in the tree that travels to a GPU
 machine); loading casts them back to float32 (model.weights.load_weights_into copies into the network's own
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         "storage": "float16 (loaded as float32)",
         "recipe": args.recipe,
         "trained_on": args.trained_on,
+        "train_config": train_doc.get("train_config"),  # the resolved training config: what the recipe must reproduce
         "step": train_doc.get("step"),
         "val": train_doc.get("val"),
         "results": {Path(p).stem: json.loads(Path(p).read_text()) for p in args.results},

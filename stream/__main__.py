@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from engine.cache import cache_dir
-from icfcli import UserError, alias, make_parser, non_negative_int, positive_float, positive_int, run, size_wh
+from icfcli import UserError, make_parser, non_negative_int, positive_float, positive_int, run, size_wh
 from weights import SHIPPED_NAME, weights_arg
 
 from . import preflight
@@ -59,7 +59,6 @@ def _model_args(p) -> None:
     g.add_argument("--weights", metavar="FILE", type=weights_arg,
                    help=f"which model ({SHIPPED_NAME} names the shipped weights anywhere): an ICF checkpoint (.safetensors, exported to ONNX once and cached under "
                         f"{cache_dir()}) or an engine artifact (.onnx with its .json sidecar, .plan, .pt2 AOTInductor, .ep)")
-    alias(g, "--engine", dest="weights")  # the old flag for artifacts
     g.add_argument("--model", metavar="NAME", help="registry model with UNTRAINED weights (icf-tiny, icf-lite): to try the pipeline")
     g.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="engine backend (default auto: TensorRT / CUDA when present, else ONNX Runtime on the CPU)")

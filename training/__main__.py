@@ -20,7 +20,8 @@ from icfcli import UserError, make_parser, non_negative_int, positive_int, run
 from synthavs import MODES
 
 DATA_HELP = (
-    "data spec: synthavs[:MODE][,key=value...] | stamps[:MODE][,key=value...,objects=seen|heldout] | avsbench-s4:PATH | avsbench-ms3:PATH | avss:PATH | folder:PATH "
+    "data spec: synthavs[:MODE][,key=value...] | stamps[:MODE][,key=value...,objects=seen|heldout] | "
+    "avsbench-s4:PATH | avsbench-ms3:PATH | avss:PATH | folder:PATH "
     "(path specs take ,split=NAME)"
 )
 FIT_EPILOG = """configs: training/configs/*.json (synthavs, synthavs-baseline, synthavs-no-mit, synthavs-no-sc,
@@ -95,7 +96,8 @@ def add_eval(sub) -> None:
     e.add_argument("--data", required=True, action="append", help=DATA_HELP + "; repeat for several")
     who = e.add_mutually_exclusive_group()
     who.add_argument("--weights", default=str(SHIPPED), type=weights_arg,
-                     help="checkpoint .safetensors (default: the shipped weights; icf-lite-stamps and icf-lite-synthavs name them from any directory)")
+                     help="checkpoint .safetensors (default: the shipped weights; "
+                          "icf-lite-stamps and icf-lite-synthavs name them from any directory)")
     who.add_argument(
         "--compare", nargs=2, metavar=("A", "B"), type=weights_arg,
         help="two checkpoints on the same clips: paired bootstrap 95%% interval of A - B (mIoU, F, listening rates); "
@@ -164,9 +166,10 @@ def _device_type(name: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-# The shipped CPU recipe (icf-lite, 578 steps x 4 clips x 5 frames at 128x128) took 25 min on 2 cores;
-# other configs are scaled from it by frames x pixels seen and a per-model cost factor (GFLOPs ratio).
-_CPU_RECIPE = (578 * 4 * 5 * 128 * 128, 25 / 60)
+# The shipped SynthAVS CPU recipe (synthavs-cpu: icf-lite, full ICF, 800 steps x 4 clips x 6 frames at 128x128)
+# took 50 min on 2 shared cores; other configs are scaled from it by frames x pixels seen and a per-model cost
+# factor (GFLOPs ratio).
+_CPU_RECIPE = (800 * 4 * 6 * 128 * 128, 50 / 60)
 _MODEL_COST = {"icf-tiny": 0.1, "icf-lite": 1.0, "icf-r50": 13.0}
 
 
@@ -186,7 +189,7 @@ def cmd_fit(args) -> int:
     if config is None:
         config = "synthavs" if device == "cuda" else "synthavs-cpu"
         if device == "cpu":
-            print("icf-train fit: no CUDA GPU here: using the CPU recipe --config synthavs-cpu (about 25 min on 2 cores); "
+            print("icf-train fit: no CUDA GPU here: using the CPU recipe --config synthavs-cpu (about 50 min on 2 cores); "
                   "--config synthavs is the GPU-sized run", file=sys.stderr)
     cfg = load_config(config, extra)
     hours = _cpu_hours(cfg)

@@ -62,7 +62,8 @@ class TrainConfig:
     w_concept: float = 0.2  # concept logits vs the heard classes (not in the paper; an arm of its own)
     text_encoder: bool = True  # paper MIT: learn the implicit-text tokens through the frozen MiniLM (`text` extra)
     text_every: int = 1  # run the encoder (and teach the tokens) every N steps; between, the stored texts (CPU cost knob)
-    w_text_diversity: float = 0.0  # > 0: push the visual implicit texts l_v of different clips apart (mean cos^2; issue 21's MIT mend, off in the paper)
+    # > 0: push the visual implicit texts l_v of different clips apart (mean cos^2; issue 21's MIT mend, off in the paper)
+    w_text_diversity: float = 0.0
     sc: bool = True  # semantic counterfactuals: latent diffusion over z, L_cf, the counterfactual pool
     sc_samples: int = 16  # S counterfactuals drawn per clip
     sc_topk: int = 8  # k_c most similar to z kept as the pool

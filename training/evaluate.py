@@ -167,7 +167,8 @@ def format_listening(rows: list[dict]) -> str:
             bins = row.get("iou_by_size")
             size = " / ".join(pct(v) for v in bins.values()) if bins else "-"
             lines.append(
-                f"| {r.get('data', '')} | {name} | {pct(row.get('mIoU'))} | {pct(row.get('F'))} | {pct(row.get('prior_capture'))} ({pct(row.get('prior_capture_not_salient'))})"
+                f"| {r.get('data', '')} | {name} | {pct(row.get('mIoU'))} | {pct(row.get('F'))} "
+                f"| {pct(row.get('prior_capture'))} ({pct(row.get('prior_capture_not_salient'))})"
                 f" | {pct(row.get('follow'))} | {pct(row.get('salient_capture'))} | {size} | {pct(row.get('empty_rate'))} |"
             )
     return "\n".join(lines) if len(lines) > 2 else ""

@@ -56,8 +56,6 @@ class TrainModule(nn.Module):
         self.net = net
         self.cfg = cfg
         mcfg = net.config
-        if mcfg.mit_mode != "paper":
-            raise ValueError("this network uses mit_mode 'legacy' (kept to run old checkpoints); train a paper-MIT network")
         width = mcfg.width
         self._encoder = None
         self._calls = 0  # training forwards so far (text_every)

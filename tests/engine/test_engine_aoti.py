@@ -100,7 +100,7 @@ def test_tampered_package_is_refused(forged):
         runtime.load(forged)
     from engine.__main__ import main
 
-    assert main(["info", str(forged)]) == 2
+    assert main(["info", "--weights", str(forged)]) == 2
 
 
 def test_sidecar_without_build_section_is_refused(forged):
@@ -246,7 +246,7 @@ def test_stream_runs_a_package(tiny_package, tmp_path):
     clip = write_mp4(tmp_path / "clip.mp4", seconds=1.0)
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
     report = tmp_path / "r.json"
-    p = subprocess.run([sys.executable, "-m", "stream", "run", "--video", str(clip), "--engine", str(tiny_package),
+    p = subprocess.run([sys.executable, "-m", "stream", "run", "--video", str(clip), "--weights", str(tiny_package),
                         "--masks", str(tmp_path / "m.npz"), "--report", str(report), "--threads", "1"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]

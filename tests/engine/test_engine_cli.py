@@ -43,13 +43,13 @@ def test_bad_arguments_are_one_line_before_any_work(tmp_path, capsys):
 
 def test_info_reports_tampering(tiny_copy, capsys):
     tiny_copy.write_bytes(tiny_copy.read_bytes() + b"\0")
-    assert main(["info", str(tiny_copy)]) == 2
+    assert main(["info", "--weights", str(tiny_copy)]) == 2
     assert "integrity : FAILED" in capsys.readouterr().out
 
 
 def test_check_refuses_tampered_artifact(tiny_copy, capsys):
     tiny_copy.write_bytes(tiny_copy.read_bytes() + b"\0")
-    assert main(["check", "--artifact", str(tiny_copy), "--backend", "onnxruntime"]) == 2
+    assert main(["check", "--weights", str(tiny_copy), "--backend", "onnxruntime"]) == 2
     assert "does not match its sidecar" in capsys.readouterr().err
 
 

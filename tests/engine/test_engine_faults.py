@@ -33,7 +33,7 @@ def test_edited_sidecar_is_refused(tiny_copy, edit, capsys):
     _raw_edit(tiny_copy, edit)
     with pytest.raises(ArtifactError, match="edited after export"):
         runtime.load(tiny_copy, "onnxruntime")
-    assert main(["info", str(tiny_copy)]) == 2  # it used to say "integrity: OK"
+    assert main(["info", "--weights", str(tiny_copy)]) == 2  # it used to say "integrity: OK"
     err = capsys.readouterr()
     assert "edited after export" in err.err + err.out and "Traceback" not in err.err
 
@@ -46,7 +46,7 @@ def test_sidecar_that_is_not_an_object(tiny_copy, content, match, capsys):
     spec.sidecar_path(tiny_copy).write_text(content)
     with pytest.raises(ArtifactError, match=match):
         runtime.load(tiny_copy, "onnxruntime")
-    assert main(["info", str(tiny_copy)]) == 2
+    assert main(["info", "--weights", str(tiny_copy)]) == 2
     err = capsys.readouterr().err
     assert match in err and str(spec.sidecar_path(tiny_copy)) in err and "Traceback" not in err
 
@@ -57,7 +57,7 @@ def test_bad_shape_names_the_file(tiny_copy, capsys):
         doc[spec.DIGEST_KEY] = spec.sidecar_digest(doc)  # even a consistently signed one
 
     _raw_edit(tiny_copy, bad)
-    assert main(["info", str(tiny_copy)]) == 2
+    assert main(["info", "--weights", str(tiny_copy)]) == 2
     err = capsys.readouterr().err
     assert str(spec.sidecar_path(tiny_copy)) in err and "shape of positive integers" in err
 
@@ -70,6 +70,6 @@ def test_export_onto_a_file_and_cuda_without_cuda(tiny_copy, tmp_path, capsys):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    assert main(["check", "--artifact", str(tiny_copy), "--backend", "torch", "--device", "cuda"]) == 2
+    assert main(["check", "--weights", str(tiny_copy), "--backend", "torch", "--device", "cuda"]) == 2
     err = capsys.readouterr().err
     assert "no CUDA GPU" in err and "Traceback" not in err

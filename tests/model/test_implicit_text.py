@@ -1,10 +1,9 @@
 """Paper MIT: segment rule from frame times, live segment/video pools, textual inversion through
-the frozen encoder, text constants at inference, SC/CDCL leave the exported graph alone, and
-checkpoints saved before paper MIT still load (legacy)."""
+the frozen encoder, text constants at inference, SC/CDCL leave the exported graph alone (old
+legacy-MIT checkpoints are refused: tests/model/test_shipped_weights.py)."""
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 import model
-from model import AUDIO_SAMPLES, ICFConfig, segment_closes
+from model import AUDIO_SAMPLES, segment_closes
 from model.text_encoder import text_encoder_available
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,35 +74,6 @@ def test_mit_off_has_no_texts_and_still_runs():
     with torch.no_grad():
         out = net.clip(images, audio)
     assert out.texts is None and torch.isfinite(out.mask_logits).all()
-
-
-def test_old_checkpoint_configs_mean_legacy_mit():
-    stored = ICFConfig().to_dict()
-    del stored["mit_mode"]
-    assert ICFConfig.from_dict(stored).mit_mode == "legacy"
-    with pytest.raises(ValueError, match="mit_mode"):
-        ICFConfig(mit_mode="clip")
-
-
-def test_checkpoints_saved_before_paper_mit_load_as_legacy_and_run(tmp_path):
-    """A checkpoint written before ``mit_mode`` existed (its stored config lacks the key, as the
-    first shipped weights' did) loads as legacy MIT and steps."""
-    from safetensors.torch import load_file, save_file
-
-    from model.weights import CONFIG_KEY
-
-    net = tiny(mit_mode="legacy")
-    path = model.save_checkpoint(net, tmp_path / "old.safetensors")
-    stored = net.config.to_dict()
-    del stored["mit_mode"]
-    save_file(load_file(str(path)), str(path), metadata={CONFIG_KEY: json.dumps(stored)})
-    path.with_suffix(".json").unlink()
-    old = model.load_checkpoint(path)
-    assert old.config.mit_mode == "legacy"
-    state = old.initial_state(1)
-    with torch.no_grad():
-        mask, ft, st, concepts = old.step(torch.rand(1, 3, 64, 64), torch.zeros(1, AUDIO_SAMPLES), *state.as_inputs())
-    assert mask.shape == (1, 1, 64, 64) and torch.isfinite(mask).all() and ft.shape == (1, old.config.width)
 
 
 @pytest.mark.skipif(not text_encoder_available(), reason="needs the `text` extra (frozen sentence encoder)")

@@ -92,9 +92,11 @@ def test_common_options_and_config_key_spelling(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0 and re.match(r"icf-stream \d", capsys.readouterr().out)
-    args = build_parser().parse_args(["run", "--video", "v.mp4", "--no_display", "-q", "--engine", "a.onnx"])
-    assert args.no_display and args.quiet and args.weights == "a.onnx"  # the old --engine is a hidden alias
-    assert "--engine" not in build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    args = build_parser().parse_args(["run", "--video", "v.mp4", "--no_display", "-q", "--weights", "a.onnx"])
+    assert args.no_display and args.quiet and args.weights == "a.onnx"
+    with pytest.raises(SystemExit) as exc:  # the retired --engine spelling is argparse's plain error
+        build_parser().parse_args(["run", "--video", "v.mp4", "--engine", "a.onnx"])
+    assert exc.value.code == 2 and "unrecognized arguments: --engine" in capsys.readouterr().err
 
 
 def test_shipped_weights_resolve_from_any_directory(tmp_path):
@@ -123,7 +125,7 @@ def _wait_lines(path: Path, n: int, proc: subprocess.Popen, timeout: float = 60)
 @pytest.mark.parametrize("how", ["sigint-group", "sigterm"])
 def test_signal_shuts_down_cleanly(how, media, tiny_onnx, tmp_path):
     out = tmp_path / "o.mp4"
-    p = cli("run", "--video", str(media["long"]), "--engine", tiny_onnx, "--backend", "onnxruntime", "--record", str(out),
+    p = cli("run", "--video", str(media["long"]), "--weights", tiny_onnx, "--backend", "onnxruntime", "--record", str(out),
             "--masks", str(tmp_path / "m.npz"), "--metrics", str(tmp_path / "m.jsonl"), "--report", str(tmp_path / "r.json"),
             start_new_session=True)
     _wait_lines(tmp_path / "m.partial.jsonl", 15, p)  # the log while the run goes (outputs.MetricsLog)
@@ -159,7 +161,7 @@ def test_documented_subscriber_example_receives_masks(media, tiny_onnx, tmp_path
     addr = f"tcp://127.0.0.1:{free_tcp_port()}"
     sub = subprocess.Popen([sys.executable, str(script), addr, "10"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)
-    pipe = cli("run", "--video", str(media["av"]), "--engine", tiny_onnx, "--backend", "onnxruntime", "--publish", addr)
+    pipe = cli("run", "--video", str(media["av"]), "--weights", tiny_onnx, "--backend", "onnxruntime", "--publish", addr)
     try:
         out, err = sub.communicate(timeout=60)
     finally:

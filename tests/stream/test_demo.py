@@ -17,7 +17,7 @@ def test_demo_writes_its_outputs(tmp_path, monkeypatch, tiny_onnx):
     monkeypatch.chdir(ROOT)
     args = ["demo", "--seconds", "3", "--out", str(tmp_path)]
     if not (ROOT / SHIPPED_WEIGHTS).is_file():
-        args += ["--engine", tiny_onnx, "--backend", "onnxruntime"]
+        args += ["--weights", tiny_onnx, "--backend", "onnxruntime"]
     assert main(args) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["ok"] and report["frames"]["accounted"] and report["frames"]["sent"] == 90

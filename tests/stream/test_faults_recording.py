@@ -184,7 +184,7 @@ def test_run_with_audio_from_a_wav_records(rate, tiny_onnx, tmp_path, capsys):
     video = write_mp4(tmp_path / "video_only.mp4", 1.0, audio=False)
     wav = write_media(tmp_path / "speech.wav", "wav", None, "pcm_s16le", rate)
     out = tmp_path / "out"
-    assert main(["run", "--video", str(video), "--audio", str(wav), "--out", str(out), "--engine", tiny_onnx,
+    assert main(["run", "--video", str(video), "--audio", str(wav), "--out", str(out), "--weights", tiny_onnx,
                  "--backend", "onnxruntime", "--threads", "1"]) == 0
     assert str(out / "overlay.mp4") in capsys.readouterr().out
     with av.open(str(out / "overlay.mp4")) as c:

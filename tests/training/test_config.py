@@ -100,3 +100,33 @@ def test_config_validation():
         TrainConfig(sc_samples=4, sc_topk=8)
     assert TrainConfig(train_size=(128, 128)).effective_train_size == (128, 128)
     assert TrainConfig().effective_train_size == (224, 224)
+
+
+# Training-config fields the shipped runs recorded that were removed since, with the value today's code always has.
+RETIRED_TRAIN_FIELDS = {"counterfactual_space": "continuous"}  # d6db677: the other space was sc=false
+
+
+@pytest.mark.parametrize("weights", ["icf-lite-stamps", "icf-lite-synthavs"])
+def test_shipped_weights_recipe_is_its_config_without_overrides(weights):
+    """The sidecar's recipe is ``icf-train fit --config NAME`` alone, and NAME resolves to the training config the
+    shipped run recorded (its out_dir aside; a field added since must sit at its default, the behaviour before it)."""
+    import dataclasses
+    import json
+
+    from weights import HERE
+
+    doc = json.loads((HERE / f"{weights}.json").read_text())
+    prefix = "icf-train fit --config "
+    assert doc["recipe"].startswith(prefix) and " " not in doc["recipe"][len(prefix):], doc["recipe"]
+    ours = load_config(doc["recipe"][len(prefix):]).to_dict()
+    ran = doc["train_config"]
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    for key in sorted(set(ours) | set(ran)):
+        if key == "out_dir":
+            continue
+        if key not in ours:
+            assert RETIRED_TRAIN_FIELDS.get(key) == ran[key], (weights, key, ran[key])
+            continue
+        want = ran[key] if key in ran else defaults[key]
+        got = list(ours[key]) if isinstance(ours[key], tuple) else ours[key]
+        assert got == want, (weights, key, got, want)

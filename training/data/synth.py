@@ -150,7 +150,8 @@ def synth_dataset(
     length = int(options.pop("clips", length))
     if options:
         raise ValueError(
-            f"unknown {'stamps' if media == 'stamps' else 'synthavs'} spec option(s) {sorted(options)}; known: mode, bias, conflict, seed, split, clips, fps, snr, "
+            f"unknown {'stamps' if media == 'stamps' else 'synthavs'} spec option(s) {sorted(options)}; "
+            "known: mode, bias, conflict, seed, split, clips, fps, snr, "
             "max_objects, min_objects, priors, companion, offscreen, mix, swap, segment_frames"
             + (", objects" if media == "stamps" else "")
         )
