@@ -194,9 +194,10 @@ def cmd_fit(args) -> int:
     cfg = load_config(config, extra)
     hours = _cpu_hours(cfg)
     if _device_type(cfg.device) == "cpu" and hours > 2 and not args.print_config:
+        th, tw = cfg.effective_train_size  # what a step trains at (image_size is only what the weights are saved for)
         print(f"icf-train fit: warning: config '{config}' is sized for a GPU ({cfg.steps} steps, batch {cfg.batch_size}, "
-              f"{cfg.frames} frames at {cfg.image_size[0]}x{cfg.image_size[1]}, {cfg.model}): about {hours:.0f} h on a 2-core CPU; "
-              "--config synthavs-cpu is the CPU recipe", file=sys.stderr)
+              f"{cfg.frames} frames at {th}x{tw}, {cfg.model}): about {hours:.0f} h on a 2-core CPU; "
+              "--config synthavs-cpu / stamps-cpu are the CPU recipes (--max_minutes=M caps any run)", file=sys.stderr)
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
