@@ -119,10 +119,11 @@ class GraphCPU:
         return out
 
 
-def breakdown(nodes: dict[str, Any], model_cpu_s: float, processed: int) -> dict[str, Any]:
+def breakdown(nodes: dict[str, Any], model_cpu_s: float, processed: int, sent: int | None = None) -> dict[str, Any]:
     """CPU-ms per processed frame of the whole graph, by part: sources, the segmenter's model calls,
     the rest of the segmenter (context, pre/post-processing, lanes, sending), sinks, ZeroMQ I/O
-    threads (all processes), the supervisor."""
+    threads (all processes), the supervisor; and per sent frame (``sent``: frames the sources made;
+    the sources' cost follows those, not the processed ones, when frames are dropped)."""
     def total(prefix: str, key: str = "cpu_s") -> float:
         return sum(v[key] for n, v in nodes.items() if n.startswith(prefix))
 
@@ -137,8 +138,10 @@ def breakdown(nodes: dict[str, Any], model_cpu_s: float, processed: int) -> dict
     }
     graph = sum(v["cpu_s"] for v in nodes.values())
     per = (lambda s: round(s * 1e3 / processed, 2)) if processed else (lambda s: None)
-    return {"graph_cpu_s": round(graph, 2), "processed_frames": processed, "graph_cpu_ms_per_processed_frame": per(graph),
-            "cpu_ms_per_processed_frame": {k: per(v) for k, v in parts.items()}}
+    per_sent = (lambda s: round(s * 1e3 / sent, 2)) if sent else (lambda s: None)
+    return {"graph_cpu_s": round(graph, 2), "processed_frames": processed, "sent_frames": sent,
+            "graph_cpu_ms_per_processed_frame": per(graph), "cpu_ms_per_processed_frame": {k: per(v) for k, v in parts.items()},
+            "cpu_ms_per_sent_frame": {k: per_sent(v) for k, v in parts.items()}}
 
 
 __all__ = ["GraphCPU", "breakdown", "process_ticks"]

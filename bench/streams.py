@@ -38,6 +38,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
     add_backend_args(p)
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1: the other core runs sources and sinks)")
+    p.add_argument("--batch-sizes", default=None, help="static batch sizes per N, comma-separated (default 1..N; larger N pad to these)")
     p.add_argument("--deadline-ms", type=float, default=5.0)
     p.add_argument("--shm", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--smoke", action="store_true", help="--null, 2 s, N = 1,2 at 320x240: checks the command end to end")
@@ -59,9 +60,11 @@ def run(args: argparse.Namespace) -> dict:
         args.counts = "1,2" if args.counts == "1,2,3,4" else args.counts
     args.seconds = args.seconds or (2.0 if args.smoke else 15.0)
     counts = sorted({int(v) for v in args.counts.split(",") if v.strip()})
+    batch_sizes = sorted({int(v) for v in (args.batch_sizes or "").split(",") if v.strip()})
     rows = []
     for n in counts:
-        spec = backend_spec(null=args.null, weights=args.weights, model=args.model, sizes=list(range(1, n + 1)), threads=args.threads,
+        sizes = ([b for b in batch_sizes if b <= n] or [1]) if batch_sizes else list(range(1, n + 1))
+        spec = backend_spec(null=args.null, weights=args.weights, model=args.model, sizes=sizes, threads=args.threads,
                             backend=args.backend, torch_mode=args.torch_mode, device=args.device)
         sources = [{"kind": "synthetic", "width": args.width, "height": args.height, "fps": args.fps, "seed": i,
                     "seconds": args.seconds, "pace": "realtime"} for i in range(n)]
@@ -72,7 +75,8 @@ def run(args: argparse.Namespace) -> dict:
             report = run_serve(ServeConfig(sources=sources, backend=spec, shm=args.shm, deadline_ms=args.deadline_ms,
                                            startup_timeout_s=startup_budget_s(spec)))
         step = (report.get("batching") or {}).get("step") or {}
-        cost = breakdown(cpu.result(), (step.get("model_cpu_ms") or 0.0) / 1e3, sum(s["processed"] for s in report["streams"].values()))
+        cost = breakdown(cpu.result(), (step.get("model_cpu_ms") or 0.0) / 1e3, sum(s["processed"] for s in report["streams"].values()),
+                         sum(s["sent"] or 0 for s in report["streams"].values()))
         per = {sid: {"processed_ratio": s["processed_ratio"], "p50_ms": s["capture_to_mask_ms"].get("p50_ms"),
                      "p99_ms": s["capture_to_mask_ms"].get("p99_ms"), "sent": s["sent"], "processed": s["processed"], "miou": s["miou"]}
                for sid, s in report["streams"].items()}
@@ -155,9 +159,9 @@ def markdown(doc: dict) -> str:
                      [[r["n"], r["min_processed_ratio"], r["max_p99_ms"], (r["batching"] or {}).get("mean_rows"),
                        (r["batching"] or {}).get("histogram"), r["cpu"]["graph_cpu_ms_per_processed_frame"], r["meets_goal"]]
                       for r in doc["results"]])
-    cost = md_table(["N", *PARTS, "graph", "load before", "load after"],
+    cost = md_table(["N", *PARTS, "graph", "sources per sent frame", "load before", "load after"],
                     [[r["n"], *(r["cpu"]["cpu_ms_per_processed_frame"][k] for k in PARTS), r["cpu"]["graph_cpu_ms_per_processed_frame"],
-                      r["load_average_before"], r["load_average_after"]] for r in doc["results"]])
+                      r["cpu"]["cpu_ms_per_sent_frame"]["sources"], r["load_average_before"], r["load_average_after"]] for r in doc["results"]])
     per = md_table(["N", "stream", "sent", "processed", "ratio", "p50 ms", "p99 ms"],
                    [[r["n"], sid, s["sent"], s["processed"], s["processed_ratio"], s["p50_ms"], s["p99_ms"]]
                     for r in doc["results"] for sid, s in r["streams"].items()])
