@@ -101,8 +101,13 @@ class GraphCPU:
         self.base = self._read(pids)
         self.last = dict(self.base)
         while not self.done.wait(self.interval_s):
-            self.last.update(self._read(pids))
-        self.last.update(self._read(pids))
+            self._merge(self._read(pids))
+        self._merge(self._read(pids))
+
+    def _merge(self, reading: dict[str, tuple[int, dict]]) -> None:
+        """A thread that has ended (a stage's, ZeroMQ's after the context closed) keeps its last reading."""
+        for node, (ticks, threads) in reading.items():
+            self.last[node] = (ticks, {**self.last.get(node, (0, {}))[1], **threads})
 
     def result(self) -> dict[str, Any]:
         """{node: {"cpu_s", "zmq_io_cpu_s", "threads": {name: cpu_s}}} over the window (see module doc)."""
