@@ -141,7 +141,8 @@ def step_per_batch(args: argparse.Namespace, runs: int = 30) -> dict:
     md = header_md(doc, f"Batched step per batch size ({backend_label(args)})") + "\n\n" + md_table(
         ["batch", "p50 ms", "p99 ms", "per row p50 ms", "per row CPU p50 ms"],
         [[r["batch"], r["p50_ms"], r["p99_ms"], r["per_row_p50_ms"], r["per_row_cpu_p50_ms"]] for r in rows])
-    doc["written"] = write_report(doc, args.out, "streams_step" + ("" if args.backend == "onnxruntime" else f"_{backend_label(args)}") + f"_t{args.threads}", md, plots=False)
+    label = "" if args.backend == "onnxruntime" else f"_{backend_label(args)}"
+    doc["written"] = write_report(doc, args.out, f"streams_step{label}_t{args.threads}", md, plots=False)
     print(md, flush=True)
     return doc
 

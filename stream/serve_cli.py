@@ -3,7 +3,7 @@
     icf-stream serve --streams 3 --seconds 20                 # 3 synthetic 640x480 scenes, shipped weights
     icf-stream serve --video a.mp4 --video b.mp4 --publish tcp://127.0.0.1:5560   # every stream's masks, keyed by "stream"
     icf-stream serve --streams 4 --model icf-lite --batch-sizes 1,2,4 --out out/serve
-    icf-stream serve --streams 4 --backend torch --torch-mode compile      # or aotinductor; cudagraph on a GPU
+    icf-stream serve --streams 4 --backend torch --torch-mode compile      # or aotinductor; cudagraph on a GPU (compiles: minutes per size on a CPU)
 
 Every batch runs on a static-shape program, one per batch size: ONNX Runtime and AOTInductor load an
 export / package made once per size (engine.cache.resolve(..., batch=B), cached in the engine cache,
@@ -104,9 +104,10 @@ def backend_spec(*, null: bool, weights: str | None, model: str | None, sizes: l
 
 
 def startup_budget_s(spec: dict) -> float:
-    """How long the graph may take to open: torch compile compiles once per batch size in the segmenter."""
+    """How long the graph may take to open: torch compile compiles once per batch size in the segmenter
+    (icf-lite on a loaded 2-core CPU: ~340 s for one size, docs/results/cpu_aoti.md)."""
     compiles = len(spec.get("batch_sizes") or []) if (spec.get("options") or {}).get("mode") == "compile" else 0
-    return 180.0 + 120.0 * compiles
+    return 180.0 + 360.0 * compiles
 
 
 def parse_sizes(text: str | None, n: int) -> list[int]:
