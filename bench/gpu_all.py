@@ -11,7 +11,8 @@ scripts/gpu.sh first installs the small wheels that travel with the tree (``make
 
 Steps: env, pytest -m gpu, parity gate (icf-engine check, torch CUDA-graph fp16 vs the fp32
 reference), model latency table (bench.gpu), AOTInductor CUDA build + check, torch-variant check
-(bench.gpu_check), the pipeline on the GPU (icf-stream demo --backend torch), icf-bench streams.
+(bench.gpu_check), the pipeline on the GPU (icf-stream demo --backend torch), icf-bench streams (torch CUDA graphs, one per
+batch size).
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def steps(dry_run: bool) -> list[Step]:
              "check.json"),
         Step("gpu_check", (py, "-m", "bench.gpu_check", "--out", "{out}/gpu_check.json", "--iters", "100"), 40, "gpu_check.json"),
         Step("pipeline", (py, "-m", "stream", "demo", "-q", "--seconds", "10", "--backend", "torch", "--out", "{out}"), 40, "report.json"),
-        Step("streams", (py, "-m", "bench", "streams", "--counts", "1,8,16,32", "--seconds", "5", "--no-plots", "--out", "{out}"), 60,
-             "streams_*.json"),
+        Step("streams", (py, "-m", "bench", "streams", "--counts", "1,16,32", "--seconds", "5", "--backend", "torch", "--torch-mode", "cudagraph",
+                         "--device", "cuda", "--batch-sizes", "1,2,4,8,16,32", "--no-plots", "--out", "{out}"), 60, "streams_*.json"),
     ]
 
 

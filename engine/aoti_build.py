@@ -74,21 +74,24 @@ def _step_module(net, dtype):
     return Step().eval()
 
 
-def package_path(out: str | Path, model_name: str, device: str, precision: str) -> Path:
-    """``out`` if it names a .pt2 file, else ``out/<model>-aoti-<device>-<precision>.pt2``."""
+def package_path(out: str | Path, model_name: str, device: str, precision: str, batch: int = 1) -> Path:
+    """``out`` if it names a .pt2 file, else ``out/<model>-aoti-<device>-<precision>[-b<B>].pt2``."""
     out = Path(out)
-    return out if out.suffix == ".pt2" else out / f"{model_name}-aoti-{device}-{precision}.pt2"
+    tail = "" if batch == 1 else f"-b{batch}"
+    return out if out.suffix == ".pt2" else out / f"{model_name}-aoti-{device}-{precision}{tail}.pt2"
 
 
 def parity(package_fn, ref_net, specs: spec.Specs, precision: str, device: str) -> dict[str, Any]:
-    """Package vs eager fp32 CPU on 1 random + 3 synthetic frames (rings rolled by the reference)."""
+    """Package vs eager fp32 CPU on 1 random + 3 synthetic frames (rings rolled by the reference);
+    a batch > 1 package on 3 random batches (the synthetic rollout is batch 1, as in engine.export)."""
     import torch
 
     from .export import parity_inputs
     from .tolerance import Parity
 
     judge = Parity()
-    cases = parity_inputs(ref_net, specs)
+    batched = specs["image"][0][0] != 1
+    cases = parity_inputs(ref_net, specs, random=3, synthetic=0) if batched else parity_inputs(ref_net, specs)
     for _, inputs, ref in cases:
         with torch.inference_mode(), ieee_fp32(device, precision):
             outs = package_fn(*(torch.from_numpy(inputs[n]).to(device) for n in spec.INPUT_NAMES))
@@ -134,9 +137,11 @@ def build_package(
     precision: str = "fp32",
     weights: str | Path | None = None,
     inductor_configs: dict[str, Any] | None = None,
+    batch: int = 1,
 ) -> Path:
     """Compiles the checkpoint behind ``source`` (.safetensors, or .onnx whose sidecar records one) into
-    ``out`` (a folder, or a .pt2 path) for ``device`` at ``precision``; returns the verified package path."""
+    ``out`` (a folder, or a .pt2 path) for ``device`` at ``precision``; returns the verified package path.
+    ``batch``: the static first dim of every input and output (one package per batch size; many streams)."""
     import copy
 
     import torch
@@ -153,7 +158,7 @@ def build_package(
         raise FileNotFoundError(f"checkpoint {ckpt} does not exist")
     ref_net = model.load_checkpoint(ckpt).float().cpu().eval()
     cfg = ref_net.config.to_dict()
-    sidecar = spec.base_sidecar(KIND, cfg, ref_net.pixel_mean.flatten().tolist(), ref_net.pixel_std.flatten().tolist())
+    sidecar = spec.with_batch(spec.base_sidecar(KIND, cfg, ref_net.pixel_mean.flatten().tolist(), ref_net.pixel_std.flatten().tolist()), batch)
     specs = spec.specs_from(sidecar["inputs"])
     dtype = getattr(torch, PRECISIONS[precision])
     step = _step_module(copy.deepcopy(ref_net).to(device=device, dtype=dtype), dtype)
@@ -162,7 +167,7 @@ def build_package(
     example = tuple(torch.from_numpy(v).to(device) for v in random_inputs(specs, np.random.default_rng(0)).values())
     configs = {**DEFAULT_INDUCTOR_CONFIGS[device], **(inductor_configs or {})}
 
-    path = package_path(out, cfg["name"], device, precision)
+    path = package_path(out, cfg["name"], device, precision, batch)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Compile under a temporary name in the same folder and rename once verified, so a reader (the
     # stream, the engine cache) never sees a half-written or unverified package.

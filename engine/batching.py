@@ -3,8 +3,11 @@
 Every row of a batch is its own stream (its own image, audio window and text rings); the network
 has no op that mixes rows in inference (BatchNorm runs on its running statistics), so row i of a
 batched call equals a batch-1 call on row i's inputs (tests/engine/test_batching.py checks it
-within float tolerance). Engines want static shapes, so one ONNX file is exported per batch size
-(``<model>-b<B>.onnx``); ``BatchedStep`` runs n requests through the smallest exported size >= n,
+within float tolerance). Engines want static shapes, so every backend gets one static-shape program
+per batch size: ONNX Runtime one ONNX file (``<model>-b<B>.onnx``), AOTInductor one package
+(engine.cache.resolve(..., batch=B) makes both once), torch one compiled program (mode compile) or
+one captured CUDA graph (mode cudagraph) over shared weights (TorchBackend.for_batch); ``open_sizes``
+is the one place that picks which. ``BatchedStep`` runs n requests through the smallest size >= n,
 padding the unused rows with a copy of the last request (their outputs are dropped), and splits a
 request list longer than the largest size into several calls.
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +62,35 @@ def find_batches(folder: str | Path) -> dict[int, Path]:
     return found
 
 
+def open_sizes(first: Any, sizes: list[int], *, artifacts: dict[int, str | Path] | None = None, backend: str = "auto",
+               options: dict[str, Any] | None = None) -> dict[int, Any]:
+    """{batch size: backend} for every size in ``sizes`` and ``artifacts``, around ``first`` (the open
+    batch-1 backend, kept as entry 1). A size with an artifact (a batch-B .onnx or .pt2, made by
+    engine.cache.resolve in the supervisor) is loaded from it on ``backend``; one without is the torch
+    backend's own static program for that size (``for_batch``: compiled / captured again, same weights)."""
+    from . import runtime
+
+    out: dict[int, Any] = {1: first}
+    artifacts = {int(b): p for b, p in (artifacts or {}).items()}
+    try:
+        for b in sorted({int(v) for v in sizes} | set(artifacts)):
+            if b in out:
+                continue
+            if b in artifacts:
+                out[b] = runtime.load(artifacts[b], backend=backend, **dict(options or {}))
+            elif hasattr(first, "for_batch"):
+                out[b] = first.for_batch(b)
+            else:
+                raise ValueError(f"no batch-{b} artifact was given and the {getattr(first, 'name', type(first).__name__)} "
+                                 f"backend cannot make static shapes for it itself (give artifacts={{{b}: path}})")
+    except Exception:
+        for b, be in out.items():
+            if b != 1:
+                be.close()
+        raise
+    return out
+
+
 class BatchedStep:
     """``run([inputs_0, ..., inputs_{n-1}])`` -> one output dict per request, each with batch dim 1.
 
@@ -75,6 +108,10 @@ class BatchedStep:
         self.sizes = list(self.backends)
         self.calls: dict[int, int] = dict.fromkeys(self.sizes, 0)
         self.padded_rows = 0
+        # CPU time of this process while the model ran (all its threads: intra-op pools included) and
+        # wall time, summed over calls: the model's share of a frame's CPU cost (bench/streams.py)
+        self.cpu_s = 0.0
+        self.wall_s = 0.0
 
     @property
     def max_batch(self) -> int:
@@ -96,13 +133,17 @@ class BatchedStep:
         self.padded_rows += b - n
         self.calls[b] += 1
         batch = {name: np.concatenate([r[name] for r in rows], axis=0) for name in INPUT_NAMES}
+        c0, t0 = time.process_time(), time.perf_counter()
         result = self.backends[b].infer(batch)
+        self.cpu_s += time.process_time() - c0
+        self.wall_s += time.perf_counter() - t0
         return [{k: v[i:i + 1] for k, v in result.items()} for i in range(n)]
 
     def info(self) -> dict[str, Any]:
         first = next(iter(self.backends.values()))
         base = first.info() if hasattr(first, "info") else {}
-        return {**base, "batch_sizes": self.sizes, "calls": {str(k): v for k, v in self.calls.items()}, "padded_rows": self.padded_rows}
+        return {**base, "batch_sizes": self.sizes, "calls": {str(k): v for k, v in self.calls.items()}, "padded_rows": self.padded_rows,
+                "model_cpu_ms": round(self.cpu_s * 1e3, 1), "model_wall_ms": round(self.wall_s * 1e3, 1)}
 
     def close(self) -> None:
         for be in self.backends.values():

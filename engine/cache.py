@@ -197,8 +197,8 @@ def _export(source: list[str], folder: Path, what: str, tool: str = "engine") ->
 def resolve(artifact: str | Path, want: str, *, precision: str = "fp16", device: str = "cpu", batch: int = 1) -> Path:
     """The one place that turns what a user gave into what a backend loads.
 
-    ``batch`` (want="onnx" only): the static batch size of the export (many streams, one model); a
-    batch > 1 export of a checkpoint, or of the checkpoint an .onnx records, is made once and cached.
+    ``batch`` (want="onnx" or "package"): the static batch size of the export or package (many streams,
+    one model); a batch > 1 one of a checkpoint, or of the checkpoint an .onnx records, is made once and cached.
     Every file is read and hashed once per process (engine.spec), so the backend that opens what this
     returns does not read or hash it again.
     ``want``: "onnx" (a checkpoint is exported once; an .onnx is itself) or "plan" (an ONNX, exported
@@ -209,9 +209,16 @@ def resolve(artifact: str | Path, want: str, *, precision: str = "fp16", device:
     """
     path = Path(artifact)
     kind = path.suffix
+    if batch != 1 and want == "package":
+        if kind == ".pt2":
+            if spec.read_sidecar(path)["inputs"][0]["shape"][0] == batch:
+                return path
+            raise ArtifactError(f"{path.name} is a package of another batch size; give the checkpoint to build a batch-{batch} one")
+        if kind in (".onnx", ".safetensors"):
+            return package_for(path, device, precision, batch=batch)
     if batch != 1:
         if want != "onnx":
-            raise ValueError(f"resolve: batch {batch} exists for want='onnx' only (engines are built per batch from those)")
+            raise ValueError(f"resolve: batch {batch} exists for want='onnx' or 'package' only (engines are built per batch from those)")
         if kind == ".onnx":
             doc = spec.read_sidecar(path)
             if doc["inputs"][0]["shape"][0] == batch:
@@ -277,22 +284,25 @@ def package_key(checkpoint_sha256: str, device: str, precision: str, ident: dict
     return f"{checkpoint_sha256[:16]}-{device}-{precision}-torch{slug(ident['torch_version'])}-{slug(str(target))}"
 
 
-def package_for(source: str | Path, device: str = "cpu", precision: str = "fp32", *, root: str | Path | None = None) -> Path:
-    """The cached AOTInductor package of a checkpoint (or of the checkpoint an .onnx records), compiled on first use."""
+def package_for(source: str | Path, device: str = "cpu", precision: str = "fp32", *, root: str | Path | None = None, batch: int = 1) -> Path:
+    """The cached AOTInductor package of a checkpoint (or of the checkpoint an .onnx records) at static
+    batch size ``batch``, compiled on first use."""
     from .aoti_backend import verify_package
     from .aoti_build import build_package, source_checkpoint
     from .aoti_common import target_identity
 
     ckpt = source_checkpoint(source)
     ident = target_identity(device)
-    folder = (Path(root) if root else cache_dir()) / "aoti" / package_key(spec.file_sha256(ckpt), device, precision, ident)
+    key = package_key(spec.file_sha256(ckpt), device, precision, ident) + ("" if batch == 1 else f"-b{batch}")
+    folder = (Path(root) if root else cache_dir()) / "aoti" / key
     with _locked(folder):
         for existing in sorted(folder.glob("*.pt2")):
             try:
-                verify_package(existing)  # sha256 + built-for checks; a stale or tampered entry is rebuilt
+                if verify_package(existing)["inputs"][0]["shape"][0] != batch:
+                    raise spec.ArtifactError(f"{existing.name} is not a batch-{batch} package")
                 log.info("AOTInductor cache hit: %s", existing)
                 return existing
             except (spec.ArtifactError, KeyError) as exc:
                 log.warning("AOTInductor cache entry %s is unusable (%s); rebuilding", existing, exc)
         log.info("AOTInductor cache miss: compiling %s for %s %s into %s (minutes, once)", ckpt, device, precision, folder)
-        return build_package(ckpt, folder, device=device, precision=precision)
+        return build_package(ckpt, folder, device=device, precision=precision, batch=batch)

@@ -120,6 +120,21 @@ def io_from_config(config: dict[str, Any]) -> tuple[list[dict], list[dict]]:
     return inputs, outputs
 
 
+def with_batch(sidecar: dict[str, Any], batch: int) -> dict[str, Any]:
+    """A copy of ``sidecar`` whose step I/O has first dim ``batch`` (every row an independent stream;
+    static shapes, one artifact or capture per batch size: engine/batching.py)."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be a whole number >= 1, not {batch!r}")
+    doc = copy.deepcopy(sidecar)
+    for entry in (*doc["inputs"], *doc["outputs"]):
+        entry["shape"][0] = batch
+    if batch != 1:
+        doc["batch"] = batch
+    else:
+        doc.pop("batch", None)
+    return doc
+
+
 def specs_from(entries: list[dict]) -> Specs:
     return {e["name"]: (tuple(int(v) for v in e["shape"]), np.dtype(e["dtype"])) for e in entries}
 

@@ -35,7 +35,9 @@ from .spec import (
     file_sha256,
     read_sidecar,
     resolve_checkpoint,
+    specs_from,
     verify_onnx,
+    with_batch,
 )
 
 log = logging.getLogger("icf.engine")
@@ -108,11 +110,13 @@ class TorchBackend(Backend):
         weights: str | Path | None = None,
         channels_last: bool = False,
         compile_mode: str | None = None,
+        batch: int = 1,
         reason: str = "requested backend=torch",
         net: Any = None,
     ) -> None:
         """``net``: an in-memory ICFNet to wrap instead of loading ``artifact`` (then only a label),
-        for benchmarks and GPU checks that should not touch the disk."""
+        for benchmarks and GPU checks that should not touch the disk. ``batch``: the static first dim
+        of every input and output (many streams, one model; see :meth:`for_batch`)."""
         import torch
 
         if mode not in MODES:
@@ -135,7 +139,7 @@ class TorchBackend(Backend):
             net = copy.deepcopy(net)  # .to(device, dtype) below is in place; leave the caller's net alone
             doc = base_sidecar("checkpoint", net.config.to_dict(), net.pixel_mean.flatten().tolist(), net.pixel_std.flatten().tolist())
             ckpt = None
-        super().__init__(artifact=artifact, sidecar=doc, device=device, precision=precision, reason=reason)
+        super().__init__(artifact=artifact, sidecar=with_batch(doc, batch), device=device, precision=precision, reason=reason)
         self.mode, self.checkpoint = mode, ckpt
         self._torch = torch
         self._dtype = getattr(torch, PRECISIONS[precision])
@@ -144,19 +148,36 @@ class TorchBackend(Backend):
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.net = net
-        self._fn = net
+        self.compile_mode = compile_mode or ("reduce-overhead" if self._device.type == "cuda" else "default")
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Compile (mode compile) or capture (mode cudagraph) for the current input shapes."""
+        self._fn = self.net
         self._graph = None
         self._io: DeviceIO | None = None
         t0 = time.perf_counter()
-        if mode == "compile":
-            cm = compile_mode or ("reduce-overhead" if self._device.type == "cuda" else "default")
-            self._fn = torch.compile(net, mode=cm, dynamic=False)
-            self.compile_mode = cm
+        if self.mode == "compile":
+            self._fn = self._torch.compile(self.net, mode=self.compile_mode, dynamic=False)
             self._run(self.blank_inputs())  # compile now, not on the stream's first frame
-        elif mode == "cudagraph":
+        elif self.mode == "cudagraph":
             with self._math():
                 self._capture()
         self.setup_seconds = time.perf_counter() - t0
+
+    @property
+    def batch(self) -> int:
+        return int(self.input_specs["image"][0][0])
+
+    def for_batch(self, batch: int) -> TorchBackend:
+        """The same network (weights shared, not copied) behind static shapes of first dim ``batch``:
+        its own compiled program (mode compile) or its own captured graph and buffers (mode cudagraph).
+        Each row of a call is an independent stream (engine/batching.py)."""
+        twin = copy.copy(self)
+        twin.sidecar = with_batch(self.sidecar, batch)
+        twin.input_specs, twin.output_specs = specs_from(twin.sidecar["inputs"]), specs_from(twin.sidecar["outputs"])
+        twin._prepare()
+        return twin
 
     @contextlib.contextmanager
     def _math(self) -> Iterator[None]:
@@ -226,7 +247,7 @@ class TorchBackend(Backend):
         return dict(zip(OUTPUT_NAMES, outs))
 
     def _extra_info(self) -> dict[str, Any]:
-        extra = {"mode": self.mode, "checkpoint": str(self.checkpoint), "setup_seconds": round(self.setup_seconds, 2)}
+        extra = {"mode": self.mode, "checkpoint": str(self.checkpoint), "setup_seconds": round(self.setup_seconds, 2), "batch": self.batch}
         if self.mode == "compile":
             extra["compile_mode"] = self.compile_mode
         if self._device.type == "cuda":

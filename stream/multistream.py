@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import zmq
 
-from engine.batching import BatchedStep
+from engine.batching import BatchedStep, open_sizes
 
 from .context import ContextKeeper
 from .intake import StreamIntake
-from .models import NullBackend, open_backend
+from .models import NullBackend
 from .options import MultiOptions
 from .protocol import encode
 from .stage import Stage, StageEnv, StageError
@@ -56,16 +56,16 @@ class RowNullBackend:
 
 
 def open_batched(spec: dict[str, Any], core: WorkerCore) -> BatchedStep:
-    """{batch: backend}: ``spec["artifacts"]`` = {B: path} for engines (the batch-1 one is the
-    core's), or ``spec["batch_sizes"]`` for the null kind."""
+    """{batch: backend}: for engines ``spec["artifacts"]`` = {B: path} (ONNX Runtime, AOTInductor) and/or
+    ``spec["batch_sizes"]`` (torch: its own program per size), the batch-1 one being the core's
+    (engine.batching.open_sizes); ``spec["batch_sizes"]`` for the null kind."""
     backends: dict[int, Any] = {1: core.backend}
     if spec.get("kind") == "null":
         null = {k: v for k, v in spec.items() if k not in ("kind", "batch_sizes", "resize")}
         backends.update({int(b): RowNullBackend(int(b), **null) for b in spec.get("batch_sizes", [1]) if int(b) > 1})
     else:
-        for b, path in (spec.get("artifacts") or {}).items():
-            if int(b) > 1:
-                backends[int(b)] = open_backend({**spec, "artifact": path})
+        backends = open_sizes(core.backend, spec.get("batch_sizes") or [], artifacts=spec.get("artifacts"),
+                              backend=spec.get("backend", "auto"), options=spec.get("options"))
     return BatchedStep(backends)
 
 

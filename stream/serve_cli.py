@@ -3,9 +3,12 @@
     icf-stream serve --streams 3 --seconds 20                 # 3 synthetic 640x480 scenes, shipped weights
     icf-stream serve --video a.mp4 --video b.mp4 --publish tcp://127.0.0.1:5560   # every stream's masks, keyed by "stream"
     icf-stream serve --streams 4 --model icf-lite --batch-sizes 1,2,4 --out out/serve
+    icf-stream serve --streams 4 --backend torch --torch-mode compile      # or aotinductor; cudagraph on a GPU (compiles: minutes per size on a CPU)
 
-The model is exported once per batch size (engine.cache.resolve(..., batch=B), cached in the engine
-cache), so every batch runs on a static-shape engine.
+Every batch runs on a static-shape program, one per batch size: ONNX Runtime and AOTInductor load an
+export / package made once per size (engine.cache.resolve(..., batch=B), cached in the engine cache,
+built here before the processes start); torch compiles (or, on CUDA, captures) once per size at the
+segmenter's start, over one copy of the weights (engine.batching.open_sizes).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", metavar="NAME", help="registry model with untrained weights (icf-tiny, icf-lite)")
     g.add_argument("--null", action="store_true", help="no model: the pipeline's own cost")
     m.add_argument("--batch-sizes", default=None, help="exported batch sizes, comma-separated (default 1..number of streams, at most 8)")
-    m.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="ONNX Runtime intra-op threads")
+    add_backend_args(m)
+    m.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="intra-op threads on the CPU")
     m.add_argument("--deadline-ms", type=float, default=5.0, help="longest a ready frame waits for other streams' (default 5)")
     o = p.add_argument_group("pipeline and outputs")
     o.add_argument("--transport", default="ipc", choices=("ipc", "tcp"))
@@ -45,6 +49,18 @@ def add_args(p: argparse.ArgumentParser) -> None:
     add_view_args(o)  # every stream in one grid
 
 
+SERVE_BACKENDS = ("onnxruntime", "torch", "aotinductor")
+TORCH_MODES = ("eager", "compile", "cudagraph")
+
+
+def add_backend_args(p) -> None:
+    """--backend / --torch-mode / --device (``icf-stream serve`` and ``icf-bench streams``)."""
+    p.add_argument("--backend", default="onnxruntime", choices=SERVE_BACKENDS,
+                   help="engine for every batch size (default onnxruntime; aotinductor compiles one package per size, once)")
+    p.add_argument("--torch-mode", default=None, choices=TORCH_MODES, help="torch backend mode (default: cudagraph on CUDA, else eager)")
+    p.add_argument("--device", default=None, choices=("cpu", "cuda"), help="torch / aotinductor device (default: cuda when present)")
+
+
 def batch_artifacts(sizes: list[int], *, weights: str | None = None, model: str | None = None) -> dict[int, str]:
     """{B: onnx path}: engine.cache.resolve owns batch exports (made once per checkpoint and size, in a
     subprocess, so the stream's processes never import torch)."""
@@ -55,15 +71,43 @@ def batch_artifacts(sizes: list[int], *, weights: str | None = None, model: str 
     return {b: str(cache.onnx_for_model(model, seed=0, batch=b)) for b in sizes}
 
 
-def backend_spec(*, null: bool, weights: str | None, model: str | None, sizes: list[int], threads: int) -> dict:
+def backend_spec(*, null: bool, weights: str | None, model: str | None, sizes: list[int], threads: int, backend: str = "onnxruntime",
+                 torch_mode: str | None = None, device: str | None = None) -> dict:
+    """The segmenter's backend spec (stream.models; + "artifacts" {B: path} / "batch_sizes"), every
+    export and package it needs made here, once, before any process starts."""
     if null:
         return {"kind": "null", "image_size": [224, 224], "batch_sizes": sizes}
     if not model and not weights:
         weights = str(SHIPPED_WEIGHTS)
     if weights and not Path(weights).is_file():
         raise SystemExit(f"icf-stream: weights file {weights} not found")
-    arts = batch_artifacts(sorted(set(sizes) | {1}), weights=weights, model=model)
-    return {"kind": "engine", "artifact": arts[1], "artifacts": arts, "backend": "onnxruntime", "options": {"threads": threads}}
+    sizes = sorted(set(sizes) | {1})
+    if backend == "onnxruntime":
+        arts = batch_artifacts(sizes, weights=weights, model=model)
+        return {"kind": "engine", "artifact": arts[1], "artifacts": arts, "backend": "onnxruntime", "options": {"threads": threads}}
+    if backend not in SERVE_BACKENDS:
+        raise SystemExit(f"icf-stream: --backend must be one of {', '.join(SERVE_BACKENDS)}, not {backend!r}")
+    from engine import cache
+    from engine.runtime import cuda_available
+
+    source = weights or str(cache.onnx_for_model(model, seed=0))  # the export records its seeded weights
+    device = device or ("cuda" if cuda_available()[0] else "cpu")
+    cpu = {"threads": threads} if device == "cpu" else {}
+    if backend == "torch":
+        mode = torch_mode or ("cudagraph" if device == "cuda" else "eager")
+        if mode == "cudagraph" and device != "cuda":
+            raise SystemExit("icf-stream: --torch-mode cudagraph needs a CUDA GPU (CUDA-graph capture is CUDA only); use eager or compile")
+        return {"kind": "engine", "artifact": source, "backend": "torch", "options": {"mode": mode, "device": device, **cpu},
+                "batch_sizes": sizes}
+    arts = {b: str(cache.resolve(source, "package", device=device, precision="fp32", batch=b)) for b in sizes}
+    return {"kind": "engine", "artifact": arts[1], "artifacts": arts, "backend": "aotinductor", "options": cpu}
+
+
+def startup_budget_s(spec: dict) -> float:
+    """How long the graph may take to open: torch compile compiles once per batch size in the segmenter
+    (icf-lite on a loaded 2-core CPU: ~340 s for one size, docs/results/cpu_aoti.md)."""
+    compiles = len(spec.get("batch_sizes") or []) if (spec.get("options") or {}).get("mode") == "compile" else 0
+    return 180.0 + 360.0 * compiles
 
 
 def parse_sizes(text: str | None, n: int) -> list[int]:
@@ -98,10 +142,14 @@ def cmd_serve(args) -> int:
         seconds = args.seconds or 20.0
         sources = [{"kind": "synthetic", "width": w, "height": h, "fps": args.fps, "seed": i, "seconds": seconds}
                    for i in range(args.streams or 3)]
-    spec = backend_spec(null=args.null, weights=args.weights, model=args.model, sizes=parse_sizes(args.batch_sizes, len(sources)),
-                        threads=args.threads)
+    try:
+        spec = backend_spec(null=args.null, weights=args.weights, model=args.model, sizes=parse_sizes(args.batch_sizes, len(sources)),
+                            threads=args.threads, backend=args.backend, torch_mode=args.torch_mode, device=args.device)
+    except SystemExit as exc:  # bad input found while resolving the model: one line, exit 2
+        print(exc.code, file=sys.stderr)
+        return 2
     cfg = ServeConfig(sources=sources, backend=spec, transport=args.transport, shm=args.shm, publish=args.publish,
-                      out_dir=args.out, seconds=args.seconds, deadline_ms=args.deadline_ms)
+                      out_dir=args.out, seconds=args.seconds, deadline_ms=args.deadline_ms, startup_timeout_s=startup_budget_s(spec))
     from .console import Console
 
     what = f"icf-stream serve: {len(sources)} streams, model {spec.get('artifact', 'null')}, batch sizes {spec.get('artifacts', spec.get('batch_sizes'))}"

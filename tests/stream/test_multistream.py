@@ -178,6 +178,9 @@ def test_serve_cli_and_streams_bench_smoke(capsys, tmp_path):
     assert bench_main(["streams", "--smoke", "--counts", "1", "--seconds", "1", "--out", str(tmp_path), "--no-plots"]) == 0
     doc = json.loads((tmp_path / "streams_320x240_null.json").read_text())
     assert [r["n"] for r in doc["results"]] == [1] and doc["results"][0]["ok"]
+    cpu = doc["results"][0]["cpu"]  # every process of the graph, read from /proc while it ran
+    assert set(doc["results"][0]["cpu_nodes"]) == {"source-cam0", "segmenter", "sink-cam0", "supervisor"}
+    assert cpu["graph_cpu_ms_per_processed_frame"] > 0 and cpu["cpu_ms_per_processed_frame"]["sources"] > 0
 
 
 class _FakeLane:
@@ -312,3 +315,24 @@ def test_a_stopped_or_killed_sink_costs_only_its_own_stream(shm, tmp_path):
     for sid in ("cam0", "cam2"):
         s = result["streams"][sid]
         assert s["ok"] and s["sent"] == 120 and s["frames"]["accounted"] and s["processed"] > 0, (sid, s["frames"])
+
+
+@pytest.mark.slow
+def test_serve_on_the_torch_backend(tiny_onnx):
+    """Two streams through icf-tiny on torch eager, a static program per batch size over one copy of
+    the weights (engine.batching.open_sizes), chosen the way ``icf-stream serve --backend torch`` does."""
+    from pathlib import Path
+
+    from engine import spec as engine_spec
+    from stream.serve_cli import backend_spec
+
+    weights = engine_spec.resolve_checkpoint(engine_spec.read_sidecar(tiny_onnx), Path(tiny_onnx))
+    spec = backend_spec(null=False, weights=str(weights), model=None, sizes=[1, 2], threads=1, backend="torch", torch_mode="eager",
+                        device="cpu")
+    assert spec["backend"] == "torch" and spec["batch_sizes"] == [1, 2] and "artifacts" not in spec
+    report = run_serve(ServeConfig(sources=[{"kind": "synthetic", "seconds": 1.5, "width": 320, "height": 240, "seed": i} for i in range(2)],
+                                   backend=spec, deadline_ms=20))
+    assert report["ok"], report["errors"]
+    assert report["model"] == "icf-tiny:torch"
+    assert all(s["processed"] > 0 and s["frames"]["accounted"] for s in report["streams"].values())
+    assert set(report["batching"]["step"]["batch_sizes"]) == {1, 2} and report["batching"]["step"]["mode"] == "eager"
