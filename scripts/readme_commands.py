@@ -22,7 +22,9 @@ shows. The Python API block runs verbatim in tests/stream/test_api.py.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import re
 import resource
 import shutil
@@ -63,7 +65,10 @@ SKIP: dict[str, str] = {
 SHORTER: dict[str, tuple[str, str]] = {
     "icf-train fit --config stamps-cpu": ("--max_minutes=1", "add `--max_minutes=1` for a first try"),
     "icf-train fit --config synthavs-cpu": ("--max_minutes=1", "add `--max_minutes=1` for a first try"),
-    "python -m bench.realmedia --weights out/train/icf-stamps-cpu/best.safetensors": ("--clips 2", "`--clips 2` for a quick look"),
+    "icf-train eval --data stamps:single,split=test,objects=heldout --weights out/train/icf-stamps-cpu/best.safetensors":
+        ("--clips 2", "`eval` and the benchmark take `--clips 2` for a quick look"),
+    "python -m bench.realmedia --weights out/train/icf-stamps-cpu/best.safetensors":
+        ("--clips 2", "`eval` and the benchmark take `--clips 2` for a quick look"),
 }
 
 LIMIT_S = 600  # per command: the slowest (the AOTInductor build, the training try) take ~2 min on 2 free cores
@@ -190,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=float, default=LIMIT_S, metavar="S", help=f"time limit per command (default {LIMIT_S} s)")
     ap.add_argument("--keep", metavar="DIR", help="run in DIR (must not exist) and keep it (default: a temporary folder, "
                                                  "kept only when a command fails)")
+    ap.add_argument("--json", metavar="FILE", help="also write each command's outcome and times here (docs/results/readme_commands.json)")
     args = ap.parse_args(argv)
     rows = plan(readme_commands())
     if args.list:
@@ -205,19 +211,24 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir()
     logs.mkdir()
     t0 = time.monotonic()
-    print(f"readme_commands: README.md's commands in {work}; inputs: {make_inputs(work)} ({time.monotonic() - t0:.0f} s)", flush=True)
+    made = make_inputs(work)
+    inputs_s = time.monotonic() - t0
+    print(f"readme_commands: README.md's commands in {work}; inputs: {made} ({inputs_s:.0f} s)", flush=True)
     failed = ran = skipped = 0
+    records = []
     for i, (command, line, note) in enumerate(rows, 1):
         if args.only and args.only not in command:
             continue
         if not line:
             skipped += 1
+            records.append({"command": command, "outcome": "skipped", "why": note})
             print(f"skip    {command}\n        ({note})", flush=True)
             continue
         log = logs / f"{i:02d}.log"
         problem, seconds, cpu = run_one(line, work, env, log, args.limit)
         ran += 1
         shown = f"{command}   ({note})" if note else command
+        records.append({"command": command, "ran": line, "outcome": problem or "ok", "wall_s": round(seconds, 1), "cpu_s": round(cpu, 1)})
         if problem:
             failed += 1
             print(f"FAILED  {seconds:6.1f} s (CPU {cpu:5.1f} s)  {shown}: {problem}; the last lines of {log}:", flush=True)
@@ -227,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     cache = scratch / "home" / ".cache" / "icf-avs" / "engines"
     print(f"readme_commands: {ran - failed} of {ran} ran ok, {failed} failed, {skipped} skipped (reasons above), "
           f"{time.monotonic() - t0:.0f} s in all; engine cache {'in' if cache.is_dir() else 'NOT in'} ~/.cache/icf-avs/engines")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "load_average_1_5_15": [round(x, 1) for x in os.getloadavg()], "command": "python scripts/readme_commands.py",
+            "inputs_s": round(inputs_s, 1), "total_s": round(time.monotonic() - t0, 1), "commands": records}, indent=1) + "\n")
     if failed or args.keep:
         print(f"readme_commands: outputs and logs kept in {scratch}")
     else:
