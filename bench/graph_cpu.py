@@ -1,7 +1,7 @@
 """CPU time of every process of a running stream graph, read from /proc while it runs.
 
-``GraphCPU(running)`` watches ``stream.multistream_serve.RUNNING`` (node -> its process, and "go")
-in a thread of the supervisor's process: at ``go`` it reads each process's utime + stime from
+``GraphCPU()`` is handed to ``run_serve(..., on_go=meter.on_go)``: when every stage is open the
+supervisor calls it with {node: pid}, and from that moment a thread of the supervisor's process reads each process's utime + stime from
 /proc/<pid>/stat (and each thread's from /proc/<pid>/task/<tid>/stat) as the baseline, then again
 every ``interval_s`` while the process lives, keeping the last reading. The difference is what the
 process spent from the moment every stage was open to its end (start-up, model loading and warm-up
@@ -60,9 +60,10 @@ def process_ticks(pid: int, skip_tid: int | None = None) -> tuple[int, dict[str,
 class GraphCPU:
     """See the module doc. Use as a context manager around ``run_serve``; then ``result()``."""
 
-    def __init__(self, running: dict[str, Any], interval_s: float = 0.2) -> None:
-        self.running = running
+    def __init__(self, interval_s: float = 0.2) -> None:
         self.interval_s = interval_s
+        self.pids: dict[str, int] = {}
+        self.go = threading.Event()
         self.base: dict[str, tuple[int, dict]] = {}
         self.last: dict[str, tuple[int, dict]] = {}
         self.done = threading.Event()
@@ -76,9 +77,13 @@ class GraphCPU:
         self.done.set()
         self.thread.join(5)
 
+    def on_go(self, pids: dict[str, int]) -> None:
+        """The supervisor's ``on_go`` observer: every stage is open; measure from now."""
+        self.pids = dict(pids)
+        self.go.set()
+
     def _pids(self) -> dict[str, int]:
-        pids = {node: p.pid for node, p in list(self.running.items()) if node != "go" and getattr(p, "pid", None)}
-        return {**pids, "supervisor": os.getpid()}
+        return {**self.pids, "supervisor": os.getpid()}
 
     def _read(self, pids: dict[str, int]) -> dict[str, tuple[int, dict]]:
         me = threading.get_native_id()
@@ -90,12 +95,9 @@ class GraphCPU:
         return out
 
     def _loop(self) -> None:
-        while not self.done.is_set():
-            go = self.running.get("go")
-            if go is not None and go.is_set():
-                break
-            self.done.wait(0.02)
-        if self.done.is_set():
+        while not self.done.is_set() and not self.go.wait(0.02):
+            pass
+        if not self.go.is_set():
             return
         pids = self._pids()
         self.base = self._read(pids)

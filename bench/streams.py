@@ -48,7 +48,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from stream.multistream_serve import RUNNING, ServeConfig, run_serve
+    from stream.multistream_serve import ServeConfig, run_serve
     from stream.serve_cli import backend_spec, startup_budget_s
 
     from .graph_cpu import GraphCPU, breakdown
@@ -71,9 +71,9 @@ def run(args: argparse.Namespace) -> dict:
         print(f"streams: N={n} {args.width}x{args.height}@{args.fps} for {args.seconds:g} s, model {spec.get('artifact', 'null')} "
               f"on {spec.get('backend', 'null')} {spec.get('options', {})}", flush=True)
         load_before = [round(v, 2) for v in os.getloadavg()]
-        with GraphCPU(RUNNING) as cpu:
+        with GraphCPU() as cpu:
             report = run_serve(ServeConfig(sources=sources, backend=spec, shm=args.shm, deadline_ms=args.deadline_ms,
-                                           startup_timeout_s=startup_budget_s(spec)))
+                                           startup_timeout_s=startup_budget_s(spec)), on_go=cpu.on_go)
         step = (report.get("batching") or {}).get("step") or {}
         cost = breakdown(cpu.result(), (step.get("model_cpu_ms") or 0.0) / 1e3, sum(s["processed"] for s in report["streams"].values()),
                          sum(s["sent"] or 0 for s in report["streams"].values()))

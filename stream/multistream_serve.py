@@ -20,6 +20,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,8 +149,9 @@ def _nodes(cfg: ServeConfig, tables: dict[str, Endpoints]) -> list[tuple[str, st
     return nodes
 
 
-def run_serve(config: ServeConfig | dict[str, Any]) -> dict[str, Any]:
-    """Runs N streams through one batched model until the sources end, ``seconds``, or a signal."""
+def run_serve(config: ServeConfig | dict[str, Any], *, on_go: Callable[[dict[str, int]], None] | None = None) -> dict[str, Any]:
+    """Runs N streams through one batched model until the sources end, ``seconds``, or a signal.
+    ``on_go``: called once with {node: pid} when every stage is open (see stream.supervise)."""
     cfg = config if isinstance(config, ServeConfig) else ServeConfig(**config)
     if not cfg.sources:
         raise PipelineError("serve needs at least one source")
@@ -165,7 +167,7 @@ def run_serve(config: ServeConfig | dict[str, Any]) -> dict[str, Any]:
         forwarder = MaskForwarder([t["masks"] for t in tables.values()], cfg.publish) if cfg.publish else None
         t0 = time.monotonic()
         try:
-            reports, errors, lost = _supervise(cfg, nodes)
+            reports, errors, lost = _supervise(cfg, nodes, on_go)
         finally:
             if forwarder is not None:
                 forwarder.close()
@@ -182,13 +184,13 @@ def run_serve(config: ServeConfig | dict[str, Any]) -> dict[str, Any]:
 
 
 
-def _supervise(cfg: ServeConfig, nodes: list) -> tuple[dict[str, dict], list[str], list[str]]:
+def _supervise(cfg: ServeConfig, nodes: list, on_go=None) -> tuple[dict[str, dict], list[str], list[str]]:
     """The single-stream supervisor's rules (stream.supervise), with one difference: once the
     streams run, each stream ends on its own. A source that ends or fails, or a sink that fails or
     dies, ends its own stream only (failures recorded in ``lost``); the run ends with the last stream."""
     launches = [(node, specs, endpoints, sid) for node, sid, endpoints, specs in nodes]
     return supervise_nodes(cfg, launches, what="serve", expendable=lambda node: node.startswith(("source-", "sink-")),
-                           stream_stops=True)
+                           stream_stops=True, on_go=on_go)
 
 
 def _assemble(cfg: ServeConfig, reports: dict[str, dict], errors: list[str], lost: list[str], elapsed: float) -> dict[str, Any]:

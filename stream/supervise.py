@@ -40,11 +40,13 @@ def supervise_nodes(
     what: str = "pipeline",
     expendable: Callable[[str], bool] = lambda node: False,
     stream_stops: bool = False,
+    on_go: Callable[[dict[str, int]], None] | None = None,
 ) -> tuple[dict[str, dict], list[str], list[str]]:
     """Runs ``nodes`` = [(node name, {stage name: spec}, endpoints, stream id)] to their end.
 
     ``cfg`` gives ``seconds``, ``grace_s`` and ``startup_timeout_s``; ``what`` names the run in the
-    startup error. Returns (node -> its stages' reports, errors, lost)."""
+    startup error. ``on_go`` (an observer, e.g. a CPU-time meter) is called once with {node: pid} when every
+    stage is open and the run goes. Returns (node -> its stages' reports, errors, lost)."""
     ctx = mp.get_context("spawn")
     stop, abort, go = ctx.Event(), ctx.Event(), ctx.Event()
     inbox = ctx.Queue()
@@ -91,6 +93,8 @@ def supervise_nodes(
                     failed(node, payload)
                     if len(opened) == len(procs) and not errors:
                         go.set()
+                        if on_go is not None:
+                            on_go({n: p.pid for n, p in procs.items()})
                 elif kind == "report":
                     finished.add(node)
                     reports[node] = payload
