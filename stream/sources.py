@@ -26,6 +26,7 @@ from .stage import Stage, StageEnv, StageError, sleep_until, warn
 from .transport import close_socket, open_socket, stamp, wait_subscribers
 
 AUDIO_AHEAD_NS = 50_000_000  # recorded media: audio is published this far ahead of the frame just sent
+DEFAULT_STEP_NS = 33_333_333  # the frame step assumed when the timeline goes back before a step was seen
 
 
 def _why(exc: Exception) -> str:
@@ -135,6 +136,8 @@ class _PacedSource(Stage):
         self.out: AVOutput | None = None  # set in open(); close() runs even when open() failed
         self.ended = False
         self.lateness = Histogram()  # bounded: a list grew by 2.6 million floats a day
+        self._last_pts: int | None = None  # pacing state: the last released pts and the last forward step
+        self._step_ns = DEFAULT_STEP_NS
 
     def _start(self, env: StageEnv, video_subs: int, audio_subs: int) -> None:
         self.out.wait_ready(video_subs, audio_subs, self.options.subscriber_timeout_s)
@@ -144,12 +147,26 @@ class _PacedSource(Stage):
 
     def _release(self, pts_ns: int) -> int | None:
         """Waits until the frame is due; returns capture_ns or None when asked to stop."""
+        if self.realtime:
+            self._keep_pace(pts_ns)
         if self.realtime and not sleep_until(self.t0 + pts_ns, self.env.stop, self.env.abort):
             return None
         now = stamp()
         if self.realtime:
             self.lateness.add((now - self.t0 - pts_ns) / 1e6)
         return now
+
+    def _keep_pace(self, pts_ns: int) -> None:
+        """A timeline that goes back (concatenated files, a wrapped clock) or stands still: the due
+        times restart one frame step after the last frame, so the source never runs faster than
+        real time (a backwards jump used to release every frame up to the old position at once)."""
+        last = self._last_pts
+        if last is not None and pts_ns <= last:
+            self.t0 += last - pts_ns + self._step_ns
+            self.count("pts_backwards")
+        elif last is not None:
+            self._step_ns = pts_ns - last
+        self._last_pts = pts_ns
 
     def _finish(self, reason: str) -> bool:
         if not self.ended:
