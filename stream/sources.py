@@ -23,6 +23,7 @@ from .options import FileOptions, SourceOptions, SyntheticOptions
 from .protocol import MAX_HEADER_BYTES, MIN_SIDE, encode
 from .shm_link import ShmSender
 from .stage import Stage, StageEnv, StageError, sleep_until, warn
+from .subscriptions import SubscriptionGate
 from .transport import close_socket, open_socket, stamp, wait_subscribers
 
 AUDIO_AHEAD_NS = 50_000_000  # recorded media: audio is published this far ahead of the frame just sent
@@ -56,6 +57,7 @@ class AVOutput:
         self.video = open_socket(ctx, zmq.XPUB, env.endpoints, "video", bind=True) if video else None
         # audio chunks are small; a deep queue costs little and keeps the ring gap-free
         self.audio = open_socket(ctx, zmq.XPUB, env.endpoints, "audio", bind=True, hwm=1000, frames=False) if audio else None
+        self.gates = {sock: SubscriptionGate(sock) for sock in (self.video, self.audio) if sock is not None}
         self.video_seq = 0
         self.audio_seq = 0
         self.audio_samples = 0
@@ -70,7 +72,7 @@ class AVOutput:
                 return
         for sock, n in ((self.video, video_subs), (self.audio, audio_subs)):
             if sock is not None and n:
-                got = wait_subscribers(sock, n, timeout_s, self.env.abort)
+                got = wait_subscribers(self.gates[sock], n, timeout_s, self.env.abort)
                 if got < n and not self.env.abort.is_set():
                     warn(f"only {got} of {n} subscribers joined {sock.getsockopt(zmq.LAST_ENDPOINT).decode()}")
 
@@ -87,6 +89,7 @@ class AVOutput:
             head, arrays = self.shm.pack(head, arrays)
         # PUB never blocks: at the high-water mark the message is dropped and the receiver sees
         # the gap in seq (counted there). That is the newest-frame-wins policy at this hop.
+        self.gates[self.video].drain()
         self.video.send_multipart(encode("frame", head, arrays), copy=False)
         return seq
 
@@ -99,12 +102,18 @@ class AVOutput:
                 "first_sample": int(first_sample)}
         self.audio_seq += 1
         self.audio_samples += samples.size
+        self.gates[self.audio].drain()
         self.audio.send_multipart(encode("audio", head, {"samples": samples}), copy=False)
 
     def totals(self, reason: str, t0_ns: int) -> dict:
         """What a source reports when it ends: frames, audio sent, why, and how long it ran."""
+        subs = {}
+        for gate in self.gates.values():
+            for key, n in gate.counters.items():
+                subs[key] = subs.get(key, 0) + n
         return {"frames_sent": self.video_seq, "audio_chunks": self.audio_seq, "audio_samples": self.audio_samples,
-                "end_reason": reason, "elapsed_s": round((stamp() - t0_ns) / 1e9, 3)}
+                "end_reason": reason, "elapsed_s": round((stamp() - t0_ns) / 1e9, 3),
+                **{k: n for k, n in subs.items() if n and k != "subscriptions"}}
 
     def eos(self, reason: str) -> None:
         """End of stream on both sockets, repeated a few times: PUB may drop a message at the HWM
@@ -120,6 +129,8 @@ class AVOutput:
             time.sleep(0.02)
 
     def close(self) -> None:
+        for gate in self.gates.values():
+            gate.close()
         for sock in (self.video, self.audio):
             close_socket(sock, self.env.abort)
         if self.shm is not None:

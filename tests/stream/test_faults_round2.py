@@ -66,3 +66,120 @@ def test_a_timeline_that_goes_back_is_never_read_faster_than_real_time(harness, 
     assert t[-1] - t[0] >= (len(t) - 1) * step_s * 0.9, t[-1] - t[0]
     h.thread.join(10)
     assert h.stage.counters["pts_backwards"] >= 1
+
+
+FLOOD = """
+import os, sys, time, zmq
+ctx = zmq.Context()
+s = ctx.socket(zmq.XSUB)  # an XSUB sends its subscriptions again after every reconnect
+s.connect(sys.argv[1])
+for _ in range(int(sys.argv[2])):
+    s.send(b"\\x01" + os.urandom(4000))
+time.sleep(120)  # killed by the test
+"""
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def test_a_subscription_flood_is_bounded_counted_and_frames_flow(tmp_path):
+    """26.6: 2000 subscriptions of 4000 B (under the 4 KiB cap) grew a source by 376 MB. Now the
+    publisher applies a bounded set, ignores and counts the rest, cuts the flooding connection,
+    and a normal subscriber gets every frame; the flood comes from another process over tcp."""
+    from stream.sources import AVOutput
+    from stream.stage import StageEnv
+    from stream.transport import Endpoints, make_endpoints
+
+    ctx = zmq.Context()
+    ep = Endpoints(make_endpoints("tcp"))
+    env = StageEnv(ep, threading.Event(), threading.Event(), threading.Event())
+    out = AVOutput(ctx, env, audio=False)
+    before = _rss_mb()
+    flood = subprocess.Popen([sys.executable, "-c", FLOOD, ep["video"], "2000"])
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.RCVHWM, 10_000)
+    sub.connect(ep["video"])
+    sub.setsockopt(zmq.SUBSCRIBE, b'{"kind":"frame"')
+    try:
+        image = np.zeros((48, 64, 3), np.uint8)
+        first, sent, got, peak = None, 0, 0, 0.0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            seq = out.frame(image, pts_ns=0, capture_ns=time.monotonic_ns())
+            sent += first is not None
+            while sub.poll(0):
+                sub.recv_multipart()
+                first = seq if first is None else first
+                got += 1
+            peak = max(peak, _rss_mb() - before)
+            counts = out.totals("x", 0)
+            if counts.get("connections_cut", 0) >= 2 and got > 50:  # the flood came back after a cut, and was cut again
+                break
+            time.sleep(0.005)
+        assert counts.get("connections_cut", 0) >= 2, (counts, peak)
+        from stream.subscriptions import SHED_AFTER_BYTES
+
+        # each cut follows SHED_AFTER_BYTES of ignored subscriptions
+        assert counts["subscription_bytes_ignored"] >= 2 * SHED_AFTER_BYTES - 8000 and counts["subscriptions_ignored"] >= 100, counts
+        assert got >= 0.9 * sent and got > 50, (got, sent)  # the normal subscriber was never cut off
+        assert peak < 120, peak  # MB; it was 376 MB
+    finally:
+        flood.kill()
+        flood.wait()
+        out.close()
+        ctx.destroy(linger=0)
+
+
+@pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
+def test_curve_admits_only_the_graph_client_keys(tmp_path):
+    """26.6: with CURVE keys any client that knew the server's public key was accepted. Now a ZAP
+    handler admits the client key(s) of the keys folder; another key pair gets nothing."""
+    from stream.transport import Endpoints, Security, make_endpoints, make_keys, open_socket
+
+    make_keys(str(tmp_path / "keys"))
+    sec = Security.load(str(tmp_path / "keys"))
+    ctx = zmq.Context()
+    ep = Endpoints(make_endpoints("tcp"), security=sec)
+    pub = open_socket(ctx, zmq.PUB, ep, "masks", bind=True)
+    try:
+        def client(public, secret):
+            s = ctx.socket(zmq.SUB)
+            s.setsockopt(zmq.LINGER, 0)
+            s.curve_serverkey, s.curve_publickey, s.curve_secretkey = sec.server_public, public, secret
+            s.connect(ep["masks"])
+            s.setsockopt(zmq.SUBSCRIBE, b"")
+            return s
+
+        good, other = client(sec.client_public, sec.client_secret), client(*zmq.curve_keypair())
+        for _ in range(200):
+            pub.send(b"mask")
+            if good.poll(50):
+                break
+        assert good.recv() == b"mask"
+        for _ in range(10):
+            pub.send(b"mask")
+        assert not other.poll(300)
+        from stream.subscriptions import allow_clients
+
+        assert allow_clients(ctx, []).refused >= 1
+    finally:
+        ctx.destroy(linger=0)
+
+
+def test_publishing_beyond_loopback_without_curve_warns(capsys):
+    from stream.transport import Endpoints, free_tcp_port, open_socket
+
+    ctx = zmq.Context()
+    try:
+        loop = Endpoints({"masks": f"tcp://127.0.0.1:{free_tcp_port()}"})
+        open_socket(ctx, zmq.PUB, loop, "masks", bind=True)
+        assert "warning" not in capsys.readouterr().err
+        wide = Endpoints({"masks": f"tcp://0.0.0.0:{free_tcp_port('0.0.0.0')}"})
+        open_socket(ctx, zmq.PUB, wide, "masks", bind=True)
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "reachable beyond this machine" in err and "--curve-keys" in err
+    finally:
+        ctx.destroy(linger=0)
