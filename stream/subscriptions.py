@@ -23,6 +23,7 @@ import socket
 import struct
 import sys
 import threading
+from collections.abc import Callable
 
 import zmq
 import zmq.utils.z85
@@ -38,8 +39,11 @@ class SubscriptionGate:
     while waiting for subscribers); ``counters`` says what was applied, ignored and cut."""
 
     def __init__(self, sock: zmq.Socket, *, max_topics: int = MAX_SUBSCRIPTIONS, max_bytes: int = MAX_SUBSCRIPTION_TOTAL,
-                 shed_after: int = SHED_AFTER_BYTES) -> None:
+                 shed_after: int = SHED_AFTER_BYTES, forward: Callable[[bytes], None] | None = None) -> None:
+        """``forward``: called with b"\\x01" + topic when a topic is first applied and b"\\x00" + topic when
+        its last subscriber left (a forwarder passes them upstream: only bounded, distinct topics)."""
         self.sock, self.max_topics, self.max_bytes, self.shed_after = sock, max_topics, max_bytes, shed_after
+        self.forward = forward
         self.topics: dict[bytes, int] = {}  # applied topic -> subscriptions to it
         self.topic_bytes = 0
         self.ignored_since_shed = 0
@@ -66,6 +70,8 @@ class SubscriptionGate:
                 if not self.topics[topic]:
                     del self.topics[topic]
                     self.topic_bytes -= len(topic)
+                    if self.forward is not None:
+                        self.forward(b"\x00" + topic)
         if self.ignored_since_shed >= self.shed_after:
             self._shed()
         return applied
@@ -79,6 +85,8 @@ class SubscriptionGate:
         self.sock.setsockopt(zmq.SUBSCRIBE, topic)  # applies to the connection it came from
         if topic not in self.topics:
             self.topic_bytes += len(topic)
+            if self.forward is not None:
+                self.forward(b"\x01" + topic)
         self.topics[topic] = self.topics.get(topic, 0) + 1
         self.counters["subscriptions"] += 1
         return 1
