@@ -157,7 +157,8 @@ def _check(args: argparse.Namespace) -> int:
     for path in filter(None, (artifact, reference)):
         if not Path(path).is_file():
             raise UserError(f"{path} not found")
-    options = {k: v for k, v in dict(precision=args.precision, mode=args.mode, device=args.device, threads=args.threads).items() if v}
+    options = {k: v for k, v in dict(precision=args.precision, mode=args.mode, device=args.device, threads=args.threads,
+                                     trust_package=args.trust_package and str(artifact).endswith(".pt2")).items() if v}
     report = check(artifact, args.backend, weights=reference, random_frames=args.random_frames,
                    synthetic_frames=args.synthetic_frames, seed=args.seed, **options)
     print(format_report(report))
@@ -187,6 +188,9 @@ def _info(args: argparse.Namespace) -> int:
                 from .aoti_common import check_package_compatible
 
                 check_package_compatible(doc, str(path))
+                from .aoti_trust import require_built_here
+
+                require_built_here(path, trust=args.trust_package)
             integrity = ("OK (sha256 and I/O match the sidecar; the sidecar's content digest matches)" if spec.DIGEST_KEY in doc else
                          "PARTIAL: sha256 and I/O match the sidecar, but the sidecar carries no content digest "
                          "(exported before digests were recorded), so its names and normalisation are unverified; re-export")
@@ -280,6 +284,7 @@ def add_check(sub) -> None:
     c.add_argument("--synthetic-frames", type=non_negative_int, default=8, help="frames of SynthAVS scenes")
     c.add_argument("--seed", type=non_negative_int, default=0, help="seed of the check's frames")
     c.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
+    _trust_arg(c)
     c.set_defaults(func=_check)
 
 
@@ -287,7 +292,13 @@ def add_info(sub) -> None:
     i = sub.add_parser("info", help="say what an artifact is, and whether it matches its sidecar")
     i.add_argument("--weights", metavar="FILE", type=weights_arg, help="the artifact (.onnx, .plan, .ep, .pt2) or checkpoint (.safetensors)")
     i.add_argument("--json", action="store_true", help="print the sidecar (+ integrity) as JSON")
+    _trust_arg(i)
     i.set_defaults(func=_info)
+
+
+def _trust_arg(p) -> None:
+    p.add_argument("--trust-package", action="store_true",
+                   help="accept a .pt2 this machine did not build (loading one runs its native code; see engine/aoti_trust.py)")
 
 
 def main(argv: list[str] | None = None) -> int:

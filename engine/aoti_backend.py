@@ -1,9 +1,10 @@
 """AOTInductor runtime backend (.pt2 from ``icf-engine build --via aotinductor``).
 
 Loading needs torch only (``torch._inductor.aoti_load_package``): no model/, no Python model code,
-no compilation. Before the package is opened its sidecar is read, its sha256 checked, and the
-torch / CUDA / GPU / CPU-ISA it was built for compared with this machine (see engine.aoti_common):
-a package from elsewhere is refused with the command that rebuilds it.
+no compilation. Before the package is opened its sidecar is read, its sha256 checked, the
+torch / CUDA / GPU / CPU-ISA it was built for compared with this machine (see engine.aoti_common),
+and its sha256 looked up among the packages this machine built (engine.aoti_trust): a package from
+elsewhere is refused with the command that rebuilds it (or the explicit --trust-package).
 
 The package's I/O is the float32 step contract whatever precision it computes in (the casts are
 compiled into it). On CUDA, ``infer_device`` runs on device tensors without host copies.
@@ -18,15 +19,18 @@ from typing import Any
 import numpy as np
 
 from .aoti_common import KIND, SECTION, check_package_compatible, ieee_fp32
+from .aoti_trust import require_built_here
 from .backend import Backend
 from .spec import INPUT_NAMES, OUTPUT_NAMES, ArtifactError, open_artifact
 
 
-def verify_package(artifact: str | Path) -> dict[str, Any]:
-    """Sidecar + sha256 + build-target checks (no torch import for the first two); returns the sidecar."""
+def verify_package(artifact: str | Path, *, trust: bool = False) -> dict[str, Any]:
+    """Sidecar + sha256 + build-target checks (no torch import for the first two), then: built on
+    this machine (engine.aoti_trust), unless ``trust``; returns the sidecar."""
     artifact = Path(artifact)
     doc = open_artifact(artifact, KIND, "aotinductor")
     check_package_compatible(doc, str(artifact))
+    require_built_here(artifact, trust=trust)
     return doc
 
 
@@ -36,20 +40,24 @@ class AOTIBackend(Backend):
     name = "aotinductor"
 
     def __init__(self, artifact: str | Path, *, threads: int | None = None, device: str | None = None,
-                 precision: str | None = None, reason: str = "requested backend=aotinductor", verify: bool = True) -> None:
-        """``device`` / ``precision`` are fixed when the package is built; given here, they must match it."""
+                 precision: str | None = None, reason: str = "requested backend=aotinductor", verify: bool = True,
+                 trust_package: bool = False) -> None:
+        """``device`` / ``precision`` are fixed when the package is built; given here, they must match it.
+        ``trust_package``: load a package this machine did not build (it runs native code: engine.aoti_trust)."""
         import torch
 
         artifact = Path(artifact)
         if artifact.suffix != ".pt2":
             raise ArtifactError(f"the aotinductor backend runs .pt2 packages, not {artifact.name}; build one with "
                                 f"`icf-engine build --via aotinductor --weights CKPT --out DIR`")
-        doc = verify_package(artifact) if verify else open_artifact(artifact, KIND, self.name, verify=False)
+        # where the package comes from is checked below, after the cheaper mistakes are named
+        doc = verify_package(artifact, trust=True) if verify else open_artifact(artifact, KIND, self.name, verify=False)
         built = doc[SECTION]
         for key, want in (("device", device), ("precision", precision)):
             if want and want != built[key]:
                 raise ArtifactError(f"{artifact} was built for {key} {built[key]!r}, not {want!r}; a package's {key} is fixed "
                                     f"at build time: build another with `icf-engine build --via aotinductor ... --{key} {want}`")
+        require_built_here(artifact, trust=trust_package)  # even with verify=False: nothing of it is opened before this
         if threads:
             torch.set_num_threads(int(threads))
         t0 = time.perf_counter()

@@ -25,6 +25,7 @@ import numpy as np
 
 from . import spec
 from .aoti_common import DEVICES, KIND, PRECISIONS, SECTION, ieee_fp32, target_identity
+from .aoti_trust import record_built
 
 log = logging.getLogger("icf.engine")
 # Inductor defaults. Freezing (weights as constants, BatchNorm folded, oneDNN prepacking) was tried
@@ -198,6 +199,7 @@ def build_package(
     times = {"export_seconds": round(t1 - t0, 2), "compile_seconds": round(t2 - t1, 2)}
     sidecar = package_sidecar(sidecar, path, ckpt, precision=precision, ident=ident, configs=configs, times=times, check=check)
     spec.write_sidecar(path, sidecar)
+    record_built(path)  # it passed the gate here: this machine may load it (engine.aoti_trust)
     log.info("built %s (%.1f MB, compile %.1f s); %s: max abs logit diff %.2e, mask IoU %.4f",
              path, path.stat().st_size / 1e6, t2 - t1, check["rule"], check["max_abs_logit_diff"], check["mask_iou"])
     return path

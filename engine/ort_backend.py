@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend
-from .spec import OUTPUT_NAMES, ArtifactError, check_graph_io, open_artifact
+from .spec import OUTPUT_NAMES, ArtifactError, check_graph_io, onnx_unreadable, open_artifact
 
 log = logging.getLogger("icf.engine")
 
@@ -81,7 +81,10 @@ class OrtBackend(Backend):
         if threads:
             so.intra_op_num_threads = int(threads)
             so.inter_op_num_threads = 1  # one graph at a time; extra pools only add contention
-        self._session = ort.InferenceSession(str(artifact), so, providers=providers)
+        try:
+            self._session = ort.InferenceSession(str(artifact), so, providers=providers)
+        except (ort.capi.onnxruntime_pybind11_state.InvalidProtobuf, ort.capi.onnxruntime_pybind11_state.InvalidGraph) as exc:
+            raise onnx_unreadable(artifact, exc) from exc  # bytes that match the sidecar but are no graph
         self._providers = self._session.get_providers()  # kept so info() still answers after close()
         self.threads = threads
         super().__init__(artifact=artifact, sidecar=sidecar, device=device, precision=precision, reason=reason)

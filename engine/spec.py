@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -221,10 +222,7 @@ def _read_sidecar(artifact: str | Path, path: Path) -> dict[str, Any]:
             f"{artifact} has no sidecar {path.name}; artifacts are only usable with the JSON written beside them. "
             f"Re-create it with `icf-engine export` (ONNX) or `icf-engine build` (TensorRT)."
         )
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"sidecar {path} is not valid JSON ({exc}); re-export the artifact") from exc
+    doc = _load_bounded_json(path)
     if not isinstance(doc, dict):
         raise ArtifactError(f"sidecar {path} holds a JSON {type(doc).__name__}, not an object; re-export the artifact")
     missing = [k for k in REQUIRED_KEYS if k not in doc]
@@ -258,6 +256,39 @@ def _read_sidecar(artifact: str | Path, path: Path) -> dict[str, Any]:
     return doc
 
 
+MAX_SIDECAR_BYTES = 1 << 20  # a real sidecar is a few kB; a 300 MB one cost 1.2-1.8 GB of RSS to read
+MAX_SIDECAR_DEPTH = 32  # a real one nests 4 deep; 200,000 deep ended in a RecursionError traceback
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # strings (skipped whole) and brackets
+
+
+def _load_bounded_json(path: Path) -> Any:
+    """The sidecar's JSON, its text checked before parsing: at most MAX_SIDECAR_BYTES read, brackets
+    nested at most MAX_SIDECAR_DEPTH deep (so json, deepcopy and the digest never recurse far),
+    valid UTF-8 JSON. Every failure is an ArtifactError naming the file."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SIDECAR_BYTES + 1)
+    except OSError as exc:
+        raise ArtifactError(f"cannot read sidecar {path}: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_SIDECAR_BYTES:
+        raise ArtifactError(f"sidecar {path} is {os.path.getsize(path) / 2**20:.1f} MiB, over the {MAX_SIDECAR_BYTES >> 20} MiB "
+                            f"limit for a sidecar (a real one is a few kB); it is not a sidecar: re-export the artifact")
+    depth = 0
+    for token in _JSON_TOKENS.finditer(raw):
+        char = token.group()
+        if char in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_SIDECAR_DEPTH:
+                raise ArtifactError(f"sidecar {path} is nested deeper than {MAX_SIDECAR_DEPTH} levels; it is not a sidecar: "
+                                    "re-export the artifact")
+        elif char in (b"]", b"}"):
+            depth -= 1
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ArtifactError(f"sidecar {path} is not valid JSON ({str(exc)[:200]}); re-export the artifact") from exc
+
+
 def _check_entries(path: Path, side: str, entries: Any) -> None:
     """Every I/O entry is {"name": str, "shape": [positive ints], "dtype": known}: a bad one is
     named with its file, never a bare int() error."""
@@ -286,7 +317,10 @@ def onnx_graph_io(path: str | Path) -> tuple[Specs, Specs]:
     import onnx
     from onnx import helper
 
-    graph = onnx.load(str(path), load_external_data=False).graph
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends: a file that is not ONNX
+        raise onnx_unreadable(path, exc) from exc
     inits = {i.name for i in graph.initializer}
 
     def one(v) -> tuple[tuple[int, ...], np.dtype]:
@@ -297,6 +331,14 @@ def onnx_graph_io(path: str | Path) -> tuple[Specs, Specs]:
     ins = {v.name: one(v) for v in graph.input if v.name not in inits}
     outs = {v.name: one(v) for v in graph.output}
     return ins, outs
+
+
+def onnx_unreadable(path: str | Path, exc: BaseException) -> ArtifactError:
+    """The one message for an ONNX file whose bytes match its sidecar yet do not parse (the sidecar
+    was recomputed for a corrupt or foreign file): the first line of the parser's complaint."""
+    why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return ArtifactError(f"ONNX file {path} cannot be read as ONNX ({why}); its sidecar was recomputed for a damaged or "
+                         f"foreign file: re-export it with `icf-engine export`")
 
 
 def verify_onnx(path: str | Path, doc: dict[str, Any]) -> None:

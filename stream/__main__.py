@@ -62,6 +62,8 @@ def _model_args(p) -> None:
     g.add_argument("--model", metavar="NAME", help="registry model with UNTRAINED weights (icf-tiny, icf-lite): to try the pipeline")
     g.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="engine backend (default auto: TensorRT / CUDA when present, else ONNX Runtime on the CPU)")
+    g.add_argument("--trust-package", action="store_true",
+                   help="run a .pt2 this machine did not build (loading one runs its native code; default: refused)")
     g.add_argument("--threads", type=positive_int, default=default_threads(),
                    help="intra-op threads for the backend (default: CPU cores - 1, leaving one for capture, "
                         f"transport and outputs; here {default_threads()})")
@@ -225,7 +227,7 @@ def _check_model(args, cmd: str) -> None:
         raise UserError(NO_WEIGHTS.format(path=path, cmd=cmd))
     if path.suffix not in ARTIFACT_SUFFIXES:
         raise UserError(f"{path}: not a checkpoint or engine artifact (expected one of {', '.join(ARTIFACT_SUFFIXES)})")
-    preflight.check_artifact(str(path))  # a tampered or mismatched artifact, before any process starts
+    preflight.check_artifact(str(path), trust_package=args.trust_package)  # tampered, mismatched, foreign: before any process starts
 
 
 def _backend_spec(args, cmd: str) -> dict:
@@ -247,6 +249,8 @@ def _backend_spec(args, cmd: str) -> dict:
     except (ArtifactError, RuntimeError) as exc:  # the export's own last line says what was wrong (e.g. an unknown model name)
         last = [line for line in str(exc).splitlines() if line.strip()]
         raise UserError(last[-1].removeprefix("icf-engine export: ").removeprefix("error: ") if last else str(exc)) from None
+    if args.trust_package and artifact.endswith(".pt2"):
+        options["trust_package"] = True  # an option of the aotinductor backend only
     return {"kind": "engine", "artifact": artifact, "backend": args.backend, "options": options}
 
 

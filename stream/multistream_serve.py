@@ -30,8 +30,9 @@ from .outputs import commit_outputs
 from .pipeline import sweep_run_dirs
 from .shm_link import DEFAULT_SLOTS, RESULT_SLOTS
 from .shm_link import wanted as shm_wanted
+from .subscriptions import SubscriptionGate, warn_if_exposed
 from .supervise import supervise_nodes
-from .transport import Endpoints, make_endpoints
+from .transport import MAX_SUBSCRIPTION_BYTES, Endpoints, make_endpoints
 
 
 @dataclass
@@ -75,6 +76,11 @@ class MaskForwarder:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.SNDHWM, hwm)
             sock.setsockopt(zmq.RCVHWM, hwm)
+        self.xpub.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION_BYTES)
+        self.xpub.setsockopt(zmq.XPUB_MANUAL, 1)  # subscriptions bounded by the gate, passed up only when new (stream/subscriptions.py)
+        self.gate = SubscriptionGate(self.xpub, forward=self.xsub.send)
+        if public.startswith("tcp://"):
+            warn_if_exposed(public)
         try:
             self.xpub.bind(public)
         except zmq.ZMQError as exc:
@@ -95,17 +101,18 @@ class MaskForwarder:
         poller.register(self.xpub, zmq.POLLIN)
         while not self.done.is_set():
             for sock, _ in poller.poll(100):
-                msg = sock.recv_multipart(copy=False)
                 if sock is self.xsub:
-                    self.xpub.send_multipart(msg, copy=False)
+                    self.xpub.send_multipart(self.xsub.recv_multipart(copy=False), copy=False)
                     self.forwarded += 1
-                else:  # a (un)subscription from outside: pass it up to every sink
-                    self.xsub.send_multipart(msg, copy=False)
+                else:  # (un)subscriptions from outside: the gate passes new topics up to every sink
+                    self.gate.drain()
 
     def close(self) -> None:
         if hasattr(self, "done"):
             self.done.set()
             self.thread.join(5)
+        if hasattr(self, "gate"):
+            self.gate.close()
         self.xsub.close(0)
         self.xpub.close(0)
         self.ctx.term()

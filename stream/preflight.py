@@ -90,13 +90,18 @@ def check_publish(address: str | None) -> None:
         sock.close()
 
 
-def check_artifact(path: str) -> None:
-    """An engine artifact's bytes and I/O match its sidecar (a .safetensors checkpoint is checked by its export)."""
+def check_artifact(path: str, *, trust_package: bool = False) -> None:
+    """An engine artifact's bytes and I/O match its sidecar (a .safetensors checkpoint is checked by its export);
+    a .pt2 was built on this machine, unless ``trust_package`` (engine/aoti_trust.py)."""
     from engine import spec
 
     if Path(path).suffix == ".safetensors":
         return
     try:
         spec.verify_artifact(path, spec.read_sidecar(path))
+        if Path(path).suffix == ".pt2":
+            from engine.aoti_trust import require_built_here
+
+            require_built_here(path, trust=trust_package)
     except spec.ArtifactError as exc:
         raise UserError(str(exc)) from None

@@ -22,6 +22,7 @@ from .protocol import RESYNC, History, encode, eos_ok, finite
 from .recorder import Recorder
 from .shm_link import ResultTaker
 from .stage import Liveness, Stage, StageEnv, StageError, warn
+from .subscriptions import SubscriptionGate
 from .transport import close_socket, open_socket, recv_packet, stamp
 from .view.feed import ViewFeed
 
@@ -119,7 +120,7 @@ class SinkStage(Stage):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.pull = self.asub = self.pub = None  # sockets and outputs are opened in open(); close() runs even if it failed
+        self.pull = self.asub = self.pub = self.pub_gate = None  # sockets and outputs are opened in open(); close() runs even if it failed
         self.taker: ResultTaker | None = None
         self.recorder = self.store = self.log = self.display = None
         self.view: ViewFeed | None = None
@@ -144,7 +145,8 @@ class SinkStage(Stage):
             self.asub = open_socket(ctx, zmq.SUB, ep, "audio", bind=False, hwm=1000, frames=False)
             self.asub.setsockopt(zmq.SUBSCRIBE, b"")
             self.poller.register(self.asub, zmq.POLLIN)
-        self.pub = open_socket(ctx, zmq.PUB, ep, "masks", bind=True, hwm=o.publish_hwm) if o.publish else None
+        self.pub = open_socket(ctx, zmq.XPUB, ep, "masks", bind=True, hwm=o.publish_hwm) if o.publish else None
+        self.pub_gate = SubscriptionGate(self.pub) if self.pub is not None else None  # bounded subscriptions (stream/subscriptions.py)
         self.store = MaskStore(o.masks, staged=True) if o.masks else None
         self.view = ViewFeed(ctx, o.view, env.stream_id) if o.view else None  # the live view (stream/view): never waits
         self.events = SoundingEvents(env.stream_id) if (o.events or o.publish or o.view) else None  # started / stopped sounding
@@ -216,6 +218,7 @@ class SinkStage(Stage):
             head = {k: h.get(k) for k in ("stream", "seq", "capture_ns", "pts_ns", "model", "concepts", "mask_kind")}
             head.update({k: h[k] for k in ("hears", "mask_area") if k in h})  # the verdict (stream/hearing.py), not only raw concepts
             head["t"] = {k: t[k] for k in ("capture", "sink_out") if k in t}
+            self.pub_gate.drain()
             self.pub.send_multipart(encode("mask", head, {"mask": mask}), copy=False)
             self.counters["published"] += 1
         self.models.add(str(h.get("model")))
@@ -265,6 +268,7 @@ class SinkStage(Stage):
             self.event_log.write(event)
         self.recent_events.append({k: event[k] for k in ("event", "concept", "pts_ms", "mask_area")})
         if self.pub is not None:
+            self.pub_gate.drain()
             self.pub.send_multipart(encode("event", {**event, "capture_ns": capture_ns, "pts_ns": int(round(event["pts_ms"] * 1e6))}))
         self.count("events")
 
@@ -363,6 +367,9 @@ class SinkStage(Stage):
             self.view.state("ended", {"delivered": self.counters["delivered"], "reason": (self.eos or {}).get("reason", "stopped"),
                                       "events": list(self.recent_events)})
             self.view.close()
+        if self.pub_gate is not None:
+            self.counters.update({k: n for k, n in self.pub_gate.counters.items() if n and k != "subscriptions"})
+            self.pub_gate.close()
         for s in (self.pull, self.asub, self.pub):
             close_socket(s, self.env.abort)
         if self.taker is not None:

@@ -23,9 +23,11 @@ from .options import FileOptions, SourceOptions, SyntheticOptions
 from .protocol import MAX_HEADER_BYTES, MIN_SIDE, encode
 from .shm_link import ShmSender
 from .stage import Stage, StageEnv, StageError, sleep_until, warn
+from .subscriptions import SubscriptionGate
 from .transport import close_socket, open_socket, stamp, wait_subscribers
 
 AUDIO_AHEAD_NS = 50_000_000  # recorded media: audio is published this far ahead of the frame just sent
+DEFAULT_STEP_NS = 33_333_333  # the frame step assumed when the timeline goes back before a step was seen
 
 
 def _why(exc: Exception) -> str:
@@ -55,6 +57,7 @@ class AVOutput:
         self.video = open_socket(ctx, zmq.XPUB, env.endpoints, "video", bind=True) if video else None
         # audio chunks are small; a deep queue costs little and keeps the ring gap-free
         self.audio = open_socket(ctx, zmq.XPUB, env.endpoints, "audio", bind=True, hwm=1000, frames=False) if audio else None
+        self.gates = {sock: SubscriptionGate(sock) for sock in (self.video, self.audio) if sock is not None}
         self.video_seq = 0
         self.audio_seq = 0
         self.audio_samples = 0
@@ -69,7 +72,7 @@ class AVOutput:
                 return
         for sock, n in ((self.video, video_subs), (self.audio, audio_subs)):
             if sock is not None and n:
-                got = wait_subscribers(sock, n, timeout_s, self.env.abort)
+                got = wait_subscribers(self.gates[sock], n, timeout_s, self.env.abort)
                 if got < n and not self.env.abort.is_set():
                     warn(f"only {got} of {n} subscribers joined {sock.getsockopt(zmq.LAST_ENDPOINT).decode()}")
 
@@ -86,6 +89,7 @@ class AVOutput:
             head, arrays = self.shm.pack(head, arrays)
         # PUB never blocks: at the high-water mark the message is dropped and the receiver sees
         # the gap in seq (counted there). That is the newest-frame-wins policy at this hop.
+        self.gates[self.video].drain()
         self.video.send_multipart(encode("frame", head, arrays), copy=False)
         return seq
 
@@ -98,12 +102,18 @@ class AVOutput:
                 "first_sample": int(first_sample)}
         self.audio_seq += 1
         self.audio_samples += samples.size
+        self.gates[self.audio].drain()
         self.audio.send_multipart(encode("audio", head, {"samples": samples}), copy=False)
 
     def totals(self, reason: str, t0_ns: int) -> dict:
         """What a source reports when it ends: frames, audio sent, why, and how long it ran."""
+        subs = {}
+        for gate in self.gates.values():
+            for key, n in gate.counters.items():
+                subs[key] = subs.get(key, 0) + n
         return {"frames_sent": self.video_seq, "audio_chunks": self.audio_seq, "audio_samples": self.audio_samples,
-                "end_reason": reason, "elapsed_s": round((stamp() - t0_ns) / 1e9, 3)}
+                "end_reason": reason, "elapsed_s": round((stamp() - t0_ns) / 1e9, 3),
+                **{k: n for k, n in subs.items() if n and k != "subscriptions"}}
 
     def eos(self, reason: str) -> None:
         """End of stream on both sockets, repeated a few times: PUB may drop a message at the HWM
@@ -119,6 +129,8 @@ class AVOutput:
             time.sleep(0.02)
 
     def close(self) -> None:
+        for gate in self.gates.values():
+            gate.close()
         for sock in (self.video, self.audio):
             close_socket(sock, self.env.abort)
         if self.shm is not None:
@@ -135,6 +147,8 @@ class _PacedSource(Stage):
         self.out: AVOutput | None = None  # set in open(); close() runs even when open() failed
         self.ended = False
         self.lateness = Histogram()  # bounded: a list grew by 2.6 million floats a day
+        self._last_pts: int | None = None  # pacing state: the last released pts and the last forward step
+        self._step_ns = DEFAULT_STEP_NS
 
     def _start(self, env: StageEnv, video_subs: int, audio_subs: int) -> None:
         self.out.wait_ready(video_subs, audio_subs, self.options.subscriber_timeout_s)
@@ -144,12 +158,26 @@ class _PacedSource(Stage):
 
     def _release(self, pts_ns: int) -> int | None:
         """Waits until the frame is due; returns capture_ns or None when asked to stop."""
+        if self.realtime:
+            self._keep_pace(pts_ns)
         if self.realtime and not sleep_until(self.t0 + pts_ns, self.env.stop, self.env.abort):
             return None
         now = stamp()
         if self.realtime:
             self.lateness.add((now - self.t0 - pts_ns) / 1e6)
         return now
+
+    def _keep_pace(self, pts_ns: int) -> None:
+        """A timeline that goes back (concatenated files, a wrapped clock) or stands still: the due
+        times restart one frame step after the last frame, so the source never runs faster than
+        real time (a backwards jump used to release every frame up to the old position at once)."""
+        last = self._last_pts
+        if last is not None and pts_ns <= last:
+            self.t0 += last - pts_ns + self._step_ns
+            self.count("pts_backwards")
+        elif last is not None:
+            self._step_ns = pts_ns - last
+        self._last_pts = pts_ns
 
     def _finish(self, reason: str) -> bool:
         if not self.ended:

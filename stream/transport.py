@@ -19,6 +19,7 @@ from typing import Any
 import zmq
 
 from .protocol import ProtocolError, decode
+from .subscriptions import SubscriptionGate, allow_clients, warn_if_exposed
 
 # Links of the graph: who binds, which socket types. Producers of frames bind (they are the stable
 # end); workers connect (they come and go).
@@ -183,10 +184,14 @@ def open_socket(ctx: zmq.Context, kind: int, endpoints: Endpoints, link: str, *,
     if kind == zmq.ROUTER:
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a vanished worker is an error, not a silent drop
     if kind == zmq.XPUB:
-        sock.setsockopt(zmq.XPUB_VERBOSE, 1)  # see every subscription, so sources can count them
+        # the application decides which subscriptions apply (SubscriptionGate); every one reaches it
+        sock.setsockopt(zmq.XPUB_MANUAL, 1)
     sec = endpoints.security
+    if sec is None and bind and addr.startswith("tcp://"):
+        warn_if_exposed(addr)
     if sec is not None and addr.startswith("tcp://"):
         if bind:
+            allow_clients(ctx, [sec.client_public])  # ZAP: only the client key pair(s) of this graph connect
             sock.curve_server = True
             sock.curve_publickey, sock.curve_secretkey = sec.server_public, sec.server_secret
         else:
@@ -222,16 +227,14 @@ def recv_packet(sock: zmq.Socket, counters: dict[str, int], *, max_bytes: int, k
         return [f.bytes for f in head], None
 
 
-def wait_subscribers(sock: zmq.Socket, expected: int, timeout_s: float, abort) -> int:
-    """Blocks until ``expected`` subscriptions reached an XPUB socket (or time / abort runs out),
-    so the first frames are not published to nobody. Returns how many were seen."""
+def wait_subscribers(gate: SubscriptionGate, expected: int, timeout_s: float, abort) -> int:
+    """Blocks until ``expected`` subscriptions were applied by an XPUB socket's gate (or time /
+    abort runs out), so the first frames are not published to nobody. Returns how many were seen."""
     seen = 0
     deadline = time.monotonic() + timeout_s
     while seen < expected and time.monotonic() < deadline and not abort.is_set():
-        if sock.poll(50):
-            msg = sock.recv()
-            if msg[:1] == b"\x01":
-                seen += 1
+        if gate.sock.poll(50):
+            seen += gate.drain()
     return seen
 
 

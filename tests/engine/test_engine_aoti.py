@@ -103,6 +103,55 @@ def test_tampered_package_is_refused(forged):
     assert main(["info", "--weights", str(forged)]) == 2
 
 
+def _resign(package: Path) -> None:
+    """What anyone can do: recompute the sidecar's sha256 of the package and its own digest."""
+    doc = spec.read_sidecar(package)
+    doc[SECTION]["sha256"] = spec._hash_file(package)
+    spec.write_sidecar(package, doc)
+
+
+def test_a_package_not_built_here_is_refused_before_it_is_opened(forged, monkeypatch, capsys):
+    """26.7: a .pt2 whose library was replaced and whose sidecar was recomputed ran the attacker's
+    constructor under `icf-engine check` and `icf-stream run`. Now only packages this machine
+    built load, unless trusted explicitly; the refusal comes before torch opens anything."""
+    import torch
+
+    from engine.__main__ import main as engine_main
+    from stream.__main__ import main as stream_main
+
+    opened = []
+    monkeypatch.setattr(torch._inductor, "aoti_load_package", lambda path, *a, **k: opened.append(path) or 1 / 0)
+    data = bytearray(forged.read_bytes())
+    data[-1] ^= 0xFF  # the attacker's bytes
+    forged.write_bytes(bytes(data))
+    _resign(forged)
+    for call in (lambda: runtime.load(forged), lambda: runtime.load(forged, backend="aotinductor", verify=False)):
+        with pytest.raises(spec.ArtifactError, match=r"not built on this machine.*--trust-package"):
+            call()
+    assert engine_main(["info", str(forged)]) == 2 and "not built on this machine" in capsys.readouterr().out
+    assert engine_main(["check", "--weights", str(forged), "--backend", "aotinductor"]) == 2
+    from tests.stream.conftest import write_mp4
+
+    clip = write_mp4(forged.parent / "clip.mp4", seconds=0.2, audio=False)
+    assert stream_main(["run", "--weights", str(forged), "--video", str(clip)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("not built on this machine") == 2 and "Traceback" not in err
+    assert opened == []
+    with pytest.raises(spec.ArtifactError, match="could not load"):  # the flag lets it through to torch (which fails on the forged bytes)
+        runtime.load(forged, trust_package=True)
+    assert opened == [str(forged)]
+
+
+def test_a_package_built_here_is_recorded(forged):
+    from engine import aoti_trust
+
+    with pytest.raises(spec.ArtifactError, match="not built on this machine"):
+        aoti_trust.require_built_here(forged)
+    aoti_trust.record_built(forged)  # what build_package does once its gate passed
+    aoti_trust.require_built_here(forged)
+    assert spec.file_sha256(forged) in json.loads(aoti_trust.registry_path().read_text())
+
+
 def test_sidecar_without_build_section_is_refused(forged):
     doc = json.loads(spec.sidecar_path(forged).read_text())
     del doc[SECTION]
@@ -205,8 +254,35 @@ def tiny_package(tiny_ckpt, tmp_path_factory) -> Path:
     return build_package(tiny_ckpt, tmp_path_factory.mktemp("pkg"), device="cpu", precision="fp32")
 
 
+@pytest.fixture
+def built_here(tiny_package) -> Path:
+    """The module's package, recorded in this test's (private) engine cache as built here."""
+    from engine.aoti_trust import record_built
+
+    record_built(tiny_package)
+    return tiny_package
+
+
 @pytest.mark.slow
-def test_build_and_run_tiny_on_cpu(tiny_package, tiny_ckpt):
+def test_trust_flag_loads_a_package_built_elsewhere(tiny_package, tmp_path):
+    """26.7: a real package with changed bytes and a recomputed sidecar is refused; --trust-package loads it."""
+    import shutil
+
+    pkg = tmp_path / tiny_package.name
+    shutil.copy(tiny_package, pkg)
+    shutil.copy(spec.sidecar_path(tiny_package), spec.sidecar_path(pkg))
+    with open(pkg, "ab") as f:
+        f.write(b"\0" * 16)  # trailing bytes: another file for the digest, the same program for torch
+    _resign(pkg)
+    with pytest.raises(spec.ArtifactError, match="not built on this machine"):
+        runtime.load(pkg)
+    b = runtime.load(pkg, trust_package=True)
+    assert b.infer(b.blank_inputs())["mask_logits"].shape == (1, 1, 224, 224)
+
+
+@pytest.mark.slow
+def test_build_and_run_tiny_on_cpu(built_here, tiny_ckpt):
+    tiny_package = built_here
     from engine.check import check
 
     doc = spec.read_sidecar(tiny_package)
@@ -227,8 +303,10 @@ def test_build_and_run_tiny_on_cpu(tiny_package, tiny_ckpt):
 
 
 @pytest.mark.slow
-def test_forged_torch_version_on_a_real_package(tiny_package, tmp_path):
+def test_forged_torch_version_on_a_real_package(built_here, tmp_path):
     import shutil
+
+    tiny_package = built_here
 
     pkg = tmp_path / tiny_package.name
     shutil.copy(tiny_package, pkg)
@@ -240,11 +318,15 @@ def test_forged_torch_version_on_a_real_package(tiny_package, tmp_path):
 
 
 @pytest.mark.slow
-def test_stream_runs_a_package(tiny_package, tmp_path):
+def test_stream_runs_a_package(built_here, tmp_path):
+    import os
+
     from tests.stream.conftest import write_mp4
 
+    tiny_package = built_here
     clip = write_mp4(tmp_path / "clip.mp4", seconds=1.0)
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1",
+           "ICF_ENGINE_CACHE": os.environ["ICF_ENGINE_CACHE"]}  # where this test's registry says the package was built
     report = tmp_path / "r.json"
     p = subprocess.run([sys.executable, "-m", "stream", "run", "--video", str(clip), "--weights", str(tiny_package),
                         "--masks", str(tmp_path / "m.npz"), "--report", str(report), "--threads", "1"],
