@@ -44,7 +44,7 @@ def measure(weights: str, spec: str, clips: int) -> dict:
     ds = build_dataset(spec, split="test", size=tuple(net.config.image_size), frames=4, length=clips)
     rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("l_v", "l_a", "z", "g_f", "clip", "top_v", "top_a", "heard")}
     vis, aud = net.implicit.constants()
-    tv, ta = net.matcher.text_proj(vis), net.matcher.text_proj(aud)
+    tv = net.matcher.text_proj(vis)
     for start in range(0, clips, 4):
         batch = prepare_batch(collate([ds[i] for i in range(start, min(start + 4, clips))]), torch.device("cpu"),
                               net.config.num_concepts)
