@@ -1,4 +1,4 @@
-"""Calibration of the "hears: nothing / unsure" rule (stream/hearing.py) on the shipped weights.
+"""Calibration of the "hears: nothing / unsure" rule (stream/stages/hearing.py) on the shipped weights.
 
     python -m bench.hearing --clips 24                   # SynthAVS sets, the SynthAVS weights
     python -m bench.hearing --data stamps --clips 24     # real-media sets, the real-media weights (the default)
@@ -62,7 +62,7 @@ def measure(weights: str, clips: int, sets=SETS, seed: int = 0, data: str = "syn
     named label is a class sounding in that frame)."""
     import model
     from model.context import initial_state
-    from stream.hearing import Hearing
+    from stream.stages.hearing import Hearing
     from training.data import build_dataset, collate, prepare_batch
 
     net = model.load_checkpoint(weights).eval()

@@ -2,7 +2,7 @@
 
 "before" is the previous code path, kept here only as the reference: a transposed float temporary
 (``small.transpose(2, 0, 1)[None].astype(np.float32) * 1/255``, not C-contiguous) that the backend's
-checks then copied again (``np.ascontiguousarray``). "after" is ``stream.worker.WorkerCore.run``'s
+checks then copied again (``np.ascontiguousarray``). "after" is ``stream.stages.worker.WorkerCore.run``'s
 path: one pass into the reused contiguous [1,3,H,W] buffer, handed to the backend as is.
 Both run on the same SynthAVS frames at the stream's size, alternating frame by frame.
 
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.protocol import finite
-from stream.resize import resize_frame
-from stream.worker import STATE, WorkerCore
+from stream.stages.resize import resize_frame
+from stream.stages.worker import STATE, WorkerCore
+from stream.wire.protocol import finite
 
 
 def _before(core: WorkerCore, image: np.ndarray, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

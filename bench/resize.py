@@ -1,4 +1,4 @@
-"""`python -m bench.resize`: frame -> 224x224 resize methods timed on this CPU (stream/resize.py).
+"""`python -m bench.resize`: frame -> 224x224 resize methods timed on this CPU (stream/stages/resize.py).
 
 Prints p50 / p99 ms per method and source size, with OpenCV on 1 and 2 threads, and each
 method's mean absolute difference from INTER_AREA on a SynthAVS frame (what training uses);
@@ -14,7 +14,7 @@ import time
 import cv2
 import numpy as np
 
-from stream.resize import METHODS, resize_frame
+from stream.stages.resize import METHODS, resize_frame
 
 SIZES = ((640, 480), (1280, 720), (1920, 1080))
 
@@ -68,7 +68,7 @@ def miou_by_method(artifact: str, frames: int = 90, seeds: tuple[int, ...] = (0,
     method and the text rings rolled as the stream does (a segment closes every second)."""
     from engine import runtime
     from engine.inputs import advance
-    from stream.context import AudioRing
+    from stream.stages.context import AudioRing
     from synthavs import SceneConfig, SceneGenerator
 
     be = runtime.load(artifact, backend="onnxruntime", threads=threads)

@@ -23,10 +23,10 @@ def _producer(addr: str, ring: bool, width: int, height: int, n: int, period_s: 
     import numpy as np
     import zmq
 
-    from stream.protocol import Packet
-    from stream.stage import StageEnv
-    from stream.transport import Endpoints, stamp
-    from stream.worker import ResultSender
+    from stream.stages.stage import StageEnv
+    from stream.stages.worker import ResultSender
+    from stream.wire.protocol import Packet
+    from stream.wire.transport import Endpoints, stamp
 
     ep = Endpoints({"results": addr}, extra={"shm": {"result_slots": 8}} if ring else {})
     env = StageEnv(ep, threading.Event(), threading.Event(), threading.Event())
@@ -60,8 +60,8 @@ def hop(width: int = 640, height: int = 480, n: int = 300, period_s: float = 1 /
     import numpy as np
     import zmq
 
-    from stream.shm_link import ResultTaker
-    from stream.transport import recv_packet, stamp
+    from stream.wire.shm_link import ResultTaker
+    from stream.wire.transport import recv_packet, stamp
 
     samples: dict[str, dict[str, list[float]]] = {v: {"lat": [], "cpu_send": [], "cpu_recv": []} for v in ("payload", "ring")}
     spawn = mp.get_context("spawn")

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 
 
 def is_run_report(doc: dict) -> bool:
-    """A stream run's report (stream/report.py), as opposed to an icf-bench one (which names its command)."""
+    """A stream run's report (stream/graph/report.py), as opposed to an icf-bench one (which names its command)."""
     return "command" not in doc and isinstance(doc.get("frames"), dict) and "latency_ms" in doc
 
 

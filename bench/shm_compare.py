@@ -1,6 +1,6 @@
 """`icf-bench pipeline --null --compare`: today's frame path against the shared-memory path, in one run.
 
-Variants (PipelineConfig.shm x the worker's resize, stream/resize.py):
+Variants (PipelineConfig.shm x the worker's resize, stream/stages/resize.py):
   payload+area   frames as ZeroMQ payload, INTER_AREA resize (the path before issue 13)
   shm+area       frames through the shared-memory ring, INTER_AREA
   payload+fast   payload, the cheap resize
@@ -106,9 +106,9 @@ def _hop_producer(addr: str, shm: bool, width: int, height: int, n: int, period_
     import numpy as np
     import zmq
 
-    from stream.protocol import encode
-    from stream.shm_link import ShmSender
-    from stream.transport import stamp
+    from stream.wire.protocol import encode
+    from stream.wire.shm_link import ShmSender
+    from stream.wire.transport import stamp
 
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PUSH)
@@ -141,9 +141,9 @@ def hop(width: int = 640, height: int = 480, n: int = 300, period_s: float = 1 /
     import numpy as np
     import zmq
 
-    from stream.protocol import decode
-    from stream.shm_link import ShmReceiver
-    from stream.transport import stamp
+    from stream.wire.protocol import decode
+    from stream.wire.shm_link import ShmReceiver
+    from stream.wire.transport import stamp
 
     out = {}
     for shm in (False, True):

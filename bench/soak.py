@@ -25,7 +25,7 @@ import numpy as np
 from .env import envelope
 from .report import command_line, header_md, md_table, write_report
 
-NODES = ("source", "segmenter", "sink")  # stream.pipeline's process layout with one worker
+NODES = ("source", "segmenter", "sink")  # stream.graph.pipeline's process layout with one worker
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -136,7 +136,7 @@ def latency_by_minute(lines: list[dict]) -> list[dict]:
 
 def run(args: argparse.Namespace) -> dict:
     from stream import PipelineConfig, run_pipeline
-    from stream.models import export_cached
+    from stream.stages.models import export_cached
 
     if args.smoke:
         args.minutes, args.null, args.sample_s = 0.25, True, 1.0
@@ -191,7 +191,8 @@ def markdown(doc: dict) -> str:
     return "\n\n".join([header_md(doc, "Soak: memory and latency over a long run"),
                         f"- frames sent {f.get('sent')}, processed {f.get('processed')}, dropped {f.get('dropped')}; "
                         f"masks.npz {doc.get('masks_npz_mb')} MB; flat: {doc['flat']}; p99 last/reference {doc['p99_last_over_reference']}",
-                        "Memory per process (source, segmenter, sink: the pipeline's processes; helper: multiprocessing's own):", mem, "capture->mask latency per minute of stream time:", lat])
+                        "Memory per process (source, segmenter, sink: the pipeline's processes; helper: multiprocessing's own):", mem,
+                        "capture->mask latency per minute of stream time:", lat])
 
 
 __all__ = ["run", "add_args", "memory_summary", "latency_by_minute"]

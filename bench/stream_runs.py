@@ -3,7 +3,7 @@
     python -m bench.stream_runs                  # both runs below, 10 s each, JSON to out/bench-stream/
     python -m bench.stream_runs --only overhead  # just the pipeline without a model
 
-1. ``overhead``: the pipeline with the model replaced by stream.models.NullBackend (same shapes,
+1. ``overhead``: the pipeline with the model replaced by stream.stages.models.NullBackend (same shapes,
    no compute): synthetic 640x480 at 30 fps over ipc. capture -> mask is then the pipeline's own
    cost: transport hops, (de)serialisation, audio window and context, resize + upsample.
 2. ``demo``: what ``icf-stream demo`` runs (shipped icf-lite weights on ONNX Runtime, recording,
@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from stream.pipeline import PipelineConfig, run_pipeline
-from stream.report import format_summary, save_report
+from stream.graph.pipeline import PipelineConfig, run_pipeline
+from stream.graph.report import format_summary, save_report
 
 HOPS = ("to_context", "to_worker", "to_sink")
 IMAGE_WORK = ("preprocess", "postprocess")
@@ -58,8 +58,8 @@ def run_overhead(seconds: float, transport: str) -> dict:
 
 
 def run_demo(seconds: float, threads: int, out: Path) -> dict:
-    from stream.__main__ import SHIPPED_WEIGHTS
-    from stream.models import export_cached
+    from stream.cli.main import SHIPPED_WEIGHTS
+    from stream.stages.models import export_cached
 
     if not SHIPPED_WEIGHTS.is_file():
         raise SystemExit(f"bench.stream_runs: {SHIPPED_WEIGHTS} is missing; the demo run needs the shipped weights")

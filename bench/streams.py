@@ -1,4 +1,4 @@
-"""`icf-bench streams`: how many camera streams one model serves (stream/multistream_serve.py).
+"""`icf-bench streams`: how many camera streams one model serves (stream/graph/multistream_serve.py).
 
 For each N in --counts: N synthetic SynthAVS scenes (WxH at --fps, paced to real time) through
 ``icf-stream serve``'s graph (one process per source, one batched segmenter, one sink per
@@ -34,7 +34,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights, weights/icf-lite-stamps.safetensors)")
     src.add_argument("--model", default=None, help="registry model with untrained weights instead")
     src.add_argument("--null", action="store_true", help="no model: the multi-stream pipeline's own cost")
-    from stream.serve_cli import add_backend_args
+    from stream.cli.serve_cli import add_backend_args
 
     add_backend_args(p)
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1: the other core runs sources and sinks)")
@@ -48,8 +48,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from stream.multistream_serve import ServeConfig, run_serve
-    from stream.serve_cli import backend_spec, startup_budget_s
+    from stream.cli.serve_cli import backend_spec, startup_budget_s
+    from stream.graph.multistream_serve import ServeConfig, run_serve
 
     from .graph_cpu import GraphCPU, breakdown
 
@@ -110,7 +110,7 @@ def step_per_batch(args: argparse.Namespace, runs: int = 30) -> dict:
     from engine import runtime
     from engine.batching import open_sizes
     from engine.inputs import random_inputs
-    from stream.serve_cli import backend_spec
+    from stream.cli.serve_cli import backend_spec
 
     counts = sorted({int(v) for v in args.counts.split(",") if v.strip()})
     spec = backend_spec(null=False, weights=args.weights, model=args.model, sizes=counts, threads=args.threads,

@@ -1,8 +1,8 @@
 """`icf-bench transport`: ZeroMQ one-way latency and throughput for video frames.
 
 inproc / ipc / tcp (127.0.0.1 only; ipc sockets in a temp dir), RGB uint8 frames of 0.3 to 2.8 MB,
-copy vs zero-copy. Messages use the stream's own wire format (stream.protocol: JSON header +
-raw payload) and sockets made by the stream's own opener (stream.transport.open_socket: its HWM,
+copy vs zero-copy. Messages use the stream's own wire format (stream.wire.protocol: JSON header +
+raw payload) and sockets made by the stream's own opener (stream.wire.transport.open_socket: its HWM,
 kernel buffers, LINGER), so the numbers are the pipeline's, not a toy's.
 
 Latency: a sender thread stamps perf_counter_ns, encodes and sends ONE frame; the receiver
@@ -51,7 +51,7 @@ class Wire:
         self.zmq = zmq
         from stream import protocol, transport
 
-        self.protocol, self.transport, self.source = protocol, transport, "stream.protocol + stream.transport"
+        self.protocol, self.transport, self.source = protocol, transport, "stream.wire.protocol + stream.wire.transport"
 
     def socket(self, ctx, kind: int, address: str, *, bind: bool):
         eps = self.transport.Endpoints(addresses={"video": address})
@@ -70,7 +70,7 @@ def _address(transport: str, tmp: str, tag: str) -> str:
         return f"inproc://bench-{tag}"
     if transport == "ipc":
         return f"ipc://{tmp}/{tag}.sock"  # short path: sockaddr_un holds ~107 bytes
-    from stream.transport import free_tcp_port
+    from stream.wire.transport import free_tcp_port
 
     return f"tcp://127.0.0.1:{free_tcp_port('127.0.0.1')}"
 

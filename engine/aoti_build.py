@@ -183,7 +183,8 @@ def build_package(
         except Exception as exc:  # export raises many internal types; keep the message
             raise AOTIBuildError(f"torch.export of {cfg['name']}.step failed: {type(exc).__name__}: {exc}") from exc
         t1 = time.perf_counter()
-        log.info("exported %s step in %.1f s; compiling with AOTInductor for %s %s (this takes a while once)", cfg["name"], t1 - t0, device, precision)
+        log.info("exported %s step in %.1f s; compiling with AOTInductor for %s %s (this takes a while once)",
+                 cfg["name"], t1 - t0, device, precision)
         try:
             torch._inductor.aoti_compile_and_package(program, package_path=str(tmp), inductor_configs=configs)
         except Exception as exc:

@@ -16,6 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from .cache_folder import cache_dir, locked
 from .spec import ArtifactError, file_sha256
 
 REGISTRY_NAME = "aoti-built.json"
@@ -23,8 +24,6 @@ MAX_REGISTRY_BYTES = 4 << 20  # ~20,000 entries; a registry is only ever written
 
 
 def registry_path() -> Path:
-    from .cache import cache_dir
-
     return cache_dir() / REGISTRY_NAME
 
 
@@ -41,10 +40,8 @@ def _read(path: Path) -> dict[str, dict]:
 
 def record_built(package: str | Path) -> None:
     """Adds a package that passed its build gate on this machine (read, add, atomic replace)."""
-    from .cache import _locked
-
     path = registry_path()
-    with _locked(path.parent):  # two builds at once must not drop each other's entry
+    with locked(path.parent):  # two builds at once must not drop each other's entry
         doc = _read(path)
         doc[file_sha256(package)] = {"path": str(Path(package).resolve()),
                                      "built": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}

@@ -45,7 +45,8 @@ def export_batches(out_dir: str | Path, sizes: list[int], *, model_name: str | N
     if checkpoint is None:
         torch.manual_seed(seed)
         net = model.build_model(model_name)
-        checkpoint = model.save_checkpoint(net, out_dir / f"{model_name}-weights.safetensors", extra={"seed": seed, "source": f"registry:{model_name}"})
+        checkpoint = model.save_checkpoint(net, out_dir / f"{model_name}-weights.safetensors",
+                                          extra={"seed": seed, "source": f"registry:{model_name}"})
     else:
         net = model.load_checkpoint(checkpoint)
     stem = model_name or Path(checkpoint).stem

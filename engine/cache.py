@@ -16,28 +16,20 @@ A file lock per entry makes concurrent processes (two streams starting together)
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from icfcli.paths import user_cache_dir  # the rule lives in icfcli (model/ uses it too)
 
 from . import spec
+from .cache_folder import cache_dir, locked
 from .spec import ArtifactError
 
 log = logging.getLogger("icf.engine")
-
-
-def cache_dir() -> Path:
-    """Engines, exports and packages: $ICF_ENGINE_CACHE, else user_cache_dir()/engines."""
-    root = os.environ.get("ICF_ENGINE_CACHE")
-    return Path(root) if root else user_cache_dir() / "engines"
 
 
 def _prune(folder: Path, base: Path) -> None:
@@ -53,17 +45,6 @@ def _prune(folder: Path, base: Path) -> None:
             return
         if path == top:
             return
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # blocks while another process builds this entry
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _valid(artifact: Path, sha_of: tuple[str, str]) -> bool:
@@ -99,13 +80,13 @@ def get_or_build(onnx_path: str | Path, precision: str = "fp16", *, root: str | 
     base = Path(root) if root else cache_dir()
     folder = base / plan_key(doc["onnx"]["sha256"], precision, trt.__version__, gpu["gpu_name"])
     plan = folder / f"{onnx_path.stem}.plan"
-    with _locked(folder):
+    with locked(folder):
         if _valid(plan, ("tensorrt", "plan_sha256")):
             log.info("engine cache hit: %s", plan)
             return plan
         log.info("engine cache miss: building %s (%s) for %s; this takes a while once", plan, precision, gpu["gpu_name"])
         timing = base / f"timing-trt{trt.__version__}-{slug(gpu['gpu_name'])}.cache"
-        with _locked(base / ".timing"):  # the timing cache file is shared by every build on this GPU
+        with locked(base / ".timing"):  # the timing cache file is shared by every build on this GPU
             build_engine(onnx_path, plan, precision=precision, timing_cache=timing, **build_kw)
     return plan
 
@@ -121,7 +102,7 @@ def onnx_for_checkpoint(checkpoint: str | Path, *, root: str | Path | None = Non
     base = Path(root) if root else cache_dir()
     folder = base / "onnx" / (sha[:16] if batch == 1 else f"{sha[:16]}-b{batch}")
     try:
-        with _locked(folder):
+        with locked(folder):
             for existing in sorted(folder.glob("*.onnx")):
                 if not _valid(existing, ("onnx", "sha256")):
                     continue
@@ -154,7 +135,7 @@ def onnx_for_model(name: str, *, seed: int = 0, root: str | Path | None = None, 
     base = Path(root) if root else cache_dir()
     folder = base / "onnx" / f"registry-{name}-seed{seed}"
     try:
-        with _locked(folder):
+        with locked(folder):
             for existing in sorted(folder.glob("*.onnx")):
                 if _valid(existing, ("onnx", "sha256")):
                     log.info("ONNX cache hit: %s", existing)
@@ -262,7 +243,7 @@ def build_int8(source: str | Path, *, out_dir: str | Path | None = None, calib_f
 
     fp32 = resolve(source, "onnx")
     folder = Path(out_dir) if out_dir else int8_folder(fp32)
-    with _locked(folder):
+    with locked(folder):
         return quantise(fp32, folder, calib_frames=calib_frames)
 
 
@@ -295,7 +276,7 @@ def package_for(source: str | Path, device: str = "cpu", precision: str = "fp32"
     ident = target_identity(device)
     key = package_key(spec.file_sha256(ckpt), device, precision, ident) + ("" if batch == 1 else f"-b{batch}")
     folder = (Path(root) if root else cache_dir()) / "aoti" / key
-    with _locked(folder):
+    with locked(folder):
         for existing in sorted(folder.glob("*.pt2")):
             try:
                 if verify_package(existing)["inputs"][0]["shape"][0] != batch:

@@ -9,7 +9,7 @@ Rule (rings ordered oldest -> newest along axis 1):
   the frame ring (the oldest slot falls off, valid = 1): the frame ring is sampled in time;
 - when a segment closes, push that frame's segment text into the segment ring and clear the frame
   ring's validity. A segment close is always a slot close (it pushes the frame text too).
-Which frames push and close is the caller's clock (stream/context.py's keeper live).
+Which frames push and close is the caller's clock (stream/stages/context.py's keeper live).
 """
 
 from __future__ import annotations

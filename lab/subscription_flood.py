@@ -6,7 +6,7 @@ process) publishes a frame every ~10 ms for SECONDS while a normal SUB receives 
 its RSS growth (end and peak), the gate's counters and frames received of frames sent.
 
   before: an XPUB with XPUB_VERBOSE and the 4 KiB MAXMSGSIZE, nothing reading subscriptions after start
-          (the source as it was); after: stream.transport.open_socket + stream.subscriptions.SubscriptionGate.
+          (the source as it was); after: stream.wire.transport.open_socket + stream.wire.subscriptions.SubscriptionGate.
 
   PYTHONPATH=. python -m lab.subscription_flood --out docs/results/subscription_flood.json
 """
@@ -38,8 +38,8 @@ def rss_mb() -> float:
 
 
 def one(mode: str, n: int, size: int, seconds: float) -> dict:
-    from stream.subscriptions import SubscriptionGate
-    from stream.transport import MAX_SUBSCRIPTION_BYTES, Endpoints, make_endpoints, open_socket
+    from stream.wire.subscriptions import SubscriptionGate
+    from stream.wire.transport import MAX_SUBSCRIPTION_BYTES, Endpoints, make_endpoints, open_socket
 
     ctx = zmq.Context()
     ep = Endpoints(make_endpoints("tcp"))

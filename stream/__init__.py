@@ -9,10 +9,10 @@ One frame at a time from Python (stream/api.py):
     from stream import Segmenter
     result = Segmenter()(frame_rgb, audio)    # result.mask, result.hears, result.scores
 
-The wire format is documented in docs/protocol.md; the CLI is ``icf-stream`` (stream/__main__.py).
+The wire format is documented in docs/protocol.md; the CLI is ``icf-stream`` (stream/cli/main.py).
 """
 
-from .api import Segmentation, Segmenter
-from .pipeline import PipelineConfig, PipelineError, run_pipeline
+from stream.api import Segmentation, Segmenter
+from stream.graph.pipeline import PipelineConfig, PipelineError, run_pipeline
 
 __all__ = ["PipelineConfig", "PipelineError", "Segmentation", "Segmenter", "run_pipeline"]

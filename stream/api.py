@@ -6,9 +6,9 @@
     result.mask, result.hears, result.scores            # mask [H, W] at the frame's size
     for result in seg.clip("clip.mp4"): ...             # every frame of a video file, with its own audio
 
-The per-frame compute is the stream's own (stream.worker.WorkerCore: the same resize, backend
+The per-frame compute is the stream's own (stream.stages.worker.WorkerCore: the same resize, backend
 step, mask upsample and "hears" verdict) and the rolling text context is kept by the stream's
-keeper (stream.context.ContextKeeper, which applies engine.state's ring rule), so a Segmenter fed
+keeper (stream.stages.context.ContextKeeper, which applies engine.state's ring rule), so a Segmenter fed
 the frames a pipeline processed gives the pipeline's masks (tests/stream/test_api.py checks it).
 """
 
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .context import ContextKeeper
-from .sources import SAMPLE_RATE
+from stream.stages.context import ContextKeeper
+from stream.stages.sources import SAMPLE_RATE
 
 ARTIFACTS = (".safetensors", ".onnx", ".pt2", ".plan", ".engine", ".ep")
 
@@ -33,7 +33,7 @@ class Segmentation:
     """One frame's answer."""
 
     mask: np.ndarray  # [H, W] uint8 at the frame's size: 1 = sounding (a class index for semantic models)
-    hears: str  # a concept name, "nothing" or "unsure" (stream/hearing.py's calibrated rule)
+    hears: str  # a concept name, "nothing" or "unsure" (stream/stages/hearing.py's calibrated rule)
     scores: dict[str, float]  # every concept's probability (softmax of the concept head), best first
     pts_s: float  # the frame's time on the Segmenter's clock (seconds since its first frame, or the clip's pts)
 
@@ -51,7 +51,7 @@ class Segmentation:
 def _artifact_spec(model: str | Path | None, backend: str, threads: int | None) -> dict[str, Any]:
     """The engine spec for ``model`` (None: the shipped weights); a checkpoint on the CPU path is
     exported to ONNX once (cached, in a child process) exactly as ``icf-stream`` does."""
-    from .models import export_cached
+    from stream.stages.models import export_cached
 
     if model is None:
         from weights import SHIPPED
@@ -99,11 +99,11 @@ class Segmenter:
 
     ``model``: a .safetensors checkpoint, .onnx (+ sidecar), .pt2 or .plan (default: the shipped
     weights); ``backend``: auto | onnxruntime | torch | tensorrt | aotinductor; ``threads``: intra-op
-    threads; ``resize``: fast | area (stream/resize.py)."""
+    threads; ``resize``: fast | area (stream/stages/resize.py)."""
 
     def __init__(self, model: str | Path | None = None, *, backend: str = "auto", threads: int | None = None,
                  resize: str = "fast") -> None:
-        from .worker import WorkerCore
+        from stream.stages.worker import WorkerCore
 
         spec = _artifact_spec(model, backend, threads)
         self.core = WorkerCore({**spec, "resize": resize}, top_k=10**6)  # every concept's score
@@ -156,7 +156,7 @@ class Segmenter:
 
     def clip(self, path: str | Path) -> Iterator[Segmentation]:
         """Every frame of a video file (or one image), each hearing the file's own audio up to its time."""
-        from .predict import media_frames
+        from stream.cli.predict import media_frames
 
         self.reset()
         frames, audio = media_frames(Path(path))

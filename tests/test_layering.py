@@ -189,3 +189,39 @@ def test_onnx_runtime_path_runs_without_torch(tiny_onnx):
 def test_blocker_blocks_torch():
     out = subprocess.run([sys.executable, "-c", BLOCKER + "import torch\n"], capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "torch is blocked" in out.stderr
+
+
+# stream/'s rooms (docs/ARCHITECTURE.md): the wire knows no stage, stages know no graph, the graph knows no CLI.
+# stream.log (leaf helpers) sits below them all. The live view's feed (stream/view/feed.py: the sink's never-waiting
+# PUB, owner of that wire format) is part of the wire; the view's server is a consumer beside the graph.
+STREAM_MAY_NOT = {
+    "log": {"wire", "stages", "view", "graph", "cli", "api"},
+    "wire": {"stages", "view", "graph", "cli", "api"},
+    "stages": {"view", "graph", "cli", "api"},
+    "view": {"graph", "cli", "api"},
+    "graph": {"view", "cli", "api"},
+    "cli": {"api"},
+}
+
+
+def stream_room(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "stream" or len(parts) < 2:
+        return None
+    if parts[1] == "view" and len(parts) > 2 and parts[2] == "feed":
+        return "wire"
+    return parts[1] if parts[1] in STREAM_MAY_NOT else None
+
+
+def test_stream_rooms_import_only_downwards():
+    rooms = {p.name for p in (ROOT / "stream").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert rooms == {"wire", "view", "stages", "graph", "cli"}
+    bad = []
+    for path in our_files("stream"):
+        room = stream_room(module_name(path))
+        if room is None:
+            continue
+        for imported in sorted(imports_of(path)):
+            if stream_room(imported) in STREAM_MAY_NOT[room]:
+                bad.append(f"{path.relative_to(ROOT)} ({room}) imports {imported}")
+    assert bad == []

@@ -27,7 +27,7 @@ def test_the_shipped_weights_by_name_from_any_directory(tmp_path, monkeypatch, c
 
 def test_a_folder_given_as_weights_is_called_a_folder(tmp_path, capsys):
     from engine.__main__ import main as engine_main
-    from stream.__main__ import main as stream_main
+    from stream.cli.main import main as stream_main
 
     assert stream_main(["demo", "--weights", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "is a folder" in capsys.readouterr().err
@@ -36,7 +36,7 @@ def test_a_folder_given_as_weights_is_called_a_folder(tmp_path, capsys):
 
 
 def test_unknown_model_is_one_error(tmp_path, monkeypatch, capsys):
-    from stream.__main__ import main as stream_main
+    from stream.cli.main import main as stream_main
 
     monkeypatch.setenv("ICF_ENGINE_CACHE", str(tmp_path / "cache"))
     assert stream_main(["demo", "--model", "nosuch", "--out", str(tmp_path / "o")]) == 2
@@ -49,7 +49,7 @@ def test_build_hint_command_parses():
     import inspect
 
     from engine import __main__ as engine_cli
-    from stream.__main__ import build_parser
+    from stream.cli.main import build_parser
 
     hint = next(line for line in inspect.getsource(engine_cli._build_aoti).splitlines() if "run it" in line)
     assert "icf-stream demo --weights" in hint
@@ -59,7 +59,7 @@ def test_build_hint_command_parses():
 
 @pytest.mark.slow  # ~20 s: one batch-size export of icf-tiny in a child process
 def test_serve_exports_into_the_engine_cache_not_the_current_folder(tmp_path, monkeypatch):
-    from stream.serve_cli import batch_artifacts
+    from stream.cli.serve_cli import batch_artifacts
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ICF_ENGINE_CACHE", str(tmp_path / "cache"))

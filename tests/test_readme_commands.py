@@ -90,7 +90,7 @@ def test_the_readme_shows_commands_of_every_tool():
 
 def parser_for(tool: str):
     if tool == "icf-stream":
-        from stream.__main__ import build_parser
+        from stream.cli.main import build_parser
     elif tool == "icf-engine":
         from engine.__main__ import build_parser
     elif tool == "icf-bench":

@@ -274,7 +274,7 @@ class ViewServer:
     def _jpeg(self, view: StreamView) -> tuple[int, bytes] | None:
         import cv2
 
-        from ..outputs import render_overlay
+        from stream.stages.outputs import render_overlay
 
         version, image, mask = view.version, view.image, view.mask
         if image is None:

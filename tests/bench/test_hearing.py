@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.hearing import MASK_EMPTY, NOTHING_DISTANCE, UNSURE_MARGIN, Hearing
+from stream.stages.hearing import MASK_EMPTY, NOTHING_DISTANCE, UNSURE_MARGIN, Hearing
 
 
 def test_rule_on_hand_made_logits():

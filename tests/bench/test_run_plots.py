@@ -13,7 +13,7 @@ from bench.run_plots import read_metrics, run_panels
 
 def test_plot_a_pipeline_runs_report(tmp_path, capsys):
     from stream import PipelineConfig, run_pipeline
-    from stream.report import save_report
+    from stream.graph.report import save_report
 
     cfg = PipelineConfig(source={"kind": "synthetic", "seconds": 1.0, "width": 160, "height": 120, "fps": 30, "pace": "fast"},
                          backend={"kind": "null", "image_size": [64, 64]}, transport="inproc", metrics=str(tmp_path / "metrics.jsonl"))

@@ -117,7 +117,7 @@ def test_a_package_not_built_here_is_refused_before_it_is_opened(forged, monkeyp
     import torch
 
     from engine.__main__ import main as engine_main
-    from stream.__main__ import main as stream_main
+    from stream.cli.main import main as stream_main
 
     opened = []
     monkeypatch.setattr(torch._inductor, "aoti_load_package", lambda path, *a, **k: opened.append(path) or 1 / 0)

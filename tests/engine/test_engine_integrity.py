@@ -87,6 +87,7 @@ def test_engine_for_other_gpu_or_tensorrt_says_rebuild():
     doc = {"tensorrt": {"tensorrt_version": "10.3.0", "gpu_name": "NVIDIA A100", "compute_capability": "8.0",
                         "precision": "fp16", "onnx_file": "m.onnx"}}
     here = {"gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
-    with pytest.raises(ArtifactError, match=r"built for TensorRT 10\.3\.0 .* and GPU NVIDIA A100 .*rebuild it here with `icf-engine build --onnx m\.onnx --precision fp16"):
+    with pytest.raises(ArtifactError, match=r"built for TensorRT 10\.3\.0 .* and GPU NVIDIA A100 "
+                                            r".*rebuild it here with `icf-engine build --onnx m\.onnx --precision fp16"):
         check_engine_compatible(doc, "tensorrt", "m.plan", "10.8.0", here)
     check_engine_compatible(doc, "tensorrt", "m.plan", "10.3.0", {"gpu_name": "NVIDIA A100", "compute_capability": "8.0"})

@@ -92,7 +92,7 @@ def children_of(pid: int) -> list[int]:
 
 
 def node_process(node: str, alive, timeout_s: float = 120.0):
-    """The live child process that runs graph node ``node`` (stream.supervise spawns it as
+    """The live child process that runs graph node ``node`` (stream.graph.supervise spawns it as
     ``icf-<node>``): a real process handle, found among this process's children."""
     import multiprocessing as mp
     import time

@@ -9,9 +9,9 @@ import time
 import numpy as np
 import zmq
 
-from stream.protocol import encode
-from stream.stage import StageEnv, run_stage
-from stream.transport import Endpoints, make_endpoints
+from stream.stages.stage import StageEnv, run_stage
+from stream.wire.protocol import encode
+from stream.wire.transport import Endpoints, make_endpoints
 
 
 class Harness:
@@ -50,7 +50,7 @@ class Harness:
         """Readiness handshake: returns once the stage's SUB socket has subscribed at each of
         ``pubs`` (from ``publisher``), so what is published next reaches it (ZeroMQ drops what a
         PUB sends before the subscription arrived)."""
-        from stream.transport import wait_subscribers
+        from stream.wire.transport import wait_subscribers
 
         for pub in pubs:
             assert wait_subscribers(pub, 1, timeout_s, self.abort) == 1, f"the stage did not subscribe within {timeout_s:g} s"
@@ -72,10 +72,10 @@ def run_with_slow_sink(cfg, delay_s: float, run_dir) -> dict:
     """run_pipeline's graph for ``cfg`` with every stage a thread of this process, on real sockets
     of cfg's transport, and the sink replaced by a test double that needs ``delay_s`` per result
     (a slow consumer: a display, a disk, a network). Returns the pipeline's report."""
-    from stream.graph import endpoints_for, stage_specs, supervisor_clock
-    from stream.node import build_stage, run_stages
-    from stream.pipeline import _assemble
-    from stream.sink import SinkStage
+    from stream.graph.graph import endpoints_for, stage_specs, supervisor_clock
+    from stream.graph.node import build_stage, run_stages
+    from stream.graph.pipeline import _assemble
+    from stream.stages.sink import SinkStage
 
     class SlowSink(SinkStage):
         def _deliver(self, pkt) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from stream import PipelineConfig, Segmenter, run_pipeline
 from stream.api import _mono, _resample
-from stream.models import export_cached
+from stream.stages.models import export_cached
 
 from .conftest import ROOT, write_mp4
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.__main__ import build_parser, main
+from stream.cli.main import build_parser, main
 
 from .conftest import ROOT, children_of
 
@@ -40,8 +40,8 @@ def test_help_and_devices(capsys):
 
 
 def test_demo_without_weights_says_how_to_get_them(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr("stream.__main__.SHIPPED_WEIGHTS", tmp_path / "absent.safetensors")
-    monkeypatch.setattr("stream.__main__.SYNTH_WEIGHTS", tmp_path / "absent.safetensors")  # the synthetic scene's
+    monkeypatch.setattr("stream.cli.main.SHIPPED_WEIGHTS", tmp_path / "absent.safetensors")
+    monkeypatch.setattr("stream.cli.main.SYNTH_WEIGHTS", tmp_path / "absent.safetensors")  # the synthetic scene's
     assert main(["demo", "--seconds", "1", "--out", str(tmp_path / "o")]) == 2
     msg = capsys.readouterr().err
     assert "absent.safetensors" in msg and "icf-train" in msg and "--model" in msg
@@ -101,7 +101,7 @@ def test_common_options_and_config_key_spelling(capsys):
 
 def test_shipped_weights_resolve_from_any_directory(tmp_path):
     """From another directory, with the package on the path: the default weights are found."""
-    code = "from stream.__main__ import SHIPPED_WEIGHTS as W; print(W.is_absolute() and W.is_file())"
+    code = "from stream.cli.main import SHIPPED_WEIGHTS as W; print(W.is_absolute() and W.is_file())"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=ENV, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "True"
 
@@ -151,7 +151,7 @@ def test_signal_shuts_down_cleanly(how, media, tiny_onnx, tmp_path):
 
 
 def test_documented_subscriber_example_receives_masks(media, tiny_onnx, tmp_path):
-    from stream.transport import free_tcp_port
+    from stream.wire.transport import free_tcp_port
 
     doc = (ROOT / "docs" / "protocol.md").read_text()
     code = re.search(r"<!-- subscriber-example:start -->\s*```python\n(.*?)```", doc, re.S).group(1)
@@ -190,7 +190,7 @@ def test_killed_supervisor_leaves_no_orphans(media, tmp_path):
 def test_graph_file_nodes_as_separate_processes_with_curve_keys(media, tmp_path):
     """The multi-machine path on one machine: each node started by hand from one graph file,
     tcp with explicit bind / connect addresses and CURVE keys from a folder."""
-    from stream.transport import free_tcp_port
+    from stream.wire.transport import free_tcp_port
 
     ports = {link: free_tcp_port() for link in ("video", "audio", "jobs", "results", "masks")}
     graph = {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from stream import console
-from stream.__main__ import main
-from stream.console import status_text
+from stream.cli import console
+from stream.cli.console import status_text
+from stream.cli.main import main
 
 pytest.importorskip("aiohttp", reason="the live view needs aiohttp (a dependency in pyproject.toml)")
 

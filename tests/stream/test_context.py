@@ -5,7 +5,7 @@ and its frame ring is sampled in time: a 30 fps stream at ring rate r sees an r 
 import numpy as np
 import pytest
 
-from stream.context import AudioRing, ContextKeeper, advance, initial_state
+from stream.stages.context import AudioRing, ContextKeeper, advance, initial_state
 
 torch = pytest.importorskip("torch")
 mctx = pytest.importorskip("model.context")
@@ -108,10 +108,10 @@ def test_sampled_ring_at_30_fps_equals_a_clip_at_the_ring_rate(rate):
 
 
 def test_ring_rate_from_the_artifact_and_old_artifacts_mean_one():
-    """The stream reads the ring clock from the sidecar (stream.models.model_geometry); a sidecar
+    """The stream reads the ring clock from the sidecar (stream.stages.models.model_geometry); a sidecar
     written before the field (no state.frame_ring_rate, none in the model config) means 1."""
     from engine.spec import ArtifactError, frame_ring_rate
-    from stream.models import NullBackend, model_geometry
+    from stream.stages.models import NullBackend, model_geometry
 
     assert model_geometry(NullBackend(width=4, frame_ring=3, segment_ring=2, frame_ring_rate=2))["ring_rate"] == 2
     old = NullBackend(width=4, frame_ring=3, segment_ring=2)

@@ -9,9 +9,9 @@ import time
 import pytest
 import zmq
 
-from stream.context_stage import ContextStage
-from stream.protocol import ProtocolError, encode, validate
-from stream.worker import WorkerCore
+from stream.stages.context_stage import ContextStage
+from stream.stages.worker import WorkerCore
+from stream.wire.protocol import ProtocolError, encode, validate
 
 from .stage_harness import Harness
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from stream.__main__ import SHIPPED_WEIGHTS, main
+from stream.cli.main import SHIPPED_WEIGHTS, main
 
 from .conftest import ROOT
 

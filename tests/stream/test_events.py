@@ -9,10 +9,10 @@ import threading
 import zmq
 
 from stream import PipelineConfig, run_pipeline
-from stream.events import HOLD_FRAMES, SoundingEvents
-from stream.hearing import MASK_EMPTY
-from stream.protocol import decode
-from stream.transport import free_tcp_port
+from stream.stages.events import HOLD_FRAMES, SoundingEvents
+from stream.stages.hearing import MASK_EMPTY
+from stream.wire.protocol import decode
+from stream.wire.transport import free_tcp_port
 
 from .test_api import shipped_onnx  # noqa: F401 - the fixture
 

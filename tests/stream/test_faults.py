@@ -9,9 +9,9 @@ import time
 import numpy as np
 import zmq
 
-from stream.context import ContextKeeper
-from stream.context_stage import ContextStage
-from stream.protocol import RESYNC, encode, finite
+from stream.stages.context import ContextKeeper
+from stream.stages.context_stage import ContextStage
+from stream.wire.protocol import RESYNC, encode, finite
 
 from .stage_harness import frame
 
@@ -84,7 +84,7 @@ def wait_for(cond, timeout: float = 5.0) -> bool:
 
 
 def sink_harness(harness, token: str | None = None):
-    from stream.sink import SinkStage
+    from stream.stages.sink import SinkStage
 
     h = harness(SinkStage(reorder_timeout_ms=100))
     h.ep.token = token
@@ -191,7 +191,7 @@ def test_publishers_refuse_huge_subscriptions():
     import subprocess
     import sys
 
-    from stream.transport import Endpoints, make_endpoints, open_socket
+    from stream.wire.transport import Endpoints, make_endpoints, open_socket
 
     ctx = zmq.Context()
     ep = Endpoints(make_endpoints("tcp"))
@@ -228,9 +228,9 @@ def test_a_send_to_a_dead_sink_has_a_deadline(tmp_path):
     120 s). Now it gives up after its deadline with an error naming the sink."""
     import threading
 
-    from stream.stage import StageEnv, StageError
-    from stream.transport import Endpoints, make_endpoints
-    from stream.worker import ResultSender
+    from stream.stages.stage import StageEnv, StageError
+    from stream.stages.worker import ResultSender
+    from stream.wire.transport import Endpoints, make_endpoints
 
     ctx = zmq.Context()
     env = StageEnv(Endpoints(make_endpoints("ipc", run_dir=str(tmp_path))), threading.Event(), threading.Event(), threading.Event())
@@ -260,9 +260,9 @@ def test_keys_command_and_a_curve_subscriber(harness, tmp_path):
     server.key + client.key_secret (as docs/protocol.md shows) gets masks, one without gets none."""
     import zmq.auth
 
-    from stream.__main__ import main
-    from stream.sink import SinkStage
-    from stream.transport import Security, free_tcp_port
+    from stream.cli.main import main
+    from stream.stages.sink import SinkStage
+    from stream.wire.transport import Security, free_tcp_port
 
     keys = tmp_path / "keys"
     assert main(["keys", "--out", str(keys)]) == 0
@@ -298,7 +298,7 @@ def test_keys_command_and_a_curve_subscriber(harness, tmp_path):
 def test_a_silent_segmenter_ends_the_sink_with_an_error_naming_it(harness, tmp_path):
     """26.10: a sink whose segmenter was SIGKILLed (no EOS) waited forever. Now a receiver that hears
     nothing for idle_timeout_s ends with an error naming the silent peer, and its outputs are finalised."""
-    from stream.sink import SinkStage
+    from stream.stages.sink import SinkStage
 
     h = harness(SinkStage(reorder_timeout_ms=100, idle_timeout_s=1.0, masks=str(tmp_path / "m.npz")))
     h.start()
@@ -330,7 +330,7 @@ def test_a_silent_source_ends_the_context_stage_with_an_error_naming_it(harness)
 def test_forged_drop_counts_and_unstored_masks_are_bounded_and_counted(harness, tmp_path):
     """26.8: a forged dropped_before=10**15 became the report's drop count; masks of another frame
     size were left out of masks.npz without a count."""
-    from stream.sink import SinkStage
+    from stream.stages.sink import SinkStage
 
     h = harness(SinkStage(reorder_timeout_ms=100, masks=str(tmp_path / "m.npz")))
     h.ep.token = "tok"

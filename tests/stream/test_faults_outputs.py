@@ -13,7 +13,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from stream.outputs import MaskStore
+from stream.stages.outputs import MaskStore
 
 
 def test_mask_store_memory_is_flat_and_round_trips(tmp_path):
@@ -68,7 +68,7 @@ def _frames_in(path) -> tuple[int, int]:
 
 def test_recorder_survives_nan_and_inf_audio(tmp_path):
     """14.2: NaN / Inf samples stopped the AAC encoder ("avcodec_send_frame() returned 22")."""
-    from stream.recorder import Recorder
+    from stream.stages.recorder import Recorder
 
     rec = Recorder(tmp_path / "o.mp4")
     tone = np.full(16000, 0.2, np.float32)
@@ -83,7 +83,7 @@ def test_recorder_survives_nan_and_inf_audio(tmp_path):
 
 def test_recorder_pads_tiny_and_scales_changed_frames(tmp_path):
     """14.3: a 1-pixel-wide frame crashed the recorder (IndexError), also mid-stream."""
-    from stream.recorder import Recorder
+    from stream.stages.recorder import Recorder
 
     rec = Recorder(tmp_path / "o.mp4")
     rec.add_frame(np.zeros((5, 1, 3), np.uint8), 0)  # 1 pixel wide, odd height: padded to 2x6
@@ -96,7 +96,7 @@ def test_recorder_pads_tiny_and_scales_changed_frames(tmp_path):
 KILLED = textwrap.dedent("""
     import os, signal, sys
     import numpy as np
-    from stream.recorder import Recorder
+    from stream.stages.recorder import Recorder
     rec = Recorder(sys.argv[1], fps_hint=30)
     for i in range(150):  # 5 s: two keyframes (one every 2 s) are on disk before the kill
         rec.add_audio(i * 533, np.zeros(533, np.float32))
@@ -121,7 +121,7 @@ def test_recording_onto_the_input_is_refused(media, tmp_path):
     """14.10: --record onto the input file destroyed it (12 MB -> 85 KB): same inode is refused,
     also through another name (a hard link), before anything starts."""
     from stream import PipelineConfig, run_pipeline
-    from stream.graph import PipelineError
+    from stream.graph.graph import PipelineError
 
     video = tmp_path / "in.mp4"
     video.write_bytes(media["av"].read_bytes())
@@ -142,7 +142,7 @@ def test_recording_onto_the_input_is_refused(media, tmp_path):
 def test_frames_too_small_or_too_big_fail_clearly():
     """14.3 / 14.4: 1-pixel frames and frames over the message limit were dropped one by one (the
     run exited 0 with nothing processed); the source now refuses them with a message."""
-    from stream.sources import frame_refusal
+    from stream.stages.sources import frame_refusal
 
     assert "too small" in frame_refusal(np.zeros((1, 640, 3), np.uint8), 32 << 20)
     assert "MiB" in frame_refusal(np.zeros((2880, 5120, 3), np.uint8), 32 << 20)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.recorder import Recorder
+from stream.stages.recorder import Recorder
 
 
 def write_media(path: Path, fmt: str, vcodec: str | None, acodec: str, rate: int, layout: str = "mono",
@@ -90,8 +90,8 @@ def test_a_failed_run_leaves_the_earlier_outputs_untouched(media, tmp_path):
     """23.4: a failed run truncated metrics.jsonl, replaced the report and left the old overlay and
     masks beside the new log. Now a run's files are staged and committed together: a failed run's
     go to NAME.failed.EXT, the earlier run's stay byte for byte, nothing hidden is left behind."""
-    from stream.__main__ import _run  # the CLI's run: pipeline, report, the list of outputs it prints
-    from stream.pipeline import PipelineConfig
+    from stream.cli.main import _run  # the CLI's run: pipeline, report, the list of outputs it prints
+    from stream.graph.pipeline import PipelineConfig
 
     out = tmp_path / "out"
 
@@ -114,7 +114,7 @@ def test_a_failed_run_leaves_the_earlier_outputs_untouched(media, tmp_path):
 
 FULL_DISK = r"""
 import resource, signal, sys
-from stream.pipeline import PipelineConfig, run_pipeline
+from stream.graph.pipeline import PipelineConfig, run_pipeline
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as ENOSPC would
 resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
 out = sys.argv[1]
@@ -133,7 +133,7 @@ def test_a_full_disk_never_renames_a_file_it_could_not_finish(media, tmp_path):
     import subprocess
     import sys
 
-    from stream.pipeline import PipelineConfig, run_pipeline
+    from stream.graph.pipeline import PipelineConfig, run_pipeline
 
     out = tmp_path / "out"
     report = run_pipeline(PipelineConfig(source={"kind": "file", "video": str(media["av"]), "pace": "fast"}, backend={"kind": "null"},
@@ -155,7 +155,7 @@ def test_a_killed_sinks_spools_are_swept_by_the_next_run(tmp_path):
     """26.12: a killed sink left .masks.npz.*.spool files that no later run removed."""
     import subprocess
 
-    from stream.outputs import MaskStore
+    from stream.stages.outputs import MaskStore
 
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -177,7 +177,7 @@ def test_run_with_audio_from_a_wav_records(rate, tiny_onnx, tmp_path, capsys):
     (avcodec_open2("aac") returned 22, then "the sink is gone"). The CLI also says where the recording went."""
     import av
 
-    from stream.__main__ import main
+    from stream.cli.main import main
 
     from .conftest import write_mp4
 

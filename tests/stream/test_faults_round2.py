@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import zmq
 
-from stream.protocol import decode
+from stream.wire.protocol import decode
 
 from .conftest import FPS
 
@@ -40,7 +40,7 @@ def test_a_timeline_that_goes_back_is_never_read_faster_than_real_time(harness, 
     """26.8: a file whose pts jumps back was read at 86 fps (every frame up to the old position
     released at once). Now each frame waits at least about one frame step after the one before;
     the check is a lower bound on time, which a loaded machine only makes easier to meet."""
-    from stream.sources import FileSource
+    from stream.stages.sources import FileSource
 
     video = write_backwards_ts(tmp_path / "back.ts")
     h = harness(FileSource(video=str(video), pace="realtime", video_subs=0, audio_subs=0))
@@ -88,9 +88,9 @@ def test_a_subscription_flood_is_bounded_counted_and_frames_flow(tmp_path):
     """26.6: 2000 subscriptions of 4000 B (under the 4 KiB cap) grew a source by 376 MB. Now the
     publisher applies a bounded set, ignores and counts the rest, cuts the flooding connection,
     and a normal subscriber gets every frame; the flood comes from another process over tcp."""
-    from stream.sources import AVOutput
-    from stream.stage import StageEnv
-    from stream.transport import Endpoints, make_endpoints
+    from stream.stages.sources import AVOutput
+    from stream.stages.stage import StageEnv
+    from stream.wire.transport import Endpoints, make_endpoints
 
     ctx = zmq.Context()
     ep = Endpoints(make_endpoints("tcp"))
@@ -120,7 +120,7 @@ def test_a_subscription_flood_is_bounded_counted_and_frames_flow(tmp_path):
                 break
             time.sleep(0.005)
         assert counts.get("connections_cut", 0) >= 2, (counts, peak)
-        from stream.subscriptions import SHED_AFTER_BYTES
+        from stream.wire.subscriptions import SHED_AFTER_BYTES
 
         # each cut follows SHED_AFTER_BYTES of ignored subscriptions
         assert counts["subscription_bytes_ignored"] >= 2 * SHED_AFTER_BYTES - 8000 and counts["subscriptions_ignored"] >= 100, counts
@@ -137,7 +137,7 @@ def test_a_subscription_flood_is_bounded_counted_and_frames_flow(tmp_path):
 def test_curve_admits_only_the_graph_client_keys(tmp_path):
     """26.6: with CURVE keys any client that knew the server's public key was accepted. Now a ZAP
     handler admits the client key(s) of the keys folder; another key pair gets nothing."""
-    from stream.transport import Endpoints, Security, make_endpoints, make_keys, open_socket
+    from stream.wire.transport import Endpoints, Security, make_endpoints, make_keys, open_socket
 
     make_keys(str(tmp_path / "keys"))
     sec = Security.load(str(tmp_path / "keys"))
@@ -162,7 +162,7 @@ def test_curve_admits_only_the_graph_client_keys(tmp_path):
         for _ in range(10):
             pub.send(b"mask")
         assert not other.poll(300)
-        from stream.subscriptions import allow_clients
+        from stream.wire.subscriptions import allow_clients
 
         assert allow_clients(ctx, []).refused >= 1
     finally:
@@ -170,7 +170,7 @@ def test_curve_admits_only_the_graph_client_keys(tmp_path):
 
 
 def test_publishing_beyond_loopback_without_curve_warns(capsys):
-    from stream.transport import Endpoints, free_tcp_port, open_socket
+    from stream.wire.transport import Endpoints, free_tcp_port, open_socket
 
     ctx = zmq.Context()
     try:

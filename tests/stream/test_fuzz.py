@@ -11,10 +11,10 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream.context_stage import ContextStage
-from stream.protocol import encode
-from stream.sink import SinkStage
-from stream.worker import WorkerStage
+from stream.stages.context_stage import ContextStage
+from stream.stages.sink import SinkStage
+from stream.stages.worker import WorkerStage
+from stream.wire.protocol import encode
 
 from .stage_harness import frame
 

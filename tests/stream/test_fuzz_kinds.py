@@ -20,12 +20,12 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream.context_stage import ContextStage
-from stream.protocol import KINDS, RESYNC, encode
-from stream.sink import SinkStage
-from stream.stage import StageEnv, run_stage
-from stream.transport import Endpoints, make_endpoints, wait_subscribers
-from stream.worker import WorkerStage
+from stream.stages.context_stage import ContextStage
+from stream.stages.sink import SinkStage
+from stream.stages.stage import StageEnv, run_stage
+from stream.stages.worker import WorkerStage
+from stream.wire.protocol import KINDS, RESYNC, encode
+from stream.wire.transport import Endpoints, make_endpoints, wait_subscribers
 
 F32 = np.float32
 INTS = st.sampled_from([-(2**63) - 1, -(2**63), -1, 0, 1, 2**31, 2**53 - 1, 2**53, 2**62, 2**63 - 1, 2**63, 2**64])

@@ -1,5 +1,5 @@
 """metrics.jsonl and the published mask header carry the hearing verdict ("nothing", "unsure" or a concept,
-stream/hearing.py) and the mask's area, not only the raw top concepts (which always have a winner)."""
+stream/stages/hearing.py) and the mask's area, not only the raw top concepts (which always have a winner)."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from stream import PipelineConfig, run_pipeline
-from stream.metrics import Histogram
-from stream.sink import ReorderBuffer, iou
+from stream.stages.metrics import Histogram
+from stream.stages.sink import ReorderBuffer, iou
 
 
 class FakeCamera:
@@ -42,8 +42,8 @@ class FakeCamera:
 
 def test_camera_that_disappears_is_retried_then_a_clear_error(monkeypatch, capfd):
     FakeCamera.opened = 0
-    monkeypatch.setattr("stream.live.cv2.VideoCapture", FakeCamera)
-    monkeypatch.setattr("stream.live._no_device_node", lambda index: False)  # the fake has no /dev node
+    monkeypatch.setattr("stream.stages.live.cv2.VideoCapture", FakeCamera)
+    monkeypatch.setattr("stream.stages.live._no_device_node", lambda index: False)  # the fake has no /dev node
     report = run_pipeline(PipelineConfig(source={"kind": "live", "camera": 3, "mic": None, "retries": 2, "backoff_s": 0.01},
                                          backend={"kind": "null"}, transport="inproc"))
     assert any("camera 3 disappeared" in e for e in report["errors"]), report["errors"]
@@ -92,8 +92,8 @@ def test_missing_microphone_is_a_clear_error(monkeypatch):
     import sys
     import threading
 
-    from stream.live import LiveSource
-    from stream.stage import StageError
+    from stream.stages.live import LiveSource
+    from stream.stages.stage import StageError
 
     monkeypatch.setitem(sys.modules, "sounddevice", _FakeSoundDevice)
     src = LiveSource(mic="default", retries=1, backoff_s=0.01)
@@ -103,9 +103,9 @@ def test_missing_microphone_is_a_clear_error(monkeypatch):
 
 
 def test_missing_portaudio_names_the_package_and_mic_none(no_portaudio, capsys, tmp_path, monkeypatch):
-    from stream.__main__ import main
-    from stream.live import import_sounddevice, list_devices
-    from stream.stage import StageError
+    from stream.cli.main import main
+    from stream.stages.live import import_sounddevice, list_devices
+    from stream.stages.stage import StageError
 
     with pytest.raises(StageError, match="libportaudio2.*--mic none"):
         import_sounddevice()
@@ -120,8 +120,7 @@ def test_missing_portaudio_names_the_package_and_mic_none(no_portaudio, capsys, 
 
 def test_missing_camera_fails_fast_at_start_up(monkeypatch):
     """No device node: an error at once, not after retries; a URL that never opens: within the budget."""
-    from stream import live
-
+    from stream.stages import live
     calls, clock = [], [0.0]  # a fake clock: the retry budget is logic, not wall time
     monkeypatch.setattr(live, "time", type("T", (), {"monotonic": staticmethod(lambda: clock[0]),
                                                      "sleep": staticmethod(lambda s: clock.__setitem__(0, clock[0] + s))}))
@@ -133,7 +132,7 @@ def test_missing_camera_fails_fast_at_start_up(monkeypatch):
         def isOpened(self):
             return False
 
-    monkeypatch.setattr("stream.live.cv2.VideoCapture", NeverOpens)
+    monkeypatch.setattr("stream.stages.live.cv2.VideoCapture", NeverOpens)
     report = run_pipeline(PipelineConfig(source={"kind": "live", "camera": 57, "mic": None}, backend={"kind": "null"}, transport="inproc"))
     assert any("no /dev/video57" in e and "icf-stream devices" in e for e in report["errors"]), report["errors"]
     assert calls == []

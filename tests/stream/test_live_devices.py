@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.live import CATCH_UP_NS
+from stream.stages.live import CATCH_UP_NS
 
 from .conftest import ROOT
 
@@ -79,7 +79,7 @@ def _wav(path: Path, freq: float, seconds: float, rate: int = 44100) -> Path:
 def test_virtual_microphone_records_a_known_tone(pulse_mic, tmp_path):
     import threading
 
-    from stream.live import LiveSource, import_sounddevice
+    from stream.stages.live import LiveSource, import_sounddevice
 
     import_sounddevice()
     src = LiveSource(mic=pulse_mic, retries=1, backoff_s=0.1)
@@ -113,7 +113,7 @@ def _serve(url: str, *inputs: str, realtime: bool = True, seconds: float = 6.0) 
 
 
 def _url() -> str:
-    from stream.transport import free_tcp_port
+    from stream.wire.transport import free_tcp_port
 
     return f"http://127.0.0.1:{free_tcp_port()}/cam.ts"
 
@@ -246,8 +246,8 @@ def test_virtual_microphone_chain_latency(pulse_mic):
     asked) lands this long after, on the microphone's own clock (measured 289-426 ms; README). Steady."""
     import threading
 
-    from stream.live import LiveSource
-    from stream.transport import stamp
+    from stream.stages.live import LiveSource
+    from stream.wire.transport import stamp
 
     _need("pacat")
     src = LiveSource(mic=pulse_mic, retries=1, backoff_s=0.1)

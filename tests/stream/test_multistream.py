@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from stream.multistream_serve import ServeConfig, run_serve
-from stream.pipeline import PipelineError
+from stream.graph.multistream_serve import ServeConfig, run_serve
+from stream.graph.pipeline import PipelineError
 
 
 def test_each_stream_keeps_its_own_outputs(media, tmp_path):
@@ -38,7 +38,7 @@ class _RingSpy:
     valid frame-ring entry each row it ran was given (what the model saw of that stream's context)."""
 
     def __init__(self) -> None:
-        from stream.multistream import MultiSegmenterStage
+        from stream.stages.multistream import MultiSegmenterStage
 
         seen: dict[str, set] = {}
 
@@ -75,9 +75,9 @@ def test_each_stream_keeps_its_own_context(media, tmp_path):
 
     import zmq
 
-    from stream.node import build_stage
-    from stream.stage import StageEnv, run_stage
-    from stream.transport import Endpoints, make_endpoints
+    from stream.graph.node import build_stage
+    from stream.stages.stage import StageEnv, run_stage
+    from stream.wire.transport import Endpoints, make_endpoints
 
     spy = _RingSpy()
     sources = {"loud": {"type": "source", "kind": "synthetic", "options": {"seconds": 1.5, "width": 160, "height": 120}},
@@ -119,7 +119,7 @@ def test_masks_of_every_stream_on_one_pub_socket_keyed_by_stream():
 
     import zmq
 
-    from stream.transport import free_tcp_port
+    from stream.wire.transport import free_tcp_port
 
     addr = f"tcp://127.0.0.1:{free_tcp_port()}"
     ctx = zmq.Context()
@@ -169,7 +169,7 @@ def test_bad_serve_configs_are_named(cfg, message):
 
 def test_serve_cli_and_streams_bench_smoke(capsys, tmp_path):
     from bench.__main__ import main as bench_main
-    from stream.__main__ import main
+    from stream.cli.main import main
 
     assert main(["serve", "--streams", "2", "--null", "--seconds", "1", "--size", "160x120", "--report", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
@@ -201,8 +201,8 @@ class _FakeLane:
     ([1, 2, 3], 2, 5, 2),  # capped at max_batch, the longest-waiting first
 ])
 def test_batch_cut_rule(waits_ms, max_batch, deadline_ms, expect):
-    from stream.multistream import MultiSegmenterStage
-    from stream.transport import stamp
+    from stream.stages.multistream import MultiSegmenterStage
+    from stream.wire.transport import stamp
 
     now = stamp()
     stage = MultiSegmenterStage(streams=[], backend={})
@@ -324,7 +324,7 @@ def test_serve_on_the_torch_backend(tiny_onnx):
     from pathlib import Path
 
     from engine import spec as engine_spec
-    from stream.serve_cli import backend_spec
+    from stream.cli.serve_cli import backend_spec
 
     weights = engine_spec.resolve_checkpoint(engine_spec.read_sidecar(tiny_onnx), Path(tiny_onnx))
     spec = backend_spec(null=False, weights=str(weights), model=None, sizes=[1, 2], threads=1, backend="torch", torch_mode="eager",

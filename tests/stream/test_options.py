@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from stream import PipelineConfig, PipelineError, run_pipeline
-from stream.context_stage import ContextStage
-from stream.dispatch import Dispatcher
-from stream.graph import stage_specs
-from stream.options import ContextOptions, FileOptions, OptionsError, SinkOptions, SyntheticOptions
+from stream.graph.graph import stage_specs
+from stream.stages.context_stage import ContextStage
+from stream.stages.dispatch import Dispatcher
+from stream.stages.options import ContextOptions, FileOptions, OptionsError, SinkOptions, SyntheticOptions
 
 
 def test_defaults_and_conversions():

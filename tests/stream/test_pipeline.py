@@ -58,7 +58,7 @@ def test_file_multiprocess_every_frame_one_mask(transport, media, tiny_onnx, tmp
 
 @pytest.mark.skipif(not zmq.has("curve"), reason="libzmq without CURVE")
 def test_tcp_with_curve_and_publish(media, tmp_path):
-    from stream.transport import free_tcp_port
+    from stream.wire.transport import free_tcp_port
 
     port = free_tcp_port()
     cfg = PipelineConfig(source={"kind": "file", "video": str(media["av"])}, backend={"kind": "null"},

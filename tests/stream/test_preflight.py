@@ -9,18 +9,18 @@ import shutil
 
 import pytest
 
-from stream.__main__ import main
+from stream.cli.main import main
 
 
 @pytest.fixture
 def no_pipeline(monkeypatch, tmp_path):
     """Fails the test if the pipeline is started; runs in an empty folder with a private cache."""
-    import stream.pipeline
+    import stream.graph.pipeline
 
     def started(*a, **k):
         raise AssertionError("the pipeline started: the mistake was not caught before the processes")
 
-    monkeypatch.setattr(stream.pipeline, "run_pipeline", started)
+    monkeypatch.setattr(stream.graph.pipeline, "run_pipeline", started)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("ICF_ENGINE_CACHE", str(tmp_path / "engine-cache"))

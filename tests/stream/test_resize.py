@@ -1,4 +1,4 @@
-"""stream/resize.py: the cheap resize stays close to INTER_AREA (what training used)."""
+"""stream/stages/resize.py: the cheap resize stays close to INTER_AREA (what training used)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stream.resize import resize_frame
+from stream.stages.resize import resize_frame
 
 
 def scene(h: int, w: int) -> np.ndarray:

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import zmq
 
-from stream.protocol import Packet, encode
-from stream.shm_link import ResultTaker
-from stream.shm_ring import RingFull, RingReader, RingWriter, StaleSlot
-from stream.stage import StageEnv, StageError
-from stream.transport import Endpoints, make_endpoints
+from stream.stages.stage import StageEnv, StageError
+from stream.wire.protocol import Packet, encode
+from stream.wire.shm_link import ResultTaker
+from stream.wire.shm_ring import RingFull, RingReader, RingWriter, StaleSlot
+from stream.wire.transport import Endpoints, make_endpoints
 
 from .stage_harness import Harness
 
@@ -106,7 +106,7 @@ def test_taker_copies_out_and_hands_back_on_receipt(tmp_path):
 
 
 def test_copy_pool_reuses_an_array_only_when_nothing_else_holds_it():
-    from stream.shm_link import CopyPool
+    from stream.wire.shm_link import CopyPool
 
     pool, src = CopyPool(per_shape=2), np.arange(12, dtype=np.uint8).reshape(3, 4)
     first = pool.copy(src)
@@ -124,7 +124,7 @@ def test_copy_pool_reuses_an_array_only_when_nothing_else_holds_it():
 
 CONSUMER = """
 import json, sys, time
-from stream.shm_ring import RingReader
+from stream.wire.shm_ring import RingReader
 r = RingReader(directory=sys.argv[1])
 d = json.loads(sys.stdin.readline())
 r.resolve(d)
@@ -164,8 +164,8 @@ def _endpoints(tmp_path, result_slots: int) -> Endpoints:
 
 SINK = """
 import sys, time, zmq
-from stream.shm_link import ResultTaker
-from stream.transport import recv_packet
+from stream.wire.shm_link import ResultTaker
+from stream.wire.transport import recv_packet
 ctx = zmq.Context()
 pull = ctx.socket(zmq.PULL)
 pull.setsockopt(zmq.RCVHWM, 1)
@@ -181,7 +181,7 @@ time.sleep(60)  # a sink that stops taking results, then dies
 def test_sigkill_of_the_sink_does_not_wedge_the_segmenter(tmp_path):
     """The sender fills the ring and waits for the sink; the sink is SIGKILLed: the sender gets its
     slots back and ends at its deadline with the payload path's "gone" error, never hangs."""
-    from stream.worker import ResultSender
+    from stream.stages.worker import ResultSender
 
     ep = _endpoints(tmp_path, 2)
     env = StageEnv(ep, threading.Event(), threading.Event(), threading.Event())
@@ -229,10 +229,10 @@ PRODUCER = """
 import sys, threading, time
 import numpy as np, zmq
 from types import SimpleNamespace
-from stream.protocol import Packet
-from stream.stage import StageEnv
-from stream.transport import Endpoints
-from stream.worker import ResultSender
+from stream.wire.protocol import Packet
+from stream.stages.stage import StageEnv
+from stream.wire.transport import Endpoints
+from stream.stages.worker import ResultSender
 ep = Endpoints({"results": sys.argv[1]}, extra={"shm": {"result_slots": 4}})
 env = StageEnv(ep, threading.Event(), threading.Event(), threading.Event())
 sender = ResultSender(zmq.Context(), env, {}, send_image=False)
@@ -248,8 +248,8 @@ time.sleep(60)  # killed mid-stream: no EOS, no cleanup
 def test_sigkill_of_the_segmenter_does_not_wedge_the_sink(tmp_path):
     """A producer sends five results through its ring and is SIGKILLed: the sink delivered them,
     keeps serving the next producer (whose first ring sweeps the dead one's file) and ends."""
-    from stream.sink import SinkStage
-    from stream.worker import ResultSender
+    from stream.stages.sink import SinkStage
+    from stream.stages.worker import ResultSender
 
     h = Harness(tmp_path, SinkStage(reorder_timeout_ms=100, eos_timeout_s=1.0))
     h.ep.extra["shm"] = {"result_slots": 4}
@@ -307,8 +307,8 @@ def test_a_slow_sink_loses_no_result(monkeypatch, tmp_path):
 def test_a_slot_result_reaches_only_a_same_host_sink(tmp_path):
     """The wire format takes a result whose parts wait in a slot; a sink whose link is not
     same-host has nothing to map and counts it as malformed, then goes on."""
-    from stream.protocol import decode
-    from stream.sink import SinkStage
+    from stream.stages.sink import SinkStage
+    from stream.wire.protocol import decode
 
     from .test_faults import result, wait_for
 
@@ -333,8 +333,8 @@ def test_a_sink_that_cannot_map_the_ring_gets_payload_results(tmp_path, monkeypa
     """A sink that does not see the segmenter's /dev/shm (another container) hands back nothing:
     the segmenter says so once and sends the rest as payload instead of ending as "sink gone";
     the results lost in the ring are counted (shm_stale), the rest delivered."""
-    from stream import worker
-    from stream.sink import SinkStage
+    from stream.stages import worker
+    from stream.stages.sink import SinkStage
 
     monkeypatch.setattr(worker, "RING_UNCLAIMED_S", 0.3)
     h = Harness(tmp_path, SinkStage(reorder_timeout_ms=100))

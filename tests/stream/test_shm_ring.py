@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.protocol import ProtocolError
-from stream.shm_ring import RingReader, RingWriter, StaleSlot, sweep_stale
+from stream.wire.protocol import ProtocolError
+from stream.wire.shm_ring import RingReader, RingWriter, StaleSlot, sweep_stale
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -137,7 +137,7 @@ def test_missing_ring_is_stale_not_a_crash(shm_dir):
 
 PRODUCER = """
 import json, sys, time, numpy as np
-from stream.shm_ring import RingWriter
+from stream.wire.shm_ring import RingWriter
 w = RingWriter(slots=4, directory=sys.argv[1])
 d = w.write({"image": np.full((48, 64, 3), 9, np.uint8)})
 if sys.argv[2] == "mid-write":  # die with a slot half written (generation odd)
@@ -179,7 +179,7 @@ def test_killed_producer_neither_wedges_the_reader_nor_leaks(shm_dir, when):
 
 CONSUMER = """
 import json, sys, time
-from stream.shm_ring import RingReader
+from stream.wire.shm_ring import RingReader
 r = RingReader(directory=sys.argv[1])
 view = r.resolve(json.loads(sys.stdin.readline()))["image"]
 print(int(view[1, 1, 0]), flush=True)
@@ -225,7 +225,7 @@ def test_concurrent_reads_never_return_a_torn_frame(shm_dir):
     frame this reader accepts (valid after reading) must be uniform."""
     code = """
 import sys, numpy as np, time
-from stream.shm_ring import RingWriter
+from stream.wire.shm_ring import RingWriter
 w = RingWriter(slots=2, directory=sys.argv[1])
 print(w.write({"image": np.zeros((240, 320, 3), np.uint8)})["ring"], flush=True)
 i, t0 = 0, time.monotonic()
@@ -288,15 +288,14 @@ def test_pipeline_frames_travel_by_shared_memory(transport, shm):
 
 def test_pipeline_refuses_shm_over_tcp():
     from stream import PipelineConfig, run_pipeline
-    from stream.pipeline import PipelineError
+    from stream.graph.pipeline import PipelineError
 
     with pytest.raises(PipelineError, match="one host"):
         run_pipeline(PipelineConfig(source={"kind": "synthetic", "seconds": 0.2}, backend={"kind": "null"}, transport="tcp", shm="on"))
 
 
 def test_sender_falls_back_to_payload_when_the_ring_cannot_be_made(monkeypatch, capsys):
-    from stream import shm_link
-
+    from stream.wire import shm_link
     def no_room(*a, **k):
         raise OSError(28, "No space left on device")
 
@@ -343,7 +342,7 @@ def test_lapped_slots_in_a_slow_pipeline_are_counted_and_accounted(monkeypatch, 
 def _forged_ring(folder: str, size: int, slots: int = 2, slot_bytes: int = 4096) -> str:
     """A file named like a ring, with a valid header claiming ``slots`` x ``slot_bytes``, ``size``
     bytes long (sparse): what a same-user process can put into /dev/shm."""
-    from stream.shm_ring import GENS_AT, MAGIC
+    from stream.wire.shm_ring import GENS_AT, MAGIC
 
     name = f"icf-ring-{os.getpid()}-{os.urandom(8).hex()}"
     with open(os.path.join(folder, name), "wb") as f:
@@ -355,7 +354,7 @@ def _forged_ring(folder: str, size: int, slots: int = 2, slot_bytes: int = 4096)
 
 
 def _result(desc: dict):
-    from stream.protocol import Packet
+    from stream.wire.protocol import Packet
 
     head = {"kind": "result", "stream": "s", "seq": 0, "capture_ns": 0, "pts_ns": 0, "prev_seq": -1, "t": {}, "parts": []}
     return Packet(header=dict(head, shm=desc), arrays={})
@@ -365,7 +364,7 @@ def test_forged_rings_are_dropped_and_counted_never_fatal(shm_dir):
     """26.5: a result whose ring names a folder (IsADirectoryError), or a huge sparse file (ENOMEM
     when mapped), killed the sink; a forged ring with 64 MiB slots let a 64 MiB mask past the
     32 MiB message limit. Each is now a malformed message, counted, and the sink goes on."""
-    from stream.shm_link import ResultTaker
+    from stream.wire.shm_link import ResultTaker
 
     taker = ResultTaker()
     taker.reader.directory = shm_dir
@@ -394,7 +393,7 @@ def test_forged_rings_are_dropped_and_counted_never_fatal(shm_dir):
 ])
 def test_every_descriptor_field_is_checked_on_receipt(desc):
     """A forged descriptor fails protocol.validate, before anything is mapped."""
-    from stream.protocol import decode, encode
+    from stream.wire.protocol import decode, encode
 
     head = {"stream": "s", "seq": 0, "capture_ns": 0, "pts_ns": 0, "prev_seq": -1, "t": {}, "shm": desc}
     with pytest.raises(ProtocolError, match="shm"):
@@ -404,8 +403,8 @@ def test_every_descriptor_field_is_checked_on_receipt(desc):
 def test_a_slot_descriptor_on_a_link_without_shared_memory_is_dropped():
     """26.5: a frame with an ``shm`` key and no parts over tcp reached the model without an image
     (KeyError: 'image' in the segmenter, StopIteration with 2 workers)."""
-    from stream.protocol import Packet
-    from stream.shm_link import attach
+    from stream.wire.protocol import Packet
+    from stream.wire.shm_link import attach
 
     pkt = Packet(header={"kind": "frame", "shm": {"ring": "x", "slot": 0, "gen": 2, "parts": []}}, arrays={})
     counters: dict = {}
@@ -415,7 +414,7 @@ def test_a_slot_descriptor_on_a_link_without_shared_memory_is_dropped():
 
 HOSTILE_WORDS = """
 import os, sys, numpy as np
-from stream.shm_ring import RingReader, RingWriter, StaleSlot
+from stream.wire.shm_ring import RingReader, RingWriter, StaleSlot
 folder = sys.argv[1]
 img = {"image": np.full((48, 64, 3), 7, np.uint8)}
 w, r = RingWriter(slots=2, directory=folder), RingReader(directory=folder)

@@ -117,7 +117,7 @@ def test_bad_view_option_names_the_fix(value):
 
 
 def test_serve_feeds_every_stream_into_one_view():
-    from stream.multistream_serve import ServeConfig, run_serve
+    from stream.graph.multistream_serve import ServeConfig, run_serve
 
     with ViewServer(port=18110) as view:
         report = run_serve(ServeConfig(sources=[{"kind": "synthetic", "seconds": 1.5, "width": 160, "height": 120, "seed": i}

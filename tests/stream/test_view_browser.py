@@ -28,7 +28,7 @@ pytest.importorskip("aiohttp", reason="the live view needs aiohttp")
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from stream import PipelineConfig, run_pipeline  # noqa: E402
-from stream.models import export_cached  # noqa: E402
+from stream.stages.models import export_cached  # noqa: E402
 from stream.view.server import ViewServer  # noqa: E402
 
 from .conftest import ROOT  # noqa: E402
