@@ -11,7 +11,7 @@ rule, so a trained model behaves the same offline and live:
   segment text into the segment ring and clear the frame ring (all valid = 0). A segment close is
   always a slot close (segments are whole numbers of slots).
 Rings are ordered oldest -> newest along dim 1. Which frames push and close is the caller's clock
-(``ring_pushes`` / ``segment_closes`` here for clips, stream/context.py's keeper live); the step's
+(``ring_pushes`` / ``segment_closes`` here for clips, stream/stages/context.py's keeper live); the step's
 I/O does not change.
 """
 
@@ -82,7 +82,7 @@ def _slot_closes(times: list[float], per_segment: int, segment_s: float) -> list
 def segment_closes(frame_times_s: Sequence[float], segment_s: float = 1.0) -> list[bool]:
     """Which frames close their segment, from the frames' capture times (seconds since stream start).
 
-    The keeper's clock rule (stream/context.py): frame i closes its segment when the next frame lies
+    The keeper's clock rule (stream/stages/context.py): frame i closes its segment when the next frame lies
     in a later segment [k s, (k + 1) s). The clip's last frame looks one frame gap ahead (1 s for a
     single frame). AVSBench clips (one frame per second) close every frame; k frames per second
     close every k-th, exactly as a stream at k fps does."""
