@@ -216,6 +216,22 @@ def stream_room(module: str) -> str | None:
 def test_stream_rooms_import_only_downwards():
     rooms = {p.name for p in (ROOT / "stream").iterdir() if p.is_dir() and p.name != "__pycache__"}
     assert rooms == {"wire", "view", "stages", "graph", "cli"}
+    assert room_violations() == []
+
+
+def test_the_room_check_can_fail():
+    probe = ROOT / "stream" / "wire" / "_room_probe.py"
+    probe.write_text("def f():\n    from stream.stages import sink\n    from ..graph.pipeline import run_pipeline\n")
+    try:
+        assert room_violations() == ["stream/wire/_room_probe.py (wire) imports stream.graph.pipeline",
+                                     "stream/wire/_room_probe.py (wire) imports stream.graph.pipeline.run_pipeline",
+                                     "stream/wire/_room_probe.py (wire) imports stream.stages",
+                                     "stream/wire/_room_probe.py (wire) imports stream.stages.sink"]
+    finally:
+        probe.unlink()
+
+
+def room_violations() -> list[str]:
     bad = []
     for path in our_files("stream"):
         room = stream_room(module_name(path))
@@ -224,4 +240,4 @@ def test_stream_rooms_import_only_downwards():
         for imported in sorted(imports_of(path)):
             if stream_room(imported) in STREAM_MAY_NOT[room]:
                 bad.append(f"{path.relative_to(ROOT)} ({room}) imports {imported}")
-    assert bad == []
+    return bad
