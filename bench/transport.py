@@ -49,7 +49,7 @@ class Wire:
         import zmq
 
         self.zmq = zmq
-        from stream import protocol, transport
+        from stream.wire import protocol, transport
 
         self.protocol, self.transport, self.source = protocol, transport, "stream.wire.protocol + stream.wire.transport"
 

@@ -39,7 +39,7 @@ def build_stage(spec: dict[str, Any]) -> Stage:
     if key not in STAGE_CLASSES:
         raise ValueError(f"unknown stage {key}; known: {sorted(STAGE_CLASSES, key=str)}")
     module, name = STAGE_CLASSES[key]
-    return getattr(importlib.import_module(f".{module}", __package__), name)(**dict(spec.get("options", {})))
+    return getattr(importlib.import_module(f"stream.stages.{module}"), name)(**dict(spec.get("options", {})))
 
 
 # Open order inside a process: binders first (inproc needs the bound end to exist in libzmq < 4.2

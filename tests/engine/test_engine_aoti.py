@@ -128,7 +128,7 @@ def test_a_package_not_built_here_is_refused_before_it_is_opened(forged, monkeyp
     for call in (lambda: runtime.load(forged), lambda: runtime.load(forged, backend="aotinductor", verify=False)):
         with pytest.raises(spec.ArtifactError, match=r"not built on this machine.*--trust-package"):
             call()
-    assert engine_main(["info", str(forged)]) == 2 and "not built on this machine" in capsys.readouterr().out
+    assert engine_main(["info", "--weights", str(forged)]) == 2 and "not built on this machine" in capsys.readouterr().out
     assert engine_main(["check", "--weights", str(forged), "--backend", "aotinductor"]) == 2
     from tests.stream.conftest import write_mp4
 

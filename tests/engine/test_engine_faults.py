@@ -101,8 +101,8 @@ def test_corrupt_onnx_with_a_matching_sidecar_is_one_line(tiny_copy, capsys):
     _resign_onnx(tiny_copy)
     with pytest.raises(ArtifactError, match="cannot be read as ONNX"):
         runtime.load(tiny_copy, "onnxruntime")
-    _one_line_exit_2(capsys, "info", str(tiny_copy), match="cannot be read as ONNX")
-    _one_line_exit_2(capsys, "check", "--artifact", str(tiny_copy), "--backend", "onnxruntime", match="cannot be read as ONNX")
+    _one_line_exit_2(capsys, "info", "--weights", str(tiny_copy), match="cannot be read as ONNX")
+    _one_line_exit_2(capsys, "check", "--weights", str(tiny_copy), "--backend", "onnxruntime", match="cannot be read as ONNX")
 
 
 def test_a_deeply_nested_sidecar_is_refused(tiny_copy, capsys):
@@ -110,8 +110,8 @@ def test_a_deeply_nested_sidecar_is_refused(tiny_copy, capsys):
     spec.sidecar_path(tiny_copy).write_text("[" * 200_000 + "]" * 200_000)
     with pytest.raises(ArtifactError, match="nested deeper than"):
         runtime.load(tiny_copy, "onnxruntime")
-    _one_line_exit_2(capsys, "info", str(tiny_copy), match="nested deeper than")
-    _one_line_exit_2(capsys, "check", "--artifact", str(tiny_copy), "--backend", "onnxruntime", match="nested deeper than")
+    _one_line_exit_2(capsys, "info", "--weights", str(tiny_copy), match="nested deeper than")
+    _one_line_exit_2(capsys, "check", "--weights", str(tiny_copy), "--backend", "onnxruntime", match="nested deeper than")
 
 
 def test_a_huge_sidecar_is_refused_without_reading_it(tiny_copy, capsys):
@@ -125,5 +125,5 @@ def test_a_huge_sidecar_is_refused_without_reading_it(tiny_copy, capsys):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pytest.raises(ArtifactError, match="over the .* limit"):
         runtime.load(tiny_copy, "onnxruntime")
-    _one_line_exit_2(capsys, "info", str(tiny_copy), match="over the")
+    _one_line_exit_2(capsys, "info", "--weights", str(tiny_copy), match="over the")
     assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024 < 100 * 2**20  # peak RSS grew < 100 MB

@@ -50,10 +50,8 @@ class Harness:
         """Readiness handshake: returns once the stage's SUB socket has subscribed at each of
         ``pubs`` (from ``publisher``), so what is published next reaches it (ZeroMQ drops what a
         PUB sends before the subscription arrived)."""
-        from stream.wire.transport import wait_subscribers
-
         for pub in pubs:
-            assert wait_subscribers(pub, 1, timeout_s, self.abort) == 1, f"the stage did not subscribe within {timeout_s:g} s"
+            assert xpub_subscribed(pub, 1, timeout_s, self.abort) == 1, f"the stage did not subscribe within {timeout_s:g} s"
 
     def close(self) -> None:
         self.abort.set()
@@ -90,3 +88,14 @@ def run_with_slow_sink(cfg, delay_s: float, run_dir) -> dict:
     reports, errors = run_stages(stages, endpoints_for(cfg, str(run_dir)), stop, abort, go, cfg.stream_id,
                                  supervise=supervisor_clock(cfg, stop, abort))
     return _assemble(cfg, reports, errors, time.monotonic() - t0)
+
+
+def xpub_subscribed(sock: zmq.Socket, expected: int, timeout_s: float, abort) -> int:
+    """Readiness handshake on a test's plain XPUB (libzmq applies subscriptions itself and hands each new one to
+    recv as b"\\x01" + topic): blocks until ``expected`` subscriptions arrived; returns how many did."""
+    seen = 0
+    deadline = time.monotonic() + timeout_s
+    while seen < expected and time.monotonic() < deadline and not abort.is_set():
+        if sock.poll(50):
+            seen += sock.recv()[:1] == b"\x01"
+    return seen

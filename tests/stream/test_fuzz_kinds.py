@@ -25,7 +25,9 @@ from stream.stages.sink import SinkStage
 from stream.stages.stage import StageEnv, run_stage
 from stream.stages.worker import WorkerStage
 from stream.wire.protocol import KINDS, RESYNC, encode
-from stream.wire.transport import Endpoints, make_endpoints, wait_subscribers
+from stream.wire.transport import Endpoints, make_endpoints
+
+from .stage_harness import xpub_subscribed
 
 F32 = np.float32
 INTS = st.sampled_from([-(2**63) - 1, -(2**63), -1, 0, 1, 2**31, 2**53 - 1, 2**53, 2**62, 2**63 - 1, 2**63, 2**64])
@@ -126,7 +128,7 @@ def test_every_kind_hostile_and_the_graph_keeps_delivering(tmp_path):
         stranger = g.sock(zmq.DEALER, "jobs", False, ROUTING_ID=b"stranger")
         masks = g.sock(zmq.SUB, "masks", False, SUBSCRIBE=b"")
         for pub in (video, audio):  # the context stage's subscriptions reached them (readiness handshake)
-            assert wait_subscribers(pub, 1, 60, g.abort) == 1
+            assert xpub_subscribed(pub, 1, 60, g.abort) == 1
         # the masks subscription: the first deliver() sends frames until one comes back as a mask
         state = {"seq": 0}
         links = {"frame": [video], "audio": [audio], "eos": [video, audio, push], "ready": [stranger],
