@@ -285,7 +285,8 @@ def test_a_slow_sink_loses_no_result(monkeypatch, tmp_path):
     """A sink that needs 60 ms per result behind a 2-slot result ring: the segmenter waits for
     slots (back-pressure) instead of overwriting them, so every dispatched frame reaches the sink
     (none lost in flight, none stale) and every frame sent is accounted for, as on the payload path."""
-    from stream import PipelineConfig, graph
+    from stream import PipelineConfig
+    from stream.graph import graph
 
     from .stage_harness import run_with_slow_sink
 

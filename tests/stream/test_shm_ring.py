@@ -323,7 +323,8 @@ def test_full_tmpfs_is_an_error_at_creation_not_a_sigbus(tmp_path, monkeypatch):
 def test_lapped_slots_in_a_slow_pipeline_are_counted_and_accounted(monkeypatch, tmp_path):
     """Two slots and a sink that needs 120 ms per frame: the source laps the ring, stale frames are
     dropped (never used) and every frame is still accounted for by the context and the sink."""
-    from stream import PipelineConfig, graph
+    from stream import PipelineConfig
+    from stream.graph import graph
 
     from .stage_harness import run_with_slow_sink
 
