@@ -3,7 +3,7 @@
 read from a source, and the rules they apply to it.
 
 A StreamIntake holds the stream's video and audio SUB sockets (and its shared-memory receiver),
-the audio ring, the frame order (protocol.SeqChain), the newest frame (newest wins: a frame that
+the audio ring, the frame order (stream.wire.order.SeqChain), the newest frame (newest wins: a frame that
 is not taken before the next one arrives is counted ``superseded``), the audio-wait rule, the job
 header of a taken frame, and the end of stream (the source's EOS, a source that went quiet, the
 EOS header sent on). What a frame becomes afterwards (a job for a worker, a batch row, the text
@@ -25,7 +25,8 @@ import zmq
 
 from stream.stages.context import AudioRing
 from stream.stages.stage import Liveness, StageEnv
-from stream.wire.protocol import Packet, SeqChain, eos_ok, finite, stamps
+from stream.wire.order import SeqChain
+from stream.wire.protocol import Packet, eos_ok, finite, stamps
 from stream.wire.shm_link import ShmReceiver
 from stream.wire.shm_link import attach as shm_attach
 from stream.wire.transport import close_socket, open_socket, recv_packet, stamp
@@ -121,7 +122,7 @@ class StreamIntake:
                 self._count("malformed")  # a frame of another stream on this stream's link is refused
                 continue
             if not self.chain.admit(pkt.seq, pkt.header["pts_ns"], self.counters):
-                continue  # refused jump, duplicate or late (protocol.SeqChain)
+                continue  # refused jump, duplicate or late (stream.wire.order.SeqChain)
             n += 1
             self.counters["received"] += 1
             if self.latest is not None:

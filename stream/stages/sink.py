@@ -21,7 +21,8 @@ from stream.stages.outputs import Display, MaskStore, MetricsLog, display_availa
 from stream.stages.recorder import Recorder
 from stream.stages.stage import Liveness, Stage, StageEnv, StageError, warn
 from stream.view.feed import ViewFeed
-from stream.wire.protocol import RESYNC, History, encode, eos_ok, finite
+from stream.wire.order import RESYNC, History
+from stream.wire.protocol import encode, eos_ok, finite
 from stream.wire.shm_link import ResultTaker
 from stream.wire.subscriptions import SubscriptionGate
 from stream.wire.transport import close_socket, open_socket, recv_packet, stamp

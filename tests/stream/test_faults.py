@@ -11,7 +11,8 @@ import zmq
 
 from stream.stages.context import ContextKeeper
 from stream.stages.context_stage import ContextStage
-from stream.wire.protocol import RESYNC, encode, finite
+from stream.wire.order import RESYNC
+from stream.wire.protocol import encode, finite
 
 from .stage_harness import frame
 

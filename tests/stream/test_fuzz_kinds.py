@@ -24,7 +24,8 @@ from stream.stages.context_stage import ContextStage
 from stream.stages.sink import SinkStage
 from stream.stages.stage import StageEnv, run_stage
 from stream.stages.worker import WorkerStage
-from stream.wire.protocol import KINDS, RESYNC, encode
+from stream.wire.order import RESYNC
+from stream.wire.protocol import KINDS, encode
 from stream.wire.transport import Endpoints, make_endpoints
 
 from .stage_harness import xpub_subscribed

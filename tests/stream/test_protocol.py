@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.wire.protocol import MAX_SEQ_JUMP, RESYNC, History, ProtocolError, decode, encode
+from stream.wire.order import MAX_SEQ_JUMP, RESYNC, History
+from stream.wire.protocol import ProtocolError, decode, encode
 
 
 def test_round_trip_keeps_header_and_arrays():
