@@ -145,9 +145,9 @@ def predict(files: list[Path], spec: dict[str, Any], out: Path, *, audio: Path |
     import cv2
     from tqdm import tqdm
 
+    from stream.log import warn
     from stream.stages.outputs import MaskStore
     from stream.stages.recorder import Recorder
-    from stream.stages.stage import warn
     from stream.stages.worker import WorkerCore
 
     checked = [(path, *probe(path)) for path in files]

@@ -17,9 +17,10 @@ import numpy as np
 import zmq
 
 from engine.spec import SAMPLE_RATE
+from stream.log import warn
 from stream.stages.options import LiveOptions
 from stream.stages.sources import AVOutput
-from stream.stages.stage import Stage, StageEnv, StageError, warn
+from stream.stages.stage import Stage, StageEnv, StageError
 from stream.wire.transport import stamp
 
 try:  # probing absent cameras is not worth an OpenCV warning each time; our own message says it

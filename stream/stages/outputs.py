@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from stream.stages.stage import warn
+from stream.log import warn
 
 TINT = np.array([255, 0, 255], np.uint8)  # mask colour (RGB): magenta, far from every SynthAVS colour (green was one)
 

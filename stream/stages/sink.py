@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import zmq
 
+from stream.log import warn
 from stream.stages.events import EventLog, SoundingEvents
 from stream.stages.metrics import Gauge, Latencies, Rate
 from stream.stages.options import SinkOptions
 from stream.stages.outputs import Display, MaskStore, MetricsLog, display_available, render_overlay
 from stream.stages.recorder import Recorder
-from stream.stages.stage import Liveness, Stage, StageEnv, StageError, warn
+from stream.stages.stage import Liveness, Stage, StageEnv, StageError
 from stream.view.feed import ViewFeed
 from stream.wire.order import RESYNC, History
 from stream.wire.protocol import encode, eos_ok, finite

@@ -17,9 +17,10 @@ import numpy as np
 import zmq
 
 from engine.spec import SAMPLE_RATE
+from stream.log import warn
 from stream.stages.metrics import Histogram
 from stream.stages.options import FileOptions, SourceOptions, SyntheticOptions
-from stream.stages.stage import Stage, StageEnv, StageError, sleep_until, warn
+from stream.stages.stage import Stage, StageEnv, StageError, sleep_until
 from stream.wire.protocol import MAX_HEADER_BYTES, MIN_SIDE, encode
 from stream.wire.shm_link import ShmSender
 from stream.wire.subscriptions import SubscriptionGate

@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 
 import zmq
 
-from stream.log import warn  # noqa: F401  (stages import it from here too)
 from stream.stages.options import StageOptions
 from stream.wire.transport import Endpoints
 
