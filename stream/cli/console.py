@@ -112,3 +112,19 @@ class Console:
         if self.tty and self.width:  # leave the terminal clean for the summary
             self.out.write("\r" + " " * self.width + "\r")
             self.out.flush()
+
+
+def run_in_console(run, cfg, *, view: tuple[str, int] | None, quiet: bool, banner: list[str], title: str = "icf-stream"):
+    """``run(cfg)`` (a pipeline or a serve) between the start banner and the end, with the live view and the
+    status line fed by its sinks. Returns run's report, or None after a one-line error (a PipelineError: the
+    graph could not start; the caller exits 2)."""
+    from stream.graph.graph import PipelineError
+
+    try:
+        with Console(view, quiet=quiet, title=title, banner=banner) as console:
+            if console.feed:
+                cfg.sink = {**cfg.sink, "view": console.feed}
+            return run(cfg)
+    except PipelineError as exc:
+        print(f"icf-stream: {exc}", file=sys.stderr)
+        return None

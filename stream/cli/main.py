@@ -283,8 +283,8 @@ def _check_outputs(outputs: dict, inputs: tuple) -> None:
 def _run(cfg, report_path: str | None, quiet: bool = False, view: tuple[str, int] | None = None, what: str = "") -> int:
     """Runs the pipeline between the start banner (``what`` runs, the live view, the outputs) and
     its summary, with the live view and the status line (stream/cli/console.py) fed by the sink."""
-    from stream.cli.console import Console
-    from stream.graph.pipeline import PipelineError, run_pipeline
+    from stream.cli.console import run_in_console
+    from stream.graph.pipeline import run_pipeline
     from stream.graph.report import format_summary, save_report
     from stream.stages.outputs import failed_path
 
@@ -295,13 +295,8 @@ def _run(cfg, report_path: str | None, quiet: bool = False, view: tuple[str, int
     banner.append(f"  outputs: {', '.join(outs)}" if outs else "  outputs: none written (--out DIR keeps the overlay, masks, metrics and report)")
     if cfg.publish:
         banner.append(f"  masks published on {cfg.publish}")
-    try:
-        with Console(view, quiet=quiet, banner=banner) as console:
-            if console.feed:
-                cfg.sink = {**cfg.sink, "view": console.feed}
-            report = run_pipeline(cfg)
-    except PipelineError as exc:
-        print(f"icf-stream: {exc}", file=sys.stderr)
+    report = run_in_console(run_pipeline, cfg, view=view, quiet=quiet, banner=banner)
+    if report is None:
         return 2
     if report_path:  # a failed run's report goes beside the earlier run's, like its other files
         report_path = str(save_report(report, report_path if not report["errors"] else failed_path(report_path)))

@@ -124,7 +124,6 @@ def parse_sizes(text: str | None, n: int) -> list[int]:
 
 def cmd_serve(args) -> int:
     from stream.graph.multistream_serve import ServeConfig, run_serve
-    from stream.graph.pipeline import PipelineError
     from stream.graph.report import save_report
 
     for v in args.video:
@@ -150,18 +149,13 @@ def cmd_serve(args) -> int:
         return 2
     cfg = ServeConfig(sources=sources, backend=spec, transport=args.transport, shm=args.shm, publish=args.publish,
                       out_dir=args.out, seconds=args.seconds, deadline_ms=args.deadline_ms, startup_timeout_s=startup_budget_s(spec))
-    from stream.cli.console import Console
+    from stream.cli.console import run_in_console
 
     what = (f"icf-stream serve: {len(sources)} streams, model {spec.get('artifact', 'null')}, "
             f"batch sizes {spec.get('artifacts', spec.get('batch_sizes'))}")
     outs = f"  outputs: per-stream masks and metrics in {args.out}/" if args.out else "  outputs: none written (--out DIR keeps masks and metrics)"
-    try:
-        with Console(args.view, quiet=args.quiet, title="icf-stream serve", banner=[what, outs]) as console:
-            if console.feed:
-                cfg.sink = {**cfg.sink, "view": console.feed}
-            report = run_serve(cfg)
-    except PipelineError as exc:
-        print(f"icf-stream: {exc}", file=sys.stderr)
+    report = run_in_console(run_serve, cfg, view=args.view, quiet=args.quiet, banner=[what, outs], title="icf-stream serve")
+    if report is None:
         return 2
     if args.report:
         save_report(report, args.report)
