@@ -28,7 +28,7 @@ from stream.stages.worker import ResultSender, WorkerCore
 from stream.wire.protocol import GEOMETRY_KEYS, encode, forward, geometry
 from stream.wire.transport import close_socket, open_socket, recv_packet, stamp
 
-QUIET_NS = 1_000_000_000  # after a stop with no EOS from the source: how long the stage waits for one in flight
+QUIET_NS = 1_000_000_000  # with no EOS on the video link: how long the stage waits for what is in flight (intake.end_if_quiet)
 
 
 class ContextStage(Stage):
@@ -195,9 +195,9 @@ class ContextStage(Stage):
         if intake.latest is not None and self.jobs.has_credit() and self.keeper is not None:
             self._dispatch()
         self.in_flight_gauge.set(len(self.jobs.in_flight))
-        if self.env.stop.is_set():
-            intake.end_if_quiet(stamp(), QUIET_NS)  # the source is gone without an EOS that reached us
-        elif intake.eos_header is None and (why := intake.liveness.silent()):
+        stopped = self.env.stop.is_set()  # the source is gone: its EOS may never reach us
+        intake.end_if_quiet(stamp(), QUIET_NS, stopped=stopped)
+        if not stopped and intake.eos_header is None and (why := intake.liveness.silent()):
             raise StageError(why)
         if intake.eos_header is not None and intake.latest is None:
             return not self._send_eos()

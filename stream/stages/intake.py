@@ -71,6 +71,10 @@ class StreamIntake:
         self.latest: Packet | None = None  # the newest admitted frame not taken yet
         self.last_dispatched = -1
         self.eos_header: dict | None = None  # the source's EOS header ({} once the stream ended without one)
+        # the same EOS as it came on the audio link (a deep queue, so it survives where the video link's
+        # shallow one drops it at the high-water mark together with the last frames): the source's word
+        # on how many frames it sent, so the end waits for exactly those instead of guessing from a clock
+        self.eos_promised: dict | None = None
         self.quiet_since: int | None = None
         peer = "the source" if only_stream is None else f"the source of stream {only_stream}"
         self.liveness = Liveness(env, f"{peer} (video link {ep['video']})", idle_s)
@@ -96,7 +100,13 @@ class StreamIntake:
         max_bytes = self.env.endpoints.max_bytes
         while self.asub.poll(0):
             _, pkt = recv_packet(self.asub, self.counters, max_bytes=max_bytes, kinds=("audio", "eos"))
-            if pkt is None or pkt.kind == "eos":
+            if pkt is None:
+                continue
+            if pkt.kind == "eos":
+                if eos_ok(pkt.header, self.env.endpoints.token):
+                    self.eos_promised = self.eos_promised or pkt.header
+                else:
+                    self._count("forged_eos")
                 continue
             samples, bad = finite(pkt.arrays["samples"], -1.0, 1.0)  # parts checked by protocol.validate; NaN must not reach the model
             if bad:
@@ -124,6 +134,7 @@ class StreamIntake:
             if not self.chain.admit(pkt.seq, pkt.header["pts_ns"], self.counters):
                 continue  # refused jump, duplicate or late (stream.wire.order.SeqChain)
             n += 1
+            self.quiet_since = None  # a frame came: the quiet clock of end_if_quiet starts again
             self.counters["received"] += 1
             if self.latest is not None:
                 self.counters["superseded"] += 1  # newest frame wins
@@ -175,14 +186,29 @@ class StreamIntake:
             self.counters["superseded"] += 1
 
     # ---- end of stream ----
-    def end_if_quiet(self, now: int, quiet_ns: int) -> None:
-        """The source is over (a stop, or its stream ended) but no EOS reached us: once nothing is
-        pending for ``quiet_ns`` (an EOS still in flight gets that long), the stream ends."""
+    def end_if_quiet(self, now: int, quiet_ns: int, *, stopped: bool) -> None:
+        """Ends the stream when no EOS came on the video link. The source's EOS on the audio link
+        names its last frame: once that frame (or a newer one) was admitted and nothing is pending,
+        the stream is over at once. Otherwise, after a stop (``stopped``: the source is gone) or such
+        an EOS, once nothing has arrived or been pending for ``quiet_ns`` (what is still in flight
+        gets that long), it ends too: with the source's header when it came (the missing tail is
+        counted lost) or with none (the source died without one)."""
         if self.eos_header is not None or self.latest is not None:
+            self.quiet_since = None  # a frame is pending: not quiet
+            return
+        promised = self.eos_promised
+        last = -1 if self.last_seq is None else self.last_seq
+        if promised is not None and last >= promised.get("last_seq", -1):
+            self.eos_header = promised
+            self.counters["eos_from_source"] = True
+            return
+        if promised is None and not stopped:
             return
         self.quiet_since = self.quiet_since or now
         if now - self.quiet_since > quiet_ns:
-            self.eos_header = {}
+            self.eos_header = promised or {}
+            if promised is not None:
+                self.counters["eos_from_source"] = True
 
     def eos_head(self) -> dict[str, Any]:
         """The end-of-stream header sent on (to each worker, or to the sink): what the source says

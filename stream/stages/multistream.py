@@ -248,11 +248,12 @@ class MultiSegmenterStage(Stage):
         now = stamp()
         stopping = self.env.stop.is_set()
         for lane in self.lanes:
+            source_over = lane.ended is not None and lane.ended.is_set()
             if stopping:  # the sources are gone; an EOS that never reached us is waited for a second
-                lane.intake.end_if_quiet(now, STOP_QUIET_NS)
-            elif lane.ended is not None and lane.ended.is_set():  # this stream's source is over
-                lane.intake.end_if_quiet(now, SOURCE_QUIET_NS)
-            elif lane.eos_header is None and (why := lane.intake.liveness.silent()):
+                lane.intake.end_if_quiet(now, STOP_QUIET_NS, stopped=True)
+            else:  # this stream's source is over, or its EOS came on the audio link only
+                lane.intake.end_if_quiet(now, SOURCE_QUIET_NS, stopped=source_over)
+            if not stopping and not source_over and lane.eos_header is None and (why := lane.intake.liveness.silent()):
                 lane.counters["source_silent"] = why  # this stream has ended; the others go on
                 lane.intake.eos_header = {}
             if lane.eos_header is not None and (lane.latest is None or lane.sink_gone) and not lane.eos_sent:

@@ -1,14 +1,19 @@
 """What a publisher accepts from the network: bounded subscriptions, allowed CURVE clients only.
 
 Subscriptions. libzmq keeps every subscription a peer sends in a trie of one node per byte, in
-every mode (XPUB_MANUAL included: its trie of manual subscriptions): 2000 subscriptions of 4000 B
-grew a source by 376 MB. So every publisher is an XPUB in manual mode behind a SubscriptionGate:
-it applies at most MAX_SUBSCRIPTIONS distinct topics of MAX_SUBSCRIPTION_TOTAL bytes (a topic
-already applied is applied again for a new subscriber: that costs libzmq no new node), ignores
-and counts the rest, and once SHED_AFTER_BYTES of ignored subscriptions arrived it cuts the
-connection that sent the most bytes (tcp: the kernel's count per connection; ipc: every
-connection, the legitimate ones reconnect and subscribe again), which frees that connection's
-part of libzmq's trie. Frames keep flowing to everyone else throughout.
+every mode (XPUB_MANUAL included: its trie of manual subscriptions), ~50 B of memory per byte of
+subscription: 2000 subscriptions of 4000 B grew a source by 376 MB. So a publisher refuses any
+message over transport.MAX_SUBSCRIPTION_BYTES (512 B: libzmq disconnects that peer before reading
+it), and every publisher is an XPUB in manual mode behind a SubscriptionGate: it applies at most
+MAX_SUBSCRIPTIONS distinct topics of MAX_SUBSCRIPTION_TOTAL bytes (a topic already applied is
+applied again for a new subscriber: that costs libzmq no new node), ignores and counts the rest,
+and as soon as SHED_AFTER_BYTES of ignored subscriptions arrived it cuts the connection that sent
+the most bytes (tcp: the kernel's count per connection; ipc: every connection, the legitimate ones
+reconnect and subscribe again), which frees that connection's part of libzmq's trie. libzmq reads a
+connection's subscriptions into its trie on its own schedule, so what one connection can cost before
+its cut depends on the machine's load: with 512-B subscriptions, at most ~50 MB for 2000 of them
+(measured: 11-51 MB with two trainings running, 376 MB with 4000-B ones before this rule). Frames
+keep flowing to everyone else throughout.
 
 CURVE. With keys, a ZAP handler (RFC 27) in the socket's context admits only the client public
 keys of the graph (``Security.client_public``): a client with another key pair is refused during
@@ -30,7 +35,8 @@ import zmq.utils.z85
 
 MAX_SUBSCRIPTIONS = 64  # distinct topics one publisher applies (a graph uses a handful)
 MAX_SUBSCRIPTION_TOTAL = 64 * 1024  # their bytes together
-SHED_AFTER_BYTES = 256 * 1024  # ignored subscription bytes after which the heaviest connection is cut
+SHED_AFTER_BYTES = 64 * 1024  # ignored subscription bytes after which the heaviest connection is cut
+DRAIN_AT_MOST = 256  # (un)subscriptions handled per drain() call
 _TCPI_BYTES_RECEIVED = 128  # offset of tcpi_bytes_received in Linux's struct tcp_info (kernel >= 4.1)
 
 
@@ -48,13 +54,12 @@ class SubscriptionGate:
         self.topic_bytes = 0
         self.ignored_since_shed = 0
         self.counters = {"subscriptions": 0, "subscriptions_ignored": 0, "subscription_bytes_ignored": 0, "connections_cut": 0}
-        self.fds: set[int] = set()  # connections accepted by this socket (from its monitor)
-        self.monitor = sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED)
 
-    def drain(self) -> int:
-        """Handles every pending (un)subscription; returns how many subscriptions were applied."""
+    def drain(self, max_messages: int = DRAIN_AT_MOST) -> int:
+        """Handles pending (un)subscriptions, at most ``max_messages`` (a flood must not hold up the
+        publish that called this); returns how many subscriptions were applied."""
         applied = 0
-        while True:
+        for _ in range(max_messages):
             try:
                 msg = self.sock.recv(zmq.NOBLOCK)
             except zmq.Again:
@@ -64,6 +69,10 @@ class SubscriptionGate:
             topic = msg[1:]
             if msg[0] == 1:
                 applied += self._subscribe(topic)
+                if self.ignored_since_shed >= self.shed_after:
+                    # cut now, not after the loop: every subscription libzmq hands us has already grown
+                    # its trie (~200 KB for 4000 B), and under load the loop ran on for 400+ of them
+                    self._shed()
             elif topic in self.topics:
                 self.sock.setsockopt(zmq.UNSUBSCRIBE, topic)  # a no-op for a connection that is gone (libzmq did it)
                 self.topics[topic] -= 1
@@ -72,8 +81,6 @@ class SubscriptionGate:
                     self.topic_bytes -= len(topic)
                     if self.forward is not None:
                         self.forward(b"\x00" + topic)
-        if self.ignored_since_shed >= self.shed_after:
-            self._shed()
         return applied
 
     def _subscribe(self, topic: bytes) -> int:
@@ -91,49 +98,56 @@ class SubscriptionGate:
         self.counters["subscriptions"] += 1
         return 1
 
-    def _connections(self) -> set[int]:
-        from zmq.utils.monitor import recv_monitor_message
-
-        while True:
+    def _connections(self) -> dict[int, int | None]:
+        """This socket's live connections, found in the process's descriptors (a monitor's events
+        race with descriptor reuse: a flood that reconnected on the number of the connection just cut
+        went unseen): each socket accepted at this socket's bound endpoint (every gated publisher
+        binds) -> the bytes the kernel received on it (tcp), or None (ipc)."""
+        endpoint = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        if endpoint.startswith("tcp://"):
+            host, _, port = endpoint[6:].rpartition(":")
+            want: object = (host.strip("[]"), int(port))
+        elif endpoint.startswith("ipc://"):
+            want = endpoint[6:]
+        else:
+            return {}
+        found: dict[int, int | None] = {}
+        for name in os.listdir("/proc/self/fd"):
             try:
-                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
-            except zmq.Again:
-                return self.fds
-            if event["event"] == zmq.EVENT_ACCEPTED:
-                self.fds.add(event["value"])
-            else:
-                self.fds.discard(event["value"])
+                if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                    continue
+                with socket.socket(fileno=os.dup(int(name))) as s:
+                    s.getpeername()  # raises for the listening socket itself
+                    local = s.getsockname()
+                    if (local[:2] if isinstance(want, tuple) else local) != want:
+                        continue  # another socket's, or the client end of a subscriber in this process
+                    tcp = s.family in (socket.AF_INET, socket.AF_INET6)
+                    info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256) if tcp else b""
+            except (OSError, ValueError):
+                continue  # closed meanwhile, not connected, or not an address we can compare
+            found[int(name)] = struct.unpack_from("Q", info, _TCPI_BYTES_RECEIVED)[0] if len(info) >= _TCPI_BYTES_RECEIVED + 8 else None
+        return found
 
     def _shed(self) -> None:
-        """Cuts the connection that sent the most (tcp), else every connection: libzmq then drops its
-        subscriptions. shutdown() on a duplicate leaves libzmq's own descriptor to close."""
-        self.ignored_since_shed = 0
-        received = {}
-        for fd in self._connections():
-            try:
-                with socket.socket(fileno=os.dup(fd)) as s:
-                    info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256) if s.family in (socket.AF_INET, socket.AF_INET6) else b""
-            except OSError:
-                continue
-            received[fd] = struct.unpack_from("Q", info, _TCPI_BYTES_RECEIVED)[0] if len(info) >= _TCPI_BYTES_RECEIVED + 8 else None
-        if not received:
-            return
+        """Cuts the connection that sent the most (tcp; only if it sent at least half the ignored bytes),
+        else every connection: libzmq then drops its subscriptions. shutdown() on a duplicate leaves
+        libzmq's own descriptor to close."""
+        received = self._connections()
         tcp = {fd: n for fd, n in received.items() if n is not None}
-        for fd in [max(tcp, key=tcp.get)] if tcp else list(received):
+        heaviest = max(tcp, key=tcp.get) if tcp else None
+        if not received or (heaviest is not None and tcp[heaviest] < self.shed_after // 2):
+            return  # no connection sent that much (the flood's is not accepted yet): try again at the next subscription
+        self.ignored_since_shed = 0
+        for fd in [heaviest] if heaviest is not None else list(received):
             try:
                 with socket.socket(fileno=os.dup(fd)) as s:
                     s.shutdown(socket.SHUT_RDWR)
                 self.counters["connections_cut"] += 1
             except OSError:
                 pass
-            self.fds.discard(fd)
 
     def close(self) -> None:
-        try:
-            self.sock.disable_monitor()
-        except zmq.ZMQError:
-            pass
-        self.monitor.close(0)
+        """Nothing of its own to release (kept so owners close every part alike)."""
 
 
 _WARNED: set[str] = set()
