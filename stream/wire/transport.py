@@ -24,7 +24,9 @@ from stream.wire.subscriptions import SubscriptionGate, allow_clients, warn_if_e
 # Links of the graph: who binds, which socket types. Producers of frames bind (they are the stable
 # end); workers connect (they come and go).
 LINKS = ("video", "audio", "jobs", "results", "masks")
-MAX_SUBSCRIPTION_BYTES = 512  # a subscription is a kind prefix; each byte of one costs ~50 B of libzmq trie (subscriptions.py); CURVE handshake commands (~300 B) must fit
+# a subscription is a kind prefix; each of its bytes costs ~50 B of libzmq trie (stream/wire/subscriptions.py);
+# CURVE handshake commands (~300 B) must fit too
+MAX_SUBSCRIPTION_BYTES = 512
 
 
 @dataclass
