@@ -90,11 +90,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 def _hash_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def tool_versions(*extra: str) -> dict[str, str]:

