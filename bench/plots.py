@@ -29,6 +29,15 @@ def _footer(fig, doc: dict) -> None:
              fontsize=7, color="0.4")
 
 
+def _save(fig, doc: dict, path: Path, *, bottom: float) -> Path:
+    """Lays the figure out above a ``bottom`` strip for the footer, writes it and frees it."""
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    _footer(fig, doc)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_latency(doc: dict, path: Path) -> Path | None:
     rows = [r for r in doc.get("rows", []) if r.get("status") == "ok" and r.get("samples_ms")]
     if not rows:
@@ -55,11 +64,7 @@ def plot_latency(doc: dict, path: Path) -> Path | None:
         ax.set_xlabel("latency per step (ms, log scale); box p25-p75, whiskers p5-p95, dot p99", fontsize=8)
         ax.grid(axis="x", which="both", alpha=0.3)
     axes[0, 0].legend(fontsize=7, loc="lower right")
-    fig.tight_layout(rect=(0, 0.02, 1, 1))
-    _footer(fig, doc)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, doc, path, bottom=0.02)
 
 
 def plot_transport(doc: dict, path: Path) -> Path | None:
@@ -83,11 +88,7 @@ def plot_transport(doc: dict, path: Path) -> Path | None:
     ax.set_title("ZeroMQ one-way latency per frame")
     ax.grid(which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    _footer(fig, doc)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, doc, path, bottom=0.03)
 
 
 def plot_stages(doc: dict, path: Path) -> Path | None:
@@ -116,11 +117,7 @@ def plot_stages(doc: dict, path: Path) -> Path | None:
     ax2.set_xlabel("ms")
     ax2.legend(fontsize=7)
     ax2.grid(axis="x", alpha=0.3)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    _footer(fig, doc)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, doc, path, bottom=0.03)
 
 
 def plot_report(doc: dict, out_dir: Path, stem: str) -> list[Path]:
