@@ -2,6 +2,7 @@
 
     python scripts/experiments_seeds.py --out /work/icf21 --seeds 0-11            # train + evaluate what is missing
     python scripts/experiments_seeds.py --out /work/icf21 --seeds 0-11 --report   # compare what has finished
+    python scripts/experiments_seeds.py --out /work/icf21 --seeds 0-3 --arms full-div,full   # exploratory: MIT's mend
 
 Design (pre-registered in docs/results/icf_decisive.md): arm "full" = full ICF + concept loss, arm "base" =
 baseline + concept loss, icf-tiny 64x64, 1500 steps on the shortcut stream; each network evaluated on the
@@ -28,6 +29,10 @@ ARMS = {
              "--text_every=8"],
     "base": [],
 }
+# exploratory, NOT pre-registered (run after the decisive arms): full ICF + concept with MIT's diversity mend
+# (mean cos^2 of l_v across clips, weight 1), to see whether the mend un-collapses l_v at training scale
+EXPLORATORY = {"full-div": ARMS["full"] + ["--w_text_diversity=1.0"]}
+ALL_ARMS = {**ARMS, **EXPLORATORY}
 EVAL_SPEC = "synthavs:prior-conflict,split=test,segment_frames=2"
 EVAL_CLIPS = 100
 
@@ -48,7 +53,7 @@ def _seeds(text: str) -> list[int]:
 
 
 def _fit(run_dir: Path, arm: str, seed: int, steps: int | None) -> subprocess.Popen:
-    args = [sys.executable, "-m", "training", "fit", *BASE, *ARMS[arm], f"--seed={seed}", f"--out_dir={run_dir}"]
+    args = [sys.executable, "-m", "training", "fit", *BASE, *ALL_ARMS[arm], f"--seed={seed}", f"--out_dir={run_dir}"]
     if steps:
         args.append(f"--steps={steps}")
     if (run_dir / "last.safetensors").is_file():
@@ -74,8 +79,8 @@ def _finished(run_dir: Path) -> bool:
     return (run_dir / "done.json").is_file()
 
 
-def train_missing(out: Path, seeds: list[int], jobs: int, steps: int | None, clips: int, deadline: float) -> None:
-    todo = [(s, arm) for s in seeds for arm in ARMS if not _finished(out / f"{arm}-s{s}")]
+def train_missing(out: Path, seeds: list[int], arms: list[str], jobs: int, steps: int | None, clips: int, deadline: float) -> None:
+    todo = [(s, arm) for s in seeds for arm in arms if not _finished(out / f"{arm}-s{s}")]
     running: list[tuple[Path, subprocess.Popen, float]] = []
     while todo or running:
         while todo and len(running) < jobs and time.time() < deadline:
@@ -99,21 +104,21 @@ def train_missing(out: Path, seeds: list[int], jobs: int, steps: int | None, cli
             print(f"[{time.strftime('%H:%M:%S')}] done {run_dir.name} ({time.time() - t0:.0f} s)", flush=True)
 
 
-def report(out: Path, seeds: list[int]) -> dict:
-    """Seed-paired comparison of the finished pairs (training.stats.seed_paired)."""
+def report(out: Path, seeds: list[int], arms: tuple[str, str] = ("full", "base")) -> dict:
+    """Seed-paired comparison of the finished pairs of ``arms`` (A - B; training.stats.seed_paired)."""
     sys.path.insert(0, str(REPO))
     from training.stats import decide, seed_paired
 
     pairs = {}
     for s in seeds:
-        runs = [out / f"{arm}-s{s}" for arm in ("full", "base")]
+        runs = [out / f"{arm}-s{s}" for arm in arms]
         if all(_finished(r) for r in runs):
             a, b = (json.loads((r / "eval_conflict.json").read_text()) for r in runs)
-            pairs[s] = {"full": a["mIoU"], "base": b["mIoU"], "clips": a["clips"]}
-    diffs = [100 * (p["full"] - p["base"]) for p in pairs.values()]
+            pairs[s] = {arms[0]: a["mIoU"], arms[1]: b["mIoU"], "clips": a["clips"]}
+    diffs = [100 * (p[arms[0]] - p[arms[1]]) for p in pairs.values()]
     stats = seed_paired(diffs) if diffs else {}
     verdict = decide(stats, margin=3.0) if len(diffs) >= 2 else "undecided"
-    return {"seeds": sorted(pairs), "pairs": pairs, "diff_points": diffs, "stats": stats, "verdict": verdict}
+    return {"arms": list(arms), "seeds": sorted(pairs), "pairs": pairs, "diff_points": diffs, "stats": stats, "verdict": verdict}
 
 
 def main() -> int:
@@ -125,16 +130,20 @@ def main() -> int:
     p.add_argument("--clips", type=int, default=EVAL_CLIPS)
     p.add_argument("--stop-starting-at", default="", help="HH:MM UTC: start no new run after this time")
     p.add_argument("--report", action="store_true", help="only compare the finished pairs")
+    p.add_argument("--arms", default="full,base", help=f"arms to train (of {', '.join(ALL_ARMS)}); the first two are compared")
     a = p.parse_args()
     seeds = _seeds(a.seeds)
+    arms = a.arms.split(",")
+    if len(arms) < 2 or any(x not in ALL_ARMS for x in arms):
+        p.error(f"--arms {a.arms}: name two or more of {', '.join(ALL_ARMS)}")
     if not a.report:
         deadline = float("inf")
         if a.stop_starting_at:
             h, m = (int(x) for x in a.stop_starting_at.split(":"))
             now = time.gmtime()
             deadline = time.time() + ((h * 60 + m) - (now.tm_hour * 60 + now.tm_min)) * 60 - now.tm_sec
-        train_missing(a.out, seeds, a.jobs, a.steps or None, a.clips, deadline)
-    print(json.dumps(report(a.out, seeds), indent=2))
+        train_missing(a.out, seeds, arms, a.jobs, a.steps or None, a.clips, deadline)
+    print(json.dumps(report(a.out, seeds, (arms[0], arms[1])), indent=2))
     return 0
 
 
