@@ -5,8 +5,8 @@ sends them again after every reconnect, as a flooding zmq client would). The pub
 process) publishes a frame every ~10 ms for SECONDS while a normal SUB receives them; it reports
 its RSS growth (end and peak), the gate's counters and frames received of frames sent.
 
-  before: an XPUB with XPUB_VERBOSE and the 4 KiB MAXMSGSIZE, nothing reading subscriptions after start
-          (the source as it was); after: stream.wire.transport.open_socket + stream.wire.subscriptions.SubscriptionGate.
+  before: an XPUB with XPUB_VERBOSE and the old 4 KiB MAXMSGSIZE, nothing reading subscriptions after start
+          (the source as it was); after: stream.wire.transport.open_socket (512 B cap) + stream.wire.subscriptions.SubscriptionGate.
 
   PYTHONPATH=. python -m lab.subscription_flood --out docs/results/subscription_flood.json
 """
@@ -32,6 +32,9 @@ time.sleep(600)
 """
 
 
+OLD_CAP = 4096  # the publisher's message cap before issue 26.6's second round (now 512 B)
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
@@ -39,14 +42,14 @@ def rss_mb() -> float:
 
 def one(mode: str, n: int, size: int, seconds: float) -> dict:
     from stream.wire.subscriptions import SubscriptionGate
-    from stream.wire.transport import MAX_SUBSCRIPTION_BYTES, Endpoints, make_endpoints, open_socket
+    from stream.wire.transport import Endpoints, make_endpoints, open_socket
 
     ctx = zmq.Context()
     ep = Endpoints(make_endpoints("tcp"))
     if mode == "before":
         pub, gate = ctx.socket(zmq.XPUB), None
         pub.setsockopt(zmq.LINGER, 0)
-        pub.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION_BYTES)
+        pub.setsockopt(zmq.MAXMSGSIZE, OLD_CAP)
         pub.setsockopt(zmq.XPUB_VERBOSE, 1)
         pub.bind(ep["video"])
     else:
@@ -89,15 +92,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--out", help="write the rows as JSON here")
-    ap.add_argument("--one", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)  # one row, in a fresh process
+    ap.add_argument("--one", nargs=3, metavar=("MODE", "N", "SIZE"), help=argparse.SUPPRESS)  # one row, in a fresh process
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.one[0], int(args.one[1]), 4000, args.seconds)))
+        print(json.dumps(one(args.one[0], int(args.one[1]), int(args.one[2]), args.seconds)))
         return
     # each row in its own process: memory freed by an earlier row would hide a later row's growth
-    rows = [json.loads(subprocess.run([sys.executable, "-m", "lab.subscription_flood", "--seconds", str(args.seconds), "--one", mode, str(n)],
-                                      capture_output=True, text=True, check=True).stdout.splitlines()[-1])
-            for mode, n in (("before", 2000), ("after", 2000), ("before", 20000), ("after", 20000))]
+    cases = (("before", 2000, 4000), ("after", 2000, 4000), ("after", 2000, 500), ("before", 20000, 500), ("after", 20000, 500))
+    rows = [json.loads(subprocess.run([sys.executable, "-m", "lab.subscription_flood", "--seconds", str(args.seconds), "--one", mode, str(n),
+                                       str(size)], capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+            for mode, n, size in cases]
     for row in rows:
         print(json.dumps(row))
     if args.out:
