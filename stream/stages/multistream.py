@@ -120,6 +120,8 @@ class Lane:
         if self.sink_gone is None and self.sender.can_take():
             self.blocked_since = None
             return True
+        if self.blocked_since is None and self.sender.sent_any:
+            self.count("sink_busy")  # back-pressure: the frame waits for the sink, and newer ones supersede it meanwhile
         self.blocked_since = self.blocked_since or now
         limit = SEND_TIMEOUT_S * 1e9 if self.sender.sent_any else STARTUP_TIMEOUT_NS
         if self.sink_gone is None and now - self.blocked_since > limit:
@@ -132,9 +134,10 @@ class Lane:
         stream's sink can take the result (otherwise newer frames supersede it: newest wins)."""
         return self.latest is not None and self.sink_ready(now) and self.intake.audio_ready(now)
 
-    def take(self, core: WorkerCore) -> tuple | None:
-        """The newest frame as a batch row: (pkt, head, arrays, step inputs), or None if its
-        shared-memory slot was reused meanwhile."""
+    def take(self, core: WorkerCore, into: np.ndarray | None = None) -> tuple | None:
+        """The newest frame as a batch row: (pkt, head, arrays, step inputs), or None if it will not
+        run: its shared-memory slot was reused before (superseded) or while (an error result) its
+        pixels were read. ``into``: the image buffer to write (WorkerCore.prepare)."""
         job = self.intake.take(self.audio_samples)
         if job is None:
             return None
@@ -143,7 +146,16 @@ class Lane:
         arrays: dict[str, Any] = {"audio": job.audio[None], **self.keeper.state_for(head["pts_ns"]).as_inputs(), "image": pkt.arrays["image"]}
         t = pkt.header["t"]
         t["wrk_recv"] = t["ctx_send"]  # no hop: the row is run here
-        return pkt, head, arrays, core.prepare(arrays, t)
+        try:
+            row = (pkt, head, arrays, core.prepare(arrays, t, into=into))
+            # the model's input is copied out of the slot now, and the forwarded parts were (intake.take):
+            # nothing reads the slot after this, so a slot lapped while the model runs costs nothing
+            if not self.intake.still_valid(pkt):
+                raise RuntimeError("the frame's shared-memory slot was reused while its pixels were read")
+        except Exception as exc:  # noqa: BLE001 - one bad row costs that frame
+            self.done(core, (pkt, head, arrays, None), exc)
+            return None
+        return row
 
     def done(self, core: WorkerCore, row: tuple, out: dict[str, np.ndarray] | Exception) -> None:
         pkt, head, arrays, _ = row
@@ -151,8 +163,6 @@ class Lane:
         outcome: Any = out
         if not isinstance(out, Exception):
             try:
-                if not self.intake.still_valid(pkt):
-                    raise RuntimeError("the frame's shared-memory slot was reused while the model read it")
                 outcome = core.finish(arrays["image"].shape, out, t)
                 self.keeper.record(head["pts_ns"], *outcome[2])  # this lane's texts, into this lane's rings only
             except Exception as exc:  # noqa: BLE001 - one bad row costs that frame
@@ -188,7 +198,7 @@ class Lane:
 class MultiSegmenterStage(Stage):
     """Inputs: per stream, ``frame`` / ``audio`` / ``eos`` on that stream's video and audio links.
     Outputs: per stream, ``result`` messages and a final ``eos`` to that stream's sink (its own
-    results link), exactly as the single-stream context stage sends them.
+    results link), exactly as a scale-out worker sends them.
     Options: streams (list of {"stream_id", "endpoints"}; left out: one lane, the stage's own stream),
     backend (spec: {"kind": "engine", "artifact": batch-1 path, "artifacts": {B: path}, ...} or {"kind":
     "null", "batch_sizes": [...]}), max_batch (cap, default the largest size), deadline_ms (longest a
@@ -246,7 +256,8 @@ class MultiSegmenterStage(Stage):
         return []
 
     def _run(self, lanes: list[Lane]) -> None:
-        rows = [(lane, row) for lane in lanes if (row := lane.take(self.core)) is not None]
+        into = self.core.image_in if self.max_batch == 1 else None  # one row per step: the core's one buffer, reused
+        rows = [(lane, row) for lane in lanes if (row := lane.take(self.core, into)) is not None]
         if not rows:
             return
         try:
