@@ -5,6 +5,7 @@ frame-order, audio and end-of-stream behaviour, checked by one test body through
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -72,3 +73,35 @@ def test_one_worker_refuses_scale_out_options():
         stage_specs(cfg)
     specs = stage_specs(PipelineConfig(source={"kind": "synthetic"}, backend={"kind": "null"}, workers=2, context={"top_k": 2}))
     assert specs["context"]["type"] == "context" and specs["worker1"]["options"]["top_k"] == 2  # the workers name the concepts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", [_single_stream_graph, _multi_stream_serve], ids=["single-stream graph", "multi-stream segmenter"])
+def test_a_sink_that_goes_away_ends_the_stream(harness, entry):
+    """The sink takes one result, then is gone: after the send deadline (10 s) the lane stops. On the
+    graph's own stream that is the stage's error naming the sink (the run fails with the reason); in
+    the multi-stream serve it ends that stream only, recorded in its lane's counters."""
+    h = harness(None)
+    h.stage = entry(h)
+    video = h.publisher("video")
+    pull = h.sock(zmq.PULL, "results", True)
+    h.start()
+    h.subscribed(video)
+    video.send_multipart(frame(0))
+    assert pull.poll(30_000) and json.loads(pull.recv_multipart()[0])["seq"] == 0
+    pull.close()  # the sink is gone: results queue on the segmenter's side up to the high-water mark, then none goes
+    c = h.stage.counters  # one lane: the lane's counters
+    for seq in range(1, 200):  # one frame at a time, each taken before the next, until one must wait for the sink
+        video.send_multipart(frame(seq))
+        while c["dispatched"] < seq + 1 and not c.get("sink_busy"):
+            assert h.thread.is_alive()
+            time.sleep(0.005)
+        if c.get("sink_busy"):
+            break
+    assert c.get("sink_busy") == 1
+    h.thread.join(60)
+    assert not h.thread.is_alive()
+    if entry is _single_stream_graph:
+        assert "took no result for 10 s" in h.report["error"] and h.ep["results"] in h.report["error"]
+    else:
+        assert "error" not in h.report and "took no result" in h.report["streams"]["s"]["counters"]["sink_gone"]
