@@ -133,7 +133,10 @@ class BatchedStep:
         rows = chunk + [chunk[-1]] * (b - n)  # padding rows: any valid input; their outputs are dropped
         self.padded_rows += b - n
         self.calls[b] += 1
-        batch = {name: np.concatenate([r[name] for r in rows], axis=0) for name in INPUT_NAMES}
+        if b == 1:  # one row is the batch already: no copy of the frame's pixels (the single-stream segmenter)
+            batch = {name: rows[0][name] for name in INPUT_NAMES}
+        else:
+            batch = {name: np.concatenate([r[name] for r in rows], axis=0) for name in INPUT_NAMES}
         c0, t0 = time.process_time(), time.perf_counter()
         result = self.backends[b].infer(batch)
         self.cpu_s += time.process_time() - c0

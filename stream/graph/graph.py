@@ -10,10 +10,10 @@ import secrets
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from stream.stages.options import OptionsError, options_class
+from stream.stages.options import MultiOptions, OptionsError, options_class
 from stream.wire.shm_link import DEFAULT_SLOTS, RESULT_SLOTS
 from stream.wire.shm_link import wanted as shm_wanted
 from stream.wire.transport import Endpoints, Security, make_endpoints
@@ -44,7 +44,9 @@ class PipelineConfig:
     shm: str = "auto"
     stream_id: str = "cam0"
     sink: dict[str, Any] = field(default_factory=dict)  # extra SinkStage options
-    context: dict[str, Any] = field(default_factory=dict)  # extra ContextStage options
+    # extra segmenter options: one worker, MultiOptions' (audio_wait_ms, idle_timeout_s, top_k, ...); several, ContextOptions'
+    # (top_k goes to the workers); "inline": False runs one worker behind a context stage (scale-out with one worker)
+    context: dict[str, Any] = field(default_factory=dict)
     startup_timeout_s: float = 180.0
     grace_s: float = 15.0  # after stop: time to drain and finalise before processes are killed
 
@@ -60,14 +62,19 @@ def stage_specs(cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
     kind = src.pop("kind", None)
     src.setdefault("video_subs", 1)
     src.setdefault("audio_subs", 1 + int(bool(cfg.record)))
-    inline = cfg.workers == 1 and cfg.context.get("inline", True)
     send_image = bool(cfg.record or cfg.display or cfg.sink.get("view"))  # otherwise the frame need not travel back to the sink
-    ctx_opts = {"workers": cfg.workers, "send_image": send_image, **{k: v for k, v in cfg.context.items() if k != "inline"}}
-    if inline:
-        ctx_opts["inline"] = cfg.backend  # one worker: the context stage runs the model itself
-    specs = {"source": {"type": "source", "kind": kind, "options": src}, "context": {"type": "context", "options": ctx_opts}}
-    for i in range(0 if inline else cfg.workers):
-        specs[f"worker{i}"] = {"type": "worker", "options": {"backend": cfg.backend, "index": i, "send_image": send_image}}
+    extra = {k: v for k, v in cfg.context.items() if k != "inline"}
+    specs = {"source": {"type": "source", "kind": kind, "options": src}}
+    # the segmenter keeps the name "context" whatever runs it: the report's stages, drops and queues read it there
+    if _inline(cfg):  # one worker, no hop: the multi-stream segmenter with one lane (this graph's own stream), batch 1
+        specs["context"] = {"type": "multi", "options": {"backend": cfg.backend, "max_batch": 1, "send_image": send_image,
+                                                         **_segmenter_options(extra)}}
+    else:
+        worker_opts = {"top_k": extra.pop("top_k")} if "top_k" in extra else {}
+        specs["context"] = {"type": "context", "options": {"workers": cfg.workers, **extra}}
+        for i in range(cfg.workers):
+            specs[f"worker{i}"] = {"type": "worker", "options": {"backend": cfg.backend, "index": i, "send_image": send_image,
+                                                                 **worker_opts}}
     specs["sink"] = {"type": "sink", "options": {"record": cfg.record, "masks": cfg.masks, "metrics": cfg.metrics,
                                                  "publish": bool(cfg.publish), "display": cfg.display,
                                                  "fps_hint": int(cfg.source.get("fps") or 30), **cfg.sink}}
@@ -78,6 +85,21 @@ def stage_specs(cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
             raise PipelineError(f"bad pipeline configuration: {exc}") from None
     return specs
 
+
+
+def _inline(cfg: PipelineConfig) -> bool:
+    """One worker run by the segmenter itself (no hop), unless ``context["inline"]`` is False."""
+    return cfg.workers == 1 and cfg.context.get("inline", True)
+
+
+def _segmenter_options(extra: dict[str, Any]) -> dict[str, Any]:
+    """``cfg.context`` for the one-worker segmenter: its own options pass; the scale-out ones
+    (workers, job_timeout_s, eos_timeout_s: no worker to wait for) and streams / backend are refused."""
+    own = {f.name for f in fields(MultiOptions)} - {"streams", "backend", "max_batch"}
+    if bad := sorted(set(extra) - own):
+        raise PipelineError(f"bad pipeline configuration: context option(s) {bad} do not apply to one worker "
+                            f"(they do with --workers 2 or more); one worker takes {sorted(own)}")
+    return extra
 
 
 def check_outputs(cfg: PipelineConfig) -> None:
@@ -93,9 +115,9 @@ def check_outputs(cfg: PipelineConfig) -> None:
 
 
 def layout(cfg: PipelineConfig) -> list[tuple[str, list[str]]]:
-    """Process groups: source | segmenter | sink. One worker runs inside the context stage (no
-    hop); with several, worker0 shares the context's process and the others get one each."""
-    if cfg.workers == 1 and cfg.context.get("inline", True):
+    """Process groups: source | segmenter | sink. One worker runs inside the segmenter (no hop);
+    with several, worker0 shares the context stage's process and the others get one each."""
+    if _inline(cfg):
         layout = [("source", ["source"]), ("segmenter", ["context"])]
     else:
         layout = [("source", ["source"]), ("segmenter", ["context", "worker0"])]

@@ -14,8 +14,8 @@ A graph file (JSON) holds the pipeline configuration and where every link lives:
       "curve_keys": "keys/"
     }
 
-Nodes (see ``icf-stream node --list``): source, segmenter (context + worker0, or the inline
-model with one worker), worker1.., sink. Start them in any order; the source waits for its
+Nodes (see ``icf-stream node --list``): source, segmenter (context + worker0, or with one worker
+the segmenter that runs the model itself), worker1.., sink. Start them in any order; the source waits for its
 subscribers. The end of the stream travels as EOS messages, so every node finishes by itself.
 """
 

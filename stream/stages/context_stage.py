@@ -1,6 +1,7 @@
-"""The context stage, the heart of the ``segmenter`` node: newest frame wins, audio window, text
-context; it runs the model itself (one worker: ``inline``, no hop) or feeds stateless
-WorkerStages (scale-out).
+"""The context stage of a scale-out segmenter (``--workers N``, N > 1): newest frame wins, audio
+window, text context, and jobs to stateless WorkerStages. With one worker there is no context
+stage: the segmenter is the multi-stream segmenter with one lane (stream/stages/multistream.py),
+which runs the model itself, so the one-model path is written once.
 
 Why split: the text context is a chain (frame n's rings hold frame n-1's texts), so it must live
 in exactly one place. The context stage owns it and ships the ring state inside every job; a
@@ -8,8 +9,6 @@ worker needs nothing but the job, so any number of workers can serve one stream.
 work (credit-based ROUTER / DEALER, at most one job in flight per worker) instead of receiving
 a blind PUSH round-robin: a job is only cut when a worker is free, so it always carries the
 newest frame and the freshest context. Results fan in to the sink over PUSH / PULL.
-With a single worker the same rule holds with no message at all: the context stage calls the
-WorkerCore itself (frames that arrive meanwhile wait in the SUB socket and the newest wins).
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from stream.stages.intake import StreamIntake
 from stream.stages.metrics import Gauge
 from stream.stages.options import ContextOptions
 from stream.stages.stage import Stage, StageEnv, StageError
-from stream.stages.worker import ResultSender, WorkerCore
 from stream.wire.protocol import GEOMETRY_KEYS, encode, forward, geometry
 from stream.wire.transport import close_socket, open_socket, recv_packet, stamp
 
@@ -37,9 +35,8 @@ class ContextStage(Stage):
     the texts of their last job).
     Outputs: ``job`` messages (frame image + gt, the 15,600-sample audio window ending at the
     frame's pts, the four ring arrays) and a final ``eos`` per worker.
-    Options (stream.stages.options.ContextOptions): workers (how many to expect), inline (a backend spec:
-    run the model here instead, results go straight to the sink), audio_wait_ms (how long a frame
-    may wait for its audio to arrive, default 30), job_timeout_s (a job whose worker never answers
+    Options (stream.stages.options.ContextOptions): workers (how many to expect), audio_wait_ms (how long a
+    frame may wait for its audio to arrive, default 30), job_timeout_s (a job whose worker never answers
     is given up, 5). Which worker gets a job, and in which order answers count: stream.stages.dispatch."""
 
     name = "context"
@@ -49,10 +46,9 @@ class ContextStage(Stage):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         o = self.options
-        # sockets and the inline worker are opened in open(); close() and report() run even if it failed
+        # sockets are opened in open(); close() and report() run even if it failed
         self.intake: StreamIntake | None = None
-        self.router = self.sender = None
-        self.core: WorkerCore | None = None
+        self.router = None
         self.keeper: ContextKeeper | None = None
         self.jobs = Dispatcher(o.workers, int(o.job_timeout_s * 1e9))
         self.backlog, self.in_flight_gauge = Gauge(), Gauge()
@@ -65,30 +61,20 @@ class ContextStage(Stage):
     def open(self, ctx: zmq.Context, env: StageEnv) -> None:
         super().open(ctx, env)
         o = self.options
-        ep = env.endpoints
-        # the frame goes on to the sink only when the sink draws on it; to a worker always
-        forwarded = ("gt_mask",) if o.inline and not o.send_image else ("gt_mask", "image")
+        # a worker needs the frame itself, so the image is always copied out of shared memory
         self.intake = StreamIntake(ctx, env, self.counters, audio_wait_ns=int(o.audio_wait_ms * 1e6), idle_s=o.idle_timeout_s,
-                                   forwarded=forwarded)
+                                   forwarded=("gt_mask", "image"))
+        self.router = open_socket(ctx, zmq.ROUTER, env.endpoints, "jobs", bind=True, frames=True)
         self.poller = zmq.Poller()
-        if o.inline:
-            self.core = WorkerCore(o.inline, 0, o.top_k)
-            self.sender = ResultSender(ctx, env, self.counters, o.send_image)
-        else:
-            self.router = open_socket(ctx, zmq.ROUTER, ep, "jobs", bind=True, frames=True)
-            self.poller.register(self.router, zmq.POLLIN)
-        for s in self.intake.sockets:
+        for s in (self.router, *self.intake.sockets):
             self.poller.register(s, zmq.POLLIN)
         self.geometry: dict[str, Any] | None = None
         self.eos_deadline: int | None = None
         self.counters.update(lost_jobs=0)
-        if self.core is not None:
-            self._register(b"inline", self.core.geometry())
-            self.jobs.answered(b"inline", None, None)  # the inline worker's first credit
 
     # ---- inputs ----
     def _drain_router(self) -> None:
-        while self.router is not None and self.router.poll(0):
+        while self.router.poll(0):
             env, pkt = recv_packet(self.router, self.counters, max_bytes=1 << 20, kinds=("ready",), envelope=2)
             if pkt is None or not env:
                 continue
@@ -133,12 +119,8 @@ class ContextStage(Stage):
         if job is None:
             return  # its shared-memory slot was reused: newer frames overwrote it
         pkt, head = job.packet, job.head
-        arrays: dict[str, Any] = {"audio": job.audio[None], **self.keeper.state_for(head["pts_ns"]).as_inputs()}
-        if self.core is not None:
-            self._run_inline(pkt, head, arrays)
-            return
         arrays = {"image": forward(pkt, "image"), **({"gt_mask": forward(pkt, "gt_mask")} if "gt_mask" in pkt.arrays else {}),
-                  **arrays}
+                  "audio": job.audio[None], **self.keeper.state_for(head["pts_ns"]).as_inputs()}
         msg = encode("job", dict(head, t=pkt.header["t"]), arrays)
         while (wid := self.jobs.next_worker()) is not None:
             try:
@@ -151,24 +133,6 @@ class ContextStage(Stage):
             intake.dispatched(pkt.seq)
             return
 
-    def _run_inline(self, pkt, head: dict, arrays: dict) -> None:
-        """One worker, no hop: run the frame here, feed the keeper, send the result to the sink."""
-        t = pkt.header["t"]
-        t["wrk_recv"] = stamp()
-        arrays["image"] = pkt.arrays["image"]
-        try:
-            outcome = self.core.run(arrays, t)
-            if not self.intake.still_valid(pkt):
-                raise RuntimeError("the frame's shared-memory slot was reused while the model read it")
-            ft, st = outcome[2]
-            self.keeper.record(head["pts_ns"], ft, st)
-        except Exception as exc:  # noqa: BLE001 - a failing frame costs that frame, not the stream
-            outcome = exc
-            self.count("errors")
-            self.counters["last_error"] = f"{type(exc).__name__}: {exc}"[:300]
-        self.intake.dispatched(pkt.seq)
-        self.sender.result(self.core, head, pkt, t, outcome)
-
     def _send_eos(self) -> bool:
         """After the source's EOS and the last dispatch: one eos per worker; True when all sent."""
         if self.eos_deadline is None:
@@ -176,10 +140,7 @@ class ContextStage(Stage):
         head = self.intake.eos_head()
         while (wid := self.jobs.next_worker()) is not None:
             try:
-                if self.core is not None:
-                    self.sender.send(encode("eos", dict(head, worker=self.core.name)))
-                else:
-                    self.router.send_multipart([wid, b"", *encode("eos", head)])
+                self.router.send_multipart([wid, b"", *encode("eos", head)])
                 self.count("eos_sent")
             except zmq.ZMQError as exc:
                 self.counters["eos_error"] = str(exc)
@@ -209,17 +170,9 @@ class ContextStage(Stage):
                                rejected_texts=self.keeper.rejected if self.keeper else 0,
                                segments_closed=self.keeper.segments_closed if self.keeper else 0)
         rep["queues"] = {"context_backlog": self.backlog.summary(), "jobs_in_flight": self.in_flight_gauge.summary()}
-        core = self.core
-        if core is not None:  # the inline worker reports here
-            rep["counters"]["jobs"] = core.jobs
-            rep.update(worker="worker0", warmup_ms=round(core.warmup_ms, 1), model=core.model_id, backend=core.info)
         return rep
 
     def close(self) -> None:
         if self.intake is not None:
             self.intake.close(self.env.abort)
         close_socket(self.router, self.env.abort)
-        if self.sender is not None:
-            self.sender.close()
-        if self.core is not None:
-            self.core.close()

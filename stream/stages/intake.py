@@ -1,6 +1,6 @@
-"""The receive side of one stream, owned once: what the single-stream context stage
-(stream/stages/context_stage.py) and every lane of the multi-stream segmenter (stream/stages/multistream.py)
-read from a source, and the rules they apply to it.
+"""The receive side of one stream, owned once: what the scale-out context stage
+(stream/stages/context_stage.py) and every lane of the segmenter (stream/stages/multistream.py; the
+single-stream graph's is one lane) read from a source, and the rules they apply to it.
 
 A StreamIntake holds the stream's video and audio SUB sockets (and its shared-memory receiver),
 the audio ring, the frame order (stream.wire.order.SeqChain), the newest frame (newest wins: a frame that

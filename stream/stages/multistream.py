@@ -9,6 +9,10 @@ frame has waited ``deadline_ms``, so a slow or silent stream never holds the oth
 through engine.batching.BatchedStep (static engines per batch size, padding to the nearest size).
 Frames arriving while the model runs wait in their lane's SUB socket, so after a busy step most
 lanes are ready together and batches fill by themselves.
+
+The single-stream graph's segmenter (one worker, ``icf-stream run / live / demo``) is this stage with
+one lane, its own stream (``streams`` left out), batch 1: a frame-order, audio or end-of-stream rule
+is written once, here and in stream/stages/intake.py, for one stream and for many.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import zmq
 from engine.batching import BatchedStep, open_sizes
 from stream.stages.context import ContextKeeper
 from stream.stages.intake import StreamIntake
+from stream.stages.metrics import Gauge
 from stream.stages.models import NullBackend
 from stream.stages.options import MultiOptions
 from stream.stages.stage import Stage, StageEnv, StageError
@@ -73,11 +78,14 @@ class Lane:
     ring, frame order, newest frame, end of stream: stream.stages.intake), its text context and its sink."""
 
     def __init__(self, ctx: zmq.Context, env: StageEnv, geo: dict[str, int], send_image: bool, audio_wait_ns: int,
-                 idle_s: float = 30.0) -> None:
+                 idle_s: float = 30.0, counters: dict[str, Any] | None = None, only_stream: bool = True) -> None:
+        """``counters``: the dict the lane counts into (default its own); ``only_stream``: refuse frames
+        whose header names another stream (lanes that share the process with other streams)."""
         self.env, self.sid = env, env.stream_id
-        self.counters: dict[str, Any] = {}
+        self.counters: dict[str, Any] = {} if counters is None else counters
         self.intake = StreamIntake(ctx, env, self.counters, audio_wait_ns=audio_wait_ns, idle_s=idle_s,
-                                   forwarded=("gt_mask", "image") if send_image else ("gt_mask",), only_stream=self.sid)
+                                   forwarded=("gt_mask", "image") if send_image else ("gt_mask",),
+                                   only_stream=self.sid if only_stream else None)
         try:
             self.sender = ResultSender(ctx, env, self.counters, send_image)
         except BaseException:
@@ -102,8 +110,9 @@ class Lane:
     def count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
 
-    def drain(self) -> None:
-        self.intake.drain()
+    def drain(self) -> int:
+        """Reads what the stream sent; returns how many frames were admitted."""
+        return self.intake.drain()
 
     def sink_ready(self, now: int) -> bool:
         """The sink can take a result now. A sink that takes none for SEND_TIMEOUT_S (or never
@@ -111,6 +120,8 @@ class Lane:
         if self.sink_gone is None and self.sender.can_take():
             self.blocked_since = None
             return True
+        if self.blocked_since is None and self.sender.sent_any:
+            self.count("sink_busy")  # back-pressure: the frame waits for the sink, and newer ones supersede it meanwhile
         self.blocked_since = self.blocked_since or now
         limit = SEND_TIMEOUT_S * 1e9 if self.sender.sent_any else STARTUP_TIMEOUT_NS
         if self.sink_gone is None and now - self.blocked_since > limit:
@@ -123,9 +134,10 @@ class Lane:
         stream's sink can take the result (otherwise newer frames supersede it: newest wins)."""
         return self.latest is not None and self.sink_ready(now) and self.intake.audio_ready(now)
 
-    def take(self, core: WorkerCore) -> tuple | None:
-        """The newest frame as a batch row: (pkt, head, arrays, step inputs), or None if its
-        shared-memory slot was reused meanwhile."""
+    def take(self, core: WorkerCore, into: np.ndarray | None = None) -> tuple | None:
+        """The newest frame as a batch row: (pkt, head, arrays, step inputs), or None if it will not
+        run: its shared-memory slot was reused before (superseded) or while (an error result) its
+        pixels were read. ``into``: the image buffer to write (WorkerCore.prepare)."""
         job = self.intake.take(self.audio_samples)
         if job is None:
             return None
@@ -134,7 +146,16 @@ class Lane:
         arrays: dict[str, Any] = {"audio": job.audio[None], **self.keeper.state_for(head["pts_ns"]).as_inputs(), "image": pkt.arrays["image"]}
         t = pkt.header["t"]
         t["wrk_recv"] = t["ctx_send"]  # no hop: the row is run here
-        return pkt, head, arrays, core.prepare(arrays, t)
+        try:
+            row = (pkt, head, arrays, core.prepare(arrays, t, into=into))
+            # the model's input is copied out of the slot now, and the forwarded parts were (intake.take):
+            # nothing reads the slot after this, so a slot lapped while the model runs costs nothing
+            if not self.intake.still_valid(pkt):
+                raise RuntimeError("the frame's shared-memory slot was reused while its pixels were read")
+        except Exception as exc:  # noqa: BLE001 - one bad row costs that frame
+            self.done(core, (pkt, head, arrays, None), exc)
+            return None
+        return row
 
     def done(self, core: WorkerCore, row: tuple, out: dict[str, np.ndarray] | Exception) -> None:
         pkt, head, arrays, _ = row
@@ -142,8 +163,6 @@ class Lane:
         outcome: Any = out
         if not isinstance(out, Exception):
             try:
-                if not self.intake.still_valid(pkt):
-                    raise RuntimeError("the frame's shared-memory slot was reused while the model read it")
                 outcome = core.finish(arrays["image"].shape, out, t)
                 self.keeper.record(head["pts_ns"], *outcome[2])  # this lane's texts, into this lane's rings only
             except Exception as exc:  # noqa: BLE001 - one bad row costs that frame
@@ -162,6 +181,15 @@ class Lane:
             return
         self.eos_sent = self.sender.try_send(encode("eos", dict(self.intake.eos_head(), worker="multi")))
 
+    def fault(self) -> str | None:
+        """Why this stream ended early (its source fell silent, its sink is gone), or None."""
+        return self.counters.get("source_silent") or self.sink_gone
+
+    def report(self) -> dict[str, Any]:
+        counters = dict(self.counters, audio_gap_samples=self.intake.ring.gap_samples, rejected_texts=self.keeper.rejected,
+                        segments_closed=self.keeper.segments_closed)
+        return {"counters": counters, "segments_closed": self.keeper.segments_closed}
+
     def close(self, abort) -> None:
         self.intake.close(abort)
         self.sender.close()
@@ -170,13 +198,17 @@ class Lane:
 class MultiSegmenterStage(Stage):
     """Inputs: per stream, ``frame`` / ``audio`` / ``eos`` on that stream's video and audio links.
     Outputs: per stream, ``result`` messages and a final ``eos`` to that stream's sink (its own
-    results link), exactly as the single-stream context stage sends them.
-    Options: streams (list of {"stream_id", "endpoints"}), backend (spec: {"kind": "engine",
-    "artifact": batch-1 path, "artifacts": {B: path}, ...} or {"kind": "null", "batch_sizes": [...]}),
-    max_batch (cap, default the largest size), deadline_ms (longest a ready frame waits for
-    others, 5), audio_wait_ms (30), send_image (False)."""
+    results link), exactly as a scale-out worker sends them.
+    Options: streams (list of {"stream_id", "endpoints"}; left out: one lane, the stage's own stream),
+    backend (spec: {"kind": "engine", "artifact": batch-1 path, "artifacts": {B: path}, ...} or {"kind":
+    "null", "batch_sizes": [...]}), max_batch (cap, default the largest size), deadline_ms (longest a
+    ready frame waits for others, 5), audio_wait_ms (30), send_image (False).
 
-    name = "multi"
+    A stream that ends early (its source fell silent, its sink is gone) ends its own lane, and the
+    others go on. On its own stream (the single-stream graph) there is nothing else to serve: such
+    an end is the stage's error, naming the peer, so the run fails with the reason."""
+
+    name = "segmenter"
     Options = MultiOptions
     options: MultiOptions
 
@@ -190,15 +222,19 @@ class MultiSegmenterStage(Stage):
         self.deadline_ns = int(o.deadline_ms * 1e6)
         geo = self.core.geometry()
         wait = int(o.audio_wait_ms * 1e6)
-        streams = o.streams or []
+        self.own_stream = o.streams is None
+        streams = [{"stream_id": env.stream_id, "endpoints": env.endpoints}] if self.own_stream else o.streams
         if not streams:
             raise StageError("the multi-stream segmenter needs at least one stream")
         if len({s["stream_id"] for s in streams}) != len(streams):
             raise StageError("stream ids must be unique")
+        self.backlog = Gauge()  # frames admitted in one pass over the lanes: more than one means newer ones superseded older
         self.lanes = []
         for s in streams:  # one by one: close() closes the lanes opened before one that failed
+            # one lane: its counters are the stage's counters (report()["counters"], as the single-stream report has them)
             self.lanes.append(Lane(ctx, dataclasses.replace(env, endpoints=s["endpoints"], stream_id=s["stream_id"]), geo,
-                                   o.send_image, wait, o.idle_timeout_s))
+                                   o.send_image, wait, o.idle_timeout_s, counters=self.counters if len(streams) == 1 else None,
+                                   only_stream=not self.own_stream))
         self.poller = zmq.Poller()
         for lane in self.lanes:
             for s in lane.intake.sockets:
@@ -220,14 +256,15 @@ class MultiSegmenterStage(Stage):
         return []
 
     def _run(self, lanes: list[Lane]) -> None:
-        rows = [(lane, row) for lane in lanes if (row := lane.take(self.core)) is not None]
+        into = self.core.image_in if self.max_batch == 1 else None  # one row per step: the core's one buffer, reused
+        rows = [(lane, row) for lane in lanes if (row := lane.take(self.core, into)) is not None]
         if not rows:
             return
         try:
             outs: list[Any] = self.step.run([row[3] for _, row in rows])
         except Exception as exc:  # noqa: BLE001 - a failing call costs these frames, not the streams
             outs = [exc] * len(rows)
-            self.count("errors")
+            self.count("failed_steps")  # each row's frame counts as an error of its lane
         now = stamp()
         for _, row in rows:
             row[0].header["t"]["infer_done"] = now
@@ -240,8 +277,8 @@ class MultiSegmenterStage(Stage):
     def process(self) -> bool:
         pending = any(lane.latest is not None for lane in self.lanes)
         self.poller.poll(1 if pending else 50)
-        for lane in self.lanes:
-            lane.drain()
+        if admitted := sum(lane.drain() for lane in self.lanes):
+            self.backlog.set(admitted)
         batch = self._cut()
         if batch:
             self._run(batch)
@@ -256,6 +293,8 @@ class MultiSegmenterStage(Stage):
             if not stopping and not source_over and lane.eos_header is None and (why := lane.intake.liveness.silent()):
                 lane.counters["source_silent"] = why  # this stream has ended; the others go on
                 lane.intake.eos_header = {}
+            if self.own_stream and (why := lane.fault()):
+                raise StageError(why)
             if lane.eos_header is not None and (lane.latest is None or lane.sink_gone) and not lane.eos_sent:
                 lane.finish(now)
         return not all(lane.eos_sent for lane in self.lanes)
@@ -266,11 +305,16 @@ class MultiSegmenterStage(Stage):
         rep["batching"] = {"max_batch": getattr(self, "max_batch", None), "mean_rows": round(float(sizes.mean()), 3),
                            "histogram": {str(k): int((sizes == k).sum()) for k in sorted(set(sizes.tolist())) if k},
                            "step": self.step.info() if hasattr(self, "step") else None}
-        rep["streams"] = {lane.sid: {"counters": dict(lane.counters), "segments_closed": lane.keeper.segments_closed}
-                          for lane in getattr(self, "lanes", [])}
+        lanes = getattr(self, "lanes", [])
+        rep["streams"] = {lane.sid: lane.report() for lane in lanes}
+        if len(lanes) == 1:
+            rep["counters"] = rep["streams"][lanes[0].sid]["counters"]  # one lane: the lane's counters are the stage's
+        if hasattr(self, "backlog"):
+            rep["queues"] = {"context_backlog": self.backlog.summary()}
         core = getattr(self, "core", None)
-        if core is not None:
-            rep.update(model=core.model_id, warmup_ms=round(core.warmup_ms, 1))
+        if core is not None:  # the one worker of the graph (pipeline._assemble reads its backend as the run's model)
+            rep["counters"]["jobs"] = core.jobs
+            rep.update(worker=core.name, model=core.model_id, warmup_ms=round(core.warmup_ms, 1), backend=core.info)
         return rep
 
     def close(self) -> None:

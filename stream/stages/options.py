@@ -150,10 +150,7 @@ class LiveOptions(SourceOptions):
 @dataclass(frozen=True)
 class ContextOptions(StageOptions):
     stage: ClassVar[str] = "context"
-    workers: int = 1  # how many workers to expect
-    inline: dict | None = None  # a backend spec: run the model here (one worker, no hop)
-    send_image: bool = True  # the inline worker returns the frame with the mask (off when nothing draws)
-    top_k: int = 3  # concepts named per frame (inline worker)
+    workers: int = 1  # how many workers to expect (one worker and no hop: the segmenter, MultiOptions)
     audio_wait_ms: float = 30.0  # how long a frame may wait for its audio to arrive
     job_timeout_s: float = 5.0  # a job whose worker never answers is given up
     eos_timeout_s: float = 10.0  # after the source's EOS, how long to wait for workers
@@ -163,7 +160,6 @@ class ContextOptions(StageOptions):
         self._require(self.workers >= 1, "workers", "must be >= 1")
         self._require(self.audio_wait_ms >= 0, "audio_wait_ms", "must be >= 0")
         self._require(self.job_timeout_s > 0 and self.eos_timeout_s > 0 and self.idle_timeout_s > 0, "job_timeout_s", "timeouts must be > 0")
-        self._require(self.top_k >= 0, "top_k", "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -210,13 +206,14 @@ class SinkOptions(StageOptions):
 @dataclass(frozen=True)
 class MultiOptions(StageOptions):
     stage: ClassVar[str] = "multi"
-    streams: list | None = None  # [{"stream_id", "endpoints"}] one lane per stream (required)
+    # [{"stream_id", "endpoints"}] one lane per stream; None: one lane, the graph's own stream (the single-stream segmenter)
+    streams: list | None = None
     backend: dict | None = None  # batched backend spec (stream/stages/multistream.py; required)
     max_batch: int | None = None  # cap on frames per step (default: the largest batch size the backend has)
     deadline_ms: float = 5.0  # longest a ready frame waits for the other streams
     audio_wait_ms: float = 30.0
-    send_image: bool = False
-    top_k: int = 3
+    send_image: bool = False  # results carry the frame too (when the sink draws on it)
+    top_k: int = 3  # concepts named per frame
     idle_timeout_s: float = 30.0  # a stream whose source sends nothing this long (without an EOS) has ended
 
     def check(self) -> None:
@@ -224,6 +221,7 @@ class MultiOptions(StageOptions):
         self._require(self.streams is None or isinstance(self.streams, list), "streams", "must be a list of streams")
         self._require(isinstance(self.backend, dict), "backend", "must be a backend spec (see stream.stages.multistream)")
         self._require(self.max_batch is None or self.max_batch >= 1, "max_batch", "must be >= 1")
+        self._require(self.top_k >= 0, "top_k", "must be >= 0")
         self._require(self.deadline_ms >= 0 and self.audio_wait_ms >= 0, "deadline_ms", "waits must be >= 0")
 
 

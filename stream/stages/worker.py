@@ -1,8 +1,8 @@
 """The segmenter's compute: resize to the model's size (stream/stages/resize.py), one
 backend step through engine.runtime, mask upsampled back to the frame size, top concepts.
 
-WorkerCore has no sockets, so it runs either inside the context stage (one worker: no hop at
-all) or in a WorkerStage that takes jobs over the network (scale-out).
+WorkerCore has no sockets, so it runs either inside the segmenter (stream/stages/multistream.py:
+one worker, no hop at all) or in a WorkerStage that takes jobs over the network (scale-out).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class WorkerCore:
         except (OSError, ValueError, RuntimeError, ImportError, KeyError) as exc:
             raise StageError(f"cannot load the model {spec.get('artifact', spec.get('kind'))}: {exc}") from exc
         self.geo = model_geometry(self.backend)
-        # the one image input the single-stream path reuses every frame: written in place, handed to the
+        # the one image input run() (a WorkerStage) reuses every frame: written in place, handed to the
         # backend as is (no transposed temporary and no second copy inside the backend's checks)
         self.image_in = np.empty(self.backend.input_specs["image"][0], np.float32)
         self.warmup_ms = warm_up(self.backend)

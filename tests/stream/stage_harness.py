@@ -61,6 +61,23 @@ class Harness:
         assert not hasattr(self, "thread") or not self.thread.is_alive()
 
 
+def segmenter(**options):
+    """The one-worker segmenter of the single-stream graph: the multi-stream segmenter with one lane,
+    the harness's own stream (stream.graph.graph.stage_specs builds it so), on the null model."""
+    from stream.stages.multistream import MultiSegmenterStage
+
+    return MultiSegmenterStage(backend={"kind": "null"}, max_batch=1, **options)
+
+
+def only_lane(h, timeout_s: float = 60.0):
+    """The segmenter's one lane, once open() has built it (its sockets subscribe while it is being built)."""
+    deadline = time.monotonic() + timeout_s
+    while len(getattr(h.stage, "lanes", ())) < 1:
+        assert time.monotonic() < deadline and h.thread.is_alive(), "the segmenter never built its lane"
+        time.sleep(0.01)
+    return h.stage.lanes[0]
+
+
 def frame(seq: int) -> list:
     return encode("frame", {"stream": "s", "seq": seq, "capture_ns": time.monotonic_ns(), "pts_ns": seq * 33_333_333,
                             "t": {"capture": time.monotonic_ns()}}, {"image": np.zeros((16, 20, 3), np.uint8)})

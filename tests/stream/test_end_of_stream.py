@@ -10,10 +10,9 @@ import json
 import numpy as np
 import zmq
 
-from stream.stages.context_stage import ContextStage
 from stream.wire.protocol import encode
 
-from .stage_harness import frame
+from .stage_harness import frame, only_lane, segmenter
 from .test_fuzz import frame_comes_back
 
 
@@ -45,11 +44,11 @@ def _run_to_eos(h, pull, frames: list[int], last_seq: int, stop: bool) -> dict:
             assert not h.thread.is_alive()
             return {"eos": head, "results": seen, "counters": h.report["counters"]}
         seen.append(head["seq"])
-    raise AssertionError("the context stage never sent its EOS")
+    raise AssertionError("the segmenter never sent its EOS")
 
 
 def _stage(harness):
-    h = harness(ContextStage(inline={"kind": "null"}, audio_wait_ms=0, send_image=False))
+    h = harness(segmenter(audio_wait_ms=0, send_image=False))
     pull = h.sock(zmq.PULL, "results", True)
     return h, pull
 
@@ -81,6 +80,6 @@ def test_a_forged_eos_on_the_audio_link_is_refused(harness):
     audio.send_multipart(_eos(0))  # no token: anyone's
     video.send_multipart(frame(0))
     # frames after the forged "last frame 0" still come back as results (the stream went on)
-    head = frame_comes_back(video, pull, lambda: h.stage.last_seq)
+    head = frame_comes_back(video, pull, lambda: only_lane(h).intake.last_seq)
     assert head["kind"] == "result" and head["seq"] >= 1
     assert h.thread.is_alive() and h.stage.counters["forged_eos"] == 1

@@ -14,7 +14,7 @@ from stream.stages.context_stage import ContextStage
 from stream.wire.order import RESYNC
 from stream.wire.protocol import encode, finite
 
-from .stage_harness import frame
+from .stage_harness import frame, only_lane, segmenter
 
 
 def audio(first: int, samples: np.ndarray, seq: int = 0) -> list:
@@ -43,10 +43,10 @@ def test_keeper_never_stores_a_nonfinite_text():
 
 
 def test_nan_audio_costs_at_most_its_frame(harness):
-    """Ten NaN samples in the audio: the context stage sanitises them (counted) and the text
+    """Ten NaN samples in the audio: the segmenter sanitises them (counted) and the text
     context stays finite, so later frames are not poisoned (issue 14.1). The null backend's frame
     text is the mean audio level, so a NaN that reached it would land in the rings."""
-    h = harness(ContextStage(workers=1, inline={"kind": "null"}, audio_wait_ms=200))
+    h = harness(segmenter(audio_wait_ms=200))
     video = h.publisher("video")
     asock = h.publisher("audio")
     pull = h.sock(zmq.PULL, "results", True)
@@ -57,7 +57,8 @@ def test_nan_audio_costs_at_most_its_frame(harness):
     tone[16010] = np.inf
     for pos in range(0, tone.size, 1600):
         asock.send_multipart(audio(pos, tone[pos:pos + 1600], pos // 1600))
-    assert wait_for(lambda: h.stage.intake.ring.end >= tone.size, 30)  # every chunk is in the ring before the frames
+    lane = only_lane(h)
+    assert wait_for(lambda: lane.intake.ring.end >= tone.size, 30)  # every chunk is in the ring before the frames
     got = 0
     for seq in range(0, 60, 3):  # frames spread over the 2 s, after the NaN too
         video.send_multipart(frame(seq))
@@ -66,8 +67,8 @@ def test_nan_audio_costs_at_most_its_frame(harness):
             got += 1
     assert got >= 15
     assert h.stage.counters["nonfinite_audio_samples"] == 11
-    assert all(np.isfinite(a).all() for a in h.stage.keeper.state.as_inputs().values())
-    assert h.stage.keeper.state.segment_valid.sum() >= 1  # it really did run past the NaN second
+    assert all(np.isfinite(a).all() for a in lane.keeper.state.as_inputs().values())
+    assert lane.keeper.state.segment_valid.sum() >= 1  # it really did run past the NaN second
 
 
 def result(seq: int, prev: int, pts_ns: int | None = None, **extra) -> list:
@@ -312,9 +313,9 @@ def test_a_silent_segmenter_ends_the_sink_with_an_error_naming_it(harness, tmp_p
     assert "nothing from the segmenter" in h.report["error"] and h.ep["results"] in h.report["error"]
 
 
-def test_a_silent_source_ends_the_context_stage_with_an_error_naming_it(harness):
+def test_a_silent_source_ends_the_segmenter_with_an_error_naming_it(harness):
     """26.10: the segmenter waited forever for a source that vanished without an EOS."""
-    h = harness(ContextStage(inline={"kind": "null"}, idle_timeout_s=1.0))
+    h = harness(segmenter(idle_timeout_s=1.0))
     pub = h.publisher("video")
     pull = h.sock(zmq.PULL, "results", True)
     h.start()

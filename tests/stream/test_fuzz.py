@@ -16,7 +16,7 @@ from stream.stages.sink import SinkStage
 from stream.stages.worker import WorkerStage
 from stream.wire.protocol import encode
 
-from .stage_harness import frame
+from .stage_harness import frame, only_lane, segmenter
 
 JSONV = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=6),
                      lambda x: st.lists(x, max_size=3) | st.dictionaries(st.text(max_size=5), x, max_size=3), max_leaves=8)
@@ -176,8 +176,8 @@ def test_oversized_messages_are_dropped_and_counted(harness):
 
 
 def test_inline_segmenter_survives_fuzzed_frames(harness):
-    """One worker runs inside the context stage: garbage frames must not reach the model."""
-    h = harness(ContextStage(workers=1, inline={"kind": "null"}, audio_wait_ms=0))
+    """One worker runs inside the segmenter: garbage frames must not reach the model."""
+    h = harness(segmenter(audio_wait_ms=0))
     video = h.publisher("video")
     pull = h.sock(zmq.PULL, "results", True)
     h.start()
@@ -191,14 +191,14 @@ def test_inline_segmenter_survives_fuzzed_frames(harness):
         assert h.thread.is_alive()
 
     fuzz()
-    header = frame_comes_back(video, pull, lambda: h.stage.last_seq)
+    header = frame_comes_back(video, pull, lambda: only_lane(h).intake.last_seq)
     assert header["kind"] == "result" and "error" not in header
     assert h.stage.counters["malformed"] > 0
 
 
 def test_hostile_but_wellformed_headers(harness):
     """Messages that pass the wire format but carry nonsense where stages compute with values."""
-    h = harness(ContextStage(workers=1, inline={"kind": "null"}, audio_wait_ms=0))
+    h = harness(segmenter(audio_wait_ms=0))
     video = h.publisher("video")
     audio = h.publisher("audio")
     pull = h.sock(zmq.PULL, "results", True)
@@ -214,21 +214,22 @@ def test_hostile_but_wellformed_headers(harness):
     deadline = time.monotonic() + 30
     while h.stage.counters.get("malformed", 0) < 4 and time.monotonic() < deadline:  # every bad message was read
         time.sleep(0.01)
-    video.send_multipart(frame((h.stage.last_seq or 0) + 1))
+    intake = only_lane(h).intake
+    video.send_multipart(frame((intake.last_seq or 0) + 1))
     got = []
     while pull.poll(2000):
         got.append(json.loads(pull.recv_multipart()[0]))
-        if got[-1]["seq"] == h.stage.last_seq:
+        if got[-1]["seq"] == intake.last_seq:
             break
     assert h.thread.is_alive() and got and "error" not in got[-1]
     # all four are refused by protocol.py's per-kind ranges (t not stamps, pts and first_sample
     # beyond 2^53, eos counts not integers): the ring never sees the wild sample number
-    assert h.stage.counters["malformed"] == 4 and h.stage.intake.ring.resets == 0
+    assert h.stage.counters["malformed"] == 4 and intake.ring.resets == 0
 
 
 def test_restarted_source_is_followed(harness):
     """A source that restarts begins again at seq 0: counted as a reset, its frames still run."""
-    h = harness(ContextStage(workers=1, inline={"kind": "null"}, audio_wait_ms=0))
+    h = harness(segmenter(audio_wait_ms=0))
     video = h.publisher("video")
     pull = h.sock(zmq.PULL, "results", True)
     h.start()

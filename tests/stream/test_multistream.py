@@ -50,8 +50,8 @@ class _RingSpy:
 
             @staticmethod
             def _spy(lane, take):
-                def spied(core):
-                    row = take(core)
+                def spied(core, *args):
+                    row = take(core, *args)
                     if row is not None:
                         arrays = row[2]
                         valid = arrays["frame_valid"][0].astype(bool)
