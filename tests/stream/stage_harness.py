@@ -69,6 +69,21 @@ def segmenter(**options):
     return MultiSegmenterStage(backend={"kind": "null"}, max_batch=1, **options)
 
 
+def segmenter_running(harness, *, audio: bool = False, **options):
+    """A started one-lane segmenter (``segmenter(**options)``) with the test as its source (video, and
+    audio when asked: XPUBs it has subscribed to) and its sink (a PULL on the results link).
+    Returns (harness, video, audio or None, pull)."""
+    import zmq
+
+    h = harness(segmenter(**options))
+    video = h.publisher("video")
+    asock = h.publisher("audio") if audio else None
+    pull = h.sock(zmq.PULL, "results", True)
+    h.start()
+    h.subscribed(video, *([asock] if asock is not None else []))
+    return h, video, asock, pull
+
+
 def only_lane(h, timeout_s: float = 60.0):
     """The segmenter's one lane, once open() has built it (its sockets subscribe while it is being built)."""
     deadline = time.monotonic() + timeout_s

@@ -14,7 +14,7 @@ from stream.stages.context_stage import ContextStage
 from stream.wire.order import RESYNC
 from stream.wire.protocol import encode, finite
 
-from .stage_harness import frame, only_lane, segmenter
+from .stage_harness import frame, only_lane, segmenter_running
 
 
 def audio(first: int, samples: np.ndarray, seq: int = 0) -> list:
@@ -46,12 +46,7 @@ def test_nan_audio_costs_at_most_its_frame(harness):
     """Ten NaN samples in the audio: the segmenter sanitises them (counted) and the text
     context stays finite, so later frames are not poisoned (issue 14.1). The null backend's frame
     text is the mean audio level, so a NaN that reached it would land in the rings."""
-    h = harness(segmenter(audio_wait_ms=200))
-    video = h.publisher("video")
-    asock = h.publisher("audio")
-    pull = h.sock(zmq.PULL, "results", True)
-    h.start()
-    h.subscribed(video, asock)
+    h, video, asock, pull = segmenter_running(harness, audio=True, audio_wait_ms=200)
     tone = np.full(16000 * 2, 0.1, np.float32)
     tone[16000:16010] = np.nan
     tone[16010] = np.inf
@@ -315,11 +310,7 @@ def test_a_silent_segmenter_ends_the_sink_with_an_error_naming_it(harness, tmp_p
 
 def test_a_silent_source_ends_the_segmenter_with_an_error_naming_it(harness):
     """26.10: the segmenter waited forever for a source that vanished without an EOS."""
-    h = harness(segmenter(idle_timeout_s=1.0))
-    pub = h.publisher("video")
-    pull = h.sock(zmq.PULL, "results", True)
-    h.start()
-    h.subscribed(pub)
+    h, pub, _, pull = segmenter_running(harness, idle_timeout_s=1.0)
     for seq in range(3):
         pub.send_multipart(frame(seq))
     assert wait_for(lambda: h.stage.counters.get("received", 0) >= 3, 30)

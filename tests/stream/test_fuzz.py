@@ -16,7 +16,7 @@ from stream.stages.sink import SinkStage
 from stream.stages.worker import WorkerStage
 from stream.wire.protocol import encode
 
-from .stage_harness import frame, only_lane, segmenter
+from .stage_harness import frame, only_lane, segmenter_running
 
 JSONV = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=6),
                      lambda x: st.lists(x, max_size=3) | st.dictionaries(st.text(max_size=5), x, max_size=3), max_leaves=8)
@@ -177,11 +177,7 @@ def test_oversized_messages_are_dropped_and_counted(harness):
 
 def test_inline_segmenter_survives_fuzzed_frames(harness):
     """One worker runs inside the segmenter: garbage frames must not reach the model."""
-    h = harness(segmenter(audio_wait_ms=0))
-    video = h.publisher("video")
-    pull = h.sock(zmq.PULL, "results", True)
-    h.start()
-    h.subscribed(video)
+    h, video, _, pull = segmenter_running(harness, audio_wait_ms=0)
     seq = iter(range(10**6))
 
     @FUZZ
@@ -198,12 +194,7 @@ def test_inline_segmenter_survives_fuzzed_frames(harness):
 
 def test_hostile_but_wellformed_headers(harness):
     """Messages that pass the wire format but carry nonsense where stages compute with values."""
-    h = harness(segmenter(audio_wait_ms=0))
-    video = h.publisher("video")
-    audio = h.publisher("audio")
-    pull = h.sock(zmq.PULL, "results", True)
-    h.start()
-    h.subscribed(video, audio)
+    h, video, audio, pull = segmenter_running(harness, audio=True, audio_wait_ms=0)
     bad = [encode("frame", {"stream": "s", "seq": 0, "capture_ns": 0, "pts_ns": 0, "t": [1, 2]}, {"image": np.zeros((8, 8, 3), np.uint8)}),
            encode("frame", {"stream": "s", "seq": 1, "capture_ns": 0, "pts_ns": 2**62, "t": {"x": "y"}}, {"image": np.zeros((8, 8, 3), np.uint8)}),
            encode("eos", {"stream": "s", "seq": 2, "capture_ns": 0, "last_seq": "many", "frames_sent": None})]
@@ -229,11 +220,7 @@ def test_hostile_but_wellformed_headers(harness):
 
 def test_restarted_source_is_followed(harness):
     """A source that restarts begins again at seq 0: counted as a reset, its frames still run."""
-    h = harness(segmenter(audio_wait_ms=0))
-    video = h.publisher("video")
-    pull = h.sock(zmq.PULL, "results", True)
-    h.start()
-    h.subscribed(video)
+    h, video, _, pull = segmenter_running(harness, audio_wait_ms=0)
     seqs = []
     for s in [*range(100, 103), *range(0, 3)]:
         video.send_multipart(frame(s))
