@@ -80,8 +80,6 @@ def one(mode: str, n: int, size: int, seconds: float) -> dict:
     finally:
         flood.kill()
         flood.wait()
-        if gate is not None:
-            gate.close()
         ctx.destroy(linger=0)
     return {"mode": mode, "subscriptions_sent": n, "subscription_bytes": size, "seconds": seconds,
             "rss_growth_end_mb": round(end, 1), "rss_growth_peak_mb": round(peak, 1),

@@ -111,8 +111,6 @@ class MaskForwarder:
         if hasattr(self, "done"):
             self.done.set()
             self.thread.join(5)
-        if hasattr(self, "gate"):
-            self.gate.close()
         self.xsub.close(0)
         self.xpub.close(0)
         self.ctx.term()

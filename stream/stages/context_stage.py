@@ -19,14 +19,12 @@ import zmq
 
 from stream.stages.context import ContextKeeper
 from stream.stages.dispatch import Dispatcher
-from stream.stages.intake import StreamIntake
+from stream.stages.intake import QUIET_AFTER_STOP_NS, StreamIntake
 from stream.stages.metrics import Gauge
 from stream.stages.options import ContextOptions
 from stream.stages.stage import Stage, StageEnv, StageError
 from stream.wire.protocol import GEOMETRY_KEYS, encode, forward, geometry
 from stream.wire.transport import close_socket, open_socket, recv_packet, stamp
-
-QUIET_NS = 1_000_000_000  # with no EOS on the video link: how long the stage waits for what is in flight (intake.end_if_quiet)
 
 
 class ContextStage(Stage):
@@ -157,7 +155,7 @@ class ContextStage(Stage):
             self._dispatch()
         self.in_flight_gauge.set(len(self.jobs.in_flight))
         stopped = self.env.stop.is_set()  # the source is gone: its EOS may never reach us
-        intake.end_if_quiet(stamp(), QUIET_NS, stopped=stopped)
+        intake.end_if_quiet(stamp(), QUIET_AFTER_STOP_NS, stopped=stopped)
         if not stopped and intake.eos_header is None and (why := intake.liveness.silent()):
             raise StageError(why)
         if intake.eos_header is not None and intake.latest is None:

@@ -31,6 +31,8 @@ from stream.wire.shm_link import ShmReceiver
 from stream.wire.shm_link import attach as shm_attach
 from stream.wire.transport import close_socket, open_socket, recv_packet, stamp
 
+QUIET_AFTER_STOP_NS = 10**9  # after a stop (the source is gone) with no EOS: how long what is in flight gets (end_if_quiet)
+
 
 @dataclass(frozen=True)
 class TakenFrame:
@@ -198,17 +200,15 @@ class StreamIntake:
             return
         promised = self.eos_promised
         last = -1 if self.last_seq is None else self.last_seq
-        if promised is not None and last >= promised.get("last_seq", -1):
-            self.eos_header = promised
+        if promised is None or last < promised.get("last_seq", -1):  # frames the source named are still missing
+            if promised is None and not stopped:
+                return
+            self.quiet_since = self.quiet_since or now
+            if now - self.quiet_since <= quiet_ns:
+                return
+        self.eos_header = promised or {}
+        if promised is not None:
             self.counters["eos_from_source"] = True
-            return
-        if promised is None and not stopped:
-            return
-        self.quiet_since = self.quiet_since or now
-        if now - self.quiet_since > quiet_ns:
-            self.eos_header = promised or {}
-            if promised is not None:
-                self.counters["eos_from_source"] = True
 
     def eos_head(self) -> dict[str, Any]:
         """The end-of-stream header sent on (to each worker, or to the sink): what the source says

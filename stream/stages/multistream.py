@@ -25,7 +25,7 @@ import zmq
 
 from engine.batching import BatchedStep, open_sizes
 from stream.stages.context import ContextKeeper
-from stream.stages.intake import StreamIntake
+from stream.stages.intake import QUIET_AFTER_STOP_NS, StreamIntake
 from stream.stages.metrics import Gauge
 from stream.stages.models import NullBackend
 from stream.stages.options import MultiOptions
@@ -35,7 +35,6 @@ from stream.wire.protocol import encode
 from stream.wire.transport import stamp
 
 SOURCE_QUIET_NS = 2 * 10**9  # after a stream's source ended: how long its lane waits for the EOS in flight
-STOP_QUIET_NS = 10**9  # after a stop of the whole run: how long a lane with nothing pending waits for it
 
 
 class RowNullBackend:
@@ -287,7 +286,7 @@ class MultiSegmenterStage(Stage):
         for lane in self.lanes:
             source_over = lane.ended is not None and lane.ended.is_set()
             if stopping:  # the sources are gone; an EOS that never reached us is waited for a second
-                lane.intake.end_if_quiet(now, STOP_QUIET_NS, stopped=True)
+                lane.intake.end_if_quiet(now, QUIET_AFTER_STOP_NS, stopped=True)
             else:  # this stream's source is over, or its EOS came on the audio link only
                 lane.intake.end_if_quiet(now, SOURCE_QUIET_NS, stopped=source_over)
             if not stopping and not source_over and lane.eos_header is None and (why := lane.intake.liveness.silent()):

@@ -372,7 +372,6 @@ class SinkStage(Stage):
             self.view.close()
         if self.pub_gate is not None:
             self.counters.update({k: n for k, n in self.pub_gate.counters.items() if n and k != "subscriptions"})
-            self.pub_gate.close()
         for s in (self.pull, self.asub, self.pub):
             close_socket(s, self.env.abort)
         if self.taker is not None:

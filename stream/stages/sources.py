@@ -129,8 +129,6 @@ class AVOutput:
             time.sleep(0.02)
 
     def close(self) -> None:
-        for gate in self.gates.values():
-            gate.close()
         for sock in (self.video, self.audio):
             close_socket(sock, self.env.abort)
         if self.shm is not None:
