@@ -140,7 +140,10 @@ class SubscriptionGate:
         tcp = {fd: n for fd, n in received.items() if n is not None}
         heaviest = max(tcp, key=tcp.get) if tcp else None
         if not received or (heaviest is not None and tcp[heaviest] < self.shed_after // 2):
-            return  # no connection sent that much (the flood's is not accepted yet): try again at the next subscription
+            # no connection sent that much (the flood's is not accepted yet): look again after another quarter of
+            # the budget, not at every subscription (a descriptor scan each would stall the publish that drains)
+            self.ignored_since_shed -= self.shed_after // 4
+            return
         self.ignored_since_shed = 0
         for fd in [heaviest] if heaviest is not None else list(received):
             try:
