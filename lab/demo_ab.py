@@ -25,13 +25,16 @@ import time
 from pathlib import Path
 
 ORDERS = ("AB", "BA", "BA", "AB")
-T975 = {n: t for n, t in ((5, 2.571), (6, 2.447), (7, 2.365), (8, 2.306), (9, 2.262), (10, 2.228), (11, 2.201), (12, 2.179),
-                          (13, 2.160), (14, 2.145), (15, 2.131), (16, 2.120), (20, 2.086), (25, 2.060), (30, 2.042))}
+T975 = {5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131,
+        16: 2.120, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 50: 2.009, 60: 2.000, 80: 1.990, 99: 1.984, 120: 1.980}
 
 
 def t975(df: int) -> float:
-    """Student's t 0.975 quantile (a table; above 30 the normal's 1.96 is within 1%)."""
-    return T975.get(df) or next((T975[k] for k in sorted(T975) if k >= df), 1.96)
+    """Student's t 0.975 quantile from a table: between rows, the row of the next smaller df (a wider
+    interval, never a narrower one); below 5 degrees of freedom there is no interval worth the name."""
+    if df < 5:
+        return math.inf
+    return T975[max(k for k in T975 if k <= df)]
 
 
 def load_average() -> float:
