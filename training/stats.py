@@ -71,13 +71,20 @@ def per_clip_metrics(per_clip: dict) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-# Student t 0.975 quantiles for 1..30 degrees of freedom (beyond: 1.96), so no scipy is needed
+# Student t 0.975 quantiles, so no scipy is needed: every df from 1 to 30, then rows up to 120; between
+# rows the smaller df's quantile (an interval a little wider than exact, never narrower)
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
          2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+_T975_ROWS = {40: 2.021, 50: 2.009, 60: 2.000, 80: 1.990, 99: 1.984, 120: 1.980}
 
 
 def t975(df: int) -> float:
-    return _T975[df - 1] if 1 <= df <= len(_T975) else 1.96
+    if df < 1:
+        raise ValueError("a t interval needs at least 1 degree of freedom")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    below = [k for k in _T975_ROWS if k <= df]
+    return _T975_ROWS[max(below)] if below else _T975[-1]
 
 
 def seed_paired(diffs, *, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED) -> dict[str, float]:

@@ -10,7 +10,7 @@ import torch
 import model
 from training.__main__ import main
 from training.evaluate import pair_by_seed
-from training.stats import decide, seed_paired
+from training.stats import decide, seed_paired, t975
 
 
 def test_seed_paired_t_interval_hand_case():
@@ -21,6 +21,16 @@ def test_seed_paired_t_interval_hand_case():
     assert 1.0 <= st["boot_lo"] <= st["boot_hi"] <= 3.0
     one = seed_paired([5.0])
     assert one["t_lo"] == -math.inf and one["t_hi"] == math.inf  # one pair says nothing about the recipe
+
+
+def test_t_quantile_table():
+    assert t975(15) == pytest.approx(2.131)
+    assert t975(17) == pytest.approx(2.110)
+    assert t975(35) == pytest.approx(2.042)  # between rows: the smaller df's (wider) quantile, never a narrower one
+    assert t975(99) == pytest.approx(1.984)
+    assert t975(500) == pytest.approx(1.980)
+    with pytest.raises(ValueError):
+        t975(0)
 
 
 @pytest.mark.parametrize(
