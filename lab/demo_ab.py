@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -24,30 +23,38 @@ import sys
 import time
 from pathlib import Path
 
+from training.stats import seed_paired
+
 ORDERS = ("AB", "BA", "BA", "AB")
-T975 = {5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131,
-        16: 2.120, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 50: 2.009, 60: 2.000, 80: 1.990, 99: 1.984, 120: 1.980}
-
-
-def t975(df: int) -> float:
-    """Student's t 0.975 quantile from a table: between rows, the row of the next smaller df (a wider
-    interval, never a narrower one); below 5 degrees of freedom there is no interval worth the name."""
-    if df < 5:
-        return math.inf
-    return T975[max(k for k in T975 if k <= df)]
 
 
 def load_average() -> float:
     return os.getloadavg()[0]
 
 
+def _child(checkout: Path) -> dict:
+    """How a run of ``checkout`` is started: in that folder, since ``python -m`` puts the working folder
+    ahead of PYTHONPATH (run from another checkout, both arms would import that one's code)."""
+    return {"cwd": checkout, "env": dict(os.environ, PYTHONPATH=str(checkout))}
+
+
+def check_arm(checkout: Path) -> str:
+    """The checkout's commit, after making sure a run started there imports its own ``stream``."""
+    got = subprocess.run([sys.executable, "-c", "import stream; print(stream.__file__)"], capture_output=True, text=True,
+                         **_child(checkout))
+    where = Path(got.stdout.strip()).resolve() if got.returncode == 0 else None
+    if where is None or checkout not in where.parents:
+        raise SystemExit(f"a run in {checkout} imports stream from {where or got.stderr.strip()[-200:]}, not from that checkout")
+    rev = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return rev.stdout.strip() or "?"
+
+
 def run_one(checkout: Path, out: Path, seconds: int) -> dict:
-    """One demo run of ``checkout`` (its code first on the path); the numbers its report gives."""
-    env = dict(os.environ, PYTHONPATH=str(checkout))
+    """One demo run of ``checkout`` (started in it); the numbers its report gives."""
     t0, load0 = time.time(), load_average()
     with open(out.with_suffix(".log"), "w") as log:
         rc = subprocess.call([sys.executable, "-m", "stream", "demo", "--seconds", str(seconds), "--out", str(out), "--view", "off"],
-                             env=env, stdout=log, stderr=subprocess.STDOUT)
+                             stdout=log, stderr=subprocess.STDOUT, **_child(checkout))
     row = {"rc": rc, "started": time.strftime("%H:%M:%S", time.gmtime(t0)), "load_before": round(load0, 2),
            "load_after": round(load_average(), 2)}
     return {**row, **summarise(out)} if rc == 0 else row
@@ -62,14 +69,14 @@ def summarise(out: Path) -> dict:
 
 
 def verdict(diffs: list[float], margin: float) -> dict:
-    n = len(diffs)
-    mean = statistics.fmean(diffs)
-    sd = statistics.stdev(diffs) if n > 1 else math.nan
-    half = t975(n - 1) * sd / math.sqrt(n) if n > 1 else math.nan
-    lo, hi = mean - half, mean + half
+    """The registered rule on the paired t interval of training.stats.seed_paired (the unit here is a pair
+    of runs, not a seed; the interval is the same paired t)."""
+    st = seed_paired(diffs)
+    lo, hi = st["t_lo"], st["t_hi"]
     rule = "no p99 cost" if hi < margin else "a p99 cost" if lo > 0 else "undecided"
-    return {"pairs": n, "mean_ms": round(mean, 2), "sd_ms": round(sd, 2), "ci95_ms": [round(lo, 2), round(hi, 2)],
-            "b_higher_in": sum(d > 0 for d in diffs), "margin_ms": margin, "verdict": rule}
+    return {"pairs": st["n"], "mean_ms": round(st["mean"], 2), "sd_ms": round(st["sd"], 2), "ci95_ms": [round(lo, 2), round(hi, 2)],
+            "bootstrap95_ms": [round(st["boot_lo"], 2), round(st["boot_hi"], 2)], "b_higher_in": sum(d > 0 for d in diffs),
+            "margin_ms": margin, "verdict": rule}
 
 
 def report(out: Path, margin: float) -> dict:
@@ -95,13 +102,19 @@ def main(argv: list[str] | None = None) -> None:
     if not args.report:
         if not (args.a and args.b):
             p.error("--a and --b are needed to run pairs")
+        args.out = args.out.resolve()
         args.out.mkdir(parents=True, exist_ok=True)
+        arms = {"A": args.a.resolve(), "B": args.b.resolve()}
+        commits = {arm: check_arm(path) for arm, path in arms.items()}
+        print(f"A = {commits['A']}, B = {commits['B']}; one unscored run each first (model export, caches)", flush=True)
+        for arm, path in arms.items():
+            run_one(path, args.out / f"warmup-{arm}", args.seconds)
         pairs = []
         for i in range(1, args.pairs + 1):
             order = ORDERS[(i - 1) % len(ORDERS)]
             pair = {"pair": i, "order": order}
             for arm in order:
-                pair[arm] = run_one((args.a if arm == "A" else args.b).resolve(), args.out / f"{arm}-{i}", args.seconds)
+                pair[arm] = dict(run_one(arms[arm], args.out / f"{arm}-{i}", args.seconds), commit=commits[arm])
                 print(f"pair {i} {arm}: {json.dumps(pair[arm])}", flush=True)
             pairs.append(pair)
             (args.out / "pairs.json").write_text(json.dumps(pairs, indent=1))

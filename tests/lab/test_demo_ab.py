@@ -20,14 +20,6 @@ def test_verdict_rule():
     assert got["b_higher_in"] == 4 and got["pairs"] == 6
 
 
-def test_t_quantile_table():
-    assert demo_ab.t975(15) == pytest.approx(2.131)
-    assert demo_ab.t975(17) == pytest.approx(2.120)  # between rows: the smaller df's (wider) quantile
-    assert demo_ab.t975(99) == pytest.approx(1.984)
-    assert demo_ab.t975(500) == pytest.approx(1.980)
-    assert demo_ab.t975(3) == float("inf")
-
-
 def test_report_reads_pairs_and_skips_failed_ones(tmp_path):
     run = {"p99_ms": 50.0, "p50_ms": 30.0, "to_context_p99_ms": 20.0, "processed": 296, "rc": 0}
     pairs = [{"pair": i, "order": "AB", "A": dict(run), "B": dict(run, p99_ms=50.0 + d)} for i, d in enumerate([1.0, 2.0, 3.0], 1)]
